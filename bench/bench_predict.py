@@ -1,0 +1,93 @@
+"""Latency and throughput of `Predictor.predict` against a bare forward pass of the same encoder.
+
+    python bench/bench_predict.py [--weights weights] [--data ../shared/data/ham10000] [--repeats 5]
+
+Prints one row per configuration: milliseconds per image, images per second, and the ratio to the bare
+encoder forward at the same batch size. Runs on the CPU, and on CUDA too when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skinapp.inference import Predictor  # noqa: E402
+from skinapp.model.checkpoint import load_ensemble  # noqa: E402
+from skinapp.model.preprocess import resize_for_model, to_tensor  # noqa: E402
+
+
+def _images(data: Path | None, count: int) -> list[np.ndarray]:
+    if data is not None and (data / "images").is_dir():
+        import cv2
+
+        paths = sorted((data / "images").glob("*.jpg"))[:count]
+        return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (150, 200, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _timed(fn, repeats: int, sync) -> float:
+    fn()  # warm-up
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench(weights: Path, data: Path | None, device: torch.device, repeats: int) -> None:
+    models, card = load_ensemble(weights, device)
+    net = models[0]
+    size = card.model_config.image_size
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"\n{card.version} on {device} ({torch.get_num_threads()} CPU threads), input {size}×{size}, "
+          f"{len(models)} ensemble member(s); best of {repeats}")
+    print(f"{'configuration':44s} {'batch':>5s} {'ms/image':>9s} {'images/s':>9s} {'× bare':>7s}")
+    configs = [
+        ("predict: 4 TTA views + mask + Grad-CAM", dict(tta=True, gradcam=True)),
+        ("predict: 4 TTA views + mask", dict(tta=True, gradcam=False)),
+        ("predict: 1 view + mask + Grad-CAM", dict(tta=False, gradcam=True)),
+        ("predict: 1 view + mask", dict(tta=False, gradcam=False)),
+    ]
+    for batch in (1, 32):
+        images = _images(data, batch)
+        x = to_tensor(np.stack([resize_for_model(im, size) for im in images])).to(device)
+
+        def bare():
+            with torch.no_grad():
+                net.encode(x)
+
+        bare_s = _timed(bare, repeats, sync) / batch
+        print(f"{'bare encoder forward (preprocessed input)':44s} {batch:5d} {bare_s * 1e3:9.2f} {1 / bare_s:9.1f} {1.0:7.2f}")
+        for name, options in configs:
+            predictor = Predictor(models, card, device=device, batch_size=32, **options)
+            seconds = _timed(lambda: predictor.predict(images), repeats, sync) / batch
+            print(f"{name:44s} {batch:5d} {seconds * 1e3:9.2f} {1 / seconds:9.1f} {seconds / bare_s:7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        bench(args.weights, args.data, device, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

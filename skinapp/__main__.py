@@ -1,0 +1,3 @@
+from skinapp.cli import main
+
+raise SystemExit(main())

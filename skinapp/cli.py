@@ -1,0 +1,108 @@
+"""Command line: `python -m skinapp {train,evaluate,predict} …`. Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def _train(args: argparse.Namespace) -> int:
+    from skinapp.train.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, out=args.out, encoder=args.encoder, image_size=args.image_size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, folds=tuple(args.folds), n_folds=args.n_folds, seed=args.seed,
+        focal_gamma=args.focal_gamma, sampler_power=args.sampler_power, mask_weight=args.mask_weight,
+        triplet_weight=args.triplet_weight, metadata_dropout=args.metadata_dropout, patience=args.patience,
+        clahe=args.clahe, limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
+    )
+    card = train(cfg)
+    print(f"trained {len(card.members)} model(s) into {args.out}; evaluate them with: python -m skinapp evaluate --weights {args.out} --data {args.data}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from skinapp.evaluate import evaluate
+
+    metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card)
+    for key in ("with_metadata", "without_metadata"):
+        m = metrics[key]
+        print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
+              f"sensitivity@90%spec {m['sensitivity_at_90_specificity']:.3f}  ECE {m['expected_calibration_error']:.3f}")
+    if "mask" in metrics:
+        print(f"mask              Jaccard {metrics['mask']['jaccard']:.3f}  Dice {metrics['mask']['dice']:.3f}")
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from skinapp.predict import run_predict
+
+    return run_predict(args.paths, args.out, weights=args.weights, output_format=args.format, masks_dir=args.masks_dir,
+                       metadata_csv=args.metadata, tta=not args.no_tta)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m skinapp", description="skinapp dermoscopy model tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune the lesion model on HAM10000")
+    train.add_argument("--data", type=Path, required=True, help="HAM10000 folder (metadata CSV, images/, masks/)")
+    train.add_argument("--out", type=Path, required=True, help="folder for weights, model card and logs")
+    train.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
+    train.add_argument("--image-size", type=int, default=160)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=8e-4)
+    train.add_argument("--n-folds", type=int, default=5)
+    train.add_argument("--folds", type=int, nargs="+", default=[0], help="validation folds to train a model for")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--focal-gamma", type=float, default=2.0, help="0 = cross-entropy")
+    train.add_argument("--sampler-power", type=float, default=0.5, help="0 = natural class mix, 1 = class-balanced")
+    train.add_argument("--mask-weight", type=float, default=1.0, help="weight of mask supervision; 0 = unsupervised attention")
+    train.add_argument("--triplet-weight", type=float, default=0.1)
+    train.add_argument("--metadata-dropout", type=float, default=0.3)
+    train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--clahe", type=float, default=0.0, help="probability of CLAHE augmentation")
+    train.add_argument("--limit", type=int, help="use only the first N images (smoke runs)")
+    train.add_argument("--steps-per-epoch", type=int, help="cap on optimiser steps per epoch (smoke runs)")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score each model on the HAM10000 fold it never trained on")
+    evaluate.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
+    evaluate.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and plots")
+    evaluate.add_argument("--limit", type=int, help="use only the first N images of the data set")
+    evaluate.add_argument("--no-tta", action="store_true", help="identity view only")
+    evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="analyse images, DICOM files or folders")
+    predict.add_argument("paths", nargs="+", type=Path, help="image files, DICOM files, or folders (searched recursively)")
+    predict.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    predict.add_argument("--format", choices=["isic2018", "full"], default="isic2018")
+    predict.add_argument("--masks-dir", type=Path, help="write <image>_mask.png (255 = lesion) here")
+    predict.add_argument("--metadata", type=Path, help="sidecar CSV with age, sex, site and patient per image name")
+    predict.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
+    predict.add_argument("--no-tta", action="store_true", help="identity view only (faster, less stable)")
+    predict.set_defaults(run=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from skinapp.model.checkpoint import WeightsError
+
+    try:
+        return args.run(args)
+    except (WeightsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

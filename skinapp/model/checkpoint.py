@@ -1,0 +1,97 @@
+"""Weights on disk: safetensors files (never pickle) described by `model_card.json`, each with its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from skinapp.model.network import LesionNet, ModelConfig
+
+CARD_FILE = "model_card.json"
+
+
+class WeightsError(RuntimeError):
+    """The weights folder is missing, incomplete, or does not match its model card."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Member:
+    """One trained network of the ensemble: its file and the fold it never saw in training."""
+
+    file: str
+    sha256: str
+    validation_fold: int
+    best_epoch: int = -1
+
+
+@dataclass
+class ModelCard:
+    version: str
+    config: dict
+    members: list[Member]
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(**self.config)
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelCard":
+        path = Path(folder) / CARD_FILE
+        if not path.is_file():
+            raise WeightsError(f"no trained model in {folder}: {CARD_FILE} is missing")
+        try:
+            raw = json.loads(path.read_text())
+            raw["members"] = [Member(**m) for m in raw["members"]]
+            return cls(**raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise WeightsError(f"{path} is not a valid model card: {exc}") from exc
+
+
+def save_weights(model: LesionNet, path: Path) -> str:
+    """Write the state dict as safetensors with the config embedded; returns the file's sha256."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"config": model.config.to_json()})
+    return sha256_of(path)
+
+
+def load_member(folder: Path, member: Member, config: ModelConfig, device: str | torch.device = "cpu") -> LesionNet:
+    path = Path(folder) / member.file
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} named in the model card is missing")
+    actual = sha256_of(path)
+    if actual != member.sha256:
+        raise WeightsError(
+            f"weight file {path} does not match the model card (sha256 {actual[:12]}… instead of {member.sha256[:12]}…);"
+            " it was changed or corrupted — restore it from the release"
+        )
+    model = LesionNet(config, pretrained_encoder=False)
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise WeightsError(f"weight file {path} does not fit the architecture in the model card: {exc}") from exc
+    return model.to(device).eval()
+
+
+def load_ensemble(folder: Path, device: str | torch.device = "cpu") -> tuple[list[LesionNet], ModelCard]:
+    card = ModelCard.load(folder)
+    if not card.members:
+        raise WeightsError(f"the model card in {folder} lists no weight files")
+    return [load_member(folder, m, card.model_config, device) for m in card.members], card

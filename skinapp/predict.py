@@ -1,0 +1,65 @@
+"""The `predict` command: cases in, one CSV row per case out, optional binary lesion masks."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from skinapp.inference import Prediction, Predictor
+from skinapp.io import Case, load_cases
+from skinapp.vocab import CLASSES
+
+ISIC2018_COLUMNS = ["image", *CLASSES]
+FULL_COLUMNS = [
+    *ISIC2018_COLUMNS, "predicted_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
+    "bbox_height", "patient_id", "dermoscopic", "source", "model_version",
+]
+
+
+def mask_file_name(case_id: str) -> str:
+    return case_id.replace("#", "_frame") + "_mask.png"
+
+
+def csv_row(case: Case, prediction: Prediction, output_format: str) -> dict:
+    row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in prediction.class_probabilities().items()}}
+    if output_format == "full":
+        x, y, w, h = prediction.outline.bbox or ("", "", "", "")
+        row.update(
+            predicted_class=prediction.predicted_class, malignancy=f"{prediction.malignancy:.6f}",
+            mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
+            patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
+            model_version=prediction.model_version,
+        )
+    return row
+
+
+def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
+                masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16) -> int:
+    """Returns the exit code: 0 if any case was analysed, 1 if none could be."""
+    cases, report = load_cases(paths, sidecar=metadata_csv)
+    for rejection in report.rejected:
+        print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
+    if not cases:
+        print("error: no input could be read; nothing was analysed", file=sys.stderr)
+        return 1
+    predictor = Predictor.from_weights(weights, tta=tta, gradcam=False)
+    if masks_dir is not None:
+        masks_dir.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    columns = FULL_COLUMNS if output_format == "full" else ISIC2018_COLUMNS
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for start in range(0, len(cases), chunk):
+            batch = cases[start:start + chunk]
+            for case, prediction in zip(batch, predictor.predict([c.image for c in batch], [c.metadata for c in batch])):
+                writer.writerow(csv_row(case, prediction, output_format))
+                if masks_dir is not None:
+                    cv2.imwrite(str(masks_dir / mask_file_name(case.case_id)), prediction.outline.mask.astype(np.uint8) * 255)
+    print(f"{len(cases)} case(s) analysed with model {predictor.model_version} → {out}; {len(report.rejected)} file(s) skipped")
+    return 0

@@ -1,0 +1,66 @@
+"""Shared fixtures. Everything here is synthetic except `shared_data`, which is the real data folder
+beside the repository (../shared/data) and skips the test with a reason where it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skinapp.model.checkpoint import Member, ModelCard, save_weights
+from skinapp.model.network import LesionNet, ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKINAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHIPPED_WEIGHTS = REPO / "weights"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "ham10000" / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set SKINAPP_SHARED_DATA or place ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shipped_weights() -> Path:
+    if not (SHIPPED_WEIGHTS / "model_card.json").is_file():
+        pytest.skip("no trained weights in weights/")
+    return SHIPPED_WEIGHTS
+
+
+def write_weights(folder: Path, image_size: int = 64, members: int = 1, seed: int = 0) -> Path:
+    """An untrained network saved the way training saves one, for testing the plumbing (never shipped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ModelConfig(image_size=image_size)
+    entries = []
+    for k in range(members):
+        torch.manual_seed(seed + k)
+        net = LesionNet(config, pretrained_encoder=False).eval()
+        sha = save_weights(net, folder / f"fold{k}.safetensors")
+        entries.append(Member(file=f"fold{k}.safetensors", sha256=sha, validation_fold=k))
+    ModelCard(version="test-untrained", config=config.__dict__.copy(), members=entries).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    return write_weights(tmp_path_factory.mktemp("weights"))
+
+
+def synthetic_lesion(height: int = 90, width: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A skin-coloured image with one dark elliptical 'lesion', and its mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    cy, cx = height / 2 + rng.uniform(-5, 5), width / 2 + rng.uniform(-5, 5)
+    mask = ((yy - cy) / (height * 0.25)) ** 2 + ((xx - cx) / (width * 0.2)) ** 2 <= 1
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = (225, 180, 160)
+    image[mask] = (90, 55, 40)
+    noise = rng.integers(-10, 10, image.shape)
+    return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), mask

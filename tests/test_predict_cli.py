@@ -1,0 +1,67 @@
+import csv
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO, synthetic_lesion
+from skinapp.cli import main
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i, (h, w) in enumerate([(90, 120), (150, 200)]):
+        image = synthetic_lesion(h, w, seed=i)[0]
+        cv2.imwrite(str((folder / "sub" if i else folder) / f"lesion{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return folder
+
+
+def _rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_isic2018_format_and_masks(tmp_path, inputs, tiny_weights, capsys):
+    out = tmp_path / "pred.csv"
+    code = main(["predict", str(inputs), "--out", str(out), "--weights", str(tiny_weights), "--masks-dir", str(tmp_path / "masks")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "broken.jpg" in err
+    header = out.read_text().splitlines()[0]
+    assert header == "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
+    rows = _rows(out)
+    assert sorted(r["image"] for r in rows) == ["lesion0", "lesion1"]
+    for row in rows:
+        assert abs(sum(float(row[c]) for c in "MEL NV BCC AKIEC BKL DF VASC".split()) - 1) < 1e-4
+    mask = cv2.imread(str(tmp_path / "masks" / "lesion1_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (150, 200) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_full_format(tmp_path, inputs, tiny_weights):
+    out = tmp_path / "full.csv"
+    assert main(["predict", str(inputs / "lesion0.png"), "--out", str(out), "--format", "full", "--weights", str(tiny_weights)]) == 0
+    row = _rows(out)[0]
+    assert row["model_version"] == "test-untrained" and 0 <= float(row["malignancy"]) <= 1
+    assert {"predicted_class", "mask_area_fraction", "bbox_x", "bbox_height"} <= set(row)
+
+
+def test_nothing_readable_exits_non_zero(tmp_path, tiny_weights, capsys):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "missing"), "--out", str(tmp_path / "x.csv"), "--weights", str(tiny_weights)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.png" in err and "missing: no such file" in err
+
+
+def test_missing_weights_are_a_message_not_a_traceback(tmp_path, inputs):
+    run = subprocess.run(
+        [sys.executable, "-m", "skinapp", "predict", str(inputs), "--out", str(tmp_path / "x.csv"), "--weights", str(tmp_path / "none")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert run.returncode == 2
+    assert "model_card.json is missing" in run.stderr and "Traceback" not in run.stderr

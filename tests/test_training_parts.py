@@ -1,0 +1,83 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from skinapp.train.augment import AugmentConfig, augment
+from skinapp.train.data import make_folds
+from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
+from skinapp.train.loop import drop_metadata
+from skinapp.vocab import Metadata
+
+from conftest import synthetic_lesion
+
+
+def _check_folds(labels, groups, folds, n_folds):
+    assert set(folds) == set(range(n_folds))
+    per_group = pd.Series(folds).groupby(pd.Series(groups)).nunique()
+    assert (per_group == 1).all(), "a lesion appears in two folds"
+
+
+def test_folds_group_lesions_and_stratify():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(400), rng.integers(1, 4, 400))
+    labels = (rng.random(400) < 0.2).astype(int)[groups]
+    folds = make_folds(labels, groups, n_folds=5, seed=1)
+    _check_folds(labels, groups, folds, 5)
+    shares = [labels[folds == f].mean() for f in range(5)]
+    assert max(shares) - min(shares) < 0.08
+    assert np.array_equal(folds, make_folds(labels, groups, n_folds=5, seed=1))
+    assert not np.array_equal(folds, make_folds(labels, groups, n_folds=5, seed=2))
+
+
+def test_real_ham10000_folds_have_no_lesion_leakage(shared_data):
+    table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv")
+    folds = make_folds(table["dx"].to_numpy(), table["lesion_id"].to_numpy(), n_folds=5, seed=0)
+    _check_folds(table["dx"], table["lesion_id"], folds, 5)
+    for dx, count in table["dx"].value_counts().items():
+        per_fold = np.bincount(folds[table["dx"].to_numpy() == dx], minlength=5)
+        assert per_fold.min() >= 0.12 * count, dx
+
+
+def test_augmentation_keeps_mask_on_the_lesion():
+    image, mask = synthetic_lesion(150, 200)
+    rng = np.random.default_rng(0)
+    cfg = AugmentConfig(microscope_p=0.0, cutout_p=0.0, brightness=0.0, contrast=0.0, gamma=(1, 1), hue_degrees=0, saturation=0)
+    for _ in range(10):
+        out, out_mask = augment(image, mask, 96, rng, cfg)
+        assert out.shape == (96, 96, 3) and out_mask.shape == (96, 96)
+        dark = out.mean(axis=2) < 120
+        inside = out_mask > 0.5
+        agreement = (dark == inside).mean()
+        assert agreement > 0.95
+
+
+def test_focal_loss_reduces_to_cross_entropy():
+    logits, target = torch.randn(8, 7), torch.randint(0, 7, (8,))
+    assert torch.isclose(focal_loss(logits, target, gamma=0), F.cross_entropy(logits, target))
+    assert focal_loss(logits, target, gamma=2) < F.cross_entropy(logits, target)
+
+
+def test_mask_loss_prefers_the_true_mask():
+    target = torch.zeros(1, 1, 32, 32)
+    target[..., 8:24, 8:24] = 1
+    good = (F.interpolate(target, size=(8, 8), mode="area") * 20 - 10)
+    assert mask_loss(good, target) < 0.1 < mask_loss(-good, target)
+
+
+def test_triplet_loss_zero_when_classes_are_apart():
+    labels = torch.tensor([0, 0, 1, 1])
+    apart = F.normalize(torch.tensor([[1.0, 0], [1, 0.01], [-1, 0], [-1, 0.01]]), dim=1)
+    mixed = F.normalize(torch.tensor([[1.0, 0], [-1, 0], [1, 0.01], [-1, 0.01]]), dim=1)
+    assert batch_hard_triplet_loss(apart, labels) == 0
+    assert batch_hard_triplet_loss(mixed, labels) > 1
+
+
+def test_metadata_dropout_hides_fields():
+    meta = Metadata.parse(50, "male", "face")
+    rng = np.random.default_rng(0)
+    seen = [drop_metadata(meta, rng, 0.3) for _ in range(500)]
+    assert any(m.is_empty for m in seen) and any(m == meta for m in seen)
+    assert any(m.site.region == "head/neck" and m.site.fine is None for m in seen)
+    assert drop_metadata(meta, rng, 0.0) == meta
