@@ -7,7 +7,7 @@ identity view before averaging. Grad-CAM reuses the identity view's encoder feat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from skinapp.model.network import LesionNet
 from skinapp.model.preprocess import resize_for_model, to_tensor
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, encode_metadata
 
-VIEWS: dict[str, callable] = {
+View = Callable[[torch.Tensor], torch.Tensor]
+VIEWS: dict[str, View] = {
     "identity": lambda x: x,
     "hflip": lambda x: x.flip(-1),
     "vflip": lambda x: x.flip(-2),
@@ -69,6 +70,12 @@ class Prediction:
         return None if self.gradcam_grid is None else resize_map(self.gradcam_grid, *self.image_size).clip(0, 1)
 
 
+def _undo_views(views: list[View], stacked: torch.Tensor, n: int) -> torch.Tensor:
+    """(views·n, C, h, w) → (views, n, C, h, w), each view mapped back onto the identity view."""
+    parts = stacked.float().view(len(views), n, *stacked.shape[1:])
+    return torch.stack([view(part) for view, part in zip(views, parts)])
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -79,7 +86,7 @@ class Predictor:
     def __init__(self, models: Sequence[LesionNet], card: ModelCard, device: torch.device | None = None,
                  tta: bool = True, gradcam: bool = True, batch_size: int = 16):
         self.device = device or default_device()
-        self.models = [m.to(self.device).eval().requires_grad_(False) for m in models]
+        self.models = [m.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
         self.image_size = card.model_config.image_size
         self.views = list(VIEWS.values()) if tta else [VIEWS["identity"]]
@@ -118,9 +125,8 @@ class Predictor:
                 features = net.encode(batch)
                 out = net.head(features, codes.repeat(n_views, 1))
                 probabilities.append(out.logits.float().softmax(1).view(n_views, n, -1))
-                unview = lambda t: torch.stack([view(part) for view, part in zip(self.views, t.float().view(n_views, n, *t.shape[1:]))])
-                attention.append(unview(torch.sigmoid(out.mask_logits))[:, :, 0])
-                location.append(unview(out.location_logits))
+                attention.append(_undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
+                location.append(_undo_views(self.views, out.location_logits, n))
                 embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
                 identity_features.append([f[:n] for f in features])
         per_view = torch.stack(probabilities)                       # (members, views, n, K)

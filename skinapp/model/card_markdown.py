@@ -45,6 +45,28 @@ def _metrics_section(metrics: dict) -> list[str]:
     return lines
 
 
+def _ablation_section(folder: Path) -> list[str]:
+    path = folder / "ablation.json"
+    if not path.is_file():
+        return []
+    ablation = json.loads(path.read_text())
+    protocol = ablation["protocol"]
+    lines = [
+        "## Experiments (short protocol)",
+        "",
+        f"`python bench/ablation.py`: each variant trained from the same ImageNet start with the same seed, "
+        f"{protocol['epochs']} epochs × {protocol['steps_per_epoch']} steps of {protocol['batch_size']} images at "
+        f"{protocol['image_size']} px, scored on fold {protocol['validation_fold']} ({protocol['scored']}). "
+        "Comparable with each other, not with the shipped model's longer training.",
+        "",
+        "| variant | balanced accuracy | malignant AUC | mask Jaccard (σ(M) > 0.5) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {r['balanced_accuracy']:.3f} | {r['malignant_auc']:.3f} | {r['mask_jaccard']:.3f} |"
+              for name, r in ablation["results"].items()]
+    return lines + [""]
+
+
 def render(card: ModelCard, folder: Path) -> str:
     cfg, training = card.config, card.training
     history = []
@@ -96,6 +118,7 @@ def render(card: ModelCard, folder: Path) -> str:
         "## Measured performance",
         *_metrics_section(card.metrics),
         "",
+        *_ablation_section(folder),
         "## Limits",
         "- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
         "No external validation: performance on other dermatoscopes, skin types and populations is unknown.",

@@ -1,0 +1,77 @@
+"""The shipped model on real data it never trained on. Skipped where ../shared/data or weights/ is absent."""
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from isic_challenge_scoring import ClassificationMetric, ClassificationScore
+
+from skinapp.cli import main
+from skinapp.inference import Predictor
+from skinapp.metrics import jaccard
+from skinapp.model.checkpoint import ModelCard
+from skinapp.vocab import CLASSES, Metadata
+
+
+@pytest.fixture(scope="module")
+def held_out(shared_data, shipped_weights):
+    """Four images of each class from the validation fold of the first member."""
+    card = ModelCard.load(shipped_weights)
+    folds = pd.read_csv(shipped_weights / "folds.csv")
+    table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").merge(folds, on=["image_id", "lesion_id"])
+    table = table[table["fold"] == card.members[0].validation_fold]
+    return table.groupby("dx", group_keys=False).apply(lambda g: g.head(4)).reset_index(drop=True)
+
+
+def test_card_is_evaluated_and_consistent(shipped_weights):
+    card = ModelCard.load(shipped_weights)
+    assert card.metrics, "the shipped model card has no measured metrics"
+    assert card.metrics["model_version"] == card.version
+    markdown = (shipped_weights / "MODEL_CARD.md").read_text()
+    assert f"{card.metrics['with_metadata']['balanced_accuracy']:.3f}" in markdown
+
+
+def test_held_out_images(shared_data, shipped_weights, held_out):
+    predictor = Predictor.from_weights(shipped_weights, device="cpu")
+    root = shared_data / "ham10000"
+    images = [cv2.cvtColor(cv2.imread(str(root / "images" / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in held_out["image_id"]]
+    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(held_out["age"], held_out["sex"], held_out["localization"])]
+    results = predictor.predict(images, metadata)
+    labels = held_out["dx"].str.upper().map(CLASSES.index).to_numpy()
+    predicted = np.array([r.predicted_index for r in results])
+    recall = [np.mean(predicted[labels == k] == k) for k in range(len(CLASSES))]
+    assert np.mean(recall) >= 0.5, f"balanced accuracy {np.mean(recall):.2f} on 28 held-out images"
+    malignant = np.isin(labels, [CLASSES.index(c) for c in ("MEL", "BCC", "AKIEC")])
+    scores = np.array([r.malignancy for r in results])
+    assert scores[malignant].mean() > scores[~malignant].mean() + 0.2
+    masks = [cv2.imread(str(root / "masks" / f"{i}_segmentation.png"), cv2.IMREAD_GRAYSCALE) > 0 for i in held_out["image_id"]]
+    assert np.mean([jaccard(r.outline.mask, m) for r, m in zip(results, masks)]) > 0.65
+
+
+def test_shipped_balanced_accuracy_matches_the_isic_scorer(shared_data, shipped_weights):
+    oof = pd.read_csv(shipped_weights / "evaluation" / "oof_predictions.csv")
+    truth = pd.DataFrame({"image": oof["image_id"], **{c: (oof["label"] == c).astype(float) for c in CLASSES}})
+    prediction = pd.DataFrame({"image": oof["image_id"], **{c: oof[c] for c in CLASSES}})
+    score = ClassificationScore.from_stream(io.StringIO(truth.to_csv(index=False)), io.StringIO(prediction.to_csv(index=False)),
+                                            ClassificationMetric.BALANCED_ACCURACY)
+    metrics = json.loads((shipped_weights / "evaluation" / "metrics.json").read_text())
+    assert np.isclose(score.to_dict()["overall"], metrics["with_metadata"]["balanced_accuracy"], atol=1e-6)
+    ham = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").set_index("image_id")
+    assert (ham.loc[oof["image_id"], "dx"].str.upper().to_numpy() == oof["label"].to_numpy()).all()
+
+
+def test_predict_real_dicoms(shared_data, shipped_weights, tmp_path):
+    folder = shared_data / "siim_isic_2020"
+    files = sorted((folder / "dicom").glob("*.dcm"))[:2]
+    out = tmp_path / "pred.csv"
+    assert main(["predict", *map(str, files), "--out", str(out), "--format", "full", "--metadata", str(folder / "metadata.csv"),
+                 "--masks-dir", str(tmp_path / "masks"), "--weights", str(shipped_weights)]) == 0
+    rows = pd.read_csv(out)
+    assert list(rows["image"]) == [f.stem for f in files]
+    assert rows["patient_id"].str.startswith("IP_").all()
+    assert np.allclose(rows[list(CLASSES)].sum(axis=1), 1, atol=1e-4)
+    mask = cv2.imread(str(tmp_path / "masks" / f"{files[0].stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (4000, 6000)
