@@ -41,7 +41,21 @@ def _metrics_section(metrics: dict) -> list[str]:
         mask = metrics["mask"]
         lines += ["", f"Lesion outline against the HAM10000 masks ({mask['method']}): Jaccard **{mask['jaccard']:.3f}**, "
                       f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) {mask['thresholded_jaccard_065']:.3f}."]
-    lines += ["", "![confusion matrix](evaluation/confusion.png) ![ROC](evaluation/roc.png)"]
+    lines += ["", "![confusion matrix](evaluation/confusion.png) ![ROC](evaluation/roc.png)", "", *_targets(metrics)]
+    return lines
+
+
+TARGETS = (("balanced accuracy", ("with_metadata", "balanced_accuracy"), 0.80),
+           ("malignant AUC", ("with_metadata", "malignant_auc"), 0.93),
+           ("mask Jaccard", ("mask", "jaccard"), 0.75))
+
+
+def _targets(metrics: dict) -> list[str]:
+    lines = ["Against the project's targets for this model:", ""]
+    for name, (section, key), target in TARGETS:
+        if section in metrics:
+            value = metrics[section][key]
+            lines.append(f"- {name} {value:.3f} (target ≥ {target:.2f}): {'met' if value >= target else '**not met**'}")
     return lines
 
 
@@ -126,6 +140,8 @@ def render(card: ModelCard, folder: Path) -> str:
         "optimistic.",
         "- Seven HAM10000 diagnoses only; anything else (e.g. a non-lesion photo) still receives these seven probabilities.",
         "- Probabilities are not yet calibrated; treat them as scores.",
+        "- One network trained on one split (a CPU-only fine-tune of about an hour at 160 px); no fold ensemble yet. "
+        "Higher resolution, longer training and a fold ensemble on a GPU are the expected route to better figures.",
         "",
         "## Files",
         "| file | sha256 |",
