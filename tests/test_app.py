@@ -14,8 +14,11 @@ def test_app_starts_and_shows_the_model_version(shipped_weights):
 
 
 def test_app_without_weights_shows_a_message(monkeypatch, tmp_path):
+    import streamlit as st
+
     import skinapp.cli
 
+    st.cache_resource.clear()  # a model loaded by an earlier test would otherwise be reused
     monkeypatch.setattr(skinapp.cli, "DEFAULT_WEIGHTS", tmp_path)
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert not app.exception
