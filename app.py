@@ -57,7 +57,12 @@ if not files:
     st.info("Upload one or more images (JPEG, PNG, BMP, TIFF) or DICOM files to analyse them.")
     st.stop()
 
-cases, predictions, rejected = analyse(files)
+# Streamlit reruns the script on every interaction: analyse a set of uploads once, then reuse the results.
+upload_key = tuple((f.file_id, f.name) for f in files)
+if st.session_state.get("upload_key") != upload_key:
+    st.session_state["analysis"] = analyse(files)
+    st.session_state["upload_key"] = upload_key
+cases, predictions, rejected = st.session_state["analysis"]
 for rejection in rejected:
     st.warning(f"{rejection.file.name} was not analysed: {rejection.reason}")
 if not cases:

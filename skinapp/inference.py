@@ -132,8 +132,9 @@ class Predictor:
         per_view = torch.stack(probabilities)                       # (members, views, n, K)
         mean_probabilities = per_view.mean(dim=(0, 1))              # (n, K)
         predicted = mean_probabilities.argmax(1)
-        sigma = torch.stack(attention).mean(dim=(0, 1))             # (n, h, w)
-        refined = (torch.stack(attention)[:, :, :, None] * torch.stack(location)).mean(dim=(0, 1))  # (n, K, h, w)
+        attention_maps = torch.stack(attention)                     # (members, views, n, h, w)
+        sigma = attention_maps.mean(dim=(0, 1))                     # (n, h, w)
+        refined = (attention_maps[:, :, :, None] * torch.stack(location)).mean(dim=(0, 1))  # (n, K, h, w)
         embedding = torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1)
         cams = None
         if self.gradcam:
