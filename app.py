@@ -27,19 +27,26 @@ def load_predictor() -> Predictor:
 def analyse(files) -> tuple[list, list, list]:
     with tempfile.TemporaryDirectory() as folder:
         paths = []
-        for upload in files:
-            path = Path(folder) / Path(upload.name).name
+        for index, upload in enumerate(files):
+            # one folder per upload: two files with the same name from different folders must both survive
+            path = Path(folder) / str(index) / Path(upload.name).name
+            path.parent.mkdir()
             path.write_bytes(upload.getvalue())
             paths.append(path)
         cases, report = load_cases(paths)
     predictor = load_predictor()
     progress = st.progress(0.0, text="Analysing …")
     predictions = []
+    analysed = []
     for i, case in enumerate(cases):
-        predictions += predictor.predict([case.image], [case.metadata])
+        try:
+            predictions += predictor.predict([case.image], [case.metadata])
+            analysed.append(case)
+        except Exception as exc:  # one failing case must not stop the batch or show a stack trace
+            report.reject(case.source, f"the model could not analyse this image ({type(exc).__name__})")
         progress.progress((i + 1) / len(cases), text=f"Analysed {i + 1} of {len(cases)}")
     progress.empty()
-    return cases, predictions, report.rejected
+    return analysed, predictions, report.rejected
 
 
 st.title("skinapp — dermoscopy case review")
@@ -75,8 +82,8 @@ table = pd.DataFrame([
 ]).sort_values("malignancy", ascending=False)
 st.dataframe(table, hide_index=True, width="stretch")
 
-choice = st.selectbox("Case", [c.case_id for c in cases])
-case, prediction = next((c, p) for c, p in zip(cases, predictions) if c.case_id == choice)
+choice = st.selectbox("Case", range(len(cases)), format_func=lambda i: f"{cases[i].case_id} ({cases[i].source.name})")
+case, prediction = cases[choice], predictions[choice]
 left, right = st.columns([3, 2])
 with left:
     overlay = st.radio("Overlay", ["none", "lesion outline", "attention", "refined mask", "Grad-CAM"], horizontal=True)

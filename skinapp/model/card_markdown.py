@@ -140,8 +140,9 @@ def render(card: ModelCard, folder: Path) -> str:
         "optimistic.",
         "- Seven HAM10000 diagnoses only; anything else (e.g. a non-lesion photo) still receives these seven probabilities.",
         "- Probabilities are not yet calibrated; treat them as scores.",
-        "- One network trained on one split (a CPU-only fine-tune of about an hour at 160 px); no fold ensemble yet. "
-        "Higher resolution, longer training and a fold ensemble on a GPU are the expected route to better figures.",
+        *([f"- A single network trained on one split (on {training.get('device', '?')} at {cfg['image_size']} px), not a fold "
+           "ensemble; its figures come from one held-out fold, not from out-of-fold predictions over all images."]
+          if len(card.members) == 1 else []),
         "",
         "## Files",
         "| file | sha256 |",
