@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -11,7 +9,7 @@ import streamlit as st
 
 from skinapp.cli import DEFAULT_WEIGHTS
 from skinapp.inference import Predictor
-from skinapp.io import load_cases
+from skinapp.io import InputFile, load_cases
 from skinapp.model.checkpoint import WeightsError
 from skinapp.overlay import heatmap_overlay, normalise, outline_overlay
 from skinapp.vocab import CLASS_NAMES, CLASSES
@@ -25,15 +23,7 @@ def load_predictor() -> Predictor:
 
 
 def analyse(files) -> tuple[list, list, list]:
-    with tempfile.TemporaryDirectory() as folder:
-        paths = []
-        for index, upload in enumerate(files):
-            # one folder per upload: two files with the same name from different folders must both survive
-            path = Path(folder) / str(index) / Path(upload.name).name
-            path.parent.mkdir()
-            path.write_bytes(upload.getvalue())
-            paths.append(path)
-        cases, report = load_cases(paths)
+    cases, report = load_cases([InputFile.from_bytes(upload.name, upload.getvalue()) for upload in files])
     predictor = load_predictor()
     progress = st.progress(0.0, text="Analysing …")
     predictions = []
@@ -71,7 +61,7 @@ if st.session_state.get("upload_key") != upload_key:
     st.session_state["upload_key"] = upload_key
 cases, predictions, rejected = st.session_state["analysis"]
 for rejection in rejected:
-    st.warning(f"{rejection.file.name} was not analysed: {rejection.reason}")
+    st.warning(f"{rejection.file} was not analysed: {rejection.reason}")
 if not cases:
     st.stop()
 
@@ -82,7 +72,7 @@ table = pd.DataFrame([
 ]).sort_values("malignancy", ascending=False)
 st.dataframe(table, hide_index=True, width="stretch")
 
-choice = st.selectbox("Case", range(len(cases)), format_func=lambda i: f"{cases[i].case_id} ({cases[i].source.name})")
+choice = st.selectbox("Case", range(len(cases)), format_func=lambda i: f"{cases[i].case_id} ({cases[i].source})")
 case, prediction = cases[choice], predictions[choice]
 left, right = st.columns([3, 2])
 with left:

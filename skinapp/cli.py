@@ -1,4 +1,4 @@
-"""Command line: `python -m skinapp {train,evaluate,predict} …`. Heavy imports happen inside each command."""
+"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict} …`. Heavy imports happen inside each command."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def _predict(args: argparse.Namespace) -> int:
                        metadata_csv=args.metadata, tta=not args.no_tta)
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from skinapp.ingest import run_ingest
+
+    return run_ingest(args.paths, report_path=args.report, metadata_csv=args.metadata)
+
+
+def _deidentify(args: argparse.Namespace) -> int:
+    from skinapp.io.deidentify import run_deidentify
+
+    return run_deidentify(args.paths, args.out, metadata_csv=args.metadata, key=args.key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skinapp", description="skinapp dermoscopy model tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-tta", action="store_true", help="identity view only")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
     evaluate.set_defaults(run=_evaluate)
+
+    ingest = commands.add_parser("ingest", help="import images, DICOM files, folders or zip archives and report on them")
+    ingest.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders (searched recursively), zip archives")
+    ingest.add_argument("--metadata", type=Path, help="sidecar CSV with age, sex, site and patient per image name")
+    ingest.add_argument("--report", type=Path, help="write the import report (cases and rejected files) as JSON here")
+    ingest.set_defaults(run=_ingest)
+
+    deidentify = commands.add_parser("deidentify", help="write de-identified copies of cases for sharing")
+    deidentify.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders, zip archives")
+    deidentify.add_argument("--out", type=Path, required=True, help="folder for the de-identified copies")
+    deidentify.add_argument("--metadata", type=Path, help="sidecar CSV giving the patient of each image")
+    deidentify.add_argument("--key", help="secret that keeps pseudonyms and replaced UIDs the same across exports "
+                                          "(default: a fresh random one, so exports cannot be linked)")
+    deidentify.set_defaults(run=_deidentify)
 
     predict = commands.add_parser("predict", help="analyse images, DICOM files or folders")
     predict.add_argument("paths", nargs="+", type=Path, help="image files, DICOM files, or folders (searched recursively)")

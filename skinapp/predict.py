@@ -17,7 +17,7 @@ from skinapp.vocab import CLASSES
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
     *ISIC2018_COLUMNS, "predicted_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
-    "bbox_height", "patient_id", "dermoscopic", "source", "model_version",
+    "bbox_height", "lesion_size_mm", "patient_id", "dermoscopic", "source", "model_version",
 ]
 
 
@@ -28,10 +28,14 @@ def mask_file_name(case_id: str) -> str:
 def csv_row(case: Case, prediction: Prediction, output_format: str) -> dict:
     row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in prediction.class_probabilities().items()}}
     if output_format == "full":
-        x, y, w, h = prediction.outline.bbox or ("", "", "", "")
+        scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
+        bbox = prediction.outline.bbox
+        x, y, w, h = [round(v * scale) for v in bbox] if bbox else ("", "", "", "")  # in the file's own pixels
+        size_mm = case.length_mm(max(bbox[2:])) if bbox else None
         row.update(
             predicted_class=prediction.predicted_class, malignancy=f"{prediction.malignancy:.6f}",
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
+            lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
             model_version=prediction.model_version,
         )
@@ -60,6 +64,9 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
             for case, prediction in zip(batch, predictor.predict([c.image for c in batch], [c.metadata for c in batch])):
                 writer.writerow(csv_row(case, prediction, output_format))
                 if masks_dir is not None:
-                    cv2.imwrite(str(masks_dir / mask_file_name(case.case_id)), prediction.outline.mask.astype(np.uint8) * 255)
+                    mask = prediction.outline.mask.astype(np.uint8) * 255
+                    if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):
+                        mask = cv2.resize(mask, case.original_size, interpolation=cv2.INTER_NEAREST)
+                    cv2.imwrite(str(masks_dir / mask_file_name(case.case_id)), mask)
     print(f"{len(cases)} case(s) analysed with model {predictor.model_version} → {out}; {len(report.rejected)} file(s) skipped")
     return 0

@@ -8,6 +8,7 @@ encoded: a fine site implies its region, a region alone leaves the fine site unk
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -59,6 +60,33 @@ _SITE_ALIASES: dict[str, tuple[str | None, str | None]] = {
     "oral": ("oral/genital", None),
     "genitalia": ("oral/genital", "genital"),
 }
+# Anatomic words in longer descriptions (SNOMED CT code meanings such as "Skin of part of lower limb", DICOM
+# BodyPartExamined terms, clinicians' free text). Checked in order, so the more specific words come first:
+# "sole of foot" is acral before it is a foot, "posterior surface of thorax" is the back before the chest.
+# Limbs give the region only, as the datasets' own "upper extremity" does.
+_SITE_WORDS: tuple[tuple[str, str | None, str | None], ...] = (
+    (r"palm|sole|heel|nail|subungual|acral", "palms/soles", "acral"),
+    (r"genital\w*|penis|scrot\w*|labi(um|a|al)|vulva\w*|clitoris|perineum|anus|perianal|vagina\w*|urethral|glans|prepuce",
+     "oral/genital", "genital"),
+    (r"mouth|oral|mucosa|tongue|gingiva|tooth", "oral/genital", None),
+    (r"cornea|iris|retina|sclera", None, None),  # the eye itself: not skin
+    (r"scalp|occipital|parietal|vertex", "head/neck", "scalp"),
+    (r"ears?|auricle|helix|\w*tragus|intertragal|concha|\w*auricular|auditory", "head/neck", "ear"),
+    (r"face|facial|cheek|chin|nose|nasi|nasal|nasolabial|forehead|lips?|philtrum|jawline|temporal|eyelids?|canthus|"
+     r"eyebrow|eye region|perioral|periocular", "head/neck", "face"),
+    (r"neck|nuchal|supraclavicular|submandibular|submental|cervical", "head/neck", "neck"),
+    (r"head", "head/neck", None),
+    (r"hands?|fingers?|thumb|digit of hand|wrist|knuckle", "upper extremity", "hand"),
+    (r"feet|foot|toes?|ankle", "lower extremity", "foot"),
+    (r"upper (limb|extremity)|arms?|forearm|elbow|antecubital|axilla|shoulder", "upper extremity", None),
+    (r"lower (limb|extremity)|legs?|thigh|knee|popliteal|shin|calf", "lower extremity", None),
+    (r"back|dorsum of trunk|lumbar|posterior (surface of )?(thorax|trunk)|scapula\w*|upper thoracic", "torso", "back"),
+    (r"chest|thorax|thoracic|sternal|sternum|breast|areola|nipple|infraclavicular|pectoral", "torso", "chest"),
+    (r"abdomen|abdominal|epigastric|hypogastric|umbilicus|flank|periumbilical", "torso", "abdomen"),
+    (r"trunk|torso|buttocks?|gluteal|groin|inguinal|hip", "torso", None),
+)
+_SITE_PATTERNS = [(re.compile(rf"\b({words})\b"), region, fine) for words, region, fine in _SITE_WORDS]
+
 SEXES: tuple[str, ...] = ("male", "female")
 
 
@@ -80,12 +108,17 @@ class Site:
 
 
 def parse_site(text: object) -> Site:
-    """Map a free-text anatomic site onto the vocabulary; anything unrecognised is unknown."""
+    """Map an anatomic site onto the vocabulary: the datasets' own names exactly, anything longer (a SNOMED
+    CT meaning, a DICOM body part, free text) by its anatomic words; anything unrecognised is unknown."""
     value = _clean(text)
     if value is None or value in {"unknown", "nan", "none"}:
         return Site()
-    region, fine = _SITE_ALIASES.get(value, (None, None))
-    return Site(region, fine)
+    if value in _SITE_ALIASES:
+        return Site(*_SITE_ALIASES[value])
+    for pattern, region, fine in _SITE_PATTERNS:
+        if pattern.search(value):
+            return Site(region, fine)
+    return Site()
 
 
 def parse_sex(text: object) -> str | None:

@@ -1,18 +1,45 @@
+import io
+import json
+import os
+import shutil
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pydicom
+import pydicom.data
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_files
+from pydicom.encaps import generate_frames
+from pydicom.uid import (
+    JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+)
 
-from skinapp.io import load_cases, read_image
+from dicom_factory import lesion_image, make_dicom
+from skinapp.cli import main
+from skinapp.io import DISPLAY_MAX_SIDE, InputFile, load_cases, read_image
 from skinapp.io.images import UnreadableImage
+from skinapp.io.pixels import _general_frames, _reduced_frames
 
+
+def reasons(report) -> dict[str, str]:
+    return {os.path.basename(r.file): r.reason for r in report.rejected}
+
+
+# --- ordinary images -------------------------------------------------------------------------------------------
 
 def test_images_become_rgb(tmp_path):
     Image.fromarray(np.full((10, 12), 128, np.uint8), "L").save(tmp_path / "grey.png")
     Image.fromarray(np.zeros((10, 12, 4), np.uint8), "RGBA").save(tmp_path / "alpha.png")
-    for name in ("grey.png", "alpha.png"):
-        image = read_image(tmp_path / name)
-        assert image.shape == (10, 12, 3) and image.dtype == np.uint8
+    Image.fromarray(lesion_image(10, 12)).save(tmp_path / "photo.bmp")
+    Image.fromarray(lesion_image(10, 12)).save(tmp_path / "photo.tiff")
+    for name in ("grey.png", "alpha.png", "photo.bmp", "photo.tiff"):
+        image, size = read_image(tmp_path / name)
+        assert image.shape == (10, 12, 3) and image.dtype == np.uint8 and size == (12, 10)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -20,20 +47,207 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise on display
     image.save(tmp_path / "rotated.jpg", exif=exif)
-    assert read_image(tmp_path / "rotated.jpg").shape == (20, 10, 3)
+    pixels, size = read_image(tmp_path / "rotated.jpg")
+    assert pixels.shape == (20, 10, 3) and size == (10, 20)
+
+
+def test_large_photos_are_kept_at_display_size_unless_the_full_size_is_asked_for(tmp_path):
+    big = cv2.resize(lesion_image(), (3000, 2000), interpolation=cv2.INTER_LINEAR)
+    Image.fromarray(big).save(tmp_path / "phone.jpg", quality=95)
+    (case,), _ = load_cases([tmp_path / "phone.jpg"])
+    assert case.image.shape == (683, DISPLAY_MAX_SIDE, 3) and case.original_size == (3000, 2000)
+    reference = cv2.resize(big, (DISPLAY_MAX_SIDE, 683), interpolation=cv2.INTER_AREA)
+    assert np.abs(case.image.astype(int) - reference).mean() < 3
+    (full,), _ = load_cases([tmp_path / "phone.jpg"], max_side=None)
+    assert full.image.shape == (2000, 3000, 3)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims to be width×height but holds almost nothing: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path):
-    cv2.imwrite(str(tmp_path / "good.png"), np.zeros((8, 8, 3), np.uint8))
+    Image.fromarray(lesion_image()).save(tmp_path / "good.png")
     (tmp_path / "fake.jpg").write_text("hello")
+    (tmp_path / "notes.txt").write_text("clinic list")
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(50_000, 50_000))
+    jpeg = io.BytesIO()
+    Image.fromarray(lesion_image()).save(jpeg, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(jpeg.getvalue()[:300])
     (tmp_path / "empty").mkdir()
-    cases, report = load_cases([tmp_path / "good.png", tmp_path / "fake.jpg", tmp_path / "empty", tmp_path / "gone.png"])
+    inputs = [tmp_path / n for n in ("good.png", "fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png")]
+    cases, report = load_cases(inputs)
     assert [c.case_id for c in cases] == ["good"]
-    reasons = {r.file.name: r.reason for r in report.rejected}
-    assert set(reasons) == {"fake.jpg", "empty", "gone.png"}
-    assert "folder contains no files" in reasons["empty"]
+    found = reasons(report)
+    assert set(found) == {"fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png"}
+    assert "not an image or DICOM file" in found["fake.jpg"] and "not an image or DICOM file" in found["notes.txt"]
+    assert "decompression bomb" in found["bomb.png"]
+    assert "damaged or truncated" in found["cut.jpg"]
+    assert found["empty"] == "folder contains no files" and found["gone.png"] == "no such file or folder"
     with pytest.raises(UnreadableImage):
         read_image(tmp_path / "fake.jpg")
+
+
+def test_uploads_and_duplicates(tmp_path):
+    data = io.BytesIO()
+    Image.fromarray(lesion_image()).save(data, "PNG")
+    uploads = [InputFile.from_bytes("a/lesion.png", data.getvalue()), InputFile.from_bytes("b/lesion.png", data.getvalue()),
+               InputFile.from_bytes("c/lesion.png", _png_bytes(lesion_image(seed=1)))]
+    cases, report = load_cases(uploads)
+    assert [c.case_id for c in cases] == ["lesion", "lesion (2)"]  # same name, other picture: both kept, ids unique
+    assert reasons(report) == {"lesion.png": "same file as a/lesion.png; imported once"}
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# --- DICOM -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEG2000, JPEGBaseline8Bit])
+def test_every_transfer_syntax_decodes_with_the_right_colours(tmp_path, syntax):
+    image = lesion_image()
+    path = make_dicom(tmp_path / "lesion.dcm", image)
+    if syntax == JPEGBaseline8Bit:
+        make_dicom(path, image, syntax)
+    elif syntax != ExplicitVRLittleEndian:
+        ds = pydicom.dcmread(path)
+        ds.compress(syntax, **({"j2k_cr": [10]} if syntax == JPEG2000 else {}))
+        ds.save_as(path)
+    (case,), report = load_cases([path])
+    assert not report.rejected and case.is_dermoscopic
+    lossless = syntax in (ExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless)
+    assert np.abs(case.image.astype(int) - image).mean() < (0.01 if lossless else 4)
+
+
+@pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, JPEG2000Lossless])
+def test_reduced_size_decoding_matches_full_decoding(tmp_path, syntax):
+    image = cv2.resize(lesion_image(), (2400, 1600), interpolation=cv2.INTER_CUBIC)
+    ds = pydicom.dcmread(make_dicom(tmp_path / "big.dcm", image, syntax))
+    fast = _reduced_frames(ds, 1, 300)
+    assert fast is not None, "the reduced-size decoder should apply"
+    assert fast[0].shape == (200, 300, 3)
+    assert np.abs(fast[0].astype(int) - _general_frames(ds, 1, 300)[0]).mean() < 3
+
+
+def test_multiframe_gives_one_case_per_frame_and_monochrome_is_not_dermoscopy(tmp_path):
+    frames = np.stack([lesion_image(seed=s) for s in range(3)])
+    cases, _ = load_cases([make_dicom(tmp_path / "series.dcm", frames, JPEGBaseline8Bit)])
+    assert [(c.case_id, c.frame) for c in cases] == [("series#1", 1), ("series#2", 2), ("series#3", 3)]
+    assert np.abs(cases[1].image.astype(int) - frames[1]).mean() < 4
+    (grey,), _ = load_cases([make_dicom(tmp_path / "xray.dcm", lesion_image()[..., 0])])
+    assert not grey.is_dermoscopic and grey.image.shape == (96, 128, 3) and "monochrome" in grey.notes[0]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # the quoted values are the point of this test
+def test_dicom_metadata_is_parsed_tolerantly(tmp_path):
+    anatomy = pydicom.Dataset()
+    anatomy.CodeValue, anatomy.CodingSchemeDesignator, anatomy.CodeMeaning = "70887009", "SCT", "Skin of palm of hand"
+    path = make_dicom(
+        tmp_path / "IMG_0042.dcm", cv2.resize(lesion_image(), (2048, 1536)), JPEGBaseline8Bit,
+        PatientID='"IMG_0042"', PatientAge='"045Y"', PatientSex='"F"', BodyPartExamined="UPPER EXTREMITY",
+        AnatomicRegionSequence=[anatomy], StudyDate="20240131", PixelSpacing=[0.01, 0.01],
+        LightSourcePolarization="POLARIZED", ContactMethod="CONTACT", ImmersionMedia="ALCOHOL_GEL",
+        OpticalMagnificationFactor="10",
+    )
+    (case,), _ = load_cases([path])
+    assert case.metadata.age == 45 and case.metadata.sex == "female"
+    assert (case.metadata.site.region, case.metadata.site.fine) == ("palms/soles", "acral")  # the SNOMED code is more specific
+    assert case.patient_id is None and any("Patient ID is the image name" in n for n in case.notes)
+    assert case.study_date == "2024-01-31"
+    assert case.image.shape[1] == DISPLAY_MAX_SIDE and case.original_size == (2048, 1536)
+    assert case.pixel_spacing_mm == pytest.approx((0.02, 0.02))  # the displayed image has half the pixels
+    assert case.length_mm(100) == pytest.approx(2.0)
+    assert case.acquisition.describe() == "polarized, contact, alcohol gel immersion, 10× magnification"
+
+
+def test_broken_dicoms_get_plain_reasons(tmp_path):
+    good = make_dicom(tmp_path / "good.dcm", lesion_image())
+    (tmp_path / "cut.dcm").write_bytes(good.read_bytes()[:2000])
+    make_dicom(tmp_path / "nopixels.dcm", lesion_image())
+    ds = pydicom.dcmread(tmp_path / "nopixels.dcm")
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopixels.dcm")
+    ds = pydicom.dcmread(good)
+    ds.Rows = ds.Columns = 50_000
+    ds.save_as(tmp_path / "bomb.dcm")
+    twin = pydicom.dcmread(good)
+    twin.PixelData = bytes(len(twin.PixelData))
+    twin.save_as(tmp_path / "twin.dcm")  # other pixels, same SOP Instance UID
+    cases, report = load_cases([tmp_path])
+    assert [c.case_id for c in cases] == ["good"]
+    found = reasons(report)
+    assert "truncated" in found["cut.dcm"]
+    assert found["nopixels.dcm"] == "DICOM file holds no image (no pixel data)"
+    assert "50,000×50,000" in found["bomb.dcm"] and "decompression bomb" in found["bomb.dcm"]
+    assert "identical DICOM SOP Instance UID" in found["twin.dcm"]
+
+
+def test_pydicom_test_corpus_is_imported_or_rejected_with_a_reason():
+    files = sorted({os.path.realpath(f) for f in get_testdata_files() if os.path.isfile(f)})
+    assert len(files) > 100
+    imported = 0
+    for file in files:
+        cases, report = load_cases([file])  # one at a time, so duplicates elsewhere in the corpus hide nothing
+        imported += len(cases) > 0
+        for rejection in report.rejected:
+            assert rejection.reason and not rejection.reason.startswith("could not be read"), (file, rejection.reason)
+        for case in cases:
+            assert case.image.dtype == np.uint8 and case.image.ndim == 3 and case.image.shape[2] == 3
+    assert imported >= 80
+
+
+def test_dicomdir_is_used_as_an_index(tmp_path):
+    source = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests"
+    folder = tmp_path / "export"
+    folder.mkdir()
+    shutil.copy(source / "DICOMDIR", folder)
+    for patient in ("77654033", "98892001", "98892003"):
+        shutil.copytree(source / patient, folder / patient)
+    cases, report = load_cases([folder])
+    assert cases and not any("DICOMDIR" in r.file for r in report.rejected)
+    referenced = [f for f in sorted(folder.rglob("*")) if f.is_file() and f.name != "DICOMDIR" and f.parent != folder]
+    victim = next(f for f in referenced if "77654033" in str(f))
+    victim.unlink()
+    _, report = load_cases([folder / "DICOMDIR"])  # the index stands for its folder
+    missing = [r for r in report.rejected if r.reason == "listed in the DICOMDIR but missing from the folder"]
+    assert [os.path.basename(r.file) for r in missing] == [victim.name]
+
+
+def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
+    archive = tmp_path / "export.zip"
+    dicom = make_dicom(tmp_path / "lesion.dcm", lesion_image(), JPEGBaseline8Bit).read_bytes()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("study/lesion.dcm", dicom)
+        z.writestr("study/photo.png", _png_bytes(lesion_image(seed=3)))
+        z.writestr("../escape.png", _png_bytes(lesion_image(seed=4)))
+        z.writestr("/etc/absolute.png", _png_bytes(lesion_image(seed=5)))
+        z.writestr("bomb.bin", bytes(50 << 20))
+        z.writestr("inner.zip", b"PK")
+    before = sorted(os.listdir(tmp_path))
+    cases, report = load_cases([archive])
+    assert sorted(c.case_id for c in cases) == ["lesion", "photo"]
+    assert cases[0].source.startswith(str(archive))
+    found = reasons(report)
+    assert "outside" in found["escape.png"] and "outside" in found["absolute.png"]
+    assert "zip bomb" in found["bomb.bin"] and "archive inside an archive" in found["inner.zip"]
+    assert sorted(os.listdir(tmp_path)) == before and not (tmp_path.parent / "escape.png").exists()
+
+
+# --- metadata CSV, patients, the ingest command -------------------------------------------------------------------
+
+def test_ham_style_sidecar_gives_lesion_not_patient(tmp_path):
+    Image.fromarray(lesion_image()).save(tmp_path / "ISIC_1.png")
+    (tmp_path / "meta.csv").write_text("lesion_id,image_id,dx,age,sex,localization\nHAM_7,ISIC_1,nv,55.0,female,back\n")
+    (case,), report = load_cases([tmp_path / "ISIC_1.png"], sidecar=tmp_path / "meta.csv")
+    assert case.lesion_id == "HAM_7" and case.patient_id is None
+    assert case.metadata.age == 55 and case.metadata.site.fine == "back" and not report.notes
 
 
 def test_real_dicoms_with_sidecar(shared_data):
@@ -42,15 +256,43 @@ def test_real_dicoms_with_sidecar(shared_data):
     assert len(cases) == 20 and not report.rejected
     by_id = {c.case_id: c for c in cases}
     case = by_id["ISIC_0076742"]
-    assert case.patient_id == "IP_2318163"
+    assert case.patient_id == "IP_2318163" and not case.notes
     assert case.metadata.sex == "male" and case.metadata.site.region == "upper extremity"
-    assert case.image.shape == (4000, 6000, 3)
-    # colour check: pydicom's RGB must equal Pillow's decoding of the same JPEG frame (not converted twice)
-    import pydicom
-    from pydicom.encaps import generate_frames
-    import io as _io
-
-    ds = pydicom.dcmread(case.source)
+    assert case.original_size == (6000, 4000) and case.image.shape == (683, 1024, 3)
+    images_per_patient = {}
+    for c in cases:
+        images_per_patient[c.patient_id] = images_per_patient.get(c.patient_id, 0) + 1
+    assert sum(n >= 2 for n in images_per_patient.values()) >= 8
+    # colours: pydicom's RGB and the reduced-size path both equal Pillow's decoding of the same JPEG frame
+    ds = pydicom.dcmread(folder / "dicom" / "ISIC_0076742.dcm")
     frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-    pillow = np.asarray(Image.open(_io.BytesIO(frame)).convert("RGB"))
-    assert np.abs(pillow[::50, ::50].astype(int) - case.image[::50, ::50].astype(int)).mean() < 3
+    pillow = np.asarray(Image.open(io.BytesIO(frame)).convert("RGB"))
+    assert np.abs(pillow[::50, ::50].astype(int) - ds.pixel_array[::50, ::50]).mean() < 3
+    reference = cv2.resize(pillow, (1024, 683), interpolation=cv2.INTER_AREA)
+    assert np.abs(reference.astype(int) - case.image).mean() < 3
+
+
+def test_real_dicom_metadata_without_sidecar(shared_data):
+    cases, _ = load_cases([shared_data / "siim_isic_2020" / "dicom"])
+    by_id = {c.case_id: c for c in cases}
+    case = by_id["ISIC_0076742"]
+    assert case.metadata.age == 70 and case.metadata.sex == "male"  # the file says 070Y; the challenge CSV says 75
+    assert case.metadata.site.region == "upper extremity"
+    assert all(c.patient_id is None for c in cases)  # PatientID holds the image name in these files
+    assert {c.metadata.site.region for c in cases} >= {"torso", "upper extremity", "lower extremity", "head/neck"}
+
+
+def test_ingest_command_prints_a_summary_and_writes_the_report(tmp_path, capsys):
+    Image.fromarray(lesion_image()).save(tmp_path / "a.png")
+    make_dicom(tmp_path / "b.dcm", lesion_image(seed=2), JPEGBaseline8Bit, PatientID="P1")
+    (tmp_path / "c.jpg").write_text("not a picture")
+    (tmp_path / "meta.csv").write_text("image_name,patient_id,sex,age_approx,anatom_site_general_challenge\na,P1,male,60,torso\n")
+    report_file = tmp_path / "out" / "report.json"
+    assert main(["ingest", str(tmp_path / "a.png"), str(tmp_path / "b.dcm"), str(tmp_path / "c.jpg"),
+                 "--metadata", str(tmp_path / "meta.csv"), "--report", str(report_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 case(s) imported, 1 file(s) rejected" in printed and "c.jpg: not an image or DICOM file" in printed
+    document = json.loads(report_file.read_text())
+    assert document["patients"] == {"P1": ["a", "b"]}
+    assert [r["file"] for r in document["rejected"]] == [str(tmp_path / "c.jpg")]
+    assert main(["ingest", str(tmp_path / "c.jpg")]) == 1

@@ -23,7 +23,7 @@ def held_out(shared_data, shipped_weights):
     folds = pd.read_csv(shipped_weights / "folds.csv")
     table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").merge(folds, on=["image_id", "lesion_id"])
     table = table[table["fold"] == card.members[0].validation_fold]
-    return table.groupby("dx", group_keys=False).apply(lambda g: g.head(4)).reset_index(drop=True)
+    return table.groupby("dx").head(4).reset_index(drop=True)
 
 
 def test_card_is_evaluated_and_consistent(shipped_weights):

@@ -1,80 +1,133 @@
-"""Ingestion: files and folders → typed `Case`s plus an `ImportReport`. A bad file never stops a batch."""
+"""Ingestion: image files, DICOM files, folders, zip archives and uploads → typed `Case`s plus an `ImportReport`.
+
+A bad file never stops a batch: it gets a line in the report naming it and the reason in plain words. Nothing
+is written to disk (archives are read in memory). Images are kept at display size; the full-resolution array
+is made only when asked (`max_side=None`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
-from skinapp.io.case import Case, ImportReport, Rejection
-from skinapp.io.dicom import is_dicom, read_dicom
+from skinapp.io.case import Acquisition, Case, ImportReport, Rejection
+from skinapp.io.dicom import PATIENT_ID_IS_IMAGE_NAME, looks_like_dicom, read_dicom
 from skinapp.io.images import IMAGE_SUFFIXES, UnreadableImage, read_image
+from skinapp.io.pixels import DISPLAY_MAX_SIDE
 from skinapp.io.sidecar import SidecarRow, read_sidecar
+from skinapp.io.sources import InputFile, expand_inputs
 
-__all__ = ["Case", "ImportReport", "Rejection", "UnreadableImage", "expand_paths", "load_cases", "read_image"]
+__all__ = [
+    "DISPLAY_MAX_SIDE", "Acquisition", "Case", "ImportReport", "InputFile", "Rejection", "UnreadableImage",
+    "load_cases", "read_image",
+]
 
-
-def expand_paths(paths: Iterable[str | Path], report: ImportReport) -> list[Path]:
-    """Files as given, folders searched recursively (hidden files skipped); missing paths are reported."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not found:
-                report.reject(path, "folder contains no files")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            report.reject(path, "no such file or folder")
-    return files
+Progress = Callable[[int, int, str], None]  # (files done, files in all, file name)
 
 
-def _read(path: Path) -> list[Case]:
-    if is_dicom(path) or path.suffix.lower() == ".dcm":
-        return [
-            Case(
-                case_id=path.stem if f.frame is None else f"{path.stem}#{f.frame}",
-                image=f.image, source=path, metadata=f.metadata, patient_id=f.patient_id,
-                study_date=f.study_date, is_dermoscopic=f.is_dermoscopic,
-            )
-            for f in read_dicom(path)
-        ]
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return [Case(case_id=path.stem, image=read_image(path), source=path)]
-    raise UnreadableImage("not an image or DICOM file")
+def read_file(file: InputFile, max_side: int | None) -> list[Case]:
+    """One file → its cases. DICOM is recognised by content, not by name; raises UnreadableImage with a reason."""
+    if looks_like_dicom(file):
+        return read_dicom(file, max_side)
+    try:
+        image, original = read_image(file, max_side)
+    except UnreadableImage as exc:
+        if file.suffix in IMAGE_SUFFIXES or "not an image" not in str(exc):
+            raise
+        return read_dicom(file, max_side)  # a DICOM dataset written without the preamble, or not an image at all
+    return [Case(case_id=file.stem, image=image, source=file.name, image_name=file.stem, original_size=original)]
 
 
-def _apply_sidecar(case: Case, row: SidecarRow) -> None:
+def _apply_sidecar(case: Case, row: SidecarRow) -> Case:
     """The sidecar fills or overrides what the file says; a field the sidecar leaves empty keeps the file's value."""
     file_meta, side = case.metadata, row.metadata
-    case.metadata = type(file_meta)(
+    metadata = type(file_meta)(
         age=side.age if side.age is not None else file_meta.age,
         sex=side.sex or file_meta.sex,
         site=side.site if side.site.region is not None else file_meta.site,
     )
-    case.patient_id = row.patient_id or case.patient_id
+    notes = [n for n in case.notes if not (row.patient_id and n == PATIENT_ID_IS_IMAGE_NAME)]
+    return replace(case, metadata=metadata, patient_id=row.patient_id or case.patient_id,
+                   lesion_id=row.lesion_id or case.lesion_id, notes=notes)
 
 
-def load_cases(paths: Iterable[str | Path], sidecar: str | Path | None = None) -> tuple[list[Case], ImportReport]:
+def _unique_id(case_id: str, taken: set[str]) -> str:
+    candidate, n = case_id, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{case_id} ({n})"
+    return candidate
+
+
+def load_cases(
+    paths: Iterable[str | Path | InputFile],
+    sidecar: str | Path | BinaryIO | None = None,
+    *,
+    max_side: int | None = DISPLAY_MAX_SIDE,
+    progress: Progress | None = None,
+) -> tuple[list[Case], ImportReport]:
+    """Import files, folders (recursively, DICOMDIR-aware), zip archives and uploads (`InputFile.from_bytes`).
+
+    sidecar: a metadata CSV (ISIC 2020 `train.csv` or HAM10000 style) matched by image name; it fills or
+    overrides the files' metadata and gives the patient grouping. Duplicate files and duplicate DICOM SOP
+    Instance UIDs are imported once and reported.
+    """
     report = ImportReport()
     rows: dict[str, SidecarRow] = {}
     if sidecar is not None:
         try:
-            rows = read_sidecar(Path(sidecar))
+            rows = read_sidecar(sidecar)
         except ValueError as exc:
-            report.reject(Path(sidecar), str(exc))
+            report.reject(getattr(sidecar, "name", sidecar), str(exc))
+    files = expand_inputs(paths, report)
+    if isinstance(sidecar, (str, Path)):  # the metadata CSV may sit in the folder it describes
+        sidecar_path = Path(sidecar).resolve()
+        files = [f for f in files if Path(f.name).resolve() != sidecar_path]
     cases: list[Case] = []
-    for path in expand_paths(paths, report):
+    seen_content: dict[str, str] = {}
+    seen_uid: dict[str, str] = {}
+    matched_rows: set[str] = set()
+    for done, file in enumerate(files):
+        if progress is not None:
+            progress(done, len(files), file.name)
         try:
-            found = _read(path)
+            data = file.read()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen_content:
+                report.reject(file.name, f"same file as {seen_content[digest]}; imported once")
+                continue
+            seen_content[digest] = file.name
+            found = read_file(InputFile.from_bytes(file.name, data), max_side)
         except UnreadableImage as exc:
-            report.reject(path, str(exc))
+            report.reject(file.name, str(exc))
             continue
+        except MemoryError:
+            report.reject(file.name, "not enough memory to open this file")
+            continue
+        except Exception as exc:  # the last guard: one odd file must not stop the batch
+            report.reject(file.name, f"could not be read ({type(exc).__name__}: {exc})")
+            continue
+        uid = found[0].sop_instance_uid
+        if uid is not None and uid in seen_uid:
+            report.reject(file.name, f"same image as {seen_uid[uid]} (identical DICOM SOP Instance UID); imported once")
+            continue
+        if uid is not None:
+            seen_uid[uid] = file.name
+        taken = {c.case_id for c in cases}
         for case in found:
-            row = rows.get(case.case_id.split("#")[0])
+            row = rows.get(case.image_name)
             if row is not None:
-                _apply_sidecar(case, row)
+                case = _apply_sidecar(case, row)
+                matched_rows.add(case.image_name)
+            case.case_id = _unique_id(case.case_id, taken)
+            taken.add(case.case_id)
             cases.append(case)
             report.imported.append(case.case_id)
+    if progress is not None:
+        progress(len(files), len(files), "")
+    if rows and not matched_rows and cases:
+        report.notes.append("the metadata CSV matched none of the imported images by name")
     return cases, report

@@ -1,85 +1,195 @@
-"""DICOM files → one RGB image per frame with the metadata the model uses. pydicom 3 decodes every
-transfer syntax behind `pixel_array`, which already returns RGB for YBR JPEG data."""
+"""DICOM files → one Case per frame, with the patient and lesion metadata parsed tolerantly: values wrapped in
+quotes, the image name in PatientID, ages such as '045Y', the site in BodyPartExamined or as a SNOMED CT code."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import logging
+import warnings
+from dataclasses import replace
 
-import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import MediaStorageDirectoryStorage
 
-from skinapp.io.images import MAX_PIXELS, UnreadableImage
-from skinapp.vocab import Metadata
+from skinapp.io.case import Acquisition, Case
+from skinapp.io.images import UnreadableImage
+from skinapp.io.pixels import MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
+from skinapp.io.sources import InputFile
+from skinapp.vocab import Metadata, Site, parse_site
 
-
-@dataclass
-class DicomFrame:
-    image: np.ndarray
-    frame: int | None
-    metadata: Metadata
-    patient_id: str | None
-    study_date: str | None
-    is_dermoscopic: bool
+log = logging.getLogger(__name__)
+_DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
+PATIENT_ID_IS_IMAGE_NAME = "the file's Patient ID is the image name, not a patient; group lesions with a metadata CSV"
 
 
-def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
+def clean_text(value: object) -> str | None:
     if value is None:
         return None
     text = str(value).strip().strip('"').strip()
     return text or None
 
 
-def is_dicom(path: Path) -> bool:
+def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
     try:
-        with open(path, "rb") as handle:
+        return clean_text(ds.get(keyword))
+    except Exception:  # a malformed value must not cost the whole file
+        return None
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(clean_text(value) or "")
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def looks_like_dicom(file: InputFile) -> bool:
+    try:
+        with file.opener() as handle:
             handle.seek(128)
             return handle.read(4) == b"DICM"
     except OSError:
         return False
 
 
-def _to_rgb_uint8(pixels: np.ndarray, samples: int) -> np.ndarray:
-    if pixels.dtype != np.uint8:
-        low, high = float(pixels.min()), float(pixels.max())
-        pixels = ((pixels.astype(np.float32) - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
-    if samples == 1:
-        pixels = np.repeat(pixels[..., None], 3, axis=-1)
-    return np.ascontiguousarray(pixels)
-
-
-def read_dicom(path: Path) -> list[DicomFrame]:
+def _open(file: InputFile) -> pydicom.Dataset:
     try:
-        ds = pydicom.dcmread(path)
+        with file.opener() as handle:
+            return pydicom.dcmread(handle)
     except InvalidDicomError:
-        raise UnreadableImage("not a DICOM file") from None
+        if file.suffix not in _DICOM_SUFFIXES:
+            raise UnreadableImage("not an image or DICOM file") from None
     except Exception as exc:  # pydicom raises many types on damaged files
         raise UnreadableImage(f"DICOM file is damaged or truncated ({type(exc).__name__}: {exc})") from None
+    try:  # a DICOM dataset without the 128-byte preamble and 'DICM' marker
+        with file.opener() as handle:
+            ds = pydicom.dcmread(handle, force=True)
+        if "SOPClassUID" not in ds and "PixelData" not in ds:
+            raise ValueError
+        return ds
+    except Exception:
+        raise UnreadableImage("not an image or DICOM file") from None
+
+
+def _site(ds: pydicom.Dataset) -> Site:
+    """The most specific of BodyPartExamined and the Anatomic Region Sequence (SNOMED CT meaning)."""
+    candidates = [parse_site(_text(ds, "BodyPartExamined"))]
+    try:
+        for item in ds.get("AnatomicRegionSequence") or []:
+            candidates.append(parse_site(clean_text(item.get("CodeMeaning"))))
+    except Exception:
+        pass
+    for site in candidates:
+        if site.fine is not None:
+            return site
+    return next((site for site in candidates if site.region is not None), Site())
+
+
+def _iso_date(ds: pydicom.Dataset) -> str | None:
+    for keyword in ("StudyDate", "ContentDate", "AcquisitionDate", "SeriesDate"):
+        text = _text(ds, keyword)
+        if text and len(text) >= 8 and text[:8].isdigit():
+            return f"{text[:4]}-{text[4:6]}-{text[6:8]}"
+    return None
+
+
+def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    """mm per pixel (row, column) in the stored image, from the first place the file gives it."""
+    places = [ds]
+    try:
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        if shared:
+            places += list(shared[0].get("PixelMeasuresSequence") or [])
+    except Exception:
+        pass
+    for place in places:
+        for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+            try:
+                value = place.get(keyword)
+                spacing = [_number(v) for v in value] if value is not None and value.__class__ is not str else []
+            except Exception:
+                continue
+            if len(spacing) == 2 and all(spacing):
+                return spacing[0], spacing[1]
+    return None
+
+
+def _acquisition(ds: pydicom.Dataset) -> Acquisition:
+    def words(keyword: str) -> str | None:
+        text = _text(ds, keyword)
+        return text.replace("_", " ").lower() if text else None
+
+    return Acquisition(
+        light_source_polarization=words("LightSourcePolarization"),
+        contact_method=words("ContactMethod"),
+        immersion_medium=words("ImmersionMedia"),
+        optical_magnification=_number(ds.get("OpticalMagnificationFactor")),
+    )
+
+
+def _decode_failure(ds: pydicom.Dataset, exc: Exception) -> str:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = getattr(syntax, "name", None) or str(syntax or "not stated")
+    detail = str(exc)
+    log.info("decoding failed (%s): %s", name, detail)
+    if "less than expected" in detail or "truncated" in detail.lower():
+        return "image data is shorter than the header says; the file is probably truncated"
+    if "no pixel data handler" in detail.lower() or "no available" in detail.lower() or "not supported" in detail.lower():
+        return f"image is stored in a form (transfer syntax {name}) that no installed decoder can read"
+    return f"image data is damaged or inconsistent with its header and could not be decoded (transfer syntax {name})"
+
+
+def read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
+    """One case per frame, fitted within max_side. Raises UnreadableImage with the reason in plain words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # real files break VR rules (quoted UIDs); what matters is handled here
+        return _read_dicom(file, max_side)
+
+
+def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
+    ds = _open(file)
+    if clean_text(ds.get("SOPClassUID")) == MediaStorageDirectoryStorage:
+        raise UnreadableImage("DICOMDIR index, not an image (the files it lists are imported from the folder)")
     if "PixelData" not in ds:
         raise UnreadableImage("DICOM file holds no image (no pixel data)")
-    rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if rows * columns > MAX_PIXELS:
-        raise UnreadableImage(f"image is {columns}×{rows} pixels, larger than the {MAX_PIXELS:,} allowed")
     try:
-        pixels = ds.pixel_array
-    except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", syntax) or "unknown"
-        raise UnreadableImage(f"image data could not be decoded (transfer syntax {name}: {exc})") from None
-    samples = int(ds.get("SamplesPerPixel", 1))
-    stack = pixels if frames > 1 else pixels[None]
-    metadata = Metadata.parse(_text(ds, "PatientAge"), _text(ds, "PatientSex"), _text(ds, "BodyPartExamined"))
-    return [
-        DicomFrame(
-            image=_to_rgb_uint8(frame, samples),
-            frame=index if frames > 1 else None,
-            metadata=metadata,
-            patient_id=_text(ds, "PatientID"),
-            study_date=_text(ds, "StudyDate"),
-            is_dermoscopic=samples == 3,
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except Exception:
+        raise UnreadableImage("DICOM file does not say how large its image is (no Rows/Columns)") from None
+    frames = frame_count(ds)
+    if rows * columns > MAX_PIXELS or rows * columns * frames > MAX_TOTAL_PIXELS:
+        raise UnreadableImage(
+            f"image is {columns:,}×{rows:,} pixels × {frames} frame(s), too large to open safely (possible decompression bomb)"
         )
-        for index, frame in enumerate(stack)
-    ]
+    try:
+        images = dicom_frames(ds, max_side)
+    except Exception as exc:
+        raise UnreadableImage(_decode_failure(ds, exc)) from None
+
+    photometric = _text(ds, "PhotometricInterpretation") or ""
+    dermoscopic = int(ds.get("SamplesPerPixel", 1) or 1) == 3 and not photometric.startswith("MONOCHROME")
+    notes = [] if dermoscopic else ["monochrome image: not a dermoscopy photograph"]
+    patient_id = _text(ds, "PatientID")
+    if patient_id is not None and patient_id in {file.stem, _text(ds, "StudyID"), _text(ds, "SOPInstanceUID")}:
+        notes.append(PATIENT_ID_IS_IMAGE_NAME)
+        patient_id = None
+    spacing = _pixel_spacing(ds)
+    base = Case(
+        case_id=file.stem, image=images[0], source=file.name, image_name=file.stem,
+        metadata=Metadata(age=Metadata.parse(age=_text(ds, "PatientAge")).age,
+                          sex=Metadata.parse(sex=_text(ds, "PatientSex")).sex, site=_site(ds)),
+        patient_id=patient_id, study_date=_iso_date(ds), is_dermoscopic=dermoscopic,
+        original_size=(columns, rows), acquisition=_acquisition(ds),
+        sop_instance_uid=_text(ds, "SOPInstanceUID"), notes=notes,
+    )
+    cases = []
+    for index, image in enumerate(images):
+        scale = columns / image.shape[1]
+        cases.append(replace(
+            base, image=image, notes=list(notes),
+            case_id=base.case_id if frames == 1 else f"{base.case_id}#{index + 1}",
+            frame=None if frames == 1 else index + 1,
+            pixel_spacing_mm=None if spacing is None else (spacing[0] * scale, spacing[1] * scale),
+        ))
+    return cases

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -14,7 +15,8 @@ _COLUMNS = {
     "age": ("age_approx", "age"),
     "sex": ("sex",),
     "site": ("anatom_site_general_challenge", "anatom_site_general", "localization", "site"),
-    "patient": ("patient_id", "lesion_id"),
+    "patient": ("patient_id", "patient"),
+    "lesion": ("lesion_id", "lesion"),
 }
 
 
@@ -22,26 +24,37 @@ _COLUMNS = {
 class SidecarRow:
     metadata: Metadata
     patient_id: str | None
+    lesion_id: str | None = None
 
 
 def _first(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in table.columns), None)
 
 
-def read_sidecar(path: Path) -> dict[str, SidecarRow]:
-    """Image name → metadata and patient. Raises ValueError with a plain reason when the CSV is unusable."""
+def _cell(record: dict, column: str | None) -> str | None:
+    if column is None:
+        return None
+    return (record.get(column) or "").strip().strip('"').strip() or None
+
+
+def read_sidecar(path: Path | str | BinaryIO) -> dict[str, SidecarRow]:
+    """Image name → metadata, patient and lesion. Raises ValueError with a plain reason when the CSV is unusable.
+    `path` may be an open binary file (an upload)."""
+    path_name = getattr(path, "name", path)
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
-        raise ValueError(f"metadata CSV {path} could not be read ({exc})") from None
+        raise ValueError(f"metadata CSV {path_name} could not be read ({exc})") from None
     table.columns = [c.strip().lower() for c in table.columns]
     name_column = _first(table, _NAME_COLUMNS)
     if name_column is None:
-        raise ValueError(f"metadata CSV {path} has no image name column (one of {', '.join(_NAME_COLUMNS)})")
+        raise ValueError(f"metadata CSV {path_name} has no image name column (one of {', '.join(_NAME_COLUMNS)})")
     columns = {key: _first(table, names) for key, names in _COLUMNS.items()}
     rows = {}
     for record in table.to_dict("records"):
-        get = lambda key: record.get(columns[key]) if columns[key] else None
-        patient = (get("patient") or "").strip() or None
-        rows[str(record[name_column]).strip()] = SidecarRow(Metadata.parse(get("age"), get("sex"), get("site")), patient)
+        name = _cell(record, name_column)
+        if name is None:
+            continue
+        metadata = Metadata.parse(*(_cell(record, columns[key]) for key in ("age", "sex", "site")))
+        rows[name] = SidecarRow(metadata, _cell(record, columns["patient"]), _cell(record, columns["lesion"]))
     return rows

@@ -1,0 +1,174 @@
+"""Where files come from: paths, folders searched recursively, zip archives read in memory, DICOMDIR indexes
+and uploaded bytes all become `InputFile`s. Nothing is extracted to disk, so nothing is written anywhere."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import pydicom
+
+from skinapp.io.case import ImportReport
+
+MAX_MEMBER_BYTES = 1 << 30        # one archive member may expand to 1 GiB (a 6000×4000 DICOM is ~5 MB)
+MAX_ARCHIVE_BYTES = 8 << 30       # all members of one archive together
+MAX_COMPRESSION_RATIO = 200       # dermoscopy JPEG/DICOM barely compress; far beyond this is a zip bomb
+MAX_ARCHIVE_MEMBERS = 100_000
+DICOMDIR_NAME = "DICOMDIR"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to import. `name` is what the clinician sees in the report: a path, or `archive.zip/inner/path`."""
+
+    name: str
+    opener: Callable[[], BinaryIO]
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name.replace("\\", "/")).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name.replace("\\", "/")).suffix.lower()
+
+    def read(self) -> bytes:
+        with self.opener() as handle:
+            return handle.read()
+
+    @classmethod
+    def from_path(cls, path: Path) -> "InputFile":
+        return cls(str(path), lambda: open(path, "rb"))
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> "InputFile":
+        """For uploads: the browser gives a name and the bytes."""
+        return cls(name, lambda: io.BytesIO(data))
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _unsafe_member_reason(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (parts and ":" in parts[0]) or ".." in parts:
+        return "unsafe path inside the archive (it points outside the archive's folder); not opened"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link inside the archive; not followed"
+    if info.file_size > MAX_MEMBER_BYTES:
+        return f"would expand to {info.file_size / 2**20:,.0f} MB, more than the {MAX_MEMBER_BYTES >> 20:,} MB allowed"
+    if info.file_size > (1 << 20) and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+        return "compressed far more than any image can be (possible zip bomb); not opened"
+    return None
+
+
+def _member_opener(archive: InputFile, info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
+    def open_member() -> BinaryIO:
+        with archive.opener() as handle, zipfile.ZipFile(handle) as zipped:
+            return io.BytesIO(zipped.read(info))
+    return open_member
+
+
+def _archive_files(archive: InputFile, report: ImportReport) -> list[InputFile]:
+    try:
+        with archive.opener() as handle, zipfile.ZipFile(handle) as zipped:
+            infos = zipped.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        report.reject(archive.name, f"zip archive is damaged or unreadable ({exc})")
+        return []
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        report.reject(archive.name, f"zip archive holds {len(infos):,} entries, more than the {MAX_ARCHIVE_MEMBERS:,} allowed")
+        return []
+    files: list[InputFile] = []
+    rejected = len(report.rejected)
+    total = 0
+    for info in infos:
+        name = f"{archive.name}/{info.filename}"
+        hidden = any(part not in (".", "..") and (part.startswith(".") or part == "__MACOSX")
+                     for part in PurePosixPath(info.filename).parts)
+        if info.is_dir() or hidden:  # folders, and what macOS and version control leave behind
+            continue
+        reason = _unsafe_member_reason(info)
+        if reason is None and info.filename.lower().endswith(".zip"):
+            reason = "archive inside an archive; unpack it first"
+        if reason is None and total + info.file_size > MAX_ARCHIVE_BYTES:
+            reason = f"the archive expands to more than {MAX_ARCHIVE_BYTES >> 30} GB in all; the rest was not opened"
+        if reason is not None:
+            report.reject(name, reason)
+            continue
+        total += info.file_size
+        files.append(InputFile(name, _member_opener(archive, info)))
+    if not files and len(report.rejected) == rejected:
+        report.reject(archive.name, "zip archive contains no files")
+    return files
+
+
+def _dicomdir_references(dicomdir: InputFile) -> list[str] | None:
+    """Relative paths (POSIX) of the files a DICOMDIR lists, or None when it is not a readable DICOMDIR."""
+    try:
+        with dicomdir.opener() as handle:
+            ds = pydicom.dcmread(handle, force=True)
+        records = ds.DirectoryRecordSequence
+    except Exception:
+        return None
+    return [
+        "/".join(record.ReferencedFileID) if record["ReferencedFileID"].VM > 1 else str(record.ReferencedFileID)
+        for record in records
+        if "ReferencedFileID" in record
+    ]
+
+
+def _resolve_dicomdirs(files: list[InputFile], report: ImportReport) -> list[InputFile]:
+    """A DICOMDIR is an index, not an image: the files it lists are checked to be present and it is dropped."""
+    by_name = {f.name.replace("\\", "/").lower(): f for f in files}
+    kept = [f for f in files if PurePosixPath(f.name.replace("\\", "/")).name.upper() != DICOMDIR_NAME]
+    for index in (f for f in files if f not in kept):
+        references = _dicomdir_references(index)
+        if references is None:
+            report.reject(index.name, "DICOMDIR index could not be read; the files beside it are imported anyway")
+            continue
+        folder = str(PurePosixPath(index.name.replace("\\", "/")).parent)
+        for reference in references:
+            if f"{folder}/{reference}".lower() not in by_name:
+                report.reject(f"{folder}/{reference}", "listed in the DICOMDIR but missing from the folder")
+    return kept
+
+
+def _is_archive(file: InputFile) -> bool:
+    return file.suffix == ".zip"
+
+
+def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport) -> list[InputFile]:
+    """Files as given, folders searched recursively (hidden files skipped), zip archives opened in memory,
+    DICOMDIR indexes checked. Missing paths, empty folders and unsafe archive members are reported."""
+    files: list[InputFile] = []
+    for item in inputs:
+        if isinstance(item, InputFile):
+            files.append(item)
+            continue
+        path = Path(item)
+        if path.is_file() and path.name.upper() == DICOMDIR_NAME:
+            path = path.parent  # a DICOMDIR stands for the folder it indexes
+        if path.is_dir():
+            found = _visible_files(path)
+            if not found:
+                report.reject(str(path), "folder contains no files")
+            files += [InputFile.from_path(p) for p in found]
+        elif path.is_file():
+            files.append(InputFile.from_path(path))
+        else:
+            report.reject(str(path), "no such file or folder")
+    expanded: list[InputFile] = []
+    for file in files:
+        expanded += _archive_files(file, report) if _is_archive(file) else [file]
+    return _resolve_dicomdirs(expanded, report)
