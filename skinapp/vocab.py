@@ -65,7 +65,7 @@ _SITE_ALIASES: dict[str, tuple[str | None, str | None]] = {
 # "sole of foot" is acral before it is a foot, "posterior surface of thorax" is the back before the chest.
 # Limbs give the region only, as the datasets' own "upper extremity" does.
 _SITE_WORDS: tuple[tuple[str, str | None, str | None], ...] = (
-    (r"palm|sole|heel|nail|subungual|acral", "palms/soles", "acral"),
+    (r"palms?|palmar|soles?|plantar|heel|nail|subungual|acral", "palms/soles", "acral"),
     (r"genital\w*|penis|scrot\w*|labi(um|a|al)|vulva\w*|clitoris|perineum|anus|perianal|vagina\w*|urethral|glans|prepuce",
      "oral/genital", "genital"),
     (r"mouth|oral|mucosa|tongue|gingiva|tooth", "oral/genital", None),

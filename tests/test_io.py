@@ -148,7 +148,7 @@ def test_multiframe_gives_one_case_per_frame_and_monochrome_is_not_dermoscopy(tm
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")  # the quoted values are the point of this test
 def test_dicom_metadata_is_parsed_tolerantly(tmp_path):
     anatomy = pydicom.Dataset()
-    anatomy.CodeValue, anatomy.CodingSchemeDesignator, anatomy.CodeMeaning = "70887009", "SCT", "Skin of palm of hand"
+    anatomy.CodeValue, anatomy.CodingSchemeDesignator = "70887009", "SCT"  # skin of palm of hand, meaning left out
     path = make_dicom(
         tmp_path / "IMG_0042.dcm", cv2.resize(lesion_image(), (2048, 1536)), JPEGBaseline8Bit,
         PatientID='"IMG_0042"', PatientAge='"045Y"', PatientSex='"F"', BodyPartExamined="UPPER EXTREMITY",
@@ -180,6 +180,9 @@ def test_broken_dicoms_get_plain_reasons(tmp_path):
     twin = pydicom.dcmread(good)
     twin.PixelData = bytes(len(twin.PixelData))
     twin.save_as(tmp_path / "twin.dcm")  # other pixels, same SOP Instance UID
+    video = pydicom.dcmread(make_dicom(tmp_path / "video.dcm", lesion_image(seed=1), JPEGBaseline8Bit))
+    video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no decoder for it
+    video.save_as(tmp_path / "video.dcm")
     cases, report = load_cases([tmp_path])
     assert [c.case_id for c in cases] == ["good"]
     found = reasons(report)
@@ -187,6 +190,7 @@ def test_broken_dicoms_get_plain_reasons(tmp_path):
     assert found["nopixels.dcm"] == "DICOM file holds no image (no pixel data)"
     assert "50,000×50,000" in found["bomb.dcm"] and "decompression bomb" in found["bomb.dcm"]
     assert "identical DICOM SOP Instance UID" in found["twin.dcm"]
+    assert found["video.dcm"] == "image is stored in a form (transfer syntax MPEG2 Main Profile / Main Level) that no installed decoder can read"
 
 
 def test_pydicom_test_corpus_is_imported_or_rejected_with_a_reason():

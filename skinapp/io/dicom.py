@@ -3,6 +3,7 @@ quotes, the image name in PatientID, ages such as '045Y', the site in BodyPartEx
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import replace
@@ -72,12 +73,31 @@ def _open(file: InputFile) -> pydicom.Dataset:
         raise UnreadableImage("not an image or DICOM file") from None
 
 
+@functools.cache
+def _snomed_meanings() -> dict[str, str]:
+    from pydicom.sr._concepts_dict import concepts  # pydicom's copy of the DICOM code tables
+
+    meanings: dict[str, str] = {}
+    for entry in concepts["SCT"].values():
+        for code, (meaning, _) in entry.items():
+            meanings.setdefault(code, meaning)
+    return meanings
+
+
+def _code_meaning(item: pydicom.Dataset) -> str | None:
+    """The code's own meaning, or the standard meaning of its SNOMED CT code where the file leaves it out."""
+    meaning = clean_text(item.get("CodeMeaning"))
+    if meaning is None and (clean_text(item.get("CodingSchemeDesignator")) or "").upper() in {"SCT", "SRT"}:
+        meaning = _snomed_meanings().get(clean_text(item.get("CodeValue")) or "")
+    return meaning
+
+
 def _site(ds: pydicom.Dataset) -> Site:
-    """The most specific of BodyPartExamined and the Anatomic Region Sequence (SNOMED CT meaning)."""
+    """The most specific of BodyPartExamined and the Anatomic Region Sequence (SNOMED CT)."""
     candidates = [parse_site(_text(ds, "BodyPartExamined"))]
     try:
         for item in ds.get("AnatomicRegionSequence") or []:
-            candidates.append(parse_site(clean_text(item.get("CodeMeaning"))))
+            candidates.append(parse_site(_code_meaning(item)))
     except Exception:
         pass
     for site in candidates:
