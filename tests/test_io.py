@@ -97,9 +97,11 @@ def test_uploads_and_duplicates(tmp_path):
     Image.fromarray(lesion_image()).save(data, "PNG")
     uploads = [InputFile.from_bytes("a/lesion.png", data.getvalue()), InputFile.from_bytes("b/lesion.png", data.getvalue()),
                InputFile.from_bytes("c/lesion.png", _png_bytes(lesion_image(seed=1)))]
-    cases, report = load_cases(uploads)
+    never_read = InputFile("video.mov", lambda: pytest.fail("a huge file must not be read"), size=3 << 30)
+    cases, report = load_cases([*uploads, never_read])
     assert [c.case_id for c in cases] == ["lesion", "lesion (2)"]  # same name, other picture: both kept, ids unique
-    assert reasons(report) == {"lesion.png": "same file as a/lesion.png; imported once"}
+    assert reasons(report) == {"lesion.png": "same file as a/lesion.png; imported once",
+                               "video.mov": "file is 3.0 GB, larger than any dermoscopy image; not opened"}
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -142,7 +144,7 @@ def test_multiframe_gives_one_case_per_frame_and_monochrome_is_not_dermoscopy(tm
     assert [(c.case_id, c.frame) for c in cases] == [("series#1", 1), ("series#2", 2), ("series#3", 3)]
     assert np.abs(cases[1].image.astype(int) - frames[1]).mean() < 4
     (grey,), _ = load_cases([make_dicom(tmp_path / "xray.dcm", lesion_image()[..., 0])])
-    assert not grey.is_dermoscopic and grey.image.shape == (96, 128, 3) and "monochrome" in grey.notes[0]
+    assert not grey.is_dermoscopic and grey.image.shape == (96, 128, 3) and "not a colour dermoscopy photograph" in grey.notes[0]
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR")  # the quoted values are the point of this test

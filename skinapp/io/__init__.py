@@ -25,6 +25,7 @@ __all__ = [
     "load_cases", "read_image",
 ]
 
+MAX_FILE_BYTES = 2 << 30
 Progress = Callable[[int, int, str], None]  # (files done, files in all, file name)
 
 
@@ -93,6 +94,9 @@ def load_cases(
     for done, file in enumerate(files):
         if progress is not None:
             progress(done, len(files), file.name)
+        if file.size is not None and file.size > MAX_FILE_BYTES:
+            report.reject(file.name, f"file is {file.size / 2**30:.1f} GB, larger than any dermoscopy image; not opened")
+            continue
         try:
             data = file.read()
             digest = hashlib.sha256(data).hexdigest()

@@ -10,13 +10,14 @@ from dataclasses import replace
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.uid import MediaStorageDirectoryStorage
 
 from skinapp.io.case import Acquisition, Case
 from skinapp.io.images import UnreadableImage
 from skinapp.io.pixels import MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
 from skinapp.io.sources import InputFile
-from skinapp.vocab import Metadata, Site, parse_site
+from skinapp.vocab import Metadata, Site, parse_age, parse_sex, parse_site
 
 log = logging.getLogger(__name__)
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
@@ -127,9 +128,9 @@ def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
         for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
             try:
                 value = place.get(keyword)
-                spacing = [_number(v) for v in value] if value is not None and value.__class__ is not str else []
             except Exception:
                 continue
+            spacing = [_number(v) for v in value] if isinstance(value, (list, tuple, MultiValue)) else []
             if len(spacing) == 2 and all(spacing):
                 return spacing[0], spacing[1]
     return None
@@ -189,7 +190,7 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
 
     photometric = _text(ds, "PhotometricInterpretation") or ""
     dermoscopic = int(ds.get("SamplesPerPixel", 1) or 1) == 3 and not photometric.startswith("MONOCHROME")
-    notes = [] if dermoscopic else ["monochrome image: not a dermoscopy photograph"]
+    notes = [] if dermoscopic else ["greyscale or palette image: not a colour dermoscopy photograph"]
     patient_id = _text(ds, "PatientID")
     if patient_id is not None and patient_id in {file.stem, _text(ds, "StudyID"), _text(ds, "SOPInstanceUID")}:
         notes.append(PATIENT_ID_IS_IMAGE_NAME)
@@ -197,8 +198,7 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
     spacing = _pixel_spacing(ds)
     base = Case(
         case_id=file.stem, image=images[0], source=file.name, image_name=file.stem,
-        metadata=Metadata(age=Metadata.parse(age=_text(ds, "PatientAge")).age,
-                          sex=Metadata.parse(sex=_text(ds, "PatientSex")).sex, site=_site(ds)),
+        metadata=Metadata(parse_age(_text(ds, "PatientAge")), parse_sex(_text(ds, "PatientSex")), _site(ds)),
         patient_id=patient_id, study_date=_iso_date(ds), is_dermoscopic=dermoscopic,
         original_size=(columns, rows), acquisition=_acquisition(ds),
         sop_instance_uid=_text(ds, "SOPInstanceUID"), notes=notes,

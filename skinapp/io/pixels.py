@@ -85,9 +85,10 @@ def _reduced_frames(ds: pydicom.Dataset, frames: int, max_side: int) -> list[np.
 
 def _to_display_rgb(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    bits = int(ds.get("BitsStored", 8) or 8)
     if photometric == "PALETTE COLOR":
         frame = pydicom.pixels.apply_color_lut(frame, ds)
-        photometric = "RGB"
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])  # the palette's own entry size
     if frame.ndim == 2:  # monochrome: rescale and window as the file says, then stretch to 8 bits
         frame = pydicom.pixels.apply_voi_lut(pydicom.pixels.apply_modality_lut(frame, ds), ds).astype(np.float64)
         low, high = float(frame.min()), float(frame.max())
@@ -95,8 +96,7 @@ def _to_display_rgb(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
         if photometric == "MONOCHROME1":
             frame = 255 - frame
         frame = np.repeat(frame[..., None], 3, axis=-1)
-    elif frame.dtype != np.uint8:
-        bits = int(ds.get("BitsStored", 16)) if photometric != "RGB" or "RedPaletteColorLookupTableData" not in ds else 16
+    elif frame.dtype != np.uint8 or bits > 8:  # colour deeper than 8 bits: scale by the range the file can hold
         frame = frame.astype(np.float64) * (255 / (2 ** bits - 1))
     if frame.shape[-1] != 3:
         raise ValueError(f"{frame.shape[-1]} samples per pixel")

@@ -28,6 +28,7 @@ class InputFile:
 
     name: str
     opener: Callable[[], BinaryIO]
+    size: int | None = None  # bytes, where known before reading
 
     @property
     def stem(self) -> str:
@@ -43,12 +44,12 @@ class InputFile:
 
     @classmethod
     def from_path(cls, path: Path) -> "InputFile":
-        return cls(str(path), lambda: open(path, "rb"))
+        return cls(str(path), lambda: open(path, "rb"), path.stat().st_size)
 
     @classmethod
     def from_bytes(cls, name: str, data: bytes) -> "InputFile":
         """For uploads: the browser gives a name and the bytes."""
-        return cls(name, lambda: io.BytesIO(data))
+        return cls(name, lambda: io.BytesIO(data), len(data))
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -107,7 +108,7 @@ def _archive_files(archive: InputFile, report: ImportReport) -> list[InputFile]:
             report.reject(name, reason)
             continue
         total += info.file_size
-        files.append(InputFile(name, _member_opener(archive, info)))
+        files.append(InputFile(name, _member_opener(archive, info), info.file_size))
     if not files and len(report.rejected) == rejected:
         report.reject(archive.name, "zip archive contains no files")
     return files
@@ -130,18 +131,20 @@ def _dicomdir_references(dicomdir: InputFile) -> list[str] | None:
 
 def _resolve_dicomdirs(files: list[InputFile], report: ImportReport) -> list[InputFile]:
     """A DICOMDIR is an index, not an image: the files it lists are checked to be present and it is dropped."""
-    by_name = {f.name.replace("\\", "/").lower(): f for f in files}
-    kept = [f for f in files if PurePosixPath(f.name.replace("\\", "/")).name.upper() != DICOMDIR_NAME]
-    for index in (f for f in files if f not in kept):
+    def is_index(file: InputFile) -> bool:
+        return PurePosixPath(file.name.replace("\\", "/")).name.upper() == DICOMDIR_NAME
+
+    present = {f.name.replace("\\", "/").lower() for f in files}
+    for index in filter(is_index, files):
         references = _dicomdir_references(index)
         if references is None:
             report.reject(index.name, "DICOMDIR index could not be read; the files beside it are imported anyway")
             continue
         folder = str(PurePosixPath(index.name.replace("\\", "/")).parent)
         for reference in references:
-            if f"{folder}/{reference}".lower() not in by_name:
+            if f"{folder}/{reference}".lower() not in present:
                 report.reject(f"{folder}/{reference}", "listed in the DICOMDIR but missing from the folder")
-    return kept
+    return [f for f in files if not is_index(f)]
 
 
 def _is_archive(file: InputFile) -> bool:
