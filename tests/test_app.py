@@ -1,25 +1,192 @@
-"""The Streamlit app starts and explains itself (Streamlit's own headless AppTest; the full UI is tested in issue 4)."""
+"""Every page of the app under Streamlit's own AppTest, against a fresh database in a temporary data folder."""
+
+import io
 
 import pytest
+import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, synthetic_lesion
+from skinapp.analysis import import_and_analyse
+from skinapp.inference import Predictor
+from skinapp.io import InputFile
+from skinapp.model.checkpoint import ModelCard
+from skinapp.review import plain_markdown
+from skinapp.store import Store
+
+TIMEOUT = 300
 
 
-def test_app_starts_and_shows_the_model_version(shipped_weights):
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINAPP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SKINAPP_DATABASE_URL", raising=False)
+    st.cache_resource.clear()  # the store (and model) of an earlier test must not be reused
+    st.cache_data.clear()
+    yield tmp_path
+    st.cache_resource.clear()
+
+
+def _app(reviewer: str | None = "Dr Test") -> AppTest:
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert not app.exception
-    assert any("Model " in c.value and "Decision support only" in c.value for c in app.caption)
-    assert any("Upload one or more images" in i.value for i in app.info)
+    if reviewer:
+        app.text_input(key="reviewer_name_input").input(reviewer)  # a form: typed and submitted together
+        app.button(key="FormSubmitter:reviewer_form-Start reviewing").click().run()
+    return app
 
 
-def test_app_without_weights_shows_a_message(monkeypatch, tmp_path):
-    import streamlit as st
+def _page(app: AppTest, page: str) -> AppTest:
+    app.switch_page(f"pages/{page}.py").run()
+    assert not app.exception, app.exception
+    return app
 
+
+def _texts(app: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "warning", "error", "title")
+             for e in app.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _seed_cases(data_dir, count: int = 3, patient: str = "P7") -> list[int]:
+    """Real import path (files → store → shipped model) for synthetic images; the app then reads the same database."""
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    uploads = []
+    for seed in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(synthetic_lesion(seed=seed)[0]).save(buffer, "PNG")
+        uploads.append(InputFile.from_bytes(f"lesion{seed}.png", buffer.getvalue()))
+    sidecar = io.BytesIO(("image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n" + "".join(
+        f"lesion{s},{patient},60,male,torso\n" for s in range(count))).encode())
+    result = import_and_analyse(uploads, store, Predictor.from_weights(REPO / "weights"), "seed", sidecar=sidecar)
+    store.engine.dispose()
+    return result.case_ids
+
+
+def test_empty_worklist_invites_an_import(data_dir, shipped_weights):
+    app = _app(reviewer=None)
+    assert "No cases yet" in _texts(app)
+    _page(app, "import_cases")
+    assert "Enter your name in the sidebar first" in _texts(app)
+    assert app.button(key="import_button").disabled
+
+
+def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, shipped_weights):
+    folder = shared_data / "siim_isic_2020"
+    app = _page(_app(), "import_cases")
+    uploaders = app.get("file_uploader")
+    uploaders[1].set_value([(f"dicom/{f.name}", f.read_bytes(), "application/dicom")
+                            for f in sorted((folder / "dicom").glob("*.dcm"))] + [("dicom/notes.txt", b"x", "text/plain")])
+    uploaders[2].set_value(("metadata.csv", (folder / "metadata.csv").read_bytes(), "text/csv"))
+    app.run()
+    app.button(key="import_button").click().run()
+    assert not app.exception
+    assert "20 case(s) in the worklist from this import (20 new, 20 analysed); 1 file(s) not imported" in _texts(app)
+    rejected = app.dataframe[0].value
+    assert list(rejected["file"]) == ["dicom/notes.txt"] and "not an image or DICOM file" in rejected["reason"][0]
+
+    _page(app, "worklist")
+    table = app.dataframe[0].value
+    assert len(table) == 20 and table["patient"].str.startswith("IP_").all()
+    assert table["malignancy"].is_monotonic_decreasing or "flagged" in _texts(app)  # urgency order
+    app.selectbox(key="filter_status").select("reviewed").run()
+    assert "No case matches these filters" in _texts(app)
+    app.selectbox(key="filter_status").select("all").run()
+    app.text_input(key="filter_text").input("ISIC_0076742").run()
+    assert list(app.dataframe[0].value["case"]) == ["ISIC_0076742"]
+
+
+def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shipped_weights):
+    case_ids = _seed_cases(data_dir)
+    app = _page(_app("Dr A"), "case_review")
+    version = ModelCard.load(shipped_weights).version
+    assert f"Model {plain_markdown(version)}" in _texts(app) and "Malignancy probability" in [m.label for m in app.metric]
+    case_id = app.session_state["case_id"]
+    assert case_id in case_ids
+
+    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    assert "Choose a decision, then save." in _texts(app)  # nothing is preselected: no accidental "agree"
+    app.radio(key=f"decision_{case_id}").set_value("disagree")
+    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    assert "Choose the diagnosis you think is right" in _texts(app)
+    app.selectbox(key=f"diagnosis_{case_id}").set_value("MEL")
+    app.text_area(key=f"note_{case_id}").input("irregular network **check**")
+    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    assert "Saved: Disagree: MEL." in _texts(app)
+
+    other = _app("Dr B")  # a second reviewer, another session, same case
+    other.session_state["case_id"] = case_id
+    _page(other, "case_review")
+    history = other.dataframe[0].value
+    assert list(history["reviewer"]) == ["Dr A"] and history["note"][0] == "irregular network **check**"
+
+    app.radio(key=f"decision_{case_id}").set_value("biopsy")  # Dr A changes their mind …
+    other.radio(key=f"decision_{case_id}").set_value("follow_up")
+    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()  # … B saw the old one
+    assert "Not saved: Dr A recorded" in _texts(other)
+    other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    assert "Saved: Follow-up." in _texts(other)
+    reviewers = list(other.dataframe[0].value["reviewer"])
+    assert reviewers == ["Dr B", "Dr A", "Dr A"]  # newest first, nothing lost
+
+    st.cache_resource.clear()  # a restart of the app
+    after_restart = _page(_app("Dr C"), "worklist")
+    decided = after_restart.dataframe[0].value.set_index("case")
+    assert decided.loc["lesion" + str(case_ids.index(case_id)), "decision"] == "Follow-up"
+
+
+def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, shipped_weights):
+    _seed_cases(data_dir)
+    app = _page(_app(), "case_review")
+    first = app.session_state["case_id"]
+    assert app.button(key="previous_case").disabled
+    app.button(key="next_case").click().run()
+    assert app.session_state["case_id"] != first
+    app.radio(key="overlay_kind").set_value("Grad-CAM").run()
+    app.selectbox(key="gradcam_class").set_value("BCC").run()
+    assert not app.exception and not app.error
+    app.slider(key="overlay_opacity").set_value(0.8).run()
+    assert not app.exception
+
+
+def test_patient_context_shows_all_lesions_and_the_ugly_duckling_chart(data_dir, shipped_weights):
+    _seed_cases(data_dir, count=3, patient="<b>P7</b>")
+    app = _page(_app(), "patient_context")
+    assert app.selectbox(key="patient_select").value == "<b>P7</b>"
+    texts = _texts(app)
+    assert texts.count("Looks different:") == 3 and "rank 1 of 3" in texts
+    assert len(app.get("plotly_chart")) == 1
+    app.button(key="open_2").click().run()
+    assert not app.exception and app.session_state["case_id"] == 2
+
+
+def test_user_strings_are_shown_as_text_not_markup(data_dir, shipped_weights):
+    _seed_cases(data_dir, count=1, patient="<img src=x onerror=alert(1)> **P**")
+    app = _page(_app("<script>alert(1)</script>"), "case_review")
+    captions = [c.value for c in app.caption]
+    patient_line = next(c for c in captions if c.startswith("Patient:"))
+    assert r"\<img src=x onerror=alert\(1\)\> \*\*P\*\*" in patient_line
+    assert all("unsafe" not in str(getattr(m.proto, "allow_html", "")) for m in app.markdown)
+    assert not any(getattr(m.proto, "allow_html", False) and "img" in m.value for m in app.markdown)
+
+
+def test_model_card_page(data_dir, shipped_weights):
+    app = _page(_app(reviewer=None), "model_card")
+    assert "Balanced accuracy" in _texts(app) or "balanced accuracy" in _texts(app)
+    assert len(app.get("imgs")) >= 1 or len(app.get("image")) >= 1
+
+
+def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, tmp_path, monkeypatch):
     import skinapp.cli
 
-    st.cache_resource.clear()  # a model loaded by an earlier test would otherwise be reused
-    monkeypatch.setattr(skinapp.cli, "DEFAULT_WEIGHTS", tmp_path)
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    monkeypatch.setattr(skinapp.cli, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
+    app = _page(_app(), "import_cases")
+    app.get("file_uploader")[0].set_value(("a.png", b"x", "image/png"))
+    app.run()
+    app.button(key="import_button").click().run()
     assert not app.exception
     assert any("could not be loaded" in e.value for e in app.error)
+    _page(app, "worklist")
+    assert "No cases yet" in _texts(app)

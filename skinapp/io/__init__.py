@@ -8,6 +8,7 @@ is made only when asked (`max_side=None`).
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -78,15 +79,18 @@ def load_cases(
     """
     report = ImportReport()
     rows: dict[str, SidecarRow] = {}
+    sidecar_digest = None
     if sidecar is not None:
+        sidecar_name = str(getattr(sidecar, "name", sidecar))
         try:
-            rows = read_sidecar(sidecar)
+            sidecar_bytes = Path(sidecar).read_bytes() if isinstance(sidecar, (str, Path)) else sidecar.read()
+            sidecar_digest = hashlib.sha256(sidecar_bytes).hexdigest()
+            rows = read_sidecar(io.BytesIO(sidecar_bytes), name=sidecar_name)
+        except OSError as exc:
+            report.reject(sidecar_name, f"metadata CSV could not be read ({exc.strerror or exc})")
         except ValueError as exc:
-            report.reject(getattr(sidecar, "name", sidecar), str(exc))
+            report.reject(sidecar_name, str(exc))
     files = expand_inputs(paths, report)
-    if isinstance(sidecar, (str, Path)):  # the metadata CSV may sit in the folder it describes
-        sidecar_path = Path(sidecar).resolve()
-        files = [f for f in files if Path(f.name).resolve() != sidecar_path]
     cases: list[Case] = []
     seen_content: dict[str, str] = {}
     seen_uid: dict[str, str] = {}
@@ -100,6 +104,8 @@ def load_cases(
         try:
             data = file.read()
             digest = hashlib.sha256(data).hexdigest()
+            if digest == sidecar_digest:  # the metadata CSV may sit in the folder it describes
+                continue
             if digest in seen_content:
                 report.reject(file.name, f"same file as {seen_content[digest]}; imported once")
                 continue

@@ -49,6 +49,11 @@ class ModelCard:
     def model_config(self) -> ModelConfig:
         return ModelConfig(**self.config)
 
+    @property
+    def weights_sha256(self) -> str:
+        """One hash for the whole ensemble: changes when any member's weights change."""
+        return hashlib.sha256("\n".join(m.sha256 for m in self.members).encode()).hexdigest()
+
     def save(self, folder: Path) -> None:
         (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")
 

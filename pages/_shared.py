@@ -1,0 +1,98 @@
+"""What every page shares: the store and the model (loaded once per process), the reviewer's name (asked
+once per session), navigation to a case, and the guard that turns an internal error into a short message."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from collections.abc import Callable
+from logging.handlers import RotatingFileHandler
+
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+import skinapp.cli
+from skinapp.inference import Predictor
+from skinapp.model.checkpoint import WeightsError
+from skinapp.store import Store, data_dir
+
+log = logging.getLogger("skinapp.app")
+REVIEW_PAGE = "pages/case_review.py"
+
+
+@st.cache_resource
+def _logging() -> None:
+    """Errors go to data/skinapp.log with internal case numbers only, never names or patient ids."""
+    handler = RotatingFileHandler(data_dir() / "skinapp.log", maxBytes=5 << 20, backupCount=3)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("skinapp").addHandler(handler)
+    logging.getLogger("skinapp").setLevel(logging.INFO)
+
+
+@st.cache_resource(show_spinner="Opening the case database …")
+def get_store() -> Store:
+    return Store.open()
+
+
+@st.cache_resource(show_spinner="Loading the model …")
+def _load_predictor() -> Predictor:
+    return Predictor.from_weights(skinapp.cli.DEFAULT_WEIGHTS)
+
+
+def get_predictor() -> Predictor | None:
+    """The model, or None with the reason shown (missing or altered weights)."""
+    try:
+        return _load_predictor()
+    except (WeightsError, FileNotFoundError) as exc:
+        st.error(f"The model could not be loaded: {exc}. Cases can be reviewed, but nothing new can be analysed.")
+        return None
+
+
+def reviewer() -> str | None:
+    return st.session_state.get("reviewer") or None
+
+
+def reviewer_sidebar() -> None:
+    """The reviewer's name, asked once per session and written to every decision and import."""
+    with st.sidebar:
+        if reviewer():
+            st.caption("Reviewing as")
+            st.text(reviewer())
+            if st.button("Change reviewer", key="change_reviewer"):
+                del st.session_state["reviewer"]
+                st.rerun()
+        else:
+            with st.form("reviewer_form", border=False):
+                name = st.text_input("Your name (written to every decision)", key="reviewer_name_input", max_chars=128)
+                started = st.form_submit_button("Start reviewing")
+            if started and name.strip():
+                st.session_state["reviewer"] = name.strip()
+                st.rerun()
+            elif started:
+                st.warning("Type your name first.")
+
+
+def open_case(case_id: int) -> None:
+    st.session_state["case_id"] = int(case_id)
+    st.switch_page(REVIEW_PAGE)
+
+
+def thumbnail_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+def run_guarded(page: Callable[[], None]) -> None:
+    """Run a page; an internal error is logged with a reference and the clinician sees one calm sentence."""
+    _logging()
+    reviewer_sidebar()
+    st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
+    try:
+        page()
+    except ScriptControlException:
+        raise  # Streamlit's own reruns and page switches
+    except Exception:
+        reference = uuid.uuid4().hex[:8]
+        log.exception("page error, reference %s", reference)
+        st.error(f"Something went wrong on this page and it was logged (reference {reference}). "
+                 "Nothing you saved is lost; reload the page or pick another case.")

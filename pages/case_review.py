@@ -1,0 +1,180 @@
+"""Case review: the image with switchable overlays, the model's answer with its uncertainty and flags, the
+metadata it used, and the reviewer's decision (saved at once, never silently over a colleague's)."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._shared import get_predictor, get_store, open_case, reviewer, run_guarded
+from skinapp.review import OVERLAYS, as_prediction, case_report_html, overlay, plain_markdown
+from skinapp.store import DECISIONS, DecisionConflict
+from skinapp.vocab import CLASS_NAMES, CLASSES
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM …")
+def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> object:
+    store, predictor = get_store(), get_predictor()
+    if predictor is None or predictor.card.weights_sha256 != weights_sha256:
+        return None  # the model that made this prediction is not the one loaded: do not mix them
+    case = store.case(case_id)
+    return predictor.explain_class(store.case_image(case_id), class_name, case.metadata)
+
+
+def _current_case_id(order: list[int]) -> int | None:
+    wanted = st.query_params.get("case") or st.session_state.get("case_id")
+    try:
+        wanted = int(wanted)
+    except (TypeError, ValueError):
+        wanted = None
+    return wanted if wanted in order else (order[0] if order else None)
+
+
+def _navigation(order: list[int], case_id: int) -> None:
+    position = order.index(case_id)
+    previous, counter, following = st.columns([1, 2, 1])
+    if previous.button("← Previous (K)", shortcut="K", disabled=position == 0, key="previous_case", width="stretch"):
+        open_case(order[position - 1])
+    counter.markdown(f"<div style='text-align:center'>Case {position + 1} of {len(order)} in the worklist</div>",
+                     unsafe_allow_html=True)  # fixed text only: no user string goes into HTML
+    if following.button("Next (J) →", shortcut="J", disabled=position == len(order) - 1, key="next_case", width="stretch"):
+        open_case(order[position + 1])
+
+
+def _probability_chart(probabilities: dict[str, float]) -> go.Figure:
+    names = [f"{CLASS_NAMES[c]} ({c})" for c in probabilities]
+    figure = go.Figure(go.Bar(x=list(probabilities.values()), y=names, orientation="h",
+                              text=[f"{p:.0%}" for p in probabilities.values()], textposition="auto"))
+    figure.update_layout(height=280, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+                         yaxis=dict(autorange="reversed"))
+    return figure
+
+
+def _decision_form(store, case_id: int, latest) -> None:
+    st.subheader("Your decision")
+    name = reviewer()
+    if not name:
+        st.info("Enter your name in the sidebar to record a decision.")
+        return
+    seen_key = f"seen_decision_{case_id}"
+    with st.form(f"decision_form_{case_id}", clear_on_submit=False):
+        choice = st.radio("Decision", list(DECISIONS), format_func=DECISIONS.get, key=f"decision_{case_id}", index=None)
+        diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=f"diagnosis_{case_id}",
+                                 format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
+        note = st.text_area("Note", key=f"note_{case_id}", max_chars=4000)
+        submitted = st.form_submit_button("Save decision", type="primary")
+    if submitted:
+        if choice is None:
+            st.error("Choose a decision, then save.")
+        elif choice == "disagree" and diagnosis is None:
+            st.error("Choose the diagnosis you think is right, then save again.")
+        else:
+            seen = st.session_state.get(seen_key, latest.id if latest else None)
+            try:
+                saved = store.record_decision(case_id, name, choice, diagnosis=diagnosis, note=note, seen_decision_id=seen)
+                st.session_state[seen_key] = saved.id
+                st.success(f"Saved: {saved.label}.")
+                latest = saved
+            except DecisionConflict as conflict:
+                other = conflict.current
+                st.warning(f"Not saved: {plain_markdown(other.reviewer)} recorded “{plain_markdown(other.label)}” on this "
+                           f"case at {other.created_at:%H:%M} UTC while you were looking at it. Read it below; press "
+                           "Save again to record yours after theirs.")
+                st.session_state[seen_key] = other.id
+                return
+    st.session_state[seen_key] = latest.id if latest else None
+
+
+def page() -> None:
+    store = get_store()
+    rows = store.worklist()
+    order = [r.case.id for r in rows]
+    case_id = _current_case_id(order)
+    if case_id is None:
+        st.title("Case review")
+        st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
+        return
+    st.session_state["case_id"] = case_id
+    st.query_params["case"] = str(case_id)
+    case = store.case(case_id)
+    stored = store.latest_prediction(case_id)
+    image = store.case_image(case_id)
+
+    st.title(f"Case {case.name}")
+    _navigation(order, case_id)
+    if case.notes:
+        for note in case.notes:
+            st.caption(f"About this file: {plain_markdown(note)}")
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        if stored is None:
+            st.image(image, width="stretch")
+            st.warning("The model did not analyse this image. Review it without model support.")
+        else:
+            prediction = as_prediction(stored, image.shape)
+            kind = st.radio("Show", OVERLAYS, index=1, horizontal=True, key="overlay_kind")
+            opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity")
+            cam = None
+            if kind == OVERLAYS[4]:
+                target = st.selectbox("Grad-CAM for", CLASSES, index=CLASSES.index(stored.predicted_class),
+                                      format_func=lambda c: f"{CLASS_NAMES[c]} ({c})", key="gradcam_class")
+                if target != stored.predicted_class:
+                    cam = _gradcam_for(case_id, target, stored.weights_sha256)
+                    if cam is None:
+                        st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
+            st.image(overlay(image, prediction, kind, opacity, cam), width="stretch")
+            outline = prediction.outline
+            if outline.bbox is not None:
+                x, y, w, h = outline.bbox
+                size = (f"; about {max(w, h) * case.pixel_spacing_mm[1]:.1f} mm across" if case.pixel_spacing_mm else
+                        "; the file does not say how large a pixel is, so no size in mm")
+                st.caption(f"Lesion outline from the refined attention mask (Otsu threshold + opening): "
+                           f"{outline.area_fraction:.0%} of the image{size}.")
+    with right:
+        if stored is not None:
+            top = stored.predicted_class
+            st.caption("Model's top diagnosis")
+            st.subheader(f"{CLASS_NAMES[top]} ({top}): {stored.probabilities.max():.0%}", anchor=False)
+            st.metric("Malignancy probability", f"{stored.malignancy:.0%}", f"± {stored.malignancy_spread:.0%} across views",
+                      delta_color="off", delta_arrow="off",
+                      help="P(melanoma) + P(basal cell carcinoma) + P(actinic keratosis / intraepithelial carcinoma); "
+                           "the ± is the standard deviation over the flipped and turned views the model looked at.")
+            if stored.needs_manual_check:
+                st.error("**Manual check needed.** " + " ".join(plain_markdown(f.reason) for f in stored.flags if f.serious))
+            other_flags = [f for f in stored.flags if not f.serious]
+            for flag in other_flags:
+                st.warning(plain_markdown(flag.reason))
+            if not stored.flags:
+                st.success("No warning signs found for this prediction.")
+            st.plotly_chart(_probability_chart(dict(zip(CLASSES, map(float, stored.probabilities)))),
+                            width="stretch", key="probability_chart")
+            meta = stored.metadata_used
+            st.caption("Metadata the model used: "
+                       f"age {plain_markdown(f'{meta.age:g}') if meta.age is not None else 'unknown'}, "
+                       f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
+            st.caption(f"Model {plain_markdown(stored.model_version)}, weights {stored.weights_sha256[:12]}, "
+                       f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
+        patient = case.patient_id
+        st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · imported "
+                   f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
+                   + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
+        if patient:
+            if st.button("Compare with this patient's other lesions", key="to_patient"):
+                st.session_state["patient_id"] = patient
+                st.switch_page("pages/patient_context.py")
+
+        latest = store.latest_decision(case_id)
+        _decision_form(store, case_id, latest)
+        history = store.decisions(case_id)
+        if history:
+            st.subheader("Decisions on this case")
+            st.dataframe(pd.DataFrame([{"when (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}", "reviewer": d.reviewer,
+                                        "decision": d.label, "note": d.note} for d in reversed(history)]),
+                         hide_index=True, width="stretch")
+        st.download_button("Download a report of this case (HTML)",
+                           case_report_html(case, image, stored, history, reviewer() or "skinapp"),
+                           file_name=f"case_{case.id}.html", mime="text/html", key="case_report",
+                           on_click=lambda: store.log_export(reviewer() or "unnamed", "case report", [case_id]))
+
+
+run_guarded(page)

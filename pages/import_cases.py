@@ -1,0 +1,50 @@
+"""Import: images, DICOM files or a whole folder, with an optional metadata CSV; the model runs once per case."""
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import get_predictor, get_store, reviewer, run_guarded
+from skinapp.analysis import import_and_analyse
+from skinapp.io import InputFile
+
+
+def page() -> None:
+    st.title("Import cases")
+    st.caption("Dermoscopy images (JPEG, PNG, BMP, TIFF), DICOM files, zip archives, or a whole folder exported "
+               "from a dermatoscope or PACS. Files that cannot be read are listed below with the reason; the rest "
+               "are imported.")
+    files = st.file_uploader("Images, DICOM files or zip archives", accept_multiple_files=True, key="upload_files")
+    folder = st.file_uploader("…or a whole folder", accept_multiple_files="directory", key="upload_folder")
+    sidecar = st.file_uploader("Metadata CSV (optional): image name, patient, age, sex, site", type=["csv"],
+                               key="upload_metadata")
+    uploads = [*(files or []), *(folder or [])]
+    name = reviewer()
+    if not name:
+        st.info("Enter your name in the sidebar first: every import and decision records who made it.")
+    if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button"):
+        predictor = get_predictor()
+        if predictor is None:
+            return
+        bar = st.progress(0.0, text="Reading files …")
+        result = import_and_analyse(
+            [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
+            sidecar=sidecar, progress=lambda fraction, text: bar.progress(fraction, text=text),
+        )
+        bar.empty()
+        st.session_state["last_import"] = result
+    result = st.session_state.get("last_import")
+    if result is None:
+        return
+    report = result.report
+    st.success(f"{len(result.case_ids)} case(s) in the worklist from this import ({result.new_cases} new, "
+               f"{result.analysed} analysed); {len(report.rejected)} file(s) not imported.")
+    for note in report.notes:
+        st.info(note)
+    if report.rejected:
+        st.subheader("Not imported")
+        st.dataframe(pd.DataFrame([{"file": r.file, "reason": r.reason} for r in report.rejected]),
+                     hide_index=True, width="stretch")
+    st.page_link("pages/worklist.py", label="Open the worklist", icon=":material/list:")
+
+
+run_guarded(page)

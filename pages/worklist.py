@@ -1,0 +1,62 @@
+"""Worklist (home): every case, most urgent first; filter, sort, open a case, export."""
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import get_store, open_case, reviewer, run_guarded, thumbnail_url
+from skinapp.review import Filters, apply_filters, export_csv, worklist_records
+from skinapp.vocab import CLASSES
+
+_COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
+            "decision", "reviewer"]
+
+
+def page() -> None:
+    st.title("Worklist")
+    store = get_store()
+    rows = store.worklist()
+    if not rows:
+        st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
+        st.page_link("pages/import_cases.py", label="Import cases", icon=":material/upload:")
+        return
+    to_review = sum(r.decision is None for r in rows)
+    flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
+    st.caption(f"{len(rows)} case(s): {to_review} to review, {flagged} flagged for a manual check. "
+               "Most urgent first: likely malignant and uncertain cases at the top, reviewed cases last.")
+
+    status, flagged_only, diagnosis, text = st.columns([1, 1, 1, 2])
+    filters = Filters(
+        status=status.selectbox("Status", ["all", "to review", "reviewed"], key="filter_status"),
+        flagged_only=flagged_only.checkbox("Flagged only", key="filter_flagged"),
+        diagnosis=diagnosis.selectbox("Top diagnosis", [None, *CLASSES], key="filter_diagnosis",
+                                      format_func=lambda c: "any" if c is None else c),
+        text=text.text_input("Search case or patient", key="filter_text"),
+    )
+    shown = apply_filters(rows, filters)
+    table = pd.DataFrame(worklist_records(shown))
+    if table.empty:
+        st.info("No case matches these filters.")
+        return
+    table.insert(0, "thumbnail", [thumbnail_url(r.thumbnail_jpeg) for r in shown])
+    event = st.dataframe(
+        table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
+        selection_mode="single-row", row_height=64,
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("Image", width="small"),
+            "top_diagnosis": "Top diagnosis",
+            "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
+            "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
+        },
+    )
+    selected = event.selection.rows if event is not None else []
+    if selected:
+        open_case(shown[selected[0]].case.id)
+
+    st.download_button(
+        "Export this list as CSV", export_csv(shown), file_name="skinapp_worklist.csv", mime="text/csv",
+        key="export_csv", on_click=lambda: store.log_export(reviewer() or "unnamed", "worklist CSV", [r.case.id for r in shown]),
+    )
+    st.caption("The export holds predictions, flags and decisions, with the model version of each prediction.")
+
+
+run_guarded(page)

@@ -1,0 +1,84 @@
+"""Import and analyse: inputs → cases in the store, each with the model's prediction and its flags.
+
+The one path from files to a filled worklist, shared by the app's Import page, the tests and the benchmark.
+A case that fails anywhere is named in the report; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from skinapp.flags import Evidence, Flag, flag_prediction
+from skinapp.inference import Prediction, Predictor
+from skinapp.io import Case, ImportReport, InputFile, load_cases
+from skinapp.store import Store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]  # (fraction done, what is happening)
+
+
+def flags_for(prediction: Prediction, is_dermoscopic: bool) -> list[Flag]:
+    return flag_prediction(Evidence(
+        probabilities=prediction.probabilities, view_probabilities=prediction.view_probabilities,
+        attention_grid=prediction.attention_grid, gradcam_grid=prediction.gradcam_grid,
+        is_dermoscopic=is_dermoscopic, metadata=prediction.metadata_used,
+    ))
+
+
+@dataclass
+class ImportResult:
+    report: ImportReport
+    case_ids: list[int] = field(default_factory=list)   # every case of this import, new or already known
+    new_cases: int = 0
+    analysed: int = 0
+
+
+def import_and_analyse(
+    inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
+    sidecar: str | Path | BinaryIO | None = None, progress: Progress | None = None, chunk: int = 8,
+) -> ImportResult:
+    def tell(fraction: float, text: str) -> None:
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), text)
+
+    cases, report = load_cases(inputs, sidecar, progress=lambda done, total, name: tell(
+        0.4 * done / max(total, 1), f"Reading file {min(done + 1, total)} of {total}"))
+    result = ImportResult(report)
+    to_analyse: list[tuple[int, Case]] = []
+    for case in cases:
+        case_id, new = store.add_case(case, actor)
+        result.case_ids.append(case_id)
+        result.new_cases += new
+        known = store.latest_prediction(case_id)
+        if known is None or known.weights_sha256 != predictor.card.weights_sha256:
+            to_analyse.append((case_id, case))
+    if len(result.case_ids) > result.new_cases:
+        report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist and kept as they were")
+    for start in range(0, len(to_analyse), chunk):
+        tell(0.4 + 0.6 * start / len(to_analyse), f"Analysing case {start + 1} of {len(to_analyse)}")
+        _analyse_chunk(to_analyse[start:start + chunk], store, predictor, actor, result)
+    tell(1.0, "Done")
+    return result
+
+
+def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: Predictor, actor: str,
+                   result: ImportResult) -> None:
+    try:
+        predictions = predictor.predict([c.image for _, c in items], [c.metadata for _, c in items])
+    except Exception:
+        if len(items) > 1:  # find the one that fails, analyse the others
+            for item in items:
+                _analyse_chunk([item], store, predictor, actor, result)
+            return
+        log.exception("analysis failed for stored case %s", items[0][0])  # the internal id only: no patient data
+        result.report.reject(items[0][1].source, "the model could not analyse this image; it is in the worklist "
+                                                 "without a prediction")
+        return
+    for (case_id, case), prediction in zip(items, predictions):
+        store.add_prediction(case_id, prediction, flags_for(prediction, case.is_dermoscopic),
+                             predictor.card.weights_sha256, actor)
+        result.analysed += 1

@@ -1,0 +1,417 @@
+"""`Store`: cases, predictions, decisions and the audit log in one database (SQLite file by default,
+PostgreSQL for a clinic). Nothing is updated in place: a new decision is a new row that names the decision
+it replaces, so the history of every case stays complete, and a reviewer who decides on an out-of-date view
+of the case gets a `DecisionConflict` instead of silently overwriting a colleague."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy.engine import Connection
+
+from skinapp.context import LesionContext, ugly_duckling_scores
+from skinapp.flags import Flag, malignancy_spread, needs_manual_check
+from skinapp.io.case import Acquisition, Case
+from skinapp.store.schema import audit_log, cases, decisions, metadata, predictions
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, Site
+
+DATA_DIR_ENV = "SKINAPP_DATA_DIR"
+DATABASE_URL_ENV = "SKINAPP_DATABASE_URL"
+THUMBNAIL_SIDE = 160
+
+DECISIONS: dict[str, str] = {
+    "agree": "Agree with the model",
+    "disagree": "Disagree (give the diagnosis)",
+    "biopsy": "Needs biopsy or excision",
+    "follow_up": "Follow-up",
+    "manual_check": "Manual check needed",
+}
+
+
+def data_dir() -> Path:
+    """The app's own data folder: the database, its log. `SKINAPP_DATA_DIR` moves it."""
+    folder = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "data")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def database_url() -> str:
+    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir() / 'skinapp.db'}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # SQLite forgets the zone
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+    picture = Image.fromarray(image)
+    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _pack(**arrays: np.ndarray | None) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    id: int
+    name: str
+    source: str
+    frame: int | None
+    patient_id: str | None
+    lesion_id: str | None
+    study_date: str | None
+    metadata: Metadata
+    is_dermoscopic: bool
+    original_size: tuple[int, int]
+    pixel_spacing_mm: tuple[float, float] | None
+    acquisition: Acquisition
+    notes: list[str]
+    imported_at: dt.datetime
+    imported_by: str
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: int
+    case_id: int
+    model_version: str
+    weights_sha256: str
+    created_at: dt.datetime
+    probabilities: np.ndarray
+    view_probabilities: np.ndarray
+    embedding: np.ndarray
+    attention_grid: np.ndarray
+    refined_grid: np.ndarray
+    gradcam_grid: np.ndarray | None
+    flags: list[Flag]
+    metadata_used: Metadata
+
+    @property
+    def predicted_class(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def malignancy(self) -> float:
+        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
+
+    @property
+    def malignancy_spread(self) -> float:
+        """Standard deviation of P(malignant) over test-time views and ensemble members."""
+        return malignancy_spread(self.view_probabilities)
+
+    @property
+    def needs_manual_check(self) -> bool:
+        return needs_manual_check(self.flags)
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    case_id: int
+    reviewer: str
+    created_at: dt.datetime
+    decision: str
+    diagnosis: str | None
+    note: str
+    replaces_id: int | None
+
+    @property
+    def label(self) -> str:
+        if self.decision == "disagree" and self.diagnosis:
+            return f"Disagree: {self.diagnosis}"
+        return DECISIONS.get(self.decision, self.decision)
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    case: StoredCase
+    prediction: StoredPrediction | None
+    decision: Decision | None
+    thumbnail_jpeg: bytes
+    context: LesionContext | None = None
+
+    @property
+    def status(self) -> str:
+        return "reviewed" if self.decision is not None else "to review"
+
+    @property
+    def urgency(self) -> float:
+        """Most urgent first: likely malignant, and cases the model is unsure about."""
+        if self.prediction is None:
+            return 2.0  # not analysed: always needs a person
+        return self.prediction.malignancy + (0.5 if self.prediction.needs_manual_check else 0.0)
+
+
+class DecisionConflict(RuntimeError):
+    """Someone recorded a decision on this case after the reviewer last looked at it."""
+
+    def __init__(self, current: Decision):
+        super().__init__(f"{current.reviewer} recorded a decision on this case at {current.created_at:%H:%M}")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    case_id: int | None
+    details: dict = field(default_factory=dict)
+
+
+def _sqlite_connect(connection, _record) -> None:
+    connection.isolation_level = None  # transactions are begun by `_sqlite_begin`, not by the driver
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")     # readers never wait for the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
+
+
+class Store:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> "Store":
+        url = url or database_url()
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        return cls(engine)
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock at once, so a read-then-write (is there a newer
+        decision? then add mine) cannot interleave with another reviewer's."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with connection.begin():
+                yield connection
+
+    def _audit(self, connection: Connection, actor: str, action: str, case_id: int | None, **details) -> None:
+        connection.execute(insert(audit_log).values(at=_now(), actor=actor, action=action, case_id=case_id, details=details))
+
+    def add_case(self, case: Case, actor: str) -> tuple[int, bool]:
+        """(case id, True if new). The same image imported again is the same case, kept as first imported."""
+        key = hashlib.sha256(np.ascontiguousarray(case.image).tobytes() + str(case.image.shape).encode()).hexdigest()
+        with self._writing() as connection:
+            existing = connection.execute(select(cases.c.id).where(cases.c.content_key == key)).scalar()
+            if existing is not None:
+                return int(existing), False
+            meta = case.metadata
+            case_id = connection.execute(insert(cases).values(
+                content_key=key, name=case.case_id, source=case.source, frame=case.frame, patient_id=case.patient_id,
+                lesion_id=case.lesion_id, study_date=case.study_date, age=meta.age, sex=meta.sex,
+                site_region=meta.site.region, site_fine=meta.site.fine, is_dermoscopic=case.is_dermoscopic,
+                original_width=case.original_size[0], original_height=case.original_size[1],
+                pixel_spacing_mm=list(case.pixel_spacing_mm) if case.pixel_spacing_mm else None,
+                acquisition={k: v for k, v in vars(case.acquisition).items() if v is not None},
+                notes=list(case.notes), image_png=_png(case.image), thumbnail_jpeg=_thumbnail(case.image),
+                imported_at=_now(), imported_by=actor,
+            )).inserted_primary_key[0]
+            self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
+        return int(case_id), True
+
+    def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
+        """prediction: an `inference.Prediction`."""
+        with self._writing() as connection:
+            prediction_id = connection.execute(insert(predictions).values(
+                case_id=case_id, model_version=prediction.model_version, weights_sha256=weights_sha256,
+                created_at=_now(), predicted_class=prediction.predicted_class, malignancy=prediction.malignancy,
+                probabilities=prediction.class_probabilities(),
+                flags=[{"code": f.code, "reason": f.reason, "serious": f.serious} for f in flags],
+                metadata_used=_metadata_dict(prediction.metadata_used),
+                arrays=_pack(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
+                             attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
+                             gradcam_grid=prediction.gradcam_grid),
+            )).inserted_primary_key[0]
+            self._audit(connection, actor, "prediction stored", case_id, model_version=prediction.model_version,
+                        predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
+        return int(prediction_id)
+
+    def record_decision(self, case_id: int, reviewer: str, decision: str, *, diagnosis: str | None = None,
+                        note: str = "", seen_decision_id: int | None = None) -> Decision:
+        """Save a decision at once. `seen_decision_id` is the latest decision the reviewer saw (None: none);
+        if someone decided since, nothing is written and DecisionConflict carries their decision."""
+        reviewer = reviewer.strip()
+        if not reviewer:
+            raise ValueError("a decision needs the reviewer's name")
+        if decision not in DECISIONS:
+            raise ValueError(f"unknown decision {decision!r}")
+        if decision == "disagree" and diagnosis not in CLASSES:
+            raise ValueError("a disagreement needs the diagnosis the reviewer chose")
+        with self._writing() as connection:
+            if self.engine.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises writers
+                connection.execute(select(cases.c.id).where(cases.c.id == case_id).with_for_update())
+            current = self._latest_decision(connection, case_id)
+            if (current.id if current else None) != seen_decision_id:
+                raise DecisionConflict(current)
+            prediction_id = connection.execute(
+                select(func.max(predictions.c.id)).where(predictions.c.case_id == case_id)).scalar()
+            new_id = connection.execute(insert(decisions).values(
+                case_id=case_id, reviewer=reviewer, created_at=_now(), decision=decision,
+                diagnosis=diagnosis if decision == "disagree" else None, note=note, replaces_id=seen_decision_id,
+                prediction_id=prediction_id,
+            )).inserted_primary_key[0]
+            self._audit(connection, reviewer, "decision recorded", case_id, decision=decision,
+                        diagnosis=diagnosis if decision == "disagree" else None, replaces=seen_decision_id,
+                        previous=current.decision if current else None, note_changed=bool(note))
+            return self._latest_decision(connection, case_id)
+
+    def log_export(self, actor: str, what: str, case_ids: Iterable[int] = ()) -> None:
+        with self._writing() as connection:
+            self._audit(connection, actor, "export", None, what=what, cases=list(case_ids))
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def _latest_decision(self, connection: Connection, case_id: int) -> Decision | None:
+        query = select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id.desc()).limit(1)
+        row = connection.execute(query).mappings().first()
+        return _decision(row) if row else None
+
+    def latest_decision(self, case_id: int) -> Decision | None:
+        with self.engine.connect() as connection:
+            return self._latest_decision(connection, case_id)
+
+    def decisions(self, case_id: int) -> list[Decision]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id))
+            return [_decision(r) for r in rows.mappings()]
+
+    def case(self, case_id: int) -> StoredCase | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(*_CASE_COLUMNS).where(cases.c.id == case_id)).mappings().first()
+            return _case(row) if row else None
+
+    def case_image(self, case_id: int) -> np.ndarray:
+        with self.engine.connect() as connection:
+            blob = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
+        return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
+
+    def latest_prediction(self, case_id: int) -> StoredPrediction | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(predictions).where(predictions.c.case_id == case_id)
+                                     .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
+            return _prediction(row) if row else None
+
+    def worklist(self, patient_id: str | None = None) -> list[WorklistRow]:
+        """Every case with its latest prediction and decision and its patient context, most urgent first."""
+        with self.engine.connect() as connection:
+            query = select(*_CASE_COLUMNS, cases.c.thumbnail_jpeg)
+            if patient_id is not None:
+                query = query.where(cases.c.patient_id == patient_id)
+            case_rows = list(connection.execute(query.order_by(cases.c.id)).mappings())
+            ids = [r["id"] for r in case_rows]
+            latest_p = select(func.max(predictions.c.id)).where(predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
+            latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
+            prediction_rows = connection.execute(select(predictions).where(predictions.c.id.in_(latest_p))).mappings()
+            decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
+            by_case_p = {r["case_id"]: _prediction(r) for r in prediction_rows}
+            by_case_d = {r["case_id"]: _decision(r) for r in decision_rows}
+        contexts = _patient_contexts(case_rows, by_case_p)
+        rows = [WorklistRow(_case(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"],
+                            contexts.get(r["id"])) for r in case_rows]
+        return sorted(rows, key=lambda row: (row.decision is not None, -row.urgency, row.case.id))
+
+    def audit_entries(self, case_id: int | None = None) -> list[AuditEntry]:
+        with self.engine.connect() as connection:
+            query = select(audit_log).order_by(audit_log.c.id)
+            if case_id is not None:
+                query = query.where(audit_log.c.case_id == case_id)
+            return [AuditEntry(r["id"], _utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
+                    for r in connection.execute(query).mappings()]
+
+
+_CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "content_key")]
+
+
+def _metadata_dict(meta: Metadata) -> dict:
+    return {"age": meta.age, "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
+
+
+def _metadata(values: dict) -> Metadata:
+    return Metadata(values.get("age"), values.get("sex"), Site(values.get("site_region"), values.get("site_fine")))
+
+
+def _case(row) -> StoredCase:
+    spacing = row["pixel_spacing_mm"]
+    return StoredCase(
+        id=row["id"], name=row["name"], source=row["source"], frame=row["frame"], patient_id=row["patient_id"],
+        lesion_id=row["lesion_id"], study_date=row["study_date"], metadata=_metadata(row),
+        is_dermoscopic=row["is_dermoscopic"], original_size=(row["original_width"] or 0, row["original_height"] or 0),
+        pixel_spacing_mm=tuple(spacing) if spacing else None, acquisition=Acquisition(**(row["acquisition"] or {})),
+        notes=list(row["notes"] or []), imported_at=_utc(row["imported_at"]), imported_by=row["imported_by"],
+    )
+
+
+def _prediction(row) -> StoredPrediction:
+    arrays = _unpack(row["arrays"])
+    return StoredPrediction(
+        id=row["id"], case_id=row["case_id"], model_version=row["model_version"], weights_sha256=row["weights_sha256"],
+        created_at=_utc(row["created_at"]), probabilities=np.asarray([row["probabilities"][c] for c in CLASSES]),
+        view_probabilities=arrays["view_probabilities"], embedding=arrays["embedding"],
+        attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
+        gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
+        metadata_used=_metadata(row["metadata_used"]),
+    )
+
+
+def _decision(row) -> Decision:
+    return Decision(row["id"], row["case_id"], row["reviewer"], _utc(row["created_at"]), row["decision"],
+                    row["diagnosis"], row["note"] or "", row["replaces_id"])
+
+
+def _patient_contexts(case_rows, by_case: dict[int, StoredPrediction]) -> dict[int, LesionContext]:
+    patients: dict[str, list[int]] = {}
+    for row in case_rows:
+        if row["patient_id"] and row["id"] in by_case:
+            patients.setdefault(row["patient_id"], []).append(row["id"])
+    contexts = {}
+    for ids in patients.values():
+        for context in ugly_duckling_scores(ids, np.stack([by_case[i].embedding for i in ids])):
+            contexts[context.key] = context
+    return contexts

@@ -1,0 +1,181 @@
+import csv
+import io
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+import sqlalchemy
+
+from conftest import synthetic_lesion
+from skinapp.context import ugly_duckling_scores
+from skinapp.flags import Evidence, flag_prediction, needs_manual_check
+from skinapp.inference import Predictor
+from skinapp.io.case import Case
+from skinapp.review import Filters, apply_filters, case_report_html, export_csv, plain_markdown, spreadsheet_safe
+from skinapp.store import DecisionConflict, Store
+from skinapp.analysis import import_and_analyse
+from skinapp.vocab import CLASSES, Metadata, Site
+
+
+def _case(name: str, seed: int, patient: str | None = None) -> Case:
+    image, _ = synthetic_lesion(seed=seed)
+    return Case(case_id=name, image=image, source=f"{name}.png", image_name=name, patient_id=patient,
+                metadata=Metadata(50, "female", Site("torso", "back")), original_size=(120, 90))
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'skinapp.db'}"
+
+
+def test_nothing_is_lost_across_a_restart_and_the_database_is_in_wal_mode(db_url, tmp_path):
+    store = Store.open(db_url)
+    case_id, new = store.add_case(_case("a", 1), "importer")
+    assert new and store.add_case(_case("a", 1), "importer") == (case_id, False)  # same image: same case
+    store.record_decision(case_id, "Dr A", "follow_up", note="see in 3 months")
+    store.engine.dispose()
+
+    reopened = Store.open(db_url)
+    (row,) = reopened.worklist()
+    assert row.case.name == "a" and row.decision.label == "Follow-up" and row.decision.note == "see in 3 months"
+    assert np.array_equal(reopened.case_image(case_id), _case("a", 1).image)  # lossless
+    assert sqlite3.connect(tmp_path / "skinapp.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_later_reviewer_never_silently_overwrites(db_url):
+    store = Store.open(db_url)
+    case_id, _ = store.add_case(_case("a", 1), "importer")
+    first = store.record_decision(case_id, "Dr A", "agree", seen_decision_id=None)
+    with pytest.raises(DecisionConflict) as conflict:
+        store.record_decision(case_id, "Dr B", "biopsy", seen_decision_id=None)  # B had not seen A's decision
+    assert conflict.value.current == first
+    second = store.record_decision(case_id, "Dr B", "biopsy", seen_decision_id=first.id)
+    assert second.replaces_id == first.id
+    assert [d.reviewer for d in store.decisions(case_id)] == ["Dr A", "Dr B"]  # both kept
+    with pytest.raises(ValueError, match="diagnosis"):
+        store.record_decision(case_id, "Dr C", "disagree", seen_decision_id=second.id)
+    with pytest.raises(ValueError, match="name"):
+        store.record_decision(case_id, "  ", "agree", seen_decision_id=second.id)
+
+
+def test_two_processes_deciding_at_once_give_one_decision_and_one_conflict(db_url):
+    case_id, _ = Store.open(db_url).add_case(_case("a", 1), "importer")
+    outcomes = []
+    barrier = threading.Barrier(2)
+
+    def decide(name):
+        store = Store.open(db_url)  # its own engine, as a second app process would have
+        barrier.wait()
+        try:
+            store.record_decision(case_id, name, "agree", seen_decision_id=None)
+            outcomes.append("saved")
+        except DecisionConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in ("Dr A", "Dr B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "saved"]
+
+
+def test_the_audit_log_is_append_only(db_url):
+    store = Store.open(db_url)
+    case_id, _ = store.add_case(_case("a", 1), "importer")
+    store.record_decision(case_id, "Dr A", "manual_check")
+    entries = store.audit_entries(case_id)
+    assert [(e.actor, e.action) for e in entries] == [("importer", "case imported"), ("Dr A", "decision recorded")]
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
+        with pytest.raises(sqlalchemy.exc.IntegrityError, match="append-only"), store.engine.begin() as connection:
+            connection.exec_driver_sql(statement)
+    assert len(store.audit_entries()) == 2
+
+
+def test_import_analyse_and_worklist_order(db_url, tiny_weights):
+    store = Store.open(db_url)
+    predictor = Predictor.from_weights(tiny_weights)
+    cases = [_case(f"c{i}", i, patient="P1") for i in range(4)]
+    progress = []
+    from skinapp.io import InputFile
+    from PIL import Image
+
+    def png(case):
+        buffer = io.BytesIO()
+        Image.fromarray(case.image).save(buffer, "PNG")
+        return InputFile.from_bytes(f"{case.case_id}.png", buffer.getvalue())
+
+    sidecar = io.BytesIO(b"image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n"
+                         + b"".join(f"c{i},P1,50,female,torso\n".encode() for i in range(4)))
+    result = import_and_analyse([png(c) for c in cases] + [InputFile.from_bytes("bad.jpg", b"nope")], store, predictor,
+                                "Dr A", sidecar=sidecar, progress=lambda f, t: progress.append(f))
+    assert result.new_cases == 4 and result.analysed == 4 and [r.file for r in result.report.rejected] == ["bad.jpg"]
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    again = import_and_analyse([png(cases[0])], store, predictor, "Dr A")
+    assert again.new_cases == 0 and again.analysed == 0  # the same image by the same model: nothing to redo
+    rows = store.worklist()
+    urgency = [r.urgency for r in rows]
+    assert urgency == sorted(urgency, reverse=True)
+    assert all(r.prediction.weights_sha256 == predictor.card.weights_sha256 for r in rows)
+    assert all(r.context is not None and r.context.ugly_duckling is not None for r in rows)  # 4 lesions of P1
+    store.record_decision(rows[0].case.id, "Dr A", "agree")
+    assert store.worklist()[-1].case.id == rows[0].case.id  # reviewed cases go to the end
+    assert [r.case.id for r in apply_filters(store.worklist(), Filters(status="reviewed"))] == [rows[0].case.id]
+    assert len(apply_filters(store.worklist(), Filters(text="c2"))) == 1
+
+
+def test_exports_are_safe(db_url, tiny_weights):
+    store = Store.open(db_url)
+    predictor = Predictor.from_weights(tiny_weights)
+    hostile = _case("=HYPERLINK(\"http://x\")", 3, patient="<img src=x onerror=alert(1)>")
+    case_id, _ = store.add_case(hostile, "importer")
+    (prediction,) = predictor.predict([hostile.image], [hostile.metadata])
+    store.add_prediction(case_id, prediction, [], predictor.card.weights_sha256, "importer")
+    store.record_decision(case_id, "@Dr Evil", "agree", note="-2+3 <script>alert(1)</script>")
+    rows = list(csv.DictReader(io.StringIO(export_csv(store.worklist()).decode("utf-8-sig"))))
+    assert rows[0]["case"].startswith("'=") and rows[0]["reviewer"] == "'@Dr Evil" and rows[0]["note"].startswith("'-2")
+    page = case_report_html(store.case(case_id), store.case_image(case_id), store.latest_prediction(case_id),
+                            store.decisions(case_id), "Dr A")
+    assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
+    assert spreadsheet_safe(3.5) == 3.5 and spreadsheet_safe("ok") == "ok"
+    assert plain_markdown("**bold** [link](javascript:x) <b>") == r"\*\*bold\*\* \[link\]\(javascript\:x\) \<b\>"
+
+
+def _evidence(probabilities, views=None, attention=None, dermoscopic=True, metadata=Metadata(50, "male", Site("torso"))):
+    probabilities = np.asarray(probabilities, float)
+    if attention is None:
+        yy, xx = np.mgrid[:20, :20]
+        attention = (((yy - 10) ** 2 + (xx - 10) ** 2) < 30).astype(float)
+    return Evidence(probabilities, np.asarray(views if views is not None else [probabilities] * 4), attention, None,
+                    dermoscopic, metadata)
+
+
+def test_each_flag_fires_on_a_crafted_case_and_a_clear_case_is_quiet():
+    clear = _evidence([0.01, 0.94, 0.01, 0.01, 0.01, 0.01, 0.01])
+    assert flag_prediction(clear) == []
+    close = _evidence([0.05, 0.46, 0.41, 0.02, 0.02, 0.02, 0.02])
+    assert {f.code for f in flag_prediction(close)} >= {"close_call"}
+    nv, mel = np.eye(7)[1] * 0.9 + 0.1 / 7, np.eye(7)[0] * 0.9 + 0.1 / 7
+    unstable = _evidence((nv + mel) / 2 + np.eye(7)[1] * 0.01, views=[nv, mel, nv, mel])
+    assert {"views_disagree", "malignancy_unstable", "malignancy_uncertain"} <= {f.code for f in flag_prediction(unstable)}
+    assert "not_dermoscopy" in {f.code for f in flag_prediction(_evidence(clear.probabilities, dermoscopic=False))}
+    scattered = np.zeros((20, 20))
+    scattered[1:4, 1:4] = scattered[1:4, 15:18] = scattered[15:18, 8:11] = 1
+    assert "fragmented_attention" in {f.code for f in flag_prediction(_evidence(clear.probabilities, attention=scattered))}
+    border = np.zeros((20, 20))
+    border[:, :8] = 1
+    touching = flag_prediction(_evidence(clear.probabilities, attention=border))
+    assert [f.code for f in touching] == ["touches_border"] and not needs_manual_check(touching)
+    missing = flag_prediction(_evidence(clear.probabilities, metadata=Metadata()))
+    assert [f.code for f in missing] == ["missing_metadata"] and "age, sex, anatomic site" in missing[0].reason
+
+
+def test_ugly_duckling_stands_out():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=16)
+    similar = [base + rng.normal(scale=0.2, size=16) for _ in range(4)]
+    odd = -base + rng.normal(scale=0.2, size=16)
+    scores = ugly_duckling_scores([1, 2, 3, 4, 5], np.stack([*similar, odd]))
+    assert scores[-1].rank == 1 and scores[-1].ugly_duckling > 2 * max(s.ugly_duckling for s in scores[:-1])
+    assert all(s.ugly_duckling is None for s in ugly_duckling_scores([1, 2], np.stack(similar[:2])))
