@@ -171,10 +171,14 @@ def page() -> None:
             st.dataframe(pd.DataFrame([{"when (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}", "reviewer": d.reviewer,
                                         "decision": d.label, "note": d.note} for d in reversed(history)]),
                          hide_index=True, width="stretch")
-        st.download_button("Download a report of this case (HTML)",
-                           case_report_html(case, image, stored, history, reviewer() or "skinapp"),
-                           file_name=f"case_{case.id}.html", mime="text/html", key="case_report",
-                           on_click=lambda: store.log_export(reviewer() or "unnamed", "case report", [case_id]))
+        who = reviewer() or "unnamed"
+
+        def report() -> str:  # made only when asked for: it draws and encodes every overlay
+            store.log_export(who, "case report", [case_id])
+            return case_report_html(case, image, stored, history, who)
+
+        st.download_button("Download a report of this case (HTML)", report, file_name=f"case_{case.id}.html",
+                           mime="text/html", key="case_report", on_click="ignore")
 
 
 run_guarded(page)

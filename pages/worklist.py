@@ -52,10 +52,14 @@ def page() -> None:
     if selected:
         open_case(shown[selected[0]].case.id)
 
-    st.download_button(
-        "Export this list as CSV", export_csv(shown), file_name="skinapp_worklist.csv", mime="text/csv",
-        key="export_csv", on_click=lambda: store.log_export(reviewer() or "unnamed", "worklist CSV", [r.case.id for r in shown]),
-    )
+    who = reviewer() or "unnamed"
+
+    def csv_file() -> bytes:  # made when the button is pressed, and recorded in the audit log
+        store.log_export(who, "worklist CSV", [r.case.id for r in shown])
+        return export_csv(shown)
+
+    st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
+                       key="export_csv", on_click="ignore")
     st.caption("The export holds predictions, flags and decisions, with the model version of each prediction.")
 
 
