@@ -39,13 +39,15 @@ def page() -> None:
         return
     wanted = st.session_state.get("patient_id")
     current_case = st.session_state.get("case_id")
-    if wanted not in patients:
+    if wanted not in patients:  # the patient of the case in review, else the one with the most lesions
         current = next((r for r in everyone if r.case.id == current_case), None)
-        wanted = current.case.patient_id if current and current.case.patient_id in patients else patients[0]
+        counts = {p: sum(r.case.patient_id == p for r in everyone) for p in patients}
+        wanted = current.case.patient_id if current and current.case.patient_id in patients else max(patients, key=counts.get)
     patient = st.selectbox("Patient", patients, index=patients.index(wanted), key="patient_select")
     st.session_state["patient_id"] = patient
     rows = sorted((r for r in everyone if r.case.patient_id == patient), key=lambda r: r.case.id)
-    st.caption(f"{len(rows)} lesion(s). The highlighted one is the case you came from."
+    came_from = any(r.case.id == current_case for r in rows)
+    st.caption(f"{len(rows)} lesion(s)." + (" The one marked ▶ is the case you came from." if came_from else "")
                + ("" if len(rows) >= MIN_LESIONS else f" With fewer than {MIN_LESIONS} lesions none can stand out "
                                                        "from the others, so there is no ugly-duckling score."))
     for start in range(0, len(rows), 4):

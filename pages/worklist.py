@@ -40,7 +40,7 @@ def page() -> None:
     table.insert(0, "thumbnail", [thumbnail_url(r.thumbnail_jpeg) for r in shown])
     event = st.dataframe(
         table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
-        selection_mode="single-row", row_height=64,
+        selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),
         column_config={
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
             "top_diagnosis": "Top diagnosis",
