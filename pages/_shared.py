@@ -14,7 +14,8 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 
 import skinapp.cli
 from skinapp.inference import Predictor
-from skinapp.model.checkpoint import WeightsError
+from skinapp.assessment import Assessor
+from skinapp.model.checkpoint import ModelCard, WeightsError
 from skinapp.store import Store, data_dir
 
 log = logging.getLogger("skinapp.app")
@@ -38,6 +39,20 @@ def get_store() -> Store:
 @st.cache_resource(show_spinner="Loading the model …")
 def _load_predictor() -> Predictor:
     return Predictor.from_weights(skinapp.cli.DEFAULT_WEIGHTS)
+
+
+@st.cache_resource(show_spinner=False)
+def _load_assessor() -> Assessor:
+    weights = skinapp.cli.DEFAULT_WEIGHTS
+    return Assessor.from_weights(weights, ModelCard.load(weights))
+
+
+def get_assessor() -> Assessor | None:
+    """The shipped flag policy and similar-case index, or None where the weights are missing."""
+    try:
+        return _load_assessor()
+    except (WeightsError, FileNotFoundError):
+        return None
 
 
 def get_predictor() -> Predictor | None:

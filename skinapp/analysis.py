@@ -12,21 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from skinapp.flags import Evidence, Flag, flag_prediction
-from skinapp.inference import Prediction, Predictor
+from skinapp.assessment import Assessor
+from skinapp.inference import Predictor
 from skinapp.io import Case, ImportReport, InputFile, load_cases
 from skinapp.store import Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
-
-
-def flags_for(prediction: Prediction, is_dermoscopic: bool) -> list[Flag]:
-    return flag_prediction(Evidence(
-        probabilities=prediction.probabilities, view_probabilities=prediction.view_probabilities,
-        attention_grid=prediction.attention_grid, gradcam_grid=prediction.gradcam_grid,
-        is_dermoscopic=is_dermoscopic, metadata=prediction.metadata_used,
-    ))
 
 
 @dataclass
@@ -56,29 +48,30 @@ def import_and_analyse(
         known = store.latest_prediction(case_id)
         if known is None or known.weights_sha256 != predictor.card.weights_sha256:
             to_analyse.append((case_id, case))
+    assessor = Assessor.from_weights(predictor.folder, predictor.card)
     if len(result.case_ids) > result.new_cases:
         report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist and kept as they were")
     for start in range(0, len(to_analyse), chunk):
         tell(0.4 + 0.6 * start / len(to_analyse), f"Analysing case {start + 1} of {len(to_analyse)}")
-        _analyse_chunk(to_analyse[start:start + chunk], store, predictor, actor, result)
+        _analyse_chunk(to_analyse[start:start + chunk], store, predictor, assessor, actor, result)
     tell(1.0, "Done")
     return result
 
 
-def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: Predictor, actor: str,
-                   result: ImportResult) -> None:
+def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: Predictor, assessor: Assessor,
+                   actor: str, result: ImportResult) -> None:
     try:
         predictions = predictor.predict([c.image for _, c in items], [c.metadata for _, c in items])
     except Exception:
         if len(items) > 1:  # find the one that fails, analyse the others
             for item in items:
-                _analyse_chunk([item], store, predictor, actor, result)
+                _analyse_chunk([item], store, predictor, assessor, actor, result)
             return
         log.exception("analysis failed for stored case %s", items[0][0])  # the internal id only: no patient data
         result.report.reject(items[0][1].source, "the model could not analyse this image; it is in the worklist "
                                                  "without a prediction")
         return
     for (case_id, case), prediction in zip(items, predictions):
-        store.add_prediction(case_id, prediction, flags_for(prediction, case.is_dermoscopic),
+        store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
                              predictor.card.weights_sha256, actor)
         result.analysed += 1

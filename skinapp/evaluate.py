@@ -1,7 +1,9 @@
 """`python -m skinapp evaluate`: each ensemble member on the HAM10000 fold it never trained on.
 
-Writes metrics.json, oof_predictions.csv, confusion.png, roc.png and report.md; with `update_card`
-the metrics also go into the weights' model card.
+Writes metrics.json, oof_predictions.csv (uncalibrated probabilities), confusion.png, roc.png, report.md and,
+from `trust.py`, the calibration, flag and similar-case measurements with their pictures. The similar-case
+index (embeddings.npz) is written into the weights folder. With `update_card` the metrics, the fitted
+temperature, the flag policy and the index's hash go into the weights' model card.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from skinapp.inference import Predictor, default_device
+from skinapp.inference import Prediction, Predictor, default_device
 from skinapp.metrics import classification_report, dice_from_jaccard, is_malignant, jaccard, malignancy
 from skinapp.model.card_markdown import write_model_card_markdown
 from skinapp.model.checkpoint import ModelCard, load_member
+from skinapp.plots import finish
 from skinapp.train.data import LabelledImages, load_ham10000
+from skinapp.trust import evaluate_trust
 from skinapp.vocab import CLASSES
 
 FOLDS_FILE = "folds.csv"
@@ -35,17 +39,23 @@ def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
     return table.reindex(data.image_ids).fillna(-1).to_numpy(int)
 
 
-def out_of_fold_predictions(weights: Path, data: LabelledImages, tta: bool = True) -> pd.DataFrame:
+def out_of_fold_predictions(weights: Path, data: LabelledImages, tta: bool = True,
+                            held_out: dict[int, Prediction] | None = None) -> pd.DataFrame:
+    """Uncalibrated probabilities of each member on its own validation fold. `held_out`, when given, receives
+    the full prediction (with metadata) of every held-out image, keyed by its position in `data`."""
     card = ModelCard.load(weights)
     folds = _member_folds(weights, data)
     device = default_device()
     rows = []
     for member in card.members:
         index = np.flatnonzero(folds == member.validation_fold)
-        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device, tta=tta, gradcam=False)
+        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device, tta=tta,
+                              gradcam=False, calibrate=False)
         images = [data.images[i] for i in index]
         with_meta = predictor.predict(images, [data.metadata[i] for i in index])
         without_meta = predictor.predict(images, None)
+        if held_out is not None:
+            held_out.update(zip(index.tolist(), with_meta))
         for i, a, b in zip(index, with_meta, without_meta):
             row = {"image_id": data.image_ids[i], "fold": member.validation_fold, "label": CLASSES[data.labels[i]]}
             row.update({c: p for c, p in zip(CLASSES, a.probabilities)})
@@ -105,13 +115,8 @@ def plot_roc(oof: pd.DataFrame, path: Path) -> None:
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.axvline(0.1, ls="--", color="grey", lw=0.8, label="90 % specificity")
-    ax.set_xlabel("1 − specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title("Malignant (MEL, BCC, AKIEC) vs benign")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish(fig, ax, path, xlabel="1 − specificity", ylabel="sensitivity", title="Malignant (MEL, BCC, AKIEC) vs benign",
+           legend="lower right")
 
 
 def _report(metrics: dict, version: str) -> str:
@@ -150,16 +155,20 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
-    oof = out_of_fold_predictions(weights, data, tta=tta)
+    held_out: dict[int, Prediction] = {}
+    oof = out_of_fold_predictions(weights, data, tta=tta, held_out=held_out)
     metrics = summarise(oof)
     metrics.update(model_version=card.version, tta=tta)
+    trust, calibration, policy, index = evaluate_trust(weights, data, oof, held_out, out, tta)
+    metrics.update(trust)
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png", "Held-out HAM10000, with metadata")
     plot_roc(oof, out / "roc.png")
     (out / "report.md").write_text(_report(metrics, card.version))
     if update_card:
-        card.metrics = metrics
+        card = ModelCard.load(weights)
+        card.metrics, card.calibration, card.flag_policy, card.index = metrics, calibration, policy, index
         card.save(weights)
         write_model_card_markdown(weights)
     return metrics

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skinapp.calibration import apply_temperature
 from skinapp.explain import LesionOutline, gradcam_maps, lesion_outline, resize_map
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
@@ -33,8 +34,8 @@ VIEWS: dict[str, View] = {
 class Prediction:
     """Everything the model says about one image. Maps are kept on the model's grid and scaled on demand."""
 
-    probabilities: np.ndarray          # (K,) in CLASSES order, averaged over views and members
-    view_probabilities: np.ndarray     # (members × views, K)
+    probabilities: np.ndarray          # (K,) in CLASSES order, averaged over views and members, calibrated
+    view_probabilities: np.ndarray     # (members × views, K), each calibrated the same way
     embedding: np.ndarray              # (D,) L2-normalised
     attention_grid: np.ndarray         # (h, w) σ(M) in [0, 1]
     refined_grid: np.ndarray           # (h, w) σ(M)·C for the predicted class, in logit units
@@ -43,6 +44,8 @@ class Prediction:
     image_size: tuple[int, int]        # (height, width) of the analysed image
     model_version: str
     metadata_used: Metadata = field(default_factory=Metadata)
+    temperature: float = 1.0           # the calibration applied (1.0: none)
+    image_features: np.ndarray | None = None  # (C,) pooled top encoder features: what the out-of-distribution check reads
 
     @property
     def predicted_index(self) -> int:
@@ -84,7 +87,7 @@ class Predictor:
     """Loads the weights once; call `predict` as often as needed."""
 
     def __init__(self, models: Sequence[LesionNet], card: ModelCard, device: torch.device | None = None,
-                 tta: bool = True, gradcam: bool = True, batch_size: int = 16):
+                 tta: bool = True, gradcam: bool = True, batch_size: int = 16, calibrate: bool = True):
         self.device = device or default_device()
         self.models = [m.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
@@ -92,12 +95,16 @@ class Predictor:
         self.views = list(VIEWS.values()) if tta else [VIEWS["identity"]]
         self.gradcam = gradcam
         self.batch_size = batch_size
+        self.temperature = card.temperature if calibrate else 1.0  # fitted on out-of-fold data by `evaluate`
+        self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
     def from_weights(cls, folder: str | Path, **kwargs) -> "Predictor":
         device = kwargs.pop("device", None) or default_device()
         models, card = load_ensemble(Path(folder), device)
-        return cls(models, card, device=device, **kwargs)
+        predictor = cls(models, card, device=device, **kwargs)
+        predictor.folder = Path(folder)
+        return predictor
 
     @property
     def model_version(self) -> str:
@@ -119,7 +126,7 @@ class Predictor:
         x = to_tensor(np.stack([resize_for_model(im, self.image_size) for im in images])).to(self.device)
         batch = torch.cat([view(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
         codes = torch.tensor(np.asarray([encode_metadata(m) for m in metadata], np.float32), device=self.device)
-        probabilities, attention, location, embeddings, identity_features = [], [], [], [], []
+        probabilities, attention, location, embeddings, identity_features, pooled = [], [], [], [], [], []
         with torch.no_grad():
             for net in self.models:
                 features = net.encode(batch)
@@ -128,14 +135,18 @@ class Predictor:
                 attention.append(_undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
                 location.append(_undo_views(self.views, out.location_logits, n))
                 embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
+                pooled.append(features[-1].float().mean(dim=(2, 3)).view(n_views, n, -1).mean(0))
                 identity_features.append([f[:n] for f in features])
         per_view = torch.stack(probabilities)                       # (members, views, n, K)
         mean_probabilities = per_view.mean(dim=(0, 1))              # (n, K)
-        predicted = mean_probabilities.argmax(1)
+        predicted = mean_probabilities.argmax(1)                    # temperature scaling keeps the argmax
+        calibrated = apply_temperature(mean_probabilities.cpu().numpy(), self.temperature)
+        calibrated_views = apply_temperature(per_view.cpu().numpy(), self.temperature)
         attention_maps = torch.stack(attention)                     # (members, views, n, h, w)
         sigma = attention_maps.mean(dim=(0, 1))                     # (n, h, w)
         refined = (attention_maps[:, :, :, None] * torch.stack(location)).mean(dim=(0, 1))  # (n, K, h, w)
         embedding = torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1)
+        image_features = torch.cat(pooled, dim=1).cpu().numpy()
         cams = None
         if self.gradcam:
             cams = np.mean([gradcam_maps(net, feats, codes, predicted.tolist()) for net, feats in zip(self.models, identity_features)], axis=0)
@@ -144,8 +155,8 @@ class Predictor:
             height, width = image.shape[:2]
             attention_grid = sigma[i].cpu().numpy()
             results.append(Prediction(
-                probabilities=mean_probabilities[i].cpu().numpy(),
-                view_probabilities=per_view[:, :, i].reshape(-1, per_view.shape[-1]).cpu().numpy(),
+                probabilities=calibrated[i],
+                view_probabilities=calibrated_views[:, :, i].reshape(-1, per_view.shape[-1]),
                 embedding=embedding[i].cpu().numpy(),
                 attention_grid=attention_grid,
                 refined_grid=refined[i, predicted[i]].cpu().numpy(),
@@ -154,6 +165,8 @@ class Predictor:
                 image_size=(height, width),
                 model_version=self.model_version,
                 metadata_used=metadata[i],
+                temperature=self.temperature,
+                image_features=image_features[i],
             ))
         return results
 

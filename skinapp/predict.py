@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from skinapp.assessment import Assessor
+from skinapp.flags import Flag, needs_manual_check
 from skinapp.inference import Prediction, Predictor
 from skinapp.io import Case, load_cases
 from skinapp.vocab import CLASSES
@@ -17,7 +19,7 @@ from skinapp.vocab import CLASSES
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
     *ISIC2018_COLUMNS, "predicted_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
-    "bbox_height", "lesion_size_mm", "patient_id", "dermoscopic", "source", "model_version",
+    "bbox_height", "lesion_size_mm", "flag", "flag_reasons", "patient_id", "dermoscopic", "source", "model_version",
 ]
 
 
@@ -25,7 +27,7 @@ def mask_file_name(case_id: str) -> str:
     return case_id.replace("#", "_frame") + "_mask.png"
 
 
-def csv_row(case: Case, prediction: Prediction, output_format: str) -> dict:
+def csv_row(case: Case, prediction: Prediction, output_format: str, flags: list[Flag] = ()) -> dict:
     row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in prediction.class_probabilities().items()}}
     if output_format == "full":
         scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
@@ -36,6 +38,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str) -> dict:
             predicted_class=prediction.predicted_class, malignancy=f"{prediction.malignancy:.6f}",
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
+            flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
             patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
             model_version=prediction.model_version,
         )
@@ -52,6 +55,7 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         print("error: no input could be read; nothing was analysed", file=sys.stderr)
         return 1
     predictor = Predictor.from_weights(weights, tta=tta, gradcam=False)
+    assessor = Assessor.from_weights(weights, predictor.card)
     if masks_dir is not None:
         masks_dir.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +66,8 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         for start in range(0, len(cases), chunk):
             batch = cases[start:start + chunk]
             for case, prediction in zip(batch, predictor.predict([c.image for c in batch], [c.metadata for c in batch])):
-                writer.writerow(csv_row(case, prediction, output_format))
+                flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []
+                writer.writerow(csv_row(case, prediction, output_format, flags))
                 if masks_dir is not None:
                     mask = prediction.outline.mask.astype(np.uint8) * 255
                     if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):

@@ -42,7 +42,7 @@ def as_prediction(stored: StoredPrediction, image_shape: tuple[int, ...]) -> Pre
         probabilities=stored.probabilities, view_probabilities=stored.view_probabilities, embedding=stored.embedding,
         attention_grid=stored.attention_grid, refined_grid=stored.refined_grid, gradcam_grid=stored.gradcam_grid,
         outline=lesion_outline(stored.attention_grid, height, width), image_size=(height, width),
-        model_version=stored.model_version, metadata_used=stored.metadata_used,
+        model_version=stored.model_version, metadata_used=stored.metadata_used, temperature=stored.temperature,
     )
 
 

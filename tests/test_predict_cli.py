@@ -48,7 +48,18 @@ def test_full_format(tmp_path, inputs, tiny_weights):
     assert main(["predict", str(inputs / "lesion0.png"), "--out", str(out), "--format", "full", "--weights", str(tiny_weights)]) == 0
     row = _rows(out)[0]
     assert row["model_version"] == "test-untrained" and 0 <= float(row["malignancy"]) <= 1
-    assert {"predicted_class", "mask_area_fraction", "bbox_x", "bbox_height"} <= set(row)
+    assert {"predicted_class", "mask_area_fraction", "bbox_x", "bbox_height", "flag", "flag_reasons"} <= set(row)
+    assert row["flag"] in {"0", "1"} and (row["flag"] == "0" or row["flag_reasons"])
+
+
+def test_full_format_flags_a_grey_image(tmp_path, tiny_weights):
+    from skimage import data
+
+    cv2.imwrite(str(tmp_path / "xray.png"), data.camera())
+    out = tmp_path / "full.csv"
+    assert main(["predict", str(tmp_path), "--out", str(out), "--format", "full", "--weights", str(tiny_weights)]) == 0
+    rows = {r["image"]: r for r in _rows(out)}
+    assert rows["xray"]["flag"] == "1" and "not a colour dermoscopy image" in rows["xray"]["flag_reasons"]
 
 
 def test_nothing_readable_exits_non_zero(tmp_path, tiny_weights, capsys):

@@ -75,3 +75,47 @@ def test_predict_real_dicoms(shared_data, shipped_weights, tmp_path):
     assert np.allclose(rows[list(CLASSES)].sum(axis=1), 1, atol=1e-4)
     mask = cv2.imread(str(tmp_path / "masks" / f"{files[0].stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
     assert mask.shape == (4000, 6000)
+
+
+def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
+    card = ModelCard.load(shipped_weights)
+    calibration, flags = card.metrics["calibration"], card.metrics["flags"]
+    assert card.temperature == calibration["temperature"] != 1.0
+    assert calibration["ece_after"] < calibration["ece_before"]
+    assert flags["flagged_share"] <= 0.2 + 1e-3 and flags["accuracy_unflagged"] > flags["accuracy_flagged"]
+    markdown = (shipped_weights / "MODEL_CARD.md").read_text()
+    assert f"{calibration['ece_after']:.3f} after" in markdown and f"{flags['errors_caught']:.1%}" in markdown
+    for picture in ("reliability.png", "coverage.png"):
+        assert (shipped_weights / "evaluation" / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, shipped_weights, held_out):
+    from skimage import data
+
+    from skinapp.assessment import Assessor
+    from skinapp.flags import needs_manual_check
+
+    predictor = Predictor.from_weights(shipped_weights, device="cpu", gradcam=False)
+    assessor = Assessor.from_weights(shipped_weights, predictor.card)
+    foreign = {
+        "cat": data.chelsea(),
+        "chest x-ray (grey)": np.repeat(data.camera()[..., None], 3, axis=-1),
+        "blank frame": np.full((150, 200, 3), (200, 150, 140), np.uint8),
+        "coffee": data.coffee(),
+        "rocket": data.rocket(),
+    }
+    for (name, image), prediction in zip(foreign.items(), predictor.predict(list(foreign.values()))):
+        flags = assessor.assess(prediction, image)
+        codes = {f.code for f in flags}
+        assert needs_manual_check(flags) and codes & {"out_of_distribution", "not_dermoscopy", "blank_image"}, (name, codes)
+    assert "out_of_distribution" in {f.code for f in assessor.assess(predictor.predict([foreign["cat"]])[0], foreign["cat"])}
+
+    root = shared_data / "ham10000"
+    images = [cv2.cvtColor(cv2.imread(str(root / "images" / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in held_out["image_id"]]
+    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(held_out["age"], held_out["sex"], held_out["localization"])]
+    labels = held_out["dx"].str.upper().to_numpy()
+    clean = [(image, p) for image, p, label in zip(images, predictor.predict(images, metadata), labels)
+             if p.predicted_class == label and p.probabilities.max() >= 0.9]
+    assert len(clean) >= 5
+    flagged = [needs_manual_check(assessor.assess(p, image)) for image, p in clean]
+    assert sum(flagged) <= len(clean) // 5, f"{sum(flagged)} of {len(clean)} confident, correct held-out cases flagged"

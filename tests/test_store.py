@@ -10,7 +10,6 @@ import sqlalchemy
 
 from conftest import synthetic_lesion
 from skinapp.context import ugly_duckling_scores
-from skinapp.flags import Evidence, flag_prediction, needs_manual_check
 from skinapp.inference import Predictor
 from skinapp.io.case import Case
 from skinapp.review import Filters, apply_filters, case_report_html, export_csv, plain_markdown, spreadsheet_safe
@@ -154,35 +153,6 @@ def test_exports_are_safe(db_url, tiny_weights):
     assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
     assert spreadsheet_safe(3.5) == 3.5 and spreadsheet_safe("ok") == "ok"
     assert plain_markdown("**bold** [link](javascript:x) <b>") == r"\*\*bold\*\* \[link\]\(javascript\:x\) \<b\>"
-
-
-def _evidence(probabilities, views=None, attention=None, dermoscopic=True, metadata=Metadata(50, "male", Site("torso"))):
-    probabilities = np.asarray(probabilities, float)
-    if attention is None:
-        yy, xx = np.mgrid[:20, :20]
-        attention = (((yy - 10) ** 2 + (xx - 10) ** 2) < 30).astype(float)
-    return Evidence(probabilities, np.asarray(views if views is not None else [probabilities] * 4), attention, None,
-                    dermoscopic, metadata)
-
-
-def test_each_flag_fires_on_a_crafted_case_and_a_clear_case_is_quiet():
-    clear = _evidence([0.01, 0.94, 0.01, 0.01, 0.01, 0.01, 0.01])
-    assert flag_prediction(clear) == []
-    close = _evidence([0.05, 0.46, 0.41, 0.02, 0.02, 0.02, 0.02])
-    assert {f.code for f in flag_prediction(close)} >= {"close_call"}
-    nv, mel = np.eye(7)[1] * 0.9 + 0.1 / 7, np.eye(7)[0] * 0.9 + 0.1 / 7
-    unstable = _evidence((nv + mel) / 2 + np.eye(7)[1] * 0.01, views=[nv, mel, nv, mel])
-    assert {"views_disagree", "malignancy_unstable", "malignancy_uncertain"} <= {f.code for f in flag_prediction(unstable)}
-    assert "not_dermoscopy" in {f.code for f in flag_prediction(_evidence(clear.probabilities, dermoscopic=False))}
-    scattered = np.zeros((20, 20))
-    scattered[1:4, 1:4] = scattered[1:4, 15:18] = scattered[15:18, 8:11] = 1
-    assert "fragmented_attention" in {f.code for f in flag_prediction(_evidence(clear.probabilities, attention=scattered))}
-    border = np.zeros((20, 20))
-    border[:, :8] = 1
-    touching = flag_prediction(_evidence(clear.probabilities, attention=border))
-    assert [f.code for f in touching] == ["touches_border"] and not needs_manual_check(touching)
-    missing = flag_prediction(_evidence(clear.probabilities, metadata=Metadata()))
-    assert [f.code for f in missing] == ["missing_metadata"] and "age, sex, anatomic site" in missing[0].reason
 
 
 def test_ugly_duckling_stands_out():

@@ -18,7 +18,7 @@ def _metrics_section(metrics: dict) -> list[str]:
         f"Measured by `python -m skinapp evaluate` on {metrics['evaluated_on']} — folds {metrics['folds']}, "
         f"{metrics['with_metadata']['n_images']} images, test-time augmentation {'on' if metrics.get('tta') else 'off'}.",
         "",
-        "| input | balanced accuracy | accuracy | malignant AUC | sensitivity at 90 % specificity | ECE |",
+        "| input | balanced accuracy | accuracy | malignant AUC | sensitivity at 90 % specificity | ECE (uncalibrated) |",
         "|---|---|---|---|---|---|",
     ]
     for key, name in (("with_metadata", "image + age, sex, site"), ("without_metadata", "image only")):
@@ -45,18 +45,78 @@ def _metrics_section(metrics: dict) -> list[str]:
     return lines
 
 
-TARGETS = (("balanced accuracy", ("with_metadata", "balanced_accuracy"), 0.80),
-           ("malignant AUC", ("with_metadata", "malignant_auc"), 0.93),
-           ("mask Jaccard", ("mask", "jaccard"), 0.75))
+TARGETS = (("balanced accuracy", ("with_metadata", "balanced_accuracy"), 0.80, "≥"),
+           ("malignant AUC", ("with_metadata", "malignant_auc"), 0.93, "≥"),
+           ("mask Jaccard", ("mask", "jaccard"), 0.75, "≥"),
+           ("ECE after calibration", ("calibration", "ece_after"), 0.03, "≤"),
+           ("share of errors caught by the manual-check flag (≤ 20 % flagged)", ("flags", "errors_caught"), 0.60, "≥"))
 
 
 def _targets(metrics: dict) -> list[str]:
     lines = ["Against the project's targets for this model:", ""]
-    for name, (section, key), target in TARGETS:
+    for name, (section, key), target, sense in TARGETS:
         if section in metrics:
             value = metrics[section][key]
-            lines.append(f"- {name} {value:.3f} (target ≥ {target:.2f}): {'met' if value >= target else '**not met**'}")
+            met = value >= target if sense == "≥" else value <= target
+            lines.append(f"- {name} {value:.3f} (target {sense} {target:.2f}): {'met' if met else '**not met**'}")
     return lines
+
+
+def _share(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}%}"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _trust_section(card: ModelCard) -> list[str]:
+    metrics = card.metrics
+    if "calibration" not in metrics:
+        return ["## Calibration and flags", "", "**Not fitted.** Probabilities are uncalibrated and the manual-check "
+                "flags use provisional thresholds until `python -m skinapp evaluate … --update-card` is run.", ""]
+    c, f, s = metrics["calibration"], metrics["flags"], metrics["similar_cases"]
+    weights = sorted(f["weights"].items(), key=lambda kv: -abs(kv[1]))
+    return [
+        "## Calibration",
+        "",
+        f"Temperature scaling (T = {c['temperature']:.3f}, fitted on the {c['n_images']} out-of-fold predictions; "
+        "it changes no prediction's ranking of the classes, so the figures above stay as they are). Expected "
+        f"calibration error of the top diagnosis: **{c['ece_before']:.3f} before, {c['ece_after']:.3f} after** "
+        f"({c['ece_after_note']}); without metadata {c['ece_before_without_metadata']:.3f} → "
+        f"{c['ece_after_without_metadata']:.3f}. Malignancy probability against the malignant/benign truth: "
+        f"calibration error {c['malignancy_calibration_error_before']:.3f} → {c['malignancy_calibration_error_after']:.3f}.",
+        "",
+        "![reliability diagram](evaluation/reliability.png)",
+        "",
+        "## When the model flags a case for a manual check",
+        "",
+        f"Fitted on the same {f['n_images']} held-out images, cross-fitted by lesion. The warning signs (uncertainty, "
+        "margin, entropy, disagreement across test-time views, malignancy spread and closeness to 50 %, split or "
+        "border-touching attention, distance from the training images in the encoder's feature space, how many of "
+        "the most similar labelled images share the diagnosis, missing metadata) are "
+        "combined by a logistic model of the model's errors; the threshold flags at most 20 % of cases.",
+        "",
+        f"- Flagged: {f['flagged_share']:.1%} of held-out cases; they hold **{f['errors_caught']:.1%} of the model's "
+        f"errors** (error rate {f['error_rate']:.1%} overall).",
+        f"- Accuracy on unflagged cases {_number(f['accuracy_unflagged'])}, on flagged cases {_number(f['accuracy_flagged'])}.",
+        f"- Always a manual check, whatever the score: not a colour dermoscopy image, a blank frame, or an image farther "
+        f"from the training images than {_number(f['ood_threshold'], 1)} (Mahalanobis distance of the encoder's pooled "
+        f"features; {f['ood_share_of_held_out']:.1%} of held-out dermoscopy images are that far).",
+        "- Strongest signs (standardised logistic weights): " + ", ".join(f"{k} {v:+.2f}" for k, v in weights[:5]) + ".",
+        "",
+        "![coverage against accuracy](evaluation/coverage.png)",
+        "",
+        "## Similar cases",
+        "",
+        f"The {s['index_images']:,} labelled HAM10000 images are indexed by the model's embedding (`embeddings.npz`). "
+        f"On held-out images (neighbours of the same lesion excluded), a vote of the {s['knn_k']} nearest agrees with the "
+        f"classifier for {s['knn_agrees_with_classifier']:.1%} of images; the vote alone is right for "
+        f"{s['knn_accuracy']:.1%}, the classifier for {s['classifier_accuracy']:.1%}. When they agree the classifier is "
+        f"right {_share(s['accuracy_when_they_agree'])} of the time, when they disagree "
+        f"{_share(s['accuracy_when_they_disagree'])}.",
+        "",
+    ]
 
 
 def _ablation_section(folder: Path) -> list[str]:
@@ -105,8 +165,8 @@ def render(card: ModelCard, folder: Path) -> str:
         "- Classification by attention pooling: logit = Σ σ(M)·C / Σ σ(M) over the stride-8 grid, with C the per-location "
         "class logits and M the attention/segmentation logits; σ(M)·C is the refined mask shown in the app.",
         "- Classes: " + ", ".join(f"{c} ({CLASS_NAMES[c]})" for c in CLASSES) + ".",
-        f"- Malignancy probability = P({') + P('.join(MALIGNANT)}) of the softmax over the seven classes "
-        "(HAM10000's malignant diagnoses); it is not separately calibrated yet.",
+        f"- Malignancy probability = P({') + P('.join(MALIGNANT)}) of the calibrated probabilities over the seven "
+        "classes (HAM10000's malignant diagnoses).",
         f"- Embedding: {cfg['embedding_dim']}-d, L2-normalised, trained with a batch-hard triplet loss (Xue et al.), "
         "for similar-case retrieval.",
         "- Lesion outline: Otsu threshold + morphological opening of σ(M), largest region.",
@@ -132,14 +192,19 @@ def render(card: ModelCard, folder: Path) -> str:
         "## Measured performance",
         *_metrics_section(card.metrics),
         "",
+        *_trust_section(card),
         *_ablation_section(folder),
         "## Limits",
         "- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
         "No external validation: performance on other dermatoscopes, skin types and populations is unknown.",
         "- The epoch kept was chosen on the same held-out fold the metrics are reported on, which makes them slightly "
         "optimistic.",
-        "- Seven HAM10000 diagnoses only; anything else (e.g. a non-lesion photo) still receives these seven probabilities.",
-        "- Probabilities are not yet calibrated; treat them as scores.",
+        "- Seven HAM10000 diagnoses only; anything else still receives these seven probabilities. Non-dermoscopy and "
+        "out-of-distribution images are flagged for a manual check, but the check is a distance in the model's own "
+        "feature space, not a guarantee.",
+        *(["- Probabilities are not calibrated; treat them as scores."] if not card.calibration else
+          ["- Calibration and flag thresholds were fitted on the same held-out fold they are reported on (their "
+           "effect is cross-fitted by lesion); on other populations both may drift."]),
         *([f"- A single network trained on one split (on {training.get('device', '?')} at {cfg['image_size']} px), not a fold "
            "ensemble; its figures come from one held-out fold, not from out-of-fold predictions over all images."]
           if len(card.members) == 1 else []),

@@ -44,6 +44,13 @@ class ModelCard:
     members: list[Member]
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)   # {"temperature": T, ...} fitted on out-of-fold data
+    flag_policy: dict = field(default_factory=dict)   # flags.FlagPolicy fields, fitted on out-of-fold data
+    index: dict = field(default_factory=dict)         # {"file": "embeddings.npz", "sha256": ...}
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
 
     @property
     def model_config(self) -> ModelConfig:

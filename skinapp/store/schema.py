@@ -46,6 +46,7 @@ predictions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("predicted_class", String(8), nullable=False),
     Column("malignancy", Float, nullable=False),
+    Column("temperature", Float, nullable=False, default=1.0),  # calibration applied to the probabilities
     Column("probabilities", JSON, nullable=False),
     Column("flags", JSON, nullable=False),
     Column("metadata_used", JSON, nullable=False),

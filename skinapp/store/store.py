@@ -116,6 +116,11 @@ class StoredPrediction:
     gradcam_grid: np.ndarray | None
     flags: list[Flag]
     metadata_used: Metadata
+    temperature: float = 1.0
+
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature != 1.0
 
     @property
     def predicted_class(self) -> str:
@@ -262,6 +267,7 @@ class Store:
             prediction_id = connection.execute(insert(predictions).values(
                 case_id=case_id, model_version=prediction.model_version, weights_sha256=weights_sha256,
                 created_at=_now(), predicted_class=prediction.predicted_class, malignancy=prediction.malignancy,
+                temperature=prediction.temperature,
                 probabilities=prediction.class_probabilities(),
                 flags=[{"code": f.code, "reason": f.reason, "serious": f.serious} for f in flags],
                 metadata_used=_metadata_dict(prediction.metadata_used),
@@ -396,7 +402,7 @@ def _prediction(row) -> StoredPrediction:
         view_probabilities=arrays["view_probabilities"], embedding=arrays["embedding"],
         attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
         gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
-        metadata_used=_metadata(row["metadata_used"]),
+        metadata_used=_metadata(row["metadata_used"]), temperature=row["temperature"],
     )
 
 

@@ -1,0 +1,61 @@
+"""`Assessor`: the fitted flag policy and the similar-case index that ship with the weights, applied to a
+prediction. Weights without them (an untrained test model, an older card) get provisional flags and no
+similar cases, and say so."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skinapp.flags import Evidence, Flag, FlagPolicy, image_statistics
+from skinapp.inference import Prediction
+from skinapp.model.checkpoint import ModelCard, WeightsError, sha256_of
+from skinapp.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
+
+TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the index's images (e.g. HAM10000 images/)
+
+
+@dataclass
+class Assessor:
+    policy: FlagPolicy
+    index: EmbeddingIndex | None = None
+    distribution: TrainingDistribution | None = None
+
+    @classmethod
+    def from_weights(cls, folder: Path | None, card: ModelCard) -> "Assessor":
+        index = distribution = None
+        if folder is not None and card.index:
+            path = Path(folder) / card.index["file"]
+            if not path.is_file() or sha256_of(path) != card.index["sha256"]:
+                raise WeightsError(f"{path} is missing or does not match the model card")
+            index, distribution = load_index(path)
+        return cls(FlagPolicy.from_dict(card.flag_policy), index, distribution)
+
+    def evidence(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool) -> Evidence:
+        colourfulness, contrast = image_statistics(image) if image is not None else (None, None)
+        far = (self.distribution.distance(prediction.image_features)
+               if self.distribution is not None and prediction.image_features is not None else None)
+        agreement = self.index.agreement(prediction.embedding, prediction.predicted_class) if self.index else None
+        return Evidence(
+            prediction.probabilities, prediction.view_probabilities, prediction.attention_grid, is_dermoscopic,
+            prediction.metadata_used, ood_distance=far, neighbour_agreement=agreement,
+            colourfulness=colourfulness, contrast=contrast,
+        )
+
+    def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True) -> list[Flag]:
+        return self.policy.assess(self.evidence(prediction, image, is_dermoscopic))
+
+    def similar_cases(self, embedding: np.ndarray, k: int = 5) -> list[Neighbour]:
+        return self.index.neighbours(embedding, k) if self.index is not None else []
+
+
+def training_image_path(image_id: str) -> Path | None:
+    """Where a similar case's picture is, when the training data folder is configured (SKINAPP_TRAINING_IMAGES)."""
+    folder = os.environ.get(TRAINING_IMAGES_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"{image_id}.jpg"
+    return path if path.is_file() else None

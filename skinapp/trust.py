@@ -1,0 +1,135 @@
+"""The trust part of `evaluate`: calibration, the flag policy, the similar-case index and their measurements,
+all on out-of-fold predictions (images each member never trained on).
+
+Writes into the evaluation folder: reliability.png (before/after calibration), coverage.png (accuracy of
+the cases left to the model as the riskiest go to manual review) and trust.json; into the weights folder:
+embeddings.npz (the similar-case / out-of-distribution index).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skinapp.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
+from skinapp.flags import Evidence, features, image_statistics
+from skinapp.inference import Prediction, Predictor
+from skinapp.metrics import expected_calibration_error
+from skinapp.model.checkpoint import ModelCard, sha256_of
+from skinapp.plots import finish, plt
+from skinapp.reliability import fit_policy
+from skinapp.similar import INDEX_FILE, EmbeddingIndex, TrainingDistribution, save_index
+from skinapp.train.data import LabelledImages
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES
+
+
+def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction],
+                tta: bool) -> tuple[EmbeddingIndex, TrainingDistribution]:
+    """Embeddings of every labelled image by the shipped ensemble, and the distribution of the encoder's
+    features over the training images. With one member, the held-out images are already analysed, only the
+    rest are computed, and the distribution is fitted on training images alone (the held-out ones are what
+    its threshold is set on). With several members every image trained some member, so all are used."""
+    card = ModelCard.load(weights)
+    single = len(card.members) == 1
+    known = held_out if single else {}
+    missing = [i for i in range(len(data)) if i not in known]
+    predictor = Predictor.from_weights(weights, tta=tta, gradcam=False, calibrate=False)
+    computed = dict(zip(missing, predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])))
+    every = [known.get(i) or computed[i] for i in range(len(data))]
+    embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
+    training = [i for i in range(len(data)) if not (single and i in held_out)]
+    distribution = TrainingDistribution.fit(np.stack([every[i].image_features for i in training]))
+    return EmbeddingIndex(embeddings, data.labels.copy(), np.asarray(data.image_ids), data.lesion_ids.copy()), distribution
+
+
+def _plot_reliability(labels: np.ndarray, before: np.ndarray, after: np.ndarray, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for name, probabilities in (("before", before), ("after temperature scaling", after)):
+        points = reliability(labels, probabilities)
+        ece = expected_calibration_error(labels, probabilities)
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=f"{name} (ECE {ece:.3f})")
+    finish(fig, ax, path, xlabel="stated confidence of the top diagnosis", ylabel="share of top diagnoses that were right",
+           title="Reliability on held-out HAM10000", legend="upper left")
+
+
+def _plot_coverage(report: dict, path: Path) -> None:
+    curve = report["coverage_accuracy"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([c["coverage"] for c in curve], [c["accuracy"] for c in curve], "o-")
+    ax.axvline(1 - report["flagged_share"], ls="--", color="grey",
+               label=f"chosen threshold: {report['flagged_share']:.0%} flagged, {report['errors_caught']:.0%} of errors caught")
+    ax.invert_xaxis()
+    finish(fig, ax, path, xlabel="share of cases left to the model (the rest go to manual check)",
+           ylabel="accuracy on the cases left", title="Coverage against accuracy (held-out, cross-fitted)",
+           legend="lower left", fontsize=8)
+
+
+def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, Prediction],
+                   out: Path, tta: bool) -> tuple[dict, dict, dict, dict]:
+    """Returns (metrics, calibration, flag policy, index entry) for the model card."""
+    position = {image_id: i for i, image_id in enumerate(data.image_ids)}
+    rows = [position[i] for i in oof["image_id"]]
+    labels = oof["label"].map(CLASSES.index).to_numpy()
+    groups = data.lesion_ids[rows]
+    raw = oof[list(CLASSES)].to_numpy()
+    malignant_columns = list(MALIGNANT_INDICES)
+    raw_nometa = oof[[f"{c}_nometa" for c in CLASSES]].to_numpy()
+
+    malignant = np.isin(labels, MALIGNANT_INDICES).astype(float)
+    temperature = fit_temperature(raw, labels)
+    honest = cross_fitted(raw, labels, groups)
+    calibration = {
+        "method": "temperature scaling fitted on out-of-fold predictions (negative log-likelihood)",
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(labels, raw),
+        "ece_after": expected_calibration_error(labels, honest),
+        "ece_after_note": "cross-fitted: each image scored by a temperature fitted without its lesion",
+        "ece_before_without_metadata": expected_calibration_error(labels, raw_nometa),
+        "ece_after_without_metadata": expected_calibration_error(labels, apply_temperature(raw_nometa, temperature)),
+        "malignancy_calibration_error_before": binary_calibration_error(malignant, raw[:, malignant_columns].sum(1)),
+        "malignancy_calibration_error_after": binary_calibration_error(malignant, honest[:, malignant_columns].sum(1)),
+        "n_images": int(len(labels)),
+    }
+    _plot_reliability(labels, raw, honest, out / "reliability.png")
+
+    index, distribution = build_index(weights, data, held_out, tta)
+    save_index(weights / INDEX_FILE, index, distribution)
+    table, votes = [], []
+    for image_row, row in enumerate(rows):
+        prediction = held_out[row]
+        calibrated = apply_temperature(prediction.probabilities, temperature)
+        colourfulness, contrast = image_statistics(data.images[row])
+        evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
+                            prediction.attention_grid, True, data.metadata[row],
+                            ood_distance=distribution.distance(prediction.image_features),
+                            neighbour_agreement=index.agreement(prediction.embedding, CLASSES[int(raw[image_row].argmax())],
+                                                                exclude_lesion=groups[image_row]),
+                            colourfulness=colourfulness, contrast=contrast)
+        table.append(features(evidence))
+        votes.append(index.vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
+    table = pd.DataFrame(table)
+    predicted = raw.argmax(1)
+    correct = predicted == labels
+    policy, flag_report = fit_policy(table, correct, groups)
+    _plot_coverage(flag_report, out / "coverage.png")
+    votes = np.asarray([CLASSES.index(v) for v in votes])
+    similar = {
+        "index_images": int(len(index.image_ids)),
+        "knn_k": 10,
+        "knn_agrees_with_classifier": float((votes == predicted).mean()),
+        "knn_accuracy": float((votes == labels).mean()),
+        "classifier_accuracy": float(correct.mean()),
+        "accuracy_when_they_agree": float(correct[votes == predicted].mean()) if (votes == predicted).any() else None,
+        "accuracy_when_they_disagree": float(correct[votes != predicted].mean()) if (votes != predicted).any() else None,
+        "note": "neighbours from the same lesion are excluded, so no image finds itself",
+    }
+    metrics = {"calibration": calibration, "flags": flag_report, "similar_cases": similar}
+    (out / "trust.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
+                                                                             float_format="%.5f")
+    index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": int(len(index.image_ids))}
+    return metrics, calibration, vars(policy), index_entry

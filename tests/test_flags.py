@@ -1,0 +1,115 @@
+"""Calibration, flags and similar cases: each flag fires on a crafted case and stays quiet on clean ones."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skinapp.calibration import apply_temperature, cross_fitted, fit_temperature
+from skinapp.flags import FEATURES, Evidence, FlagPolicy, features, image_statistics, needs_manual_check
+from skinapp.metrics import expected_calibration_error
+from skinapp.reliability import fit_policy
+from skinapp.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
+from skinapp.vocab import Metadata, Site
+
+KNOWN = Metadata(50, "male", Site("torso"))
+
+
+def _evidence(probabilities, views=None, attention=None, dermoscopic=True, metadata=KNOWN, **extra):
+    probabilities = np.asarray(probabilities, float)
+    if attention is None:
+        yy, xx = np.mgrid[:20, :20]
+        attention = (((yy - 10) ** 2 + (xx - 10) ** 2) < 30).astype(float)
+    views = np.asarray(views if views is not None else [probabilities] * 4)
+    return Evidence(probabilities, views, attention, dermoscopic, metadata, **extra)
+
+
+CLEAR = [0.01, 0.94, 0.01, 0.01, 0.01, 0.01, 0.01]
+
+
+def test_temperature_scaling_fixes_an_underconfident_model_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2.5, (3000, 7))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(7, p=p) for p in truth])  # labels really drawn from these probabilities
+    underconfident = apply_temperature(truth, 2.5)  # what a smoothed, averaged model looks like
+    temperature = fit_temperature(underconfident, labels)
+    assert temperature == pytest.approx(1 / 2.5, rel=0.15)
+    honest = cross_fitted(underconfident, labels, groups=np.arange(3000) // 2)
+    assert expected_calibration_error(labels, honest) < 0.03 < expected_calibration_error(labels, underconfident)
+    assert (honest.argmax(1) == underconfident.argmax(1)).all()
+
+
+def test_each_flag_fires_on_a_crafted_case_and_a_clear_case_is_quiet():
+    policy = FlagPolicy.provisional()
+    assert policy.assess(_evidence(CLEAR, colourfulness=0.4, contrast=40)) == []
+    close = policy.assess(_evidence([0.05, 0.46, 0.41, 0.02, 0.02, 0.02, 0.02]))
+    assert "small_margin" in {f.code for f in close} and needs_manual_check(close)
+    nv, mel = np.eye(7)[1] * 0.9 + 0.1 / 7, np.eye(7)[0] * 0.9 + 0.1 / 7
+    unstable = policy.assess(_evidence((nv + mel) / 2 + np.eye(7)[1] * 0.01, views=[nv, mel, nv, mel]))
+    assert {"view_disagreement", "malignancy_spread", "malignancy_closeness"} <= {f.code for f in unstable}
+    assert "not_dermoscopy" in {f.code for f in policy.assess(_evidence(CLEAR, dermoscopic=False))}
+    assert "not_dermoscopy" in {f.code for f in policy.assess(_evidence(CLEAR, colourfulness=0.01))}
+    assert "blank_image" in {f.code for f in policy.assess(_evidence(CLEAR, contrast=1.0))}
+    scattered = np.zeros((20, 20))
+    scattered[1:4, 1:4] = scattered[1:4, 15:18] = scattered[15:18, 8:11] = 1
+    assert "attention_regions" in {f.code for f in policy.assess(_evidence(CLEAR, attention=scattered))}
+    border = np.zeros((20, 20))
+    border[:, :8] = 1
+    touching = policy.assess(_evidence(CLEAR, attention=border))
+    assert [f.code for f in touching] == ["border_fraction"] and not needs_manual_check(touching)
+    missing = policy.assess(_evidence(CLEAR, metadata=Metadata()))
+    assert [f.code for f in missing] == ["missing_metadata"] and "age, sex, anatomic site" in missing[0].reason
+    lonely = policy.assess(_evidence(CLEAR, neighbour_agreement=0.1))
+    assert [f.code for f in lonely] == ["knn_disagreement"] and needs_manual_check(lonely)
+    assert policy.assess(_evidence(CLEAR, neighbour_agreement=0.9)) == []
+    flat = policy.assess(_evidence(CLEAR, attention=np.full((20, 20), 0.5)))
+    assert "no_lesion_found" in {f.code for f in flat}
+
+
+def test_the_fitted_policy_flags_at_most_a_fifth_and_catches_the_errors_it_can_see():
+    rng = np.random.default_rng(1)
+    n = 2000
+    table = pd.DataFrame({f: rng.random(n) for f in FEATURES})
+    wrong = rng.random(n) < 0.05 + 0.6 * table["small_margin"] ** 4  # errors where the margin sign is high
+    policy, report = fit_policy(table, ~wrong.to_numpy(), groups=np.arange(n))
+    assert report["flagged_share"] == pytest.approx(0.20, abs=0.01)
+    assert report["errors_caught"] > 0.45 and report["accuracy_unflagged"] > report["accuracy_flagged"]
+    assert max(policy.weights, key=policy.weights.get) == "small_margin"
+    risky = _evidence([0.05, 0.46, 0.41, 0.02, 0.02, 0.02, 0.02], ood_distance=0.0)
+    assert needs_manual_check(policy.assess(risky))
+    far = policy.assess(_evidence(CLEAR, ood_distance=policy.ood_threshold + 0.1))
+    assert "out_of_distribution" in {f.code for f in far}
+    curve = report["coverage_accuracy"]
+    assert curve[0]["coverage"] == 1.0 and curve[-1]["accuracy"] >= curve[0]["accuracy"]
+    assert FlagPolicy.from_dict(vars(policy)).assess(risky) == policy.assess(risky)  # survives the model card
+
+
+def test_similar_cases_and_distance(tmp_path):
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(7, 16))
+    labels = np.repeat(np.arange(7), 20)
+    embeddings = centres[labels] + rng.normal(scale=0.1, size=(140, 16))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    index = EmbeddingIndex(embeddings.astype(np.float32), labels, np.asarray([f"I{i}" for i in range(140)]),
+                           np.asarray([f"L{i // 2}" for i in range(140)]))
+    features = rng.normal(size=(500, 8))
+    save_index(tmp_path / "index.npz", index, TrainingDistribution.fit(features))
+    index, distribution = load_index(tmp_path / "index.npz")
+    query = centres[3] / np.linalg.norm(centres[3])
+    assert {n.label for n in index.neighbours(query, 5)} == {"AKIEC"}
+    assert index.vote(query) == ("AKIEC", 1.0) and index.agreement(query, "AKIEC") == 1.0 and index.agreement(query, "NV") == 0
+    typical = np.median([distribution.distance(f) for f in rng.normal(size=(200, 8))])
+    assert 2 < typical < 4 < distribution.distance(np.full(8, 5.0))  # about √8 for a typical sample
+    same = index.neighbours(embeddings[0], 1)[0]
+    assert same.image_id == "I0" and index.neighbours(embeddings[0], 1, exclude_lesion="L0")[0].lesion_id != "L0"
+
+
+def test_image_statistics_tell_colour_photographs_from_grey_and_blank_frames():
+    from skimage import data
+
+    cat = data.chelsea()
+    grey = np.repeat(data.camera()[..., None], 3, axis=-1)
+    saturation_cat, contrast_cat = image_statistics(cat)
+    saturation_grey, _ = image_statistics(grey)
+    _, contrast_blank = image_statistics(np.full((50, 50, 3), 128, np.uint8))
+    assert saturation_grey < 0.06 < saturation_cat and contrast_blank < 4 < contrast_cat
