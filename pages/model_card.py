@@ -1,9 +1,13 @@
 """Model card: what the model is, what it was trained on, its measured metrics and pictures, its limits."""
 
+import re
+
 import streamlit as st
 
 import skinapp.cli
 from pages._shared import run_guarded
+
+_PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
 def page() -> None:
@@ -13,15 +17,14 @@ def page() -> None:
         st.error("No model card found in weights/: this installation has no evaluated model.")
         return
     text = card.read_text()
-    body, _, rest = text.partition("![confusion matrix]")
-    st.markdown(body)
-    pictures = [weights / "evaluation" / name for name in ("confusion.png", "roc.png")]
-    for column, picture in zip(st.columns(len(pictures)), pictures):
-        if picture.is_file():
-            column.image(str(picture))
-    after = text.split("![ROC](evaluation/roc.png)", 1)
-    if len(after) == 2:
-        st.markdown(after[1])
+    position = 0
+    for picture in _PICTURE.finditer(text):  # markdown between pictures, and each picture from weights/
+        st.markdown(text[position:picture.start()])
+        path = (weights / picture.group(2)).resolve()
+        if path.is_file() and weights.resolve() in path.parents:
+            st.image(str(path), caption=picture.group(1), width=520)
+        position = picture.end()
+    st.markdown(text[position:])
 
 
 run_guarded(page)

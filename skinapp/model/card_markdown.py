@@ -41,7 +41,7 @@ def _metrics_section(metrics: dict) -> list[str]:
         mask = metrics["mask"]
         lines += ["", f"Lesion outline against the HAM10000 masks ({mask['method']}): Jaccard **{mask['jaccard']:.3f}**, "
                       f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) {mask['thresholded_jaccard_065']:.3f}."]
-    lines += ["", "![confusion matrix](evaluation/confusion.png) ![ROC](evaluation/roc.png)", "", *_targets(metrics)]
+    lines += ["", "![confusion matrix](evaluation/confusion.png)", "", "![ROC](evaluation/roc.png)", "", *_targets(metrics)]
     return lines
 
 
