@@ -1,14 +1,68 @@
-"""skinapp review workstation (Streamlit entry): `streamlit run app.py`. A thin layer over the `skinapp` core."""
+"""skinapp review workstation, the Streamlit entry (`streamlit run app.py`): a thin layer over the `skinapp`
+core. This page is the worklist (home): every case, most urgent first; filter, open a case, export. The
+other pages are in pages/."""
 
+import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="skinapp — dermoscopy review", layout="wide")
+from app_shared import get_store, open_case, reviewer, run_guarded, thumbnail_url
+from skinapp.review import Filters, apply_filters, export_csv, worklist_records
+from skinapp.vocab import CLASSES
 
-page = st.navigation([
-    st.Page("pages/worklist.py", title="Worklist", icon=":material/list:", default=True),
-    st.Page("pages/import_cases.py", title="Import", icon=":material/upload:", url_path="import"),
-    st.Page("pages/case_review.py", title="Case review", icon=":material/visibility:", url_path="review"),
-    st.Page("pages/patient_context.py", title="Patient context", icon=":material/group:", url_path="patient"),
-    st.Page("pages/model_card.py", title="Model card", icon=":material/info:", url_path="model"),
-])
-page.run()  # each page draws the shared sidebar itself (pages._shared.run_guarded)
+_COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
+            "decision", "reviewer"]
+
+
+def page() -> None:
+    st.title("Worklist")
+    store = get_store()
+    rows = store.worklist()
+    if not rows:
+        st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
+        st.page_link("pages/1_Import.py", label="Import cases", icon=":material/upload:")
+        return
+    to_review = sum(r.decision is None for r in rows)
+    flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
+    st.caption(f"{len(rows)} case(s): {to_review} to review, {flagged} flagged for a manual check. "
+               "Most urgent first: likely malignant and uncertain cases at the top, reviewed cases last.")
+
+    status, flagged_only, diagnosis, text = st.columns([1, 1, 1, 2])
+    filters = Filters(
+        status=status.selectbox("Status", ["all", "to review", "reviewed"], key="filter_status"),
+        flagged_only=flagged_only.checkbox("Flagged only", key="filter_flagged"),
+        diagnosis=diagnosis.selectbox("Top diagnosis", [None, *CLASSES], key="filter_diagnosis",
+                                      format_func=lambda c: "any" if c is None else c),
+        text=text.text_input("Search case or patient", key="filter_text"),
+    )
+    shown = apply_filters(rows, filters)
+    table = pd.DataFrame(worklist_records(shown))
+    if table.empty:
+        st.info("No case matches these filters.")
+        return
+    table.insert(0, "thumbnail", [thumbnail_url(r.thumbnail_jpeg) for r in shown])
+    event = st.dataframe(
+        table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
+        selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("Image", width="small"),
+            "top_diagnosis": "Top diagnosis",
+            "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
+            "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
+        },
+    )
+    selected = event.selection.rows if event is not None else []
+    if selected:
+        open_case(shown[selected[0]].case.id)
+
+    who = reviewer() or "unnamed"
+
+    def csv_file() -> bytes:  # made when the button is pressed, and recorded in the audit log
+        store.log_export(who, "worklist CSV", [r.case.id for r in shown])
+        return export_csv(shown)
+
+    st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
+                       key="export_csv", on_click="ignore")
+    st.caption("The export holds predictions, flags and decisions, with the model version of each prediction.")
+
+
+run_guarded(page)

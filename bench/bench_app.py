@@ -35,13 +35,13 @@ def main() -> None:
     import torch
     from streamlit.testing.v1 import AppTest
 
-    from pages._shared import _load_predictor
+    from app_shared import _load_predictor
 
     _load_predictor()  # once per process, before any clinician arrives
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=600).run()
     app.text_input(key="reviewer_name_input").input("bench")
     app.button(key="FormSubmitter:reviewer_form-Start reviewing").click().run()
-    app.switch_page("pages/import_cases.py").run()
+    app.switch_page("pages/1_Import.py").run()
     uploaders = app.get("file_uploader")
     uploaders[1].set_value([(f"dicom/{f.name}", f.read_bytes(), "application/dicom") for f in files])
     uploaders[2].set_value(("metadata.csv", (args.data / "metadata.csv").read_bytes(), "text/csv"))
@@ -49,7 +49,7 @@ def main() -> None:
 
     start = time.perf_counter()
     app.button(key="import_button").click().run()
-    app.switch_page("pages/worklist.py").run()
+    app.switch_page("app.py").run()
     to_worklist = time.perf_counter() - start
     rows = len(app.dataframe[0].value)
     assert not app.exception and rows == len(files), (app.exception, rows)
@@ -57,7 +57,7 @@ def main() -> None:
     renders = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        app.switch_page("pages/case_review.py").run()
+        app.switch_page("pages/2_Case_review.py").run()
         renders.append(time.perf_counter() - start)
         assert not app.exception
     device = "CUDA" if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"

@@ -37,8 +37,12 @@ def _app(reviewer: str | None = "Dr Test") -> AppTest:
     return app
 
 
+PAGES = {"worklist": "app.py", "import_cases": "pages/1_Import.py", "case_review": "pages/2_Case_review.py",
+         "patient_context": "pages/3_Patient_context.py", "model_card": "pages/4_Model_card.py"}
+
+
 def _page(app: AppTest, page: str) -> AppTest:
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(PAGES[page]).run()
     assert not app.exception, app.exception
     return app
 
@@ -142,6 +146,9 @@ def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, ship
     app = _page(_app(), "case_review")
     first = app.session_state["case_id"]
     assert app.button(key="previous_case").disabled
+    similar = [c.value for c in app.caption if "· similarity" in c.value]
+    assert len(similar) == 5  # the five nearest labelled training cases, with their diagnoses
+    assert any("calibrated" in c.value for c in app.caption)
     app.button(key="next_case").click().run()
     assert app.session_state["case_id"] != first
     app.radio(key="overlay_kind").set_value("Grad-CAM").run()

@@ -82,13 +82,13 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_role("button", name="Start reviewing").click()
         page.get_by_text("Reviewing as").wait_for()
 
-        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Import").click()  # in-app navigation keeps the session (and the name)
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()  # in-app navigation keeps the session (and the name)
         page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
         page.get_by_role("button", name="Import and analyse").click()  # waits until the upload enabled it
         page.get_by_text("case(s) in the worklist from this import").wait_for()
         assert "3 case(s) in the worklist from this import (3 new, 3 analysed)" in page.content()
 
-        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Case review").click()
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Case review").click()
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("Needs biopsy or excision").click()
         page.get_by_label("Note").fill("asymmetric, regression structures")

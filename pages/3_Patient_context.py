@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import get_store, open_case, run_guarded
+from app_shared import get_store, open_case, run_guarded
 from skinapp.context import MIN_LESIONS
 from skinapp.review import plain_markdown
 from skinapp.vocab import CLASS_NAMES

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import get_assessor, get_predictor, get_store, open_case, reviewer, run_guarded
+from app_shared import get_assessor, get_predictor, get_store, open_case, reviewer, run_guarded
 from skinapp.assessment import training_image_path
 from skinapp.review import OVERLAYS, as_prediction, case_report_html, overlay, plain_markdown
 from skinapp.store import DECISIONS, DecisionConflict
@@ -185,7 +185,7 @@ def page() -> None:
         if patient:
             if st.button("Compare with this patient's other lesions", key="to_patient"):
                 st.session_state["patient_id"] = patient
-                st.switch_page("pages/patient_context.py")
+                st.switch_page("pages/3_Patient_context.py")
 
         latest = store.latest_decision(case_id)
         _decision_form(store, case_id, latest)

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages._shared import get_predictor, get_store, reviewer, run_guarded
+from app_shared import get_predictor, get_store, reviewer, run_guarded
 from skinapp.analysis import import_and_analyse
 from skinapp.io import InputFile
 
@@ -44,7 +44,7 @@ def page() -> None:
         st.subheader("Not imported")
         st.dataframe(pd.DataFrame([{"file": r.file, "reason": r.reason} for r in report.rejected]),
                      hide_index=True, width="stretch")
-    st.page_link("pages/worklist.py", label="Open the worklist", icon=":material/list:")
+    st.page_link("app.py", label="Open the worklist", icon=":material/list:")
 
 
 run_guarded(page)

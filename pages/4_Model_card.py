@@ -5,7 +5,7 @@ import re
 import streamlit as st
 
 import skinapp.cli
-from pages._shared import run_guarded
+from app_shared import run_guarded
 
 _PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 

@@ -1,4 +1,4 @@
-"""What every page shares: the store and the model (loaded once per process), the reviewer's name (asked
+"""What every page of the app (app.py and pages/) shares: the store and the model (loaded once per process), the reviewer's name (asked
 once per session), navigation to a case, and the guard that turns an internal error into a short message."""
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from skinapp.model.checkpoint import ModelCard, WeightsError
 from skinapp.store import Store, data_dir
 
 log = logging.getLogger("skinapp.app")
-REVIEW_PAGE = "pages/case_review.py"
+REVIEW_PAGE = "pages/2_Case_review.py"
+PAGES = (  # the sidebar's own navigation (Streamlit's is off in .streamlit/config.toml: it would call the home "app")
+    ("app.py", "Worklist", ":material/list:"),
+    ("pages/1_Import.py", "Import", ":material/upload:"),
+    (REVIEW_PAGE, "Case review", ":material/visibility:"),
+    ("pages/3_Patient_context.py", "Patient context", ":material/group:"),
+    ("pages/4_Model_card.py", "Model card", ":material/info:"),
+)
 
 
 @st.cache_resource
@@ -99,7 +106,12 @@ def thumbnail_url(jpeg: bytes) -> str:
 
 def run_guarded(page: Callable[[], None]) -> None:
     """Run a page; an internal error is logged with a reference and the clinician sees one calm sentence."""
+    st.set_page_config(page_title="skinapp — dermoscopy review", layout="wide")
     _logging()
+    with st.sidebar:
+        for target, label, icon in PAGES:
+            st.page_link(target, label=label, icon=icon)
+        st.divider()
     reviewer_sidebar()
     st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
     try:
