@@ -1,5 +1,6 @@
-"""What every page of the app (app.py and pages/) shares: the store and the model (loaded once per process), the reviewer's name (asked
-once per session), navigation to a case, and the guard that turns an internal error into a short message."""
+"""What every page of the app (app.py and pages/) shares: the store and the model (loaded once per process),
+the reviewer's name (asked once per session), the navigation, and the guard that turns an internal error into
+a short message."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import skinapp.cli
-from skinapp.inference import Predictor
 from skinapp.assessment import Assessor
+from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
 from skinapp.store import Store, data_dir
 
