@@ -16,10 +16,11 @@ from typing import BinaryIO
 
 from skinapp.io.case import Acquisition, Case, ImportReport, Rejection
 from skinapp.io.dicom import PATIENT_ID_IS_IMAGE_NAME, looks_like_dicom, read_dicom
-from skinapp.io.images import IMAGE_SUFFIXES, UnreadableImage, read_image
+from skinapp.io.images import IMAGE_SUFFIXES, NotAnImage, UnreadableImage, read_image
 from skinapp.io.pixels import DISPLAY_MAX_SIDE
 from skinapp.io.sidecar import SidecarRow, read_sidecar
 from skinapp.io.sources import InputFile, expand_inputs
+from skinapp.vocab import Metadata
 
 __all__ = [
     "DISPLAY_MAX_SIDE", "Acquisition", "Case", "ImportReport", "InputFile", "Rejection", "UnreadableImage",
@@ -36,8 +37,8 @@ def read_file(file: InputFile, max_side: int | None) -> list[Case]:
         return read_dicom(file, max_side)
     try:
         image, original = read_image(file, max_side)
-    except UnreadableImage as exc:
-        if file.suffix in IMAGE_SUFFIXES or "not an image" not in str(exc):
+    except NotAnImage:
+        if file.suffix in IMAGE_SUFFIXES:
             raise
         return read_dicom(file, max_side)  # a DICOM dataset written without the preamble, or not an image at all
     return [Case(case_id=file.stem, image=image, source=file.name, image_name=file.stem, original_size=original)]
@@ -46,7 +47,7 @@ def read_file(file: InputFile, max_side: int | None) -> list[Case]:
 def _apply_sidecar(case: Case, row: SidecarRow) -> Case:
     """The sidecar fills or overrides what the file says; a field the sidecar leaves empty keeps the file's value."""
     file_meta, side = case.metadata, row.metadata
-    metadata = type(file_meta)(
+    metadata = Metadata(
         age=side.age if side.age is not None else file_meta.age,
         sex=side.sex or file_meta.sex,
         site=side.site if side.site.region is not None else file_meta.site,
@@ -95,6 +96,7 @@ def load_cases(
     seen_content: dict[str, str] = {}
     seen_uid: dict[str, str] = {}
     matched_rows: set[str] = set()
+    taken: set[str] = set()  # case ids given out so far
     for done, file in enumerate(files):
         if progress is not None:
             progress(done, len(files), file.name)
@@ -126,7 +128,6 @@ def load_cases(
             continue
         if uid is not None:
             seen_uid[uid] = file.name
-        taken = {c.case_id for c in cases}
         for case in found:
             row = rows.get(case.image_name)
             if row is not None:

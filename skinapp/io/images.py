@@ -19,6 +19,10 @@ class UnreadableImage(ValueError):
     """The file cannot be turned into an image; the message says why in plain words."""
 
 
+class NotAnImage(UnreadableImage):
+    """Pillow does not recognise the file at all (it may still be a DICOM dataset, or something else)."""
+
+
 def read_image(file: InputFile | Path | str, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB uint8 image fitted within max_side, (width, height) as stored in the file)."""
     file = file if isinstance(file, InputFile) else InputFile.from_path(Path(file))
@@ -41,6 +45,6 @@ def read_image(file: InputFile | Path | str, max_side: int | None = None) -> tup
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UnreadableImage("image is too large to open safely (possible decompression bomb)") from None
     except UnidentifiedImageError:
-        raise UnreadableImage("not an image or DICOM file") from None
+        raise NotAnImage("not an image or DICOM file") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableImage(f"image data is damaged or truncated ({exc})") from None
