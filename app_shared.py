@@ -55,11 +55,14 @@ def _load_assessor() -> Assessor:
     return Assessor.from_weights(weights, ModelCard.load(weights))
 
 
-def get_assessor() -> Assessor | None:
-    """The shipped flag policy and similar-case index, or None where the weights are missing."""
+def get_assessor(explain: bool = False) -> Assessor | None:
+    """The shipped flag policy and similar-case index, or None (with the reason, if `explain`) where the weights
+    or the index are missing or altered."""
     try:
         return _load_assessor()
-    except (WeightsError, FileNotFoundError):
+    except (WeightsError, FileNotFoundError) as exc:
+        if explain:
+            st.error(f"The model's flag policy could not be loaded: {exc}. Nothing new can be analysed.")
         return None
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app_shared import get_predictor, get_store, reviewer, run_guarded
+from app_shared import get_assessor, get_predictor, get_store, reviewer, run_guarded
 from skinapp.analysis import import_and_analyse
 from skinapp.io import InputFile
 
@@ -23,12 +23,13 @@ def page() -> None:
         st.info("Enter your name in the sidebar first: every import and decision records who made it.")
     if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button"):
         predictor = get_predictor()
-        if predictor is None:
+        assessor = get_assessor(explain=True) if predictor is not None else None
+        if assessor is None:
             return
         bar = st.progress(0.0, text="Reading files …")
         result = import_and_analyse(
             [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
-            sidecar=sidecar, progress=lambda fraction, text: bar.progress(fraction, text=text),
+            sidecar=sidecar, progress=lambda fraction, text: bar.progress(fraction, text=text), assessor=assessor,
         )
         bar.empty()
         st.session_state["last_import"] = result

@@ -32,7 +32,9 @@ class ImportResult:
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
     sidecar: str | Path | BinaryIO | None = None, progress: Progress | None = None, chunk: int = 8,
+    assessor: Assessor | None = None,
 ) -> ImportResult:
+    """assessor: the flag policy and index shipped with the predictor's weights (loaded here when not given)."""
     def tell(fraction: float, text: str) -> None:
         if progress is not None:
             progress(min(max(fraction, 0.0), 1.0), text)
@@ -41,16 +43,18 @@ def import_and_analyse(
         0.4 * done / max(total, 1), f"Reading file {min(done + 1, total)} of {total}"))
     result = ImportResult(report)
     to_analyse: list[tuple[int, Case]] = []
+    filled = 0
     for case in cases:
-        case_id, new = store.add_case(case, actor)
-        result.case_ids.append(case_id)
-        result.new_cases += new
-        known = store.latest_prediction(case_id)
-        if known is None or known.weights_sha256 != predictor.card.weights_sha256:
-            to_analyse.append((case_id, case))
-    assessor = Assessor.from_weights(predictor.folder, predictor.card)
+        added = store.add_case(case, actor)
+        result.case_ids.append(added.id)
+        result.new_cases += added.new
+        filled += bool(added.filled)
+        if added.model_input_changed or store.latest_weights(added.id) != predictor.card.weights_sha256:
+            to_analyse.append((added.id, case))
+    assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
     if len(result.case_ids) > result.new_cases:
-        report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist and kept as they were")
+        report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist; what they "
+                            f"were stored with was kept, and {filled} gained metadata they lacked")
     for start in range(0, len(to_analyse), chunk):
         tell(0.4 + 0.6 * start / len(to_analyse), f"Analysing case {start + 1} of {len(to_analyse)}")
         _analyse_chunk(to_analyse[start:start + chunk], store, predictor, assessor, actor, result)

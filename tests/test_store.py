@@ -43,8 +43,8 @@ def db_url(request, tmp_path):
 
 def test_nothing_is_lost_across_a_restart_and_the_database_is_in_wal_mode(db_url, tmp_path):
     store = Store.open(db_url)
-    case_id, new = store.add_case(_case("a", 1), "importer")
-    assert new and store.add_case(_case("a", 1), "importer") == (case_id, False)  # same image: same case
+    case_id, new, _ = store.add_case(_case("a", 1), "importer")
+    assert new and store.add_case(_case("a", 1), "importer") == (case_id, False, ())  # same image: same case
     store.record_decision(case_id, "Dr A", "follow_up", note="see in 3 months")
     store.engine.dispose()
 
@@ -58,7 +58,7 @@ def test_nothing_is_lost_across_a_restart_and_the_database_is_in_wal_mode(db_url
 
 def test_a_later_reviewer_never_silently_overwrites(db_url):
     store = Store.open(db_url)
-    case_id, _ = store.add_case(_case("a", 1), "importer")
+    case_id = store.add_case(_case("a", 1), "importer").id
     first = store.record_decision(case_id, "Dr A", "agree", seen_decision_id=None)
     with pytest.raises(DecisionConflict) as conflict:
         store.record_decision(case_id, "Dr B", "biopsy", seen_decision_id=None)  # B had not seen A's decision
@@ -73,7 +73,7 @@ def test_a_later_reviewer_never_silently_overwrites(db_url):
 
 
 def test_two_processes_deciding_at_once_give_one_decision_and_one_conflict(db_url):
-    case_id, _ = Store.open(db_url).add_case(_case("a", 1), "importer")
+    case_id = Store.open(db_url).add_case(_case("a", 1), "importer").id
     outcomes = []
     barrier = threading.Barrier(2)
 
@@ -96,7 +96,7 @@ def test_two_processes_deciding_at_once_give_one_decision_and_one_conflict(db_ur
 
 def test_the_audit_log_is_append_only(db_url):
     store = Store.open(db_url)
-    case_id, _ = store.add_case(_case("a", 1), "importer")
+    case_id = store.add_case(_case("a", 1), "importer").id
     store.record_decision(case_id, "Dr A", "manual_check")
     entries = store.audit_entries(case_id)
     assert [(e.actor, e.action) for e in entries] == [("importer", "case imported"), ("Dr A", "decision recorded")]
@@ -138,11 +138,37 @@ def test_import_analyse_and_worklist_order(db_url, tiny_weights):
     assert len(apply_filters(store.worklist(), Filters(text="c2"))) == 1
 
 
+def test_a_later_metadata_csv_fills_what_a_case_lacked_and_keeps_the_rest(db_url, tiny_weights):
+    from PIL import Image
+
+    from skinapp.io import InputFile
+
+    store = Store.open(db_url)
+    predictor = Predictor.from_weights(tiny_weights)
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_lesion(seed=5)[0]).save(buffer, "PNG")
+    upload = InputFile.from_bytes("x.png", buffer.getvalue())
+    (case_id,) = import_and_analyse([upload], store, predictor, "Dr A").case_ids
+    decision = store.record_decision(case_id, "Dr A", "follow_up", note="kept")
+    sidecar = io.BytesIO(b"image_name,patient_id,age_approx,sex\nx,P9,61,female\n")
+    again = import_and_analyse([upload], store, predictor, "Dr B", sidecar=sidecar)
+    assert again.case_ids == [case_id] and again.new_cases == 0 and again.analysed == 1  # age and sex reach the model
+    case = store.case(case_id)
+    assert case.patient_id == "P9" and case.metadata.age == 61 and case.imported_by == "Dr A"
+    assert store.latest_prediction(case_id).metadata_used.sex == "female"
+    assert store.latest_decision(case_id) == decision
+    filled = [e for e in store.audit_entries(case_id) if e.action == "case metadata filled"]
+    assert [(e.actor, e.details["fields"]) for e in filled] == [("Dr B", ["age", "patient_id", "sex"])]
+    other = io.BytesIO(b"image_name,patient_id,age_approx\nx,P10,30\n")
+    import_and_analyse([upload], store, predictor, "Dr C", sidecar=other)
+    assert store.case(case_id).patient_id == "P9" and store.case(case_id).metadata.age == 61  # never overwritten
+
+
 def test_exports_are_safe(db_url, tiny_weights):
     store = Store.open(db_url)
     predictor = Predictor.from_weights(tiny_weights)
     hostile = _case("=HYPERLINK(\"http://x\")", 3, patient="<img src=x onerror=alert(1)>")
-    case_id, _ = store.add_case(hostile, "importer")
+    case_id = store.add_case(hostile, "importer").id
     (prediction,) = predictor.predict([hostile.image], [hostile.metadata])
     store.add_prediction(case_id, prediction, [], predictor.card.weights_sha256, "importer")
     store.record_decision(case_id, "@Dr Evil", "agree", note="-2+3 <script>alert(1)</script>")

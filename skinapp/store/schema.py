@@ -1,5 +1,6 @@
-"""Tables. Cases, predictions and decisions are only ever added to; the audit log refuses updates and deletes
-at the database level (triggers), so what happened stays on record whoever writes to the database."""
+"""Tables. Predictions and decisions are only ever added to, and a case only gains metadata it lacked (on the
+record); the audit log refuses updates and deletes at the database level (triggers), so what happened stays
+on record whoever writes to the database."""
 
 from __future__ import annotations
 

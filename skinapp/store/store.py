@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,27 @@ def _pack(**arrays: np.ndarray | None) -> bytes:
 def _unpack(blob: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+class AddedCase(NamedTuple):
+    id: int
+    new: bool
+    filled: tuple[str, ...]  # metadata fields an earlier import lacked and this one gave
+
+    @property
+    def model_input_changed(self) -> bool:
+        return any(f in MODEL_FIELDS for f in self.filled)
+
+
+_FILLABLE = [cases.c.patient_id, cases.c.lesion_id, cases.c.study_date, cases.c.age, cases.c.sex, cases.c.site_region,
+             cases.c.site_fine]
+MODEL_FIELDS = {"age", "sex", "site_region", "site_fine"}  # what the model reads besides the image
+
+
+def _fillable_values(case: Case) -> dict:
+    meta = case.metadata
+    return {"patient_id": case.patient_id, "lesion_id": case.lesion_id, "study_date": case.study_date, "age": meta.age,
+            "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
 
 
 @dataclass(frozen=True)
@@ -240,13 +262,19 @@ class Store:
     def _audit(self, connection: Connection, actor: str, action: str, case_id: int | None, **details) -> None:
         connection.execute(insert(audit_log).values(at=_now(), actor=actor, action=action, case_id=case_id, details=details))
 
-    def add_case(self, case: Case, actor: str) -> tuple[int, bool]:
-        """(case id, True if new). The same image imported again is the same case, kept as first imported."""
+    def add_case(self, case: Case, actor: str) -> AddedCase:
+        """The same image imported again is the same case. What it was stored with is never overwritten, but
+        metadata it lacked (e.g. the patient, once a metadata CSV comes along) is filled in, on the record."""
         key = hashlib.sha256(np.ascontiguousarray(case.image).tobytes() + str(case.image.shape).encode()).hexdigest()
         with self._writing() as connection:
-            existing = connection.execute(select(cases.c.id).where(cases.c.content_key == key)).scalar()
+            existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key == key)).mappings().first()
             if existing is not None:
-                return int(existing), False
+                offered = _fillable_values(case)
+                filled = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
+                if filled:
+                    connection.execute(cases.update().where(cases.c.id == existing["id"]).values(**filled))
+                    self._audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
+                return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
             meta = case.metadata
             case_id = connection.execute(insert(cases).values(
                 content_key=key, name=case.case_id, source=case.source, frame=case.frame, patient_id=case.patient_id,
@@ -259,7 +287,7 @@ class Store:
                 imported_at=_now(), imported_by=actor,
             )).inserted_primary_key[0]
             self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
-        return int(case_id), True
+        return AddedCase(int(case_id), True, ())
 
     def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
         """prediction: an `inference.Prediction`."""
@@ -337,6 +365,12 @@ class Store:
         with self.engine.connect() as connection:
             blob = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
         return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
+
+    def latest_weights(self, case_id: int) -> str | None:
+        """The weights hash of the case's latest prediction (None: never analysed), without loading it."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(predictions.c.weights_sha256).where(predictions.c.case_id == case_id)
+                                      .order_by(predictions.c.id.desc()).limit(1)).scalar()
 
     def latest_prediction(self, case_id: int) -> StoredPrediction | None:
         with self.engine.connect() as connection:
