@@ -111,7 +111,6 @@ def thumbnail_url(jpeg: bytes) -> str:
 def run_guarded(page: Callable[[], None]) -> None:
     """Run a page; an internal error is logged with a reference and the clinician sees one calm sentence."""
     st.set_page_config(page_title="skinapp — dermoscopy review", layout="wide")
-    _logging()
     with st.sidebar:
         for target, label, icon in PAGES:
             st.page_link(target, label=label, icon=icon)
@@ -119,6 +118,7 @@ def run_guarded(page: Callable[[], None]) -> None:
     reviewer_sidebar()
     st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
     try:
+        _logging()  # inside the guard: an unwritable data folder is an error message, not a trace
         page()
     except ScriptControlException:
         raise  # Streamlit's own reruns and page switches
