@@ -1,9 +1,12 @@
 """Latency and throughput of `Predictor.predict` against a bare forward pass of the same encoder.
 
-    python bench/bench_predict.py [--weights weights] [--data ../shared/data/ham10000] [--repeats 5]
+    python bench/bench_predict.py [--weights weights] [--data ../shared/data/ham10000] [--repeats 5] [--members 5]
 
-Prints one row per configuration: milliseconds per image, images per second, and the ratio to the bare
-encoder forward at the same batch size. Runs on the CPU, and on CUDA too when a GPU is present.
+Prints one row per configuration (1, 4 or 8 test-time views, with and without Grad-CAM): milliseconds per
+image, images per second, and the ratio to the bare encoder forward at the same batch size. `--members N`
+times an N-member ensemble by repeating the shipped members (speed depends on the architecture, not on the
+trained values), so the cost of a full ensemble can be measured before all its members exist. Runs on the
+CPU, and on CUDA too when a GPU is present.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skinapp.inference import Predictor  # noqa: E402
 from skinapp.model.checkpoint import load_ensemble  # noqa: E402
-from skinapp.model.preprocess import resize_for_model, to_tensor  # noqa: E402
 
 
 def _images(data: Path | None, count: int) -> list[np.ndarray]:
@@ -45,8 +47,11 @@ def _timed(fn, repeats: int, sync) -> float:
     return best
 
 
-def bench(weights: Path, data: Path | None, device: torch.device, repeats: int) -> None:
+def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, members: int | None,
+          batches: tuple[int, ...]) -> None:
     models, card = load_ensemble(weights, device)
+    if members:
+        models = [models[k % len(models)] for k in range(members)]
     net = models[0]
     size = card.model_config.image_size
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -54,14 +59,13 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int) 
           f"{len(models)} ensemble member(s); best of {repeats}")
     print(f"{'configuration':44s} {'batch':>5s} {'ms/image':>9s} {'images/s':>9s} {'× bare':>7s}")
     configs = [
-        ("predict: 4 TTA views + mask + Grad-CAM", dict(tta=True, gradcam=True)),
-        ("predict: 4 TTA views + mask", dict(tta=True, gradcam=False)),
-        ("predict: 1 view + mask + Grad-CAM", dict(tta=False, gradcam=True)),
-        ("predict: 1 view + mask", dict(tta=False, gradcam=False)),
+        (f"predict: {views} view{'s' if views > 1 else ''} + mask" + (" + Grad-CAM" if gradcam else ""),
+         dict(tta=views > 1, views=views if views > 1 else None, gradcam=gradcam))
+        for views in (8, 4, 1) for gradcam in (True, False)
     ]
-    for batch in (1, 32):
+    for batch in batches:
         images = _images(data, batch)
-        x = to_tensor(np.stack([resize_for_model(im, size) for im in images])).to(device)
+        x = card.preprocessing_spec.model_input(images).to(device)
 
         def bare():
             with torch.no_grad():
@@ -81,12 +85,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--members", type=int, help="time an ensemble of this many members (repeating the shipped ones)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
-        bench(args.weights, args.data, device, args.repeats)
+        bench(args.weights, args.data, device, args.repeats, args.members, tuple(args.batches))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,19 @@ def _train(args: argparse.Namespace) -> int:
     from skinapp.train.loop import TrainConfig, train
 
     cfg = TrainConfig(
-        data=args.data, out=args.out, encoder=args.encoder, image_size=args.image_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, folds=tuple(args.folds), n_folds=args.n_folds, seed=args.seed,
-        focal_gamma=args.focal_gamma, sampler_power=args.sampler_power, mask_weight=args.mask_weight,
-        triplet_weight=args.triplet_weight, metadata_dropout=args.metadata_dropout, patience=args.patience,
-        clahe=args.clahe, limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
+        data=args.data, out=args.out, isic2017=args.isic2017, encoder=args.encoder, image_size=args.image_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, folds=tuple(args.folds), n_folds=args.n_folds,
+        seed=args.seed, focal_gamma=args.focal_gamma, sampler_power=args.sampler_power, source_power=args.source_power,
+        mask_weight=args.mask_weight, triplet_weight=args.triplet_weight, metadata_dropout=args.metadata_dropout,
+        colour_constancy=args.colour_constancy, scale=tuple(args.scale), aspect=tuple(args.aspect),
+        illuminant=args.illuminant, clahe=args.clahe, select=args.select, patience=args.patience, half=not args.fp32,
+        limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
     )
-    card = train(cfg)
+    try:
+        card = train(cfg)
+    except ValueError as exc:  # a folder of another recipe, folds that do not fit the data
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"trained {len(card.members)} model(s) into {args.out}; evaluate them with: python -m skinapp evaluate --weights {args.out} --data {args.data}")
     return 0
 
@@ -27,11 +33,19 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from skinapp.evaluate import evaluate
 
-    metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card)
+    metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
+                       isic2017=args.isic2017)
     for key in ("with_metadata", "without_metadata"):
         m = metrics[key]
         print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
               f"sensitivity@90%spec {m['sensitivity_at_90_specificity']:.3f}  ECE {m['expected_calibration_error']:.3f}")
+    rule = metrics["decision_rule"]
+    print(f"balanced rule     τ {rule['tau']:.2f}: balanced accuracy {rule['balanced_accuracy_balanced_rule']:.3f} "
+          f"(argmax {rule['balanced_accuracy_argmax']:.3f}; cross-fitted {rule['cross_fitting']})")
+    if "external" in metrics:
+        ext = metrics["external"]
+        print(f"external          ISIC 2017 val: melanoma AUC {ext['melanoma_auc']:.3f}  balanced accuracy "
+              f"{ext['balanced_accuracy_balanced_rule']:.3f} (argmax {ext['balanced_accuracy_argmax']:.3f})")
     if "mask" in metrics:
         print(f"mask              Jaccard {metrics['mask']['jaccard']:.3f}  Dice {metrics['mask']['dice']:.3f}")
     print(f"report: {args.out / 'report.md'}")
@@ -61,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skinapp", description="skinapp dermoscopy model tools")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="fine-tune the lesion model on HAM10000")
+    train = commands.add_parser("train", help="fine-tune the lesion model (one member per held-out HAM10000 fold)",
+                                description="Trains the members for the folds given with --folds that --out does not "
+                                            "hold yet; an interrupted member resumes from its last finished epoch.")
     train.add_argument("--data", type=Path, required=True, help="HAM10000 folder (metadata CSV, images/, masks/)")
+    train.add_argument("--isic2017", type=Path, help="ISIC 2017 folder: its `train` split joins the training set "
+                                                      "(`val` is never used)")
     train.add_argument("--out", type=Path, required=True, help="folder for weights, model card and logs")
     train.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
     train.add_argument("--image-size", type=int, default=160)
@@ -70,16 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=8e-4)
     train.add_argument("--n-folds", type=int, default=5)
-    train.add_argument("--folds", type=int, nargs="+", default=[0], help="validation folds to train a model for")
+    train.add_argument("--folds", type=int, nargs="+", default=[0], help="validation folds to train a member for")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--focal-gamma", type=float, default=2.0, help="0 = cross-entropy")
-    train.add_argument("--sampler-power", type=float, default=0.5, help="0 = natural class mix, 1 = class-balanced")
+    train.add_argument("--focal-gamma", type=float, default=0.0, help="0 = cross-entropy")
+    train.add_argument("--sampler-power", type=float, default=1.0, help="0 = natural class mix, 1 = class-balanced")
+    train.add_argument("--source-power", type=float, default=0.5,
+                       help="within a class, 0 = data sets in their natural mix, 1 = each data set equally")
     train.add_argument("--mask-weight", type=float, default=1.0, help="weight of mask supervision; 0 = unsupervised attention")
     train.add_argument("--triplet-weight", type=float, default=0.1)
     train.add_argument("--metadata-dropout", type=float, default=0.3)
-    train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--colour-constancy", default="shades_of_gray", choices=["none", "shades_of_gray"])
+    train.add_argument("--scale", type=float, nargs=2, default=[0.8, 1.3], help="zoom range of the random crops")
+    train.add_argument("--aspect", type=float, nargs=2, default=[0.75, 1.333], help="aspect range of the random crops")
+    train.add_argument("--illuminant", type=float, default=0.08, help="σ of the per-channel illuminant jitter")
     train.add_argument("--clahe", type=float, default=0.0, help="probability of CLAHE augmentation")
-    train.add_argument("--limit", type=int, help="use only the first N images (smoke runs)")
+    train.add_argument("--select", choices=["last", "best"], default="last",
+                       help="keep the last epoch (nothing chosen on the held-out fold) or the best one on it")
+    train.add_argument("--patience", type=int, default=3, help="early stopping, with --select best")
+    train.add_argument("--fp32", action="store_true", help="store weights in fp32 (default fp16)")
+    train.add_argument("--limit", type=int, help="use only the first N images of each data set (smoke runs)")
     train.add_argument("--steps-per-epoch", type=int, help="cap on optimiser steps per epoch (smoke runs)")
     train.add_argument("--threads", type=int, help="torch CPU threads")
     train.set_defaults(run=_train)
@@ -87,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score each model on the HAM10000 fold it never trained on")
     evaluate.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
     evaluate.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
+    evaluate.add_argument("--isic2017", type=Path, help="ISIC 2017 folder: its `val` split is scored as the external check")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and plots")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of the data set")
     evaluate.add_argument("--no-tta", action="store_true", help="identity view only")

@@ -1,9 +1,10 @@
-"""`python -m skinapp evaluate`: each ensemble member on the HAM10000 fold it never trained on.
+"""`python -m skinapp evaluate`: each ensemble member on the HAM10000 fold it never trained on, and the whole
+ensemble on an external check (ISIC 2017 `val`: other centres and dermatoscopes, never trained on).
 
 Writes metrics.json, oof_predictions.csv (uncalibrated probabilities), confusion.png, roc.png, report.md and,
-from `trust.py`, the calibration, flag and similar-case measurements with their pictures. The similar-case
-index (embeddings.npz) is written into the weights folder. With `update_card` the metrics, the fitted
-temperature, the flag policy and the index's hash go into the weights' model card.
+from `trust.py`, the calibration, decision rule, flag and similar-case measurements with their pictures. The
+similar-case index (embeddings.npz) is written into the weights folder. With `update_card` the metrics, the
+fitted temperature, decision rule, flag policy and the index's hash go into the weights' model card.
 """
 
 from __future__ import annotations
@@ -19,14 +20,27 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from skinapp.calibration import apply_temperature
+from skinapp.decision import DecisionRule, cross_fitted_calls
 from skinapp.inference import Prediction, Predictor, default_device
-from skinapp.metrics import classification_report, dice_from_jaccard, is_malignant, jaccard, malignancy
+from skinapp.metrics import (
+    balanced_accuracy,
+    classification_report,
+    confusion,
+    dice_from_jaccard,
+    is_malignant,
+    jaccard,
+    malignancy,
+    per_class_recall,
+)
 from skinapp.model.card_markdown import write_model_card_markdown
 from skinapp.model.checkpoint import ModelCard, load_member
 from skinapp.plots import finish
-from skinapp.train.data import LabelledImages, load_ham10000
+from skinapp.train.data import LabelledImages, load_ham10000, load_isic2017
 from skinapp.trust import evaluate_trust
 from skinapp.vocab import CLASSES
+
+MEL = CLASSES.index("MEL")
 
 FOLDS_FILE = "folds.csv"
 
@@ -151,16 +165,102 @@ def _report(metrics: dict, version: str) -> str:
     return "\n".join(lines)
 
 
-def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False) -> dict:
+def _recalls(labels: np.ndarray, calls: np.ndarray) -> dict[str, float]:
+    matrix = confusion(labels, calls)
+    present = matrix.sum(axis=1) > 0
+    return {c: round(float(r), 4) for c, r, here in zip(CLASSES, per_class_recall(matrix), present) if here}
+
+
+def _one_hot(calls: np.ndarray) -> np.ndarray:
+    return np.eye(len(CLASSES))[calls]
+
+
+def decision_rule_report(oof: pd.DataFrame, temperature: float, rule: DecisionRule) -> dict:
+    """Balanced accuracy of the top call under argmax and under the balanced rule. The headline figure is
+    cross-fitted by fold: each fold's calls come from a rule tuned on the other folds."""
+    labels = oof["label"].map(CLASSES.index).to_numpy()
+    calibrated = apply_temperature(oof[list(CLASSES)].to_numpy(), temperature)
+    argmax_calls = calibrated.argmax(1)
+    folds = oof["fold"].to_numpy()
+    honest_calls, fold_taus = cross_fitted_calls(labels, calibrated, folds if len(np.unique(folds)) > 1 else
+                                                 np.arange(len(labels)) % 5)
+    in_sample = rule.call(calibrated)
+    return {
+        **rule.to_dict(),
+        "fitted_on": "calibrated out-of-fold HAM10000 probabilities, τ chosen for balanced accuracy",
+        "balanced_accuracy_argmax": balanced_accuracy(labels, _one_hot(argmax_calls)),
+        "balanced_accuracy_balanced_rule": balanced_accuracy(labels, _one_hot(honest_calls)),
+        "balanced_accuracy_balanced_rule_in_sample": balanced_accuracy(labels, _one_hot(in_sample)),
+        "cross_fitting": "by HAM fold (each fold scored by a τ tuned on the others)" if len(np.unique(folds)) > 1
+                         else "5 interleaved parts of the one held-out fold",
+        "cross_fitted_taus": fold_taus,
+        "recall_argmax": _recalls(labels, argmax_calls),
+        "recall_balanced_rule": _recalls(labels, honest_calls),
+        "accuracy_argmax": float((argmax_calls == labels).mean()),
+        "accuracy_balanced_rule": float((honest_calls == labels).mean()),
+    }
+
+
+def melanoma_sensitivity_at_specificity(labels: np.ndarray, probabilities: np.ndarray, specificity: float = 0.9) -> float:
+    target = labels == MEL
+    if target.all() or not target.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(target, probabilities[:, MEL])
+    return float(tpr[fpr <= 1 - specificity].max(initial=0.0))
+
+
+def external_check(weights: Path, isic2017: Path, temperature: float, rule: DecisionRule, tta: bool = True,
+                   limit: int | None = None) -> tuple[dict, pd.DataFrame]:
+    """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl)."""
+    data = load_isic2017(isic2017, "val", limit=limit)
+    predictor = Predictor.from_weights(weights, tta=tta, gradcam=False, calibrate=False)
+    raw = np.stack([p.probabilities for p in predictor.predict(data.images, data.metadata)])
+    calibrated = apply_temperature(raw, temperature)
+    labels = data.labels
+    balanced_calls, argmax_calls = rule.call(calibrated), calibrated.argmax(1)
+    mel_target = labels == MEL
+    from sklearn.metrics import roc_auc_score
+
+    report = {
+        "data": "ISIC 2017 challenge `val` split: other centres and dermatoscopes than HAM10000; never trained on",
+        "n_images": int(len(labels)),
+        "classes_present": {CLASSES[k]: int((labels == k).sum()) for k in np.unique(labels)},
+        "melanoma_auc": float(roc_auc_score(mel_target, calibrated[:, MEL])) if 0 < mel_target.sum() < len(labels) else None,
+        "malignant_auc": float(roc_auc_score(is_malignant(labels), malignancy(calibrated)))
+        if 0 < is_malignant(labels).sum() < len(labels) else None,
+        "melanoma_sensitivity_at_90_specificity": melanoma_sensitivity_at_specificity(labels, calibrated),
+        "balanced_accuracy_balanced_rule": balanced_accuracy(labels, _one_hot(balanced_calls)),
+        "balanced_accuracy_argmax": balanced_accuracy(labels, _one_hot(argmax_calls)),
+        "balanced_accuracy_note": "mean recall over the classes present, the call chosen among all 7 classes",
+        "recall_balanced_rule": _recalls(labels, balanced_calls),
+        "recall_argmax": _recalls(labels, argmax_calls),
+        "melanoma_called_balanced_rule": float((balanced_calls[mel_target] == MEL).mean()) if mel_target.any() else None,
+        "tta": tta,
+    }
+    table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in labels]})
+    table[list(CLASSES)] = raw
+    return report, table
+
+
+def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
+             isic2017: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
     held_out: dict[int, Prediction] = {}
     oof = out_of_fold_predictions(weights, data, tta=tta, held_out=held_out)
     metrics = summarise(oof)
-    metrics.update(model_version=card.version, tta=tta)
-    trust, calibration, policy, index = evaluate_trust(weights, data, oof, held_out, out, tta)
+    metrics.update(model_version=card.version, tta=tta, members=len(card.members),
+                   tta_views=card.tta_views if tta else 1)
+    metrics["with_metadata"]["melanoma_sensitivity_at_90_specificity"] = melanoma_sensitivity_at_specificity(
+        oof["label"].map(CLASSES.index).to_numpy(), oof[list(CLASSES)].to_numpy())
+    trust, calibration, policy, index, rule = evaluate_trust(weights, data, oof, held_out, out, tta,
+                                                             _member_folds(weights, data))
     metrics.update(trust)
+    metrics["decision_rule"] = decision_rule_report(oof, calibration["temperature"], rule)
+    if isic2017 is not None:
+        metrics["external"], external_table = external_check(weights, isic2017, calibration["temperature"], rule, tta)
+        external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png", "Held-out HAM10000, with metadata")
@@ -169,6 +269,7 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     if update_card:
         card = ModelCard.load(weights)
         card.metrics, card.calibration, card.flag_policy, card.index = metrics, calibration, policy, index
+        card.decision_rule = rule.to_dict()
         card.save(weights)
         write_model_card_markdown(weights)
     return metrics

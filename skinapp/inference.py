@@ -1,8 +1,10 @@
 """`Predictor`: the trained ensemble applied to images with (possibly missing) metadata.
 
-Each image is analysed in four test-time views (identity, horizontal flip, vertical flip, transpose) run as
-one batch; probabilities are averaged over views and ensemble members, maps are mapped back to the
-identity view before averaging. Grad-CAM reuses the identity view's encoder features.
+Each image is colour-corrected as the model card says, then analysed in several test-time views (4: identity,
+horizontal flip, vertical flip, transpose; 8: all rotations and reflections of the square) run as one batch.
+Probabilities are averaged over views and ensemble members, then calibrated; the top call follows the card's
+decision rule. Maps are mapped back onto the identity view before averaging. Grad-CAM reuses the identity
+view's encoder features.
 """
 
 from __future__ import annotations
@@ -15,19 +17,51 @@ import numpy as np
 import torch
 
 from skinapp.calibration import apply_temperature
+from skinapp.decision import DecisionRule
 from skinapp.explain import LesionOutline, gradcam_maps, lesion_outline, resize_map
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
-from skinapp.model.preprocess import resize_for_model, to_tensor
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, encode_metadata
 
-View = Callable[[torch.Tensor], torch.Tensor]
-VIEWS: dict[str, View] = {
-    "identity": lambda x: x,
-    "hflip": lambda x: x.flip(-1),
-    "vflip": lambda x: x.flip(-2),
-    "transpose": lambda x: x.transpose(-1, -2),
-}  # each view is its own inverse
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class View:
+    """A test-time view of the square input and the transform that maps its outputs back."""
+
+    name: str
+    forward: Transform
+    inverse: Transform
+
+
+def _rot(k: int) -> Transform:
+    return lambda x: torch.rot90(x, k, dims=(-2, -1))
+
+
+def _anti_transpose(x: torch.Tensor) -> torch.Tensor:
+    return torch.rot90(x, 2, dims=(-2, -1)).transpose(-1, -2)
+
+
+_IDENTITY = View("identity", lambda x: x, lambda x: x)
+DIHEDRAL_VIEWS: tuple[View, ...] = (
+    _IDENTITY,
+    View("hflip", lambda x: x.flip(-1), lambda x: x.flip(-1)),
+    View("vflip", lambda x: x.flip(-2), lambda x: x.flip(-2)),
+    View("transpose", lambda x: x.transpose(-1, -2), lambda x: x.transpose(-1, -2)),
+    View("rot90", _rot(1), _rot(-1)),
+    View("rot180", _rot(2), _rot(2)),
+    View("rot270", _rot(-1), _rot(1)),
+    View("anti-transpose", _anti_transpose, _anti_transpose),
+)
+TTA_CHOICES = (1, 4, 8)
+
+
+def views_for(count: int) -> tuple[View, ...]:
+    """The first `count` dihedral views: 1 (none), 4 (flips and transpose) or 8 (the whole dihedral group)."""
+    if count not in TTA_CHOICES:
+        raise ValueError(f"test-time views must be one of {TTA_CHOICES}, not {count}")
+    return DIHEDRAL_VIEWS[:count]
 
 
 @dataclass
@@ -46,10 +80,16 @@ class Prediction:
     metadata_used: Metadata = field(default_factory=Metadata)
     temperature: float = 1.0           # the calibration applied (1.0: none)
     image_features: np.ndarray | None = None  # (C,) pooled top encoder features: what the out-of-distribution check reads
+    decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
 
     @property
     def predicted_index(self) -> int:
-        return int(np.argmax(self.probabilities))
+        """The top call: the decision rule's choice, which can differ from the highest probability."""
+        return int(np.argmax(self.probabilities if self.decision_scores is None else self.decision_scores))
+
+    @property
+    def most_probable_class(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
 
     @property
     def predicted_class(self) -> str:
@@ -73,29 +113,45 @@ class Prediction:
         return None if self.gradcam_grid is None else resize_map(self.gradcam_grid, *self.image_size).clip(0, 1)
 
 
-def _undo_views(views: list[View], stacked: torch.Tensor, n: int) -> torch.Tensor:
+def _undo_views(views: Sequence[View], stacked: torch.Tensor, n: int) -> torch.Tensor:
     """(views·n, C, h, w) → (views, n, C, h, w), each view mapped back onto the identity view."""
     parts = stacked.float().view(len(views), n, *stacked.shape[1:])
-    return torch.stack([view(part) for view, part in zip(views, parts)])
+    return torch.stack([view.inverse(part) for view, part in zip(views, parts)])
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class _RawOutputs:
+    """What the members said about a chunk of n images, before calibration and the decision rule."""
+
+    per_view: torch.Tensor            # (members, views, n, K) probabilities
+    attention: torch.Tensor           # (members, views, n, h, w) σ(M), on the identity view
+    location: torch.Tensor            # (members, views, n, K, h, w) C, on the identity view
+    embedding: torch.Tensor           # (n, members·D) L2-normalised
+    image_features: np.ndarray        # (n, members·C)
+    identity_features: list[list[torch.Tensor]]  # per member: the identity view's encoder features
+
+
 class Predictor:
     """Loads the weights once; call `predict` as often as needed."""
 
     def __init__(self, models: Sequence[LesionNet], card: ModelCard, device: torch.device | None = None,
-                 tta: bool = True, gradcam: bool = True, batch_size: int = 16, calibrate: bool = True):
+                 tta: bool = True, gradcam: bool = True, batch_size: int = 16, calibrate: bool = True,
+                 views: int | None = None):
         self.device = device or default_device()
         self.models = [m.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
-        self.image_size = card.model_config.image_size
-        self.views = list(VIEWS.values()) if tta else [VIEWS["identity"]]
+        self.preprocessing = card.preprocessing_spec
+        self.image_size = self.preprocessing.image_size
+        self.views = views_for(views or card.tta_views) if tta else (_IDENTITY,)
         self.gradcam = gradcam
         self.batch_size = batch_size
-        self.temperature = card.temperature if calibrate else 1.0  # fitted on out-of-fold data by `evaluate`
+        # Both fitted on out-of-fold data by `evaluate`; the rule expects calibrated probabilities.
+        self.temperature = card.temperature if calibrate else 1.0
+        self.rule = DecisionRule.from_dict(card.decision_rule) if calibrate else DecisionRule()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
@@ -121,35 +177,44 @@ class Predictor:
             results += self._predict_chunk(images[start:start + self.batch_size], metadata[start:start + self.batch_size])
         return results
 
-    def _predict_chunk(self, images: Sequence[np.ndarray], metadata: list[Metadata]) -> list[Prediction]:
+    def _codes(self, metadata: Sequence[Metadata]) -> torch.Tensor:
+        return torch.tensor(np.asarray([encode_metadata(m) for m in metadata], np.float32), device=self.device)
+
+    @torch.no_grad()
+    def _run_members(self, images: Sequence[np.ndarray], codes: torch.Tensor) -> _RawOutputs:
         n, n_views = len(images), len(self.views)
-        x = to_tensor(np.stack([resize_for_model(im, self.image_size) for im in images])).to(self.device)
-        batch = torch.cat([view(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
-        codes = torch.tensor(np.asarray([encode_metadata(m) for m in metadata], np.float32), device=self.device)
-        probabilities, attention, location, embeddings, identity_features, pooled = [], [], [], [], [], []
-        with torch.no_grad():
-            for net in self.models:
-                features = net.encode(batch)
-                out = net.head(features, codes.repeat(n_views, 1))
-                probabilities.append(out.logits.float().softmax(1).view(n_views, n, -1))
-                attention.append(_undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
-                location.append(_undo_views(self.views, out.location_logits, n))
-                embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
-                pooled.append(features[-1].float().mean(dim=(2, 3)).view(n_views, n, -1).mean(0))
-                identity_features.append([f[:n] for f in features])
-        per_view = torch.stack(probabilities)                       # (members, views, n, K)
-        mean_probabilities = per_view.mean(dim=(0, 1))              # (n, K)
-        predicted = mean_probabilities.argmax(1)                    # temperature scaling keeps the argmax
-        calibrated = apply_temperature(mean_probabilities.cpu().numpy(), self.temperature)
-        calibrated_views = apply_temperature(per_view.cpu().numpy(), self.temperature)
-        attention_maps = torch.stack(attention)                     # (members, views, n, h, w)
-        sigma = attention_maps.mean(dim=(0, 1))                     # (n, h, w)
-        refined = (attention_maps[:, :, :, None] * torch.stack(location)).mean(dim=(0, 1))  # (n, K, h, w)
-        embedding = torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1)
-        image_features = torch.cat(pooled, dim=1).cpu().numpy()
+        x = self.preprocessing.model_input(list(images)).to(self.device)
+        batch = torch.cat([view.forward(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
+        probabilities, attention, location, embeddings, pooled, identity = [], [], [], [], [], []
+        for net in self.models:
+            features = net.encode(batch)
+            out = net.head(features, codes.repeat(n_views, 1))
+            probabilities.append(out.logits.float().softmax(1).view(n_views, n, -1))
+            attention.append(_undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
+            location.append(_undo_views(self.views, out.location_logits, n))
+            embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
+            pooled.append(features[-1].float().mean(dim=(2, 3)).view(n_views, n, -1).mean(0))
+            identity.append([f[:n] for f in features])
+        return _RawOutputs(
+            per_view=torch.stack(probabilities), attention=torch.stack(attention), location=torch.stack(location),
+            embedding=torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1),
+            image_features=torch.cat(pooled, dim=1).cpu().numpy(), identity_features=identity,
+        )
+
+    def _predict_chunk(self, images: Sequence[np.ndarray], metadata: list[Metadata]) -> list[Prediction]:
+        codes = self._codes(metadata)
+        raw = self._run_members(images, codes)
+        per_view = raw.per_view.cpu().numpy()
+        calibrated = apply_temperature(per_view.mean(axis=(0, 1)), self.temperature)      # (n, K)
+        calibrated_views = apply_temperature(per_view, self.temperature)                  # (members, views, n, K)
+        scores = self.rule.scores(calibrated) if self.rule.active else None
+        predicted = np.argmax(calibrated if scores is None else scores, axis=1)
+        sigma = raw.attention.mean(dim=(0, 1))                                            # (n, h, w)
+        refined = (raw.attention[:, :, :, None] * raw.location).mean(dim=(0, 1))          # (n, K, h, w)
         cams = None
         if self.gradcam:
-            cams = np.mean([gradcam_maps(net, feats, codes, predicted.tolist()) for net, feats in zip(self.models, identity_features)], axis=0)
+            cams = np.mean([gradcam_maps(net, feats, codes, predicted.tolist())
+                            for net, feats in zip(self.models, raw.identity_features)], axis=0)
         results = []
         for i, image in enumerate(images):
             height, width = image.shape[:2]
@@ -157,7 +222,7 @@ class Predictor:
             results.append(Prediction(
                 probabilities=calibrated[i],
                 view_probabilities=calibrated_views[:, :, i].reshape(-1, per_view.shape[-1]),
-                embedding=embedding[i].cpu().numpy(),
+                embedding=raw.embedding[i].cpu().numpy(),
                 attention_grid=attention_grid,
                 refined_grid=refined[i, predicted[i]].cpu().numpy(),
                 gradcam_grid=None if cams is None else cams[i],
@@ -166,15 +231,16 @@ class Predictor:
                 model_version=self.model_version,
                 metadata_used=metadata[i],
                 temperature=self.temperature,
-                image_features=image_features[i],
+                image_features=raw.image_features[i],
+                decision_scores=None if scores is None else scores[i],
             ))
         return results
 
     def explain_class(self, image: np.ndarray, class_name: str, metadata: Metadata | None = None) -> np.ndarray:
         """Grad-CAM for any class the clinician picks, at image resolution, averaged over members."""
         k = CLASSES.index(class_name)
-        x = to_tensor(resize_for_model(image, self.image_size)[None]).to(self.device)
-        codes = torch.tensor([encode_metadata(metadata or Metadata())], dtype=torch.float32, device=self.device)
+        x = self.preprocessing.model_input([image]).to(self.device)
+        codes = self._codes([metadata or Metadata()])
         with torch.no_grad():
             features = [net.encode(x) for net in self.models]
         cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features)], axis=0)

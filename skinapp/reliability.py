@@ -25,13 +25,29 @@ def _reason_threshold(values: np.ndarray) -> float:
     return threshold
 
 
-def _fit_risk(table: pd.DataFrame, errors: np.ndarray) -> tuple[LogisticRegression, pd.Series, pd.Series]:
+class _ConstantRisk:
+    """Stands in for the logistic model where the held-out cases were all right (or all wrong): the signs then
+    carry no information about errors, and every case gets the same risk."""
+
+    def __init__(self, rate: float, n_features: int):
+        rate = min(max(rate, 1e-3), 1 - 1e-3)
+        self.coef_ = np.zeros((1, n_features))
+        self.intercept_ = np.array([np.log(rate / (1 - rate))])
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        p = 1 / (1 + np.exp(-self.intercept_[0]))
+        return np.column_stack([np.full(len(x), 1 - p), np.full(len(x), p)])
+
+
+def _fit_risk(table: pd.DataFrame, errors: np.ndarray) -> tuple[LogisticRegression | _ConstantRisk, pd.Series, pd.Series]:
     means, scales = table.mean(), table.std().replace(0, 1.0).fillna(1.0)
+    if len(np.unique(errors)) < 2:
+        return _ConstantRisk(float(errors.mean()), table.shape[1]), means, scales
     model = LogisticRegression(C=1.0, max_iter=1000).fit((table - means) / scales, errors)
     return model, means, scales
 
 
-def _risk(model: LogisticRegression, table: pd.DataFrame, means: pd.Series, scales: pd.Series) -> np.ndarray:
+def _risk(model: LogisticRegression | _ConstantRisk, table: pd.DataFrame, means: pd.Series, scales: pd.Series) -> np.ndarray:
     return model.predict_proba((table - means) / scales)[:, 1]
 
 

@@ -66,6 +66,15 @@ class EmbeddingIndex:
         return {"embeddings": self.embeddings.astype(np.float32), "labels": self.labels.astype(np.int8),
                 "image_ids": self.image_ids.astype(str), "lesion_ids": self.lesion_ids.astype(str)}
 
+    def member_view(self, member: int, n_members: int) -> EmbeddingIndex:
+        """The index in one ensemble member's own embedding space (the ensemble's is the members' concatenated)."""
+        if n_members == 1:
+            return self
+        width = self.embeddings.shape[1] // n_members
+        part = self.embeddings[:, member * width:(member + 1) * width]
+        return EmbeddingIndex(part / np.linalg.norm(part, axis=1, keepdims=True).clip(1e-12), self.labels,
+                              self.image_ids, self.lesion_ids)
+
     @classmethod
     def from_arrays(cls, data) -> "EmbeddingIndex":
         embeddings = data["embeddings"].astype(np.float32)
@@ -75,20 +84,43 @@ class EmbeddingIndex:
 
 @dataclass
 class TrainingDistribution:
-    """A Gaussian over the encoder's pooled features of the training images."""
+    """One Gaussian per ensemble member over that member's pooled encoder features of its training images.
 
-    mean: np.ndarray        # (C,)
-    precision: np.ndarray   # (C, C)
+    An image's distance is the mean of its Mahalanobis distances under each member's Gaussian, so it is on the
+    same scale whether one member or five look at it, and a held-out image can be measured by the one member
+    that never trained on it."""
+
+    mean: np.ndarray        # (M, C)
+    precision: np.ndarray   # (M, C, C)
+
+    def __post_init__(self) -> None:
+        if self.mean.ndim == 1:  # index files from single-model releases
+            self.mean, self.precision = self.mean[None], self.precision[None]
+
+    @property
+    def members(self) -> int:
+        return int(self.mean.shape[0])
 
     @classmethod
-    def fit(cls, features: np.ndarray) -> "TrainingDistribution":
-        estimate = LedoitWolf().fit(features.astype(np.float64))
-        return cls(estimate.location_.astype(np.float32), estimate.precision_.astype(np.float32))
+    def fit(cls, features: np.ndarray) -> TrainingDistribution:
+        return cls.fit_members([features])
+
+    @classmethod
+    def fit_members(cls, per_member: list[np.ndarray]) -> TrainingDistribution:
+        """per_member[j]: (N_j, C) features by member j of the images it trained on."""
+        estimates = [LedoitWolf().fit(f.astype(np.float64)) for f in per_member]
+        return cls(np.stack([e.location_ for e in estimates]).astype(np.float32),
+                   np.stack([e.precision_ for e in estimates]).astype(np.float32))
+
+    def member_distance(self, member: int, features: np.ndarray) -> float:
+        """Mahalanobis distance under one member's Gaussian: about √C for a typical training image."""
+        centred = features.astype(np.float32) - self.mean[member]
+        return float(np.sqrt(max(float(centred @ self.precision[member] @ centred), 0.0)))
 
     def distance(self, features: np.ndarray) -> float:
-        """Mahalanobis distance: about √C for a typical training image, far more for what is unlike them."""
-        centred = features.astype(np.float32) - self.mean
-        return float(np.sqrt(max(float(centred @ self.precision @ centred), 0.0)))
+        """features: the ensemble's (M·C,), the members' pooled features side by side."""
+        parts = np.split(np.asarray(features), self.members)
+        return float(np.mean([self.member_distance(j, part) for j, part in enumerate(parts)]))
 
 
 def save_index(path: Path, index: EmbeddingIndex, distribution: TrainingDistribution | None) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from skinapp.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
+from skinapp.decision import DecisionRule, fit_decision_rule
 from skinapp.flags import Evidence, features, image_statistics
 from skinapp.inference import Prediction, Predictor
 from skinapp.metrics import expected_calibration_error
@@ -26,22 +27,23 @@ from skinapp.train.data import LabelledImages
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
-def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction],
-                tta: bool) -> tuple[EmbeddingIndex, TrainingDistribution]:
-    """Embeddings of every labelled image by the shipped ensemble, and the distribution of the encoder's
-    features over the training images. With one member, the held-out images are already analysed, only the
-    rest are computed, and the distribution is fitted on training images alone (the held-out ones are what
-    its threshold is set on). With several members every image trained some member, so all are used."""
+def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], tta: bool,
+                folds: np.ndarray) -> tuple[EmbeddingIndex, TrainingDistribution]:
+    """Embeddings of every labelled image by the shipped ensemble, and, per member, the distribution of its
+    encoder features over the images it trained on (each image's fold is in `folds`; the held-out ones are
+    what the out-of-distribution threshold is set on). With one member the held-out images are already
+    analysed and only the rest are computed."""
     card = ModelCard.load(weights)
-    single = len(card.members) == 1
-    known = held_out if single else {}
+    known = held_out if len(card.members) == 1 else {}
     missing = [i for i in range(len(data)) if i not in known]
     predictor = Predictor.from_weights(weights, tta=tta, gradcam=False, calibrate=False)
     computed = dict(zip(missing, predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])))
     every = [known.get(i) or computed[i] for i in range(len(data))]
     embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
-    training = [i for i in range(len(data)) if not (single and i in held_out)]
-    distribution = TrainingDistribution.fit(np.stack([every[i].image_features for i in training]))
+    features = np.stack([p.image_features for p in every])
+    width = features.shape[1] // len(card.members)
+    distribution = TrainingDistribution.fit_members([
+        features[folds != m.validation_fold, j * width:(j + 1) * width] for j, m in enumerate(card.members)])
     return EmbeddingIndex(embeddings, data.labels.copy(), np.asarray(data.image_ids), data.lesion_ids.copy()), distribution
 
 
@@ -69,8 +71,9 @@ def _plot_coverage(report: dict, path: Path) -> None:
 
 
 def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, Prediction],
-                   out: Path, tta: bool) -> tuple[dict, dict, dict, dict]:
-    """Returns (metrics, calibration, flag policy, index entry) for the model card."""
+                   out: Path, tta: bool, folds: np.ndarray) -> tuple[dict, dict, dict, dict, DecisionRule]:
+    """Returns (metrics, calibration, flag policy, index entry, decision rule) for the model card. The rule is
+    fitted on the calibrated out-of-fold probabilities, and "an error" for the flags means its call is wrong."""
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
     rows = [position[i] for i in oof["image_id"]]
     labels = oof["label"].map(CLASSES.index).to_numpy()
@@ -95,24 +98,30 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         "n_images": int(len(labels)),
     }
     _plot_reliability(labels, raw, honest, out / "reliability.png")
+    rule = fit_decision_rule(labels, apply_temperature(raw, temperature))
+    predicted = rule.call(apply_temperature(raw, temperature))
 
-    index, distribution = build_index(weights, data, held_out, tta)
+    index, distribution = build_index(weights, data, held_out, tta, folds)
     save_index(weights / INDEX_FILE, index, distribution)
+    # A held-out image is measured in the space of the one member that never trained on it.
+    members = ModelCard.load(weights).members
+    member_of_fold = {m.validation_fold: j for j, m in enumerate(members)}
+    member_index = [index.member_view(j, len(members)) for j in range(len(members))]
     table, votes = [], []
     for image_row, row in enumerate(rows):
         prediction = held_out[row]
+        member = member_of_fold[int(folds[row])]
         calibrated = apply_temperature(prediction.probabilities, temperature)
         colourfulness, contrast = image_statistics(data.images[row])
         evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
                             prediction.attention_grid, True, data.metadata[row],
-                            ood_distance=distribution.distance(prediction.image_features),
-                            neighbour_agreement=index.agreement(prediction.embedding, CLASSES[int(raw[image_row].argmax())],
+                            ood_distance=distribution.member_distance(member, prediction.image_features),
+                            neighbour_agreement=member_index[member].agreement(prediction.embedding, CLASSES[int(predicted[image_row])],
                                                                 exclude_lesion=groups[image_row]),
                             colourfulness=colourfulness, contrast=contrast)
         table.append(features(evidence))
-        votes.append(index.vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
+        votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
     table = pd.DataFrame(table)
-    predicted = raw.argmax(1)
     correct = predicted == labels
     policy, flag_report = fit_policy(table, correct, groups)
     _plot_coverage(flag_report, out / "coverage.png")
@@ -132,4 +141,4 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")
     index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": int(len(index.image_ids))}
-    return metrics, calibration, vars(policy), index_entry
+    return metrics, calibration, vars(policy), index_entry, rule

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import synthetic_lesion
 from skinapp.explain import lesion_outline
-from skinapp.inference import VIEWS, Predictor
+from skinapp.inference import Predictor
 from skinapp.vocab import Metadata
 
 
@@ -30,15 +30,32 @@ def test_prediction_contents(predictor):
         assert result.model_version == "test-untrained"
 
 
-def test_tta_maps_are_mapped_back_to_the_image(predictor, tiny_weights):
-    """Averaging the four views inside one batch equals running each view alone and undoing it by hand."""
+# Each test-time view as numpy does it to an (H, W, …) image, and how a map seen in that view is mapped back.
+NUMPY_VIEWS = {
+    "identity": (lambda a: a, lambda m: m),
+    "hflip": (lambda a: a[:, ::-1], lambda m: m[:, ::-1]),
+    "vflip": (lambda a: a[::-1], lambda m: m[::-1]),
+    "transpose": (lambda a: a.swapaxes(0, 1), lambda m: m.T),
+    "rot90": (lambda a: np.rot90(a, 1), lambda m: np.rot90(m, -1)),
+    "rot180": (lambda a: np.rot90(a, 2), lambda m: np.rot90(m, 2)),
+    "rot270": (lambda a: np.rot90(a, -1), lambda m: np.rot90(m, 1)),
+    "anti-transpose": (lambda a: np.rot90(a, 2).swapaxes(0, 1), lambda m: np.rot90(m, 2).T),
+}
+
+
+@pytest.mark.parametrize("count", [4, 8])
+def test_tta_maps_are_mapped_back_to_the_image(tiny_weights, count):
+    """Averaging the views inside one batch equals running each view alone and undoing it by hand."""
     image = synthetic_lesion(64, 64, seed=4)[0]
     single = Predictor.from_weights(tiny_weights, device="cpu", tta=False, gradcam=False)
-    as_tensor = {"identity": image, "hflip": image[:, ::-1], "vflip": image[::-1], "transpose": image.transpose(1, 0, 2)}
-    undo = {"identity": lambda m: m, "hflip": lambda m: m[:, ::-1], "vflip": lambda m: m[::-1], "transpose": lambda m: m.T}
-    manual = np.mean([undo[v](single.predict([np.ascontiguousarray(as_tensor[v])])[0].attention_grid) for v in VIEWS], axis=0)
-    manual_p = np.mean([single.predict([np.ascontiguousarray(as_tensor[v])])[0].probabilities for v in VIEWS], axis=0)
-    combined = predictor.predict([image])[0]
+    combined_predictor = Predictor.from_weights(tiny_weights, device="cpu", gradcam=False, views=count)
+    names = [v.name for v in combined_predictor.views]
+    assert len(names) == count == len(set(names))
+    alone = {name: single.predict([np.ascontiguousarray(NUMPY_VIEWS[name][0](image))])[0] for name in names}
+    manual = np.mean([NUMPY_VIEWS[name][1](alone[name].attention_grid) for name in names], axis=0)
+    manual_p = np.mean([alone[name].probabilities for name in names], axis=0)
+    combined = combined_predictor.predict([image])[0]
+    assert combined.view_probabilities.shape == (count, 7)
     assert np.allclose(combined.attention_grid, manual, atol=1e-4)
     assert np.allclose(combined.probabilities, manual_p, atol=1e-5)
 

@@ -8,6 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import synthetic_lesion
+from safetensors.torch import load_file
+
+import skinapp.train.loop as loop
 from skinapp.cli import main
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.vocab import CLASSES
@@ -28,6 +31,82 @@ def fake_ham(tmp_path_factory):
                      "age": "" if i % 5 == 0 else 30 + i, "sex": "unknown" if i % 4 == 0 else "female", "localization": "back"})
     pd.DataFrame(rows).to_csv(root / "HAM10000_metadata.csv", index=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def fake_isic2017(tmp_path_factory):
+    """Shaped like ../shared/data/isic2017: square images, mel / nv / bkl, a train and a val split, no masks."""
+    root = tmp_path_factory.mktemp("isic2017")
+    (root / "images").mkdir()
+    rows = []
+    for i in range(24):
+        image, _ = synthetic_lesion(64, 64, seed=100 + i)
+        image_id = f"ISIC_{i:07d}"
+        cv2.imwrite(str(root / "images" / f"{image_id}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        rows.append({"image_id": image_id, "dx": ("mel", "nv", "bkl")[i % 3], "dx_original": "x",
+                     "split": "val" if i >= 15 else "train", "age": 50, "sex": "male", "anatom_site_general": ""})
+    pd.DataFrame(rows).to_csv(root / "ISIC2017_metadata.csv", index=False)
+    return root
+
+
+TRAIN = ["--epochs", "2", "--batch-size", "8", "--image-size", "64", "--n-folds", "3", "--steps-per-epoch", "2"]
+
+
+def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_ham, fake_isic2017, tmp_path,
+                                                                         monkeypatch, capsys):
+    weights = tmp_path / "weights"
+    args = ["train", "--data", str(fake_ham), "--isic2017", str(fake_isic2017), "--out", str(weights), *TRAIN]
+
+    # a member interrupted after its first epoch …
+    real_validate, calls = loop.validate, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_validate(*a, **k)
+
+    monkeypatch.setattr(loop, "validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--folds", "0"])
+    assert (weights / "fold0.resume.pt").is_file() and not (weights / "fold0.safetensors").exists()
+    monkeypatch.setattr(loop, "validate", real_validate)
+    # … continues from there, and the next call trains only the member that is missing
+    assert main([*args, "--folds", "0"]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    history = [json.loads(line) for line in (weights / "history_fold0.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert not (weights / "fold0.resume.pt").exists()
+    first_sha = ModelCard.load(weights).members[0].sha256
+    assert main([*args, "--folds", "0", "1"]) == 0
+    card = ModelCard.load(weights)
+    assert [m.validation_fold for m in card.members] == [0, 1] and card.members[0].sha256 == first_sha
+    assert card.version.endswith("+lite0-64px+isic2017-sog-2fold")
+    assert card.preprocessing_spec.colour_constancy == "shades_of_gray"
+    assert card.training["images_per_source"] == {"ham10000": 42, "isic2017": 15}  # never the 9 val images
+    assert load_file(str(weights / "fold0.safetensors"))["class_logits.weight"].dtype.is_floating_point
+    assert str(load_file(str(weights / "fold0.safetensors"))["class_logits.weight"].dtype) == "torch.float16"
+    # a different recipe in the same folder is refused rather than mixed into one ensemble
+    assert main(["train", "--data", str(fake_ham), "--out", str(weights), *TRAIN, "--folds", "2"]) == 2
+    assert "another recipe" in capsys.readouterr().err
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--data", str(fake_ham), "--isic2017", str(fake_isic2017), "--weights", str(weights),
+                 "--out", str(out), "--update-card"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    folds = pd.read_csv(weights / "folds.csv")
+    assert set(pd.read_csv(out / "oof_predictions.csv")["image_id"]) == set(folds.loc[folds["fold"] < 2, "image_id"])
+    rule = metrics["decision_rule"]
+    assert 0 <= rule["balanced_accuracy_balanced_rule"] <= 1 and len(rule["cross_fitted_taus"]) == 2
+    external = metrics["external"]
+    assert external["n_images"] == 9 and set(external["classes_present"]) == {"MEL", "NV", "BKL"}
+    assert set(pd.read_csv(out / "external_isic2017_val.csv")["image_id"]) == {f"ISIC_{i:07d}" for i in range(15, 24)}
+    card = ModelCard.load(weights)
+    assert card.decision_rule["tau"] == rule["tau"] and len(card.decision_rule["prior"]) == len(CLASSES)
+    markdown = (weights / "MODEL_CARD.md").read_text()
+    assert "External check: ISIC 2017 `val`" in markdown and f"{rule['balanced_accuracy_balanced_rule']:.3f}" in markdown
+    assert "Shades of Gray" in markdown and "the last kept (nothing chosen on the held-out fold)" in markdown
+    assert "ISIC 2017 (Codella" in markdown and all(m.sha256 in markdown for m in card.members)
 
 
 def test_train_then_evaluate(fake_ham, tmp_path):

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skinapp.model.network import LesionNet, ModelConfig
+from skinapp.model.preprocess import Preprocessing
 
 CARD_FILE = "model_card.json"
 
@@ -34,7 +35,8 @@ class Member:
     file: str
     sha256: str
     validation_fold: int
-    best_epoch: int = -1
+    best_epoch: int = -1   # the epoch kept: the last one when the schedule is fixed (no selection on the fold)
+    history: str = ""      # its per-epoch training log, beside the weights
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ModelCard:
     calibration: dict = field(default_factory=dict)   # {"temperature": T, ...} fitted on out-of-fold data
     flag_policy: dict = field(default_factory=dict)   # flags.FlagPolicy fields, fitted on out-of-fold data
     index: dict = field(default_factory=dict)         # {"file": "embeddings.npz", "sha256": ...}
+    preprocessing: dict = field(default_factory=dict)  # Preprocessing fields; empty: a model from before colour constancy
+    decision_rule: dict = field(default_factory=dict)  # decision.DecisionRule fields, fitted on out-of-fold data; empty: argmax
+    tta_views: int = 4                                 # test-time views the shipped model runs (1, 4 or 8)
 
     @property
     def temperature(self) -> float:
@@ -55,6 +60,10 @@ class ModelCard:
     @property
     def model_config(self) -> ModelConfig:
         return ModelConfig(**self.config)
+
+    @property
+    def preprocessing_spec(self) -> Preprocessing:
+        return Preprocessing.from_dict({**self.preprocessing, "image_size": self.model_config.image_size})
 
     @property
     def weights_sha256(self) -> str:
@@ -77,9 +86,13 @@ class ModelCard:
             raise WeightsError(f"{path} is not a valid model card: {exc}") from exc
 
 
-def save_weights(model: LesionNet, path: Path) -> str:
-    """Write the state dict as safetensors with the config embedded; returns the file's sha256."""
+def save_weights(model: LesionNet, path: Path, half: bool = False) -> str:
+    """Write the state dict as safetensors with the config embedded; returns the file's sha256.
+
+    `half` stores floating-point tensors as fp16 (half the size; loading casts them back to fp32)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(path), metadata={"config": model.config.to_json()})
     return sha256_of(path)
 

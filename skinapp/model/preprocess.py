@@ -1,12 +1,83 @@
-"""Image → network input. The same resize and normalisation serve training, validation and inference."""
+"""Image → network input. The same steps serve training, validation and inference.
+
+What a model expects is data, not code: `Preprocessing` travels in the model card, so a model trained with
+colour constancy is always fed colour-corrected images and an older model without it never is.
+"""
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 import torch
 
 from skinapp.model.encoder import IMAGE_MEAN, IMAGE_STD
+
+COLOUR_CONSTANCY_METHODS = ("none", "shades_of_gray")
+_ILLUMINANT_ESTIMATE_SIDE = 256  # the illuminant is estimated on a copy this size, whatever the image's size
+
+
+def shades_of_gray_gains(image: np.ndarray, p: float = 6.0) -> np.ndarray:
+    """Per-channel gains (3,) that make the image's Minkowski p-norm colour grey (Finlayson & Trezzi 2004).
+
+    Estimated on a reduced copy, so a 200 px training image and a 1024 px upload of the same scene get the
+    same correction.
+    """
+    h, w = image.shape[:2]
+    scale = _ILLUMINANT_ESTIMATE_SIDE / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
+        if scale < 1 else image
+    x = small.reshape(-1, 3).astype(np.float64) / 255.0
+    illuminant = np.power(np.mean(np.power(x, p), axis=0), 1.0 / p)
+    norm = np.linalg.norm(illuminant)
+    if norm < 1e-6 or (illuminant < 1e-6).any():  # a black or single-colour frame: leave it as it is
+        return np.ones(3)
+    return 1.0 / (illuminant / norm * np.sqrt(3.0))
+
+
+def shades_of_gray(image: np.ndarray, p: float = 6.0) -> np.ndarray:
+    """RGB uint8 → RGB uint8 under a grey illuminant (the colour constancy of the ISIC 2019 winners, p = 6)."""
+    gains = shades_of_gray_gains(image, p).astype(np.float32)
+    return np.clip(image.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a decoded RGB image becomes the network's input."""
+
+    image_size: int = 160
+    colour_constancy: str = "none"   # one of COLOUR_CONSTANCY_METHODS
+    minkowski_p: float = 6.0
+    mean: tuple[float, float, float] = IMAGE_MEAN
+    std: tuple[float, float, float] = IMAGE_STD
+    resize: str = "stretch to square; bicubic, area when shrinking more than 2×"
+
+    def __post_init__(self) -> None:
+        if self.colour_constancy not in COLOUR_CONSTANCY_METHODS:
+            raise ValueError(f"unknown colour constancy {self.colour_constancy!r}; known: {COLOUR_CONSTANCY_METHODS}")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Preprocessing:
+        raw = dict(raw)
+        for key in ("mean", "std"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def correct_colour(self, image: np.ndarray) -> np.ndarray:
+        """Applied once to each decoded image, before augmentation or resizing."""
+        if self.colour_constancy == "shades_of_gray":
+            return shades_of_gray(image, self.minkowski_p)
+        return image
+
+    def model_input(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """Decoded RGB uint8 images of any size → the normalised (N, 3, S, S) batch."""
+        return to_tensor(np.stack([resize_for_model(self.correct_colour(im), self.image_size) for im in images]),
+                         self.mean, self.std)
 
 
 def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
@@ -16,9 +87,9 @@ def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGE_MEAN, std: tuple[float, ...] = IMAGE_STD) -> torch.Tensor:
     """(N, S, S, 3) uint8 → (N, 3, S, S) float, normalised, channels_last."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)

@@ -14,13 +14,15 @@ import numpy as np
 @dataclass(frozen=True)
 class AugmentConfig:
     shift: float = 0.1
-    scale: tuple[float, float] = (0.85, 1.2)
+    scale: tuple[float, float] = (0.85, 1.2)      # zoom; above 1 crops into the image
+    aspect: tuple[float, float] = (1.0, 1.0)      # width/height stretch of the crop (log-uniform)
     rotate_degrees: float = 180.0
     brightness: float = 0.2
     contrast: float = 0.2
     gamma: tuple[float, float] = (0.8, 1.25)
     hue_degrees: float = 8.0
     saturation: float = 0.2
+    illuminant: float = 0.0   # per-channel gain jitter (log-normal σ): a colour cast the constancy step missed
     microscope_p: float = 0.3
     cutout_p: float = 0.5
     cutout_max_patches: int = 4
@@ -31,8 +33,10 @@ class AugmentConfig:
 def _affine(rng: np.random.Generator, h: int, w: int, size: int, cfg: AugmentConfig) -> np.ndarray:
     angle = rng.uniform(-cfg.rotate_degrees, cfg.rotate_degrees)
     zoom = rng.uniform(*cfg.scale)
+    aspect = np.exp(rng.uniform(*np.log(cfg.aspect)))
     centre = np.array([w / 2, h / 2])
-    to_output = np.diag([size / w, size / h])  # stretch to the square input, as at inference
+    # stretch to the square input, as at inference, with the crop's aspect jitter
+    to_output = np.diag([size / w * np.sqrt(aspect), size / h / np.sqrt(aspect)])
     rotation = cv2.getRotationMatrix2D((size / 2, size / 2), angle, zoom)
     shift = rng.uniform(-cfg.shift, cfg.shift, 2) * size
     matrix = rotation @ np.vstack([np.hstack([to_output, (-to_output @ centre + size / 2)[:, None]]), [0, 0, 1]])
@@ -47,6 +51,8 @@ def _affine(rng: np.random.Generator, h: int, w: int, size: int, cfg: AugmentCon
 
 def _colour(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     x = image.astype(np.float32) / 255.0
+    if cfg.illuminant:
+        x = x * np.exp(rng.normal(0.0, cfg.illuminant, 3)).astype(np.float32)
     x = x * (1 + rng.uniform(-cfg.contrast, cfg.contrast)) + rng.uniform(-cfg.brightness, cfg.brightness) * 0.5
     x = np.clip(x, 0, 1) ** rng.uniform(*cfg.gamma)
     hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)

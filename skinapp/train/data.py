@@ -1,7 +1,8 @@
-"""HAM10000 decoded once into memory, and leak-free folds grouped by lesion."""
+"""Labelled dermoscopy decoded once into memory (HAM10000, ISIC 2017), and leak-free folds grouped by lesion."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,20 +15,56 @@ from sklearn.model_selection import StratifiedGroupKFold
 from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 HAM_METADATA = "HAM10000_metadata.csv"
+ISIC2017_METADATA = "ISIC2017_metadata.csv"
+HAM_SOURCE = "ham10000"
+ISIC2017_SOURCE = "isic2017"
+
+ImageTransform = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
 class LabelledImages:
     image_ids: list[str]
-    lesion_ids: np.ndarray     # (N,) str
-    labels: np.ndarray         # (N,) int64 index into CLASSES
-    images: np.ndarray         # (N, H, W, 3) uint8 RGB
-    masks: np.ndarray | None   # (N, H, W) uint8 {0, 1}
+    lesion_ids: np.ndarray      # (N,) str; an image's own id where the data set publishes no lesion ids
+    labels: np.ndarray          # (N,) int64 index into CLASSES
+    images: list[np.ndarray]    # N RGB uint8 images; sizes differ between sources
+    masks: list[np.ndarray | None] | None  # {0, 1} lesion mask per image, None where the source has none
     metadata: list[Metadata]
     metadata_codes: np.ndarray  # (N, METADATA_DIM) float32
+    sources: np.ndarray         # (N,) str: which data set each image comes from
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None and any(m is not None for m in self.masks)
+
+    def subset(self, index: np.ndarray) -> LabelledImages:
+        return LabelledImages(
+            image_ids=[self.image_ids[i] for i in index],
+            lesion_ids=self.lesion_ids[index],
+            labels=self.labels[index],
+            images=[self.images[i] for i in index],
+            masks=None if self.masks is None else [self.masks[i] for i in index],
+            metadata=[self.metadata[i] for i in index],
+            metadata_codes=self.metadata_codes[index],
+            sources=self.sources[index],
+        )
+
+    @staticmethod
+    def concatenate(parts: list[LabelledImages]) -> LabelledImages:
+        with_masks = any(p.masks is not None for p in parts)
+        return LabelledImages(
+            image_ids=[i for p in parts for i in p.image_ids],
+            lesion_ids=np.concatenate([p.lesion_ids for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            images=[im for p in parts for im in p.images],
+            masks=[m for p in parts for m in (p.masks or [None] * len(p))] if with_masks else None,
+            metadata=[m for p in parts for m in p.metadata],
+            metadata_codes=np.concatenate([p.metadata_codes for p in parts]),
+            sources=np.concatenate([p.sources for p in parts]),
+        )
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -44,32 +81,68 @@ def _read_mask(path: Path) -> np.ndarray:
     return (mask > 0).astype(np.uint8)
 
 
-def load_ham10000(root: str | Path, limit: int | None = None, with_masks: bool = True, threads: int = 4) -> LabelledImages:
-    """Read `HAM10000_metadata.csv`, `images/` and `masks/` under root (see ../shared/data/README.md)."""
-    root = Path(root)
-    table_path = root / HAM_METADATA
-    if not table_path.is_file():
-        raise FileNotFoundError(f"{table_path} not found: is {root} the HAM10000 folder?")
-    table = pd.read_csv(table_path)
-    if limit is not None:
-        table = table.iloc[:limit]
-    ids = table["image_id"].tolist()
+def _read_images(paths: list[Path], threads: int, transform: ImageTransform | None) -> list[np.ndarray]:
+    def read(path: Path) -> np.ndarray:
+        image = _read_rgb(path)
+        return transform(image) if transform is not None else image
+
     with ThreadPoolExecutor(threads) as pool:
-        images = np.stack(list(pool.map(_read_rgb, (root / "images" / f"{i}.jpg" for i in ids))))
-        masks = (
-            np.stack(list(pool.map(_read_mask, (root / "masks" / f"{i}_segmentation.png" for i in ids))))
-            if with_masks else None
-        )
-    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(table["age"], table["sex"], table["localization"])]
+        return list(pool.map(read, paths))
+
+
+def _table(root: Path, name: str, what: str) -> pd.DataFrame:
+    path = root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {root} the {what} folder?")
+    return pd.read_csv(path)
+
+
+def _labelled(table: pd.DataFrame, images: list[np.ndarray], masks: list | None, lesion_ids: np.ndarray,
+              site_column: str, source: str) -> LabelledImages:
+    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(table["age"], table["sex"], table[site_column])]
     return LabelledImages(
-        image_ids=ids,
-        lesion_ids=table["lesion_id"].to_numpy(str),
+        image_ids=table["image_id"].tolist(),
+        lesion_ids=lesion_ids,
         labels=table["dx"].str.upper().map(CLASSES.index).to_numpy(np.int64),
         images=images,
         masks=masks,
         metadata=metadata,
         metadata_codes=np.asarray([encode_metadata(m) for m in metadata], dtype=np.float32),
+        sources=np.full(len(table), source),
     )
+
+
+def load_ham10000(root: str | Path, limit: int | None = None, with_masks: bool = True, threads: int = 4,
+                  transform: ImageTransform | None = None) -> LabelledImages:
+    """Read `HAM10000_metadata.csv`, `images/` and `masks/` under root (see ../shared/data/README.md).
+
+    `transform` (e.g. colour constancy) is applied once to each decoded image."""
+    root = Path(root)
+    table = _table(root, HAM_METADATA, "HAM10000")
+    if limit is not None:
+        table = table.iloc[:limit]
+    ids = table["image_id"].tolist()
+    images = _read_images([root / "images" / f"{i}.jpg" for i in ids], threads, transform)
+    masks = None
+    if with_masks:
+        with ThreadPoolExecutor(threads) as pool:
+            masks = list(pool.map(_read_mask, (root / "masks" / f"{i}_segmentation.png" for i in ids)))
+    return _labelled(table, images, masks, table["lesion_id"].to_numpy(str), "localization", HAM_SOURCE)
+
+
+def load_isic2017(root: str | Path, split: str, limit: int | None = None, threads: int = 4,
+                  transform: ImageTransform | None = None) -> LabelledImages:
+    """One split ("train" or "val") of the ISIC 2017 images under root. No masks; each image is its own lesion."""
+    root = Path(root)
+    table = _table(root, ISIC2017_METADATA, "ISIC 2017")
+    if split not in set(table["split"]):
+        raise ValueError(f"{root / ISIC2017_METADATA} has no split {split!r}")
+    table = table[table["split"] == split].reset_index(drop=True)
+    if limit is not None:
+        table = table.iloc[:limit]
+    images = _read_images([root / "images" / f"{i}.jpg" for i in table["image_id"]], threads, transform)
+    ids = table["image_id"].to_numpy(str)
+    return _labelled(table, images, [None] * len(table), ids, "anatom_site_general", ISIC2017_SOURCE)
 
 
 def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:

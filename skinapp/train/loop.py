@@ -1,4 +1,10 @@
-"""`python -m skinapp train`: fine-tune the multi-task network on HAM10000, one model per held-out fold."""
+"""`python -m skinapp train`: fine-tune the multi-task network, one ensemble member per held-out HAM10000 fold.
+
+Each member trains on the HAM10000 images outside its fold plus, when given, the ISIC 2017 `train` split
+(other centres and dermatoscopes). The ISIC 2017 `val` split is never read here: it is the external check.
+Training resumes: members already in the output folder are kept, and a member interrupted mid-way continues
+from its last finished epoch.
+"""
 
 from __future__ import annotations
 
@@ -18,19 +24,31 @@ from tqdm import tqdm
 
 from skinapp import __version__
 from skinapp.metrics import balanced_accuracy, jaccard, malignant_auc
-from skinapp.model.checkpoint import Member, ModelCard, save_weights
+from skinapp.model.checkpoint import CARD_FILE, Member, ModelCard, save_weights
 from skinapp.model.network import LesionNet, ModelConfig
-from skinapp.model.preprocess import resize_for_model, to_tensor
+from skinapp.model.preprocess import Preprocessing, to_tensor
 from skinapp.train.augment import AugmentConfig, augment
-from skinapp.train.data import LabelledImages, load_ham10000, make_folds
+from skinapp.train.data import HAM_SOURCE, LabelledImages, load_ham10000, load_isic2017, make_folds
 from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
 from skinapp.vocab import Metadata, Site, encode_metadata
+
+FOLDS_FILE = "folds.csv"
+ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
+
+# What must match for members trained in different runs to form one ensemble.
+RECIPE_FIELDS = (
+    "encoder", "image_size", "epochs", "batch_size", "lr", "weight_decay", "n_folds", "seed", "focal_gamma",
+    "sampler_power", "source_power", "mask_weight", "triplet_weight", "metadata_dropout", "ema_decay",
+    "colour_constancy", "scale", "aspect", "illuminant", "clahe", "select", "with_isic2017", "limit",
+    "steps_per_epoch",
+)
 
 
 @dataclass
 class TrainConfig:
     data: Path
     out: Path
+    isic2017: Path | None = None  # ISIC 2017 folder: its `train` split joins every member's training set
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -41,17 +59,43 @@ class TrainConfig:
     n_folds: int = 5
     folds: tuple[int, ...] = (0,)
     seed: int = 0
-    focal_gamma: float = 2.0
-    sampler_power: float = 0.5   # class sampling weight ∝ count^-power: 0 = natural, 1 = balanced
+    focal_gamma: float = 0.0     # 0 = cross-entropy (the issue-2 ablation's best with balanced sampling)
+    sampler_power: float = 1.0   # class sampling weight ∝ count^-power: 0 = natural, 1 = balanced
+    source_power: float = 0.5    # within a class, data sets weighted ∝ count^(1-power): 1 = each source equally
     mask_weight: float = 1.0     # 0 = the attention mask learns without supervision
     triplet_weight: float = 0.1
     metadata_dropout: float = 0.3
     ema_decay: float = 0.998
-    patience: int = 3
+    colour_constancy: str = "shades_of_gray"
+    scale: tuple[float, float] = (0.8, 1.3)
+    aspect: tuple[float, float] = (0.75, 1.333)
+    illuminant: float = 0.08
     clahe: float = 0.0
+    select: str = "last"         # "last": fixed schedule, nothing chosen on the held-out fold; "best": best epoch
+    patience: int = 3            # only with select="best"
+    half: bool = True            # store members as fp16
     limit: int | None = None
     steps_per_epoch: int | None = None
     threads: int | None = None
+
+    @property
+    def with_isic2017(self) -> bool:
+        return self.isic2017 is not None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy)
+
+    def recipe(self) -> dict:
+        return {name: _jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadata:
@@ -69,35 +113,59 @@ def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadat
 
 
 def _batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np.random.Generator, aug: AugmentConfig):
+    masks_of = data.masks or [None] * len(data)
     for start in range(0, len(indices) - cfg.batch_size + 1, cfg.batch_size):
         chosen = indices[start:start + cfg.batch_size]
-        views = [augment(data.images[i], data.masks[i] if data.masks is not None else None, cfg.image_size, rng, aug) for i in chosen]
+        views = [augment(data.images[i], masks_of[i], cfg.image_size, rng, aug) for i in chosen]
         images = to_tensor(np.stack([v[0] for v in views]))
-        masks = torch.from_numpy(np.stack([v[1] for v in views]))[:, None] if data.masks is not None else None
+        empty = np.zeros((cfg.image_size, cfg.image_size), np.float32)
+        masks = torch.from_numpy(np.stack([empty if v[1] is None else v[1] for v in views]))[:, None]
+        valid = torch.tensor([v[1] is not None for v in views])
         metadata = torch.tensor(np.asarray([encode_metadata(drop_metadata(data.metadata[i], rng, cfg.metadata_dropout)) for i in chosen], np.float32))
-        yield images, masks, metadata, torch.from_numpy(data.labels[chosen])
+        yield images, masks, valid, metadata, torch.from_numpy(data.labels[chosen])
 
 
-def _sample_epoch(labels: np.ndarray, rng: np.random.Generator, power: float, n: int) -> np.ndarray:
-    counts = np.bincount(labels, minlength=labels.max() + 1).astype(float)
-    weights = counts[labels] ** -power
-    return rng.choice(len(labels), size=n, replace=power > 0, p=weights / weights.sum())
+def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float, source_power: float) -> np.ndarray:
+    """Per-image sampling probability. Classes get shares ∝ count^(1-class_power); within a class, each data set
+    gets a share ∝ its count^(1-source_power); images within a (class, data set) cell are equally likely."""
+    weights = np.zeros(len(labels))
+    classes = np.unique(labels)
+    class_counts = np.array([(labels == c).sum() for c in classes], float)
+    class_share = class_counts ** (1 - class_power)
+    class_share /= class_share.sum()
+    for c, share in zip(classes, class_share):
+        in_class = labels == c
+        cell_sources, cell_counts = np.unique(sources[in_class], return_counts=True)
+        source_share = cell_counts.astype(float) ** (1 - source_power)
+        source_share /= source_share.sum()
+        for s, s_share, n in zip(cell_sources, source_share, cell_counts):
+            weights[in_class & (sources == s)] = share * s_share / n
+    return weights / weights.sum()
+
+
+def _sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
+    p = sampling_weights(data.labels[index], data.sources[index], cfg.sampler_power, cfg.source_power)
+    natural = cfg.sampler_power == 0 and cfg.source_power == 0
+    return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]
 
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, image_size: int, device: torch.device) -> dict:
+    """Images in `data` are already colour-corrected (done once at loading)."""
     model.eval()
+    plain = Preprocessing(image_size=image_size)
     probabilities, jaccards = [], []
     for start in range(0, len(indices), 64):
         chosen = indices[start:start + 64]
-        images = to_tensor(np.stack([resize_for_model(data.images[i], image_size) for i in chosen])).to(device)
+        images = plain.model_input([data.images[i] for i in chosen]).to(device)
         metadata = torch.from_numpy(data.metadata_codes[chosen]).to(device)
         out = model(images, metadata)
         probabilities.append(out.logits.float().softmax(1).cpu().numpy())
-        if data.masks is not None:
-            masks = F.interpolate(out.mask_logits.float(), size=data.masks.shape[1:], mode="bilinear", align_corners=False)
-            for predicted, i in zip((masks[:, 0] > 0).cpu().numpy(), chosen):
-                jaccards.append(jaccard(predicted, data.masks[i]))
+        for logits, i in zip(out.mask_logits.float(), chosen):
+            truth = data.masks[i] if data.masks is not None else None
+            if truth is not None:
+                predicted = F.interpolate(logits[None], size=truth.shape, mode="bilinear", align_corners=False)[0, 0] > 0
+                jaccards.append(jaccard(predicted.cpu().numpy(), truth))
     p = np.concatenate(probabilities)
     labels = data.labels[indices]
     return {
@@ -113,36 +181,56 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _resume_path(cfg: TrainConfig, fold: int) -> Path:
+    return cfg.out / f"fold{fold}.resume.pt"
+
+
 def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: int, device: torch.device) -> Member:
     rng = np.random.default_rng(cfg.seed + fold)
     torch.manual_seed(cfg.seed + fold)
-    train_index, val_index = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+    train_index = np.flatnonzero(folds != fold)
+    val_index = np.flatnonzero(folds == fold)
     model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size)).to(device).to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.steps_per_epoch or len(train_index) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, cfg.warmup_steps))
-    aug = AugmentConfig(clahe_p=cfg.clahe)
+    aug = AugmentConfig(scale=cfg.scale, aspect=cfg.aspect, illuminant=cfg.illuminant, clahe_p=cfg.clahe)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     weights_path = cfg.out / f"fold{fold}.safetensors"
     log_path = cfg.out / f"history_fold{fold}.jsonl"
-    log_path.unlink(missing_ok=True)
-    best, best_epoch, sha = -1.0, -1, ""
-    step = 0
-    for epoch in range(cfg.epochs):
+    best, best_epoch, sha, step, first_epoch = -1.0, -1, "", 0, 0
+    resume = _resume_path(cfg, fold)
+    if resume.is_file():
+        state = torch.load(resume, map_location=device, weights_only=False)
+        if state["recipe"] == cfg.recipe():
+            model.load_state_dict(state["model"])
+            ema.module.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            best, best_epoch, sha, step, first_epoch = state["best"], state["best_epoch"], state["sha"], state["step"], state["epoch"]
+            print(f"fold {fold}: resuming after epoch {first_epoch}", flush=True)
+        else:
+            print(f"fold {fold}: {resume.name} is from another recipe; starting afresh", flush=True)
+    if first_epoch == 0:
+        log_path.unlink(missing_ok=True)
+    for epoch in range(first_epoch, cfg.epochs):
         model.train()
         started = time.time()
-        order = train_index[_sample_epoch(data.labels[train_index], rng, cfg.sampler_power, steps_per_epoch * cfg.batch_size)]
+        order = _sample_epoch(data, train_index, rng, cfg, steps_per_epoch * cfg.batch_size)
         totals: dict[str, float] = {"loss": 0.0, "class": 0.0, "mask": 0.0, "triplet": 0.0}
-        bar = tqdm(_batches(order, data, cfg, rng, aug), total=steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for images, masks, metadata, labels in bar:
+        bar = tqdm(_batches(order, data, cfg, rng, aug), total=steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, mininterval=30)
+        for images, masks, valid, metadata, labels in bar:
             images, metadata, labels = images.to(device), metadata.to(device), labels.to(device)
             with autocast:
                 out = model(images, metadata)
             parts = {"class": focal_loss(out.logits, labels, cfg.focal_gamma)}
-            if cfg.mask_weight and masks is not None:
-                parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, masks.to(device))
+            if cfg.mask_weight:
+                parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, masks.to(device), valid.to(device))
             if cfg.triplet_weight:
                 parts["triplet"] = cfg.triplet_weight * batch_hard_triplet_loss(out.embedding, labels)
             loss = sum(parts.values())
@@ -165,13 +253,61 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
         with open(log_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
-        if metrics["balanced_accuracy"] > best:
+        stop = False
+        if cfg.select == "last":
+            if epoch + 1 == cfg.epochs:
+                best_epoch, sha = epoch + 1, save_weights(ema.module, weights_path, half=cfg.half)
+        elif metrics["balanced_accuracy"] > best:
             best, best_epoch = metrics["balanced_accuracy"], epoch + 1
-            sha = save_weights(ema.module, weights_path)
+            sha = save_weights(ema.module, weights_path, half=cfg.half)
         elif epoch + 1 - best_epoch >= cfg.patience:
             print(f"fold {fold}: no improvement for {cfg.patience} epochs, stopping early", flush=True)
+            stop = True
+        if stop or epoch + 1 == cfg.epochs:
             break
-    return Member(file=weights_path.name, sha256=sha, validation_fold=fold, best_epoch=best_epoch)
+        torch.save({
+            "recipe": cfg.recipe(), "model": model.state_dict(), "ema": ema.module.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "best": best, "best_epoch": best_epoch, "sha": sha, "step": step,
+            "epoch": epoch + 1,
+        }, resume)
+    resume.unlink(missing_ok=True)
+    return Member(file=weights_path.name, sha256=sha, validation_fold=fold, best_epoch=best_epoch, history=log_path.name)
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
+    """HAM10000 (+ ISIC 2017 train), colour-corrected once, and the fold of each image (ALWAYS_TRAIN for extras)."""
+    correct = cfg.preprocessing.correct_colour
+    ham = load_ham10000(cfg.data, limit=cfg.limit, transform=correct)
+    folds_path = cfg.out / FOLDS_FILE
+    if folds_path.is_file():  # keep the folds the existing members were trained with
+        table = pd.read_csv(folds_path).set_index("image_id")["fold"]
+        folds = table.reindex(ham.image_ids).to_numpy()
+        if np.isnan(folds.astype(float)).any():
+            raise ValueError(f"{folds_path} does not cover the images of {cfg.data}; use a fresh --out folder")
+        folds = folds.astype(np.int64)
+    else:
+        folds = make_folds(ham.labels, ham.lesion_ids, cfg.n_folds, cfg.seed)
+        pd.DataFrame({"image_id": ham.image_ids, "lesion_id": ham.lesion_ids, "fold": folds}).to_csv(folds_path, index=False)
+    if cfg.isic2017 is None:
+        return ham, folds
+    extra = load_isic2017(cfg.isic2017, "train", limit=cfg.limit, transform=correct)
+    return LabelledImages.concatenate([ham, extra]), np.concatenate([folds, np.full(len(extra), ALWAYS_TRAIN)])
+
+
+def _existing_card(cfg: TrainConfig) -> ModelCard | None:
+    if not (cfg.out / CARD_FILE).is_file():
+        return None
+    card = ModelCard.load(cfg.out)
+    if card.training.get("recipe") != cfg.recipe():
+        raise ValueError(f"{cfg.out} holds members of another recipe ({card.version}); use a fresh --out folder "
+                         "or the same options as before")
+    return card
+
+
+def _version(cfg: TrainConfig, n_members: int) -> str:
+    extras = ("+isic2017" if cfg.with_isic2017 else "") + ("-sog" if cfg.colour_constancy == "shades_of_gray" else "")
+    return f"{__version__}+{cfg.encoder}-{cfg.image_size}px{extras}-{n_members}fold"
 
 
 def train(cfg: TrainConfig) -> ModelCard:
@@ -179,18 +315,36 @@ def train(cfg: TrainConfig) -> ModelCard:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    print(f"loading {cfg.data} …", flush=True)
-    data = load_ham10000(cfg.data, limit=cfg.limit)
-    folds = make_folds(data.labels, data.lesion_ids, cfg.n_folds, cfg.seed)
-    pd.DataFrame({"image_id": data.image_ids, "lesion_id": data.lesion_ids, "fold": folds}).to_csv(cfg.out / "folds.csv", index=False)
-    members = [train_fold(cfg, data, folds, fold, device) for fold in cfg.folds]
-    training = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
-    training.update(device=str(device), n_images=len(data), dataset="HAM10000 (ISIC 2018 task 3 training set), CC BY-NC-SA 4.0")
-    card = ModelCard(
-        version=f"{__version__}+{cfg.encoder}-{cfg.image_size}px-{len(members)}fold",
+    card = _existing_card(cfg)
+    done = {m.validation_fold: m for m in card.members} if card else {}
+    todo = [f for f in cfg.folds if f not in done or not (cfg.out / done[f].file).is_file()]
+    if not todo:
+        print(f"every requested member is already in {cfg.out}", flush=True)
+        assert card is not None
+        return card
+    print(f"loading {cfg.data}{' and ' + str(cfg.isic2017) if cfg.isic2017 else ''} …", flush=True)
+    data, folds = load_training_data(cfg)
+    for fold in todo:
+        done[fold] = train_fold(cfg, data, folds, fold, device)
+        card = _card(cfg, data, device, sorted(done.values(), key=lambda m: m.validation_fold))
+        card.save(cfg.out)  # after each member, so a later interruption keeps it
+    assert card is not None
+    return card
+
+
+def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members: list[Member]) -> ModelCard:
+    training = {k: _jsonable(v) for k, v in dataclasses.asdict(cfg).items()}
+    counts = {str(s): int((data.sources == s).sum()) for s in np.unique(data.sources)}
+    datasets = ["HAM10000 (ISIC 2018 task 3 training set), CC BY-NC-SA 4.0"]
+    if cfg.with_isic2017:
+        datasets.append("ISIC 2017 challenge part 3, `train` split only (ISIC Archive terms, CC-0 / CC-BY-NC)")
+    training.update(device=str(device), n_images=len(data), images_per_source=counts, datasets=datasets,
+                    dataset="; ".join(datasets), recipe=cfg.recipe(),
+                    held_out=f"each member: its own {HAM_SOURCE} fold; ISIC 2017 `val` never used")
+    return ModelCard(
+        version=_version(cfg, len(members)),
         config=dataclasses.asdict(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size)),
         members=members,
         training=training,
+        preprocessing={k: v for k, v in cfg.preprocessing.to_dict().items() if k != "image_size"},
     )
-    card.save(cfg.out)
-    return card

@@ -12,16 +12,23 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return (-(1 - log_p.exp()) ** gamma * log_p).mean()
 
 
-def mask_loss(mask_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """target: (B, 1, H, W) in [0, 1] at any size; it is area-resized to the logits' grid."""
+def mask_loss(mask_logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """target: (B, 1, H, W) in [0, 1] at any size; it is area-resized to the logits' grid.
+
+    valid: (B,) bool, the samples that have a mask (others add nothing); all of them when None."""
     target = F.interpolate(target, size=mask_logits.shape[-2:], mode="area")
     logits = mask_logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(1, 2, 3))
     prob = torch.sigmoid(logits)
     intersection = (prob * target).sum(dim=(1, 2, 3))
     union = (prob + target).sum(dim=(1, 2, 3)) - intersection
     jaccard = 1 - (intersection + 1) / (union + 1)
-    return bce + jaccard.mean()
+    per_sample = bce + jaccard
+    if valid is None:
+        return per_sample.mean()
+    if not valid.any():
+        return logits.sum() * 0
+    return per_sample[valid].mean()
 
 
 def batch_hard_triplet_loss(embedding: torch.Tensor, labels: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
