@@ -5,12 +5,12 @@ other pages are in pages/."""
 import pandas as pd
 import streamlit as st
 
-from app_shared import get_store, open_case, reviewer, run_guarded, thumbnail_url
+from app_shared import get_store, installed_card, open_case, reviewer, run_guarded, thumbnail_url
 from skinapp.review import Filters, apply_filters, export_csv, worklist_records
 from skinapp.vocab import CLASSES
 
 _COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
-            "decision", "reviewer"]
+            "decision", "reviewer", "model"]
 
 
 def page() -> None:
@@ -35,7 +35,9 @@ def page() -> None:
         text=text.text_input("Search case or patient", key="filter_text"),
     )
     shown = apply_filters(rows, filters)
-    table = pd.DataFrame(worklist_records(shown))
+    card = installed_card()
+    installed_sha = card.weights_sha256 if card is not None else None
+    table = pd.DataFrame(worklist_records(shown, installed_sha))
     if table.empty:
         st.info("No case matches these filters.")
         return
@@ -48,6 +50,8 @@ def page() -> None:
             "top_diagnosis": "Top diagnosis",
             "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
             "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
+            "model": st.column_config.TextColumn("Model", help="Whether the installed model made this prediction; "
+                                                               "older results are kept until the case is imported again"),
         },
     )
     selected = event.selection.rows if event is not None else []
@@ -58,7 +62,7 @@ def page() -> None:
 
     def csv_file() -> bytes:  # made when the button is pressed, and recorded in the audit log
         store.log_export(who, "worklist CSV", [r.case.id for r in shown])
-        return export_csv(shown)
+        return export_csv(shown, installed_sha)
 
     st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
                        key="export_csv", on_click="ignore")

@@ -55,6 +55,19 @@ def _load_assessor() -> Assessor:
     return Assessor.from_weights(weights, ModelCard.load(weights))
 
 
+@st.cache_resource(show_spinner=False)
+def _installed_card() -> ModelCard:
+    return ModelCard.load(skinapp.cli.DEFAULT_WEIGHTS)
+
+
+def installed_card() -> ModelCard | None:
+    """The installed model's card (cheap: no weights are loaded), or None where it is missing or unreadable."""
+    try:
+        return _installed_card()
+    except (WeightsError, FileNotFoundError):
+        return None
+
+
 def get_assessor(explain: bool = False) -> Assessor | None:
     """The shipped flag policy and similar-case index, or None (with the reason, if `explain`) where the weights
     or the index are missing or altered."""

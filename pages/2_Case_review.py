@@ -5,9 +5,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shared import get_assessor, get_predictor, get_store, open_case, reviewer, run_guarded
+from app_shared import get_assessor, get_predictor, get_store, installed_card, open_case, reviewer, run_guarded
 from skinapp.assessment import training_image_path
-from skinapp.review import OVERLAYS, as_prediction, case_report_html, overlay, plain_markdown
+from skinapp.review import (
+    OVERLAYS,
+    as_prediction,
+    case_report_html,
+    decision_rule_text,
+    older_model_text,
+    overlay,
+    plain_markdown,
+)
 from skinapp.store import DECISIONS, DecisionConflict
 from skinapp.vocab import CLASS_NAMES, CLASSES
 
@@ -153,7 +161,10 @@ def page() -> None:
         if stored is not None:
             top = stored.predicted_class
             st.caption("Model's top diagnosis")
-            st.subheader(f"{CLASS_NAMES[top]} ({top}): {stored.probabilities.max():.0%}", anchor=False)
+            st.subheader(f"{CLASS_NAMES[top]} ({top}): {stored.probabilities[CLASSES.index(top)]:.0%}", anchor=False)
+            if stored.follows_decision_rule:
+                st.caption(decision_rule_text(stored.predicted_class, stored.most_probable_class,
+                                              float(stored.probabilities.max())))
             st.metric("Malignancy probability", f"{stored.malignancy:.0%}", f"± {stored.malignancy_spread:.0%} across views",
                       delta_color="off", delta_arrow="off",
                       help="P(melanoma) + P(basal cell carcinoma) + P(actinic keratosis / intraepithelial carcinoma); "
@@ -178,6 +189,9 @@ def page() -> None:
                        f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
             st.caption(f"Model {plain_markdown(stored.model_version)}, weights {stored.weights_sha256[:12]}, "
                        f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
+            installed = installed_card()
+            if installed is not None and installed.weights_sha256 != stored.weights_sha256:
+                st.info(older_model_text(stored.model_version, installed.version))
         patient = case.patient_id
         st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · imported "
                    f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"

@@ -6,7 +6,7 @@ import streamlit as st
 from app_shared import get_store, open_case, run_guarded
 from skinapp.context import MIN_LESIONS
 from skinapp.review import plain_markdown
-from skinapp.vocab import CLASS_NAMES
+from skinapp.vocab import CLASS_NAMES, CLASSES
 
 
 def _scatter(rows, current: int | None) -> go.Figure:
@@ -58,7 +58,7 @@ def page() -> None:
                 st.markdown(("**▶ This case:** " if is_current else "") + plain_markdown(row.case.name))
                 if row.prediction is not None:
                     p = row.prediction
-                    st.caption(f"{CLASS_NAMES[p.predicted_class]} ({p.probabilities.max():.0%}) · malignancy "
+                    st.caption(f"{CLASS_NAMES[p.predicted_class]} ({p.probabilities[CLASSES.index(p.predicted_class)]:.0%}) · malignancy "
                                f"{p.malignancy:.0%}" + (" · manual check" if p.needs_manual_check else ""))
                 if row.context and row.context.ugly_duckling is not None:
                     st.caption(f"Looks different: {row.context.ugly_duckling:.2f} (rank {row.context.rank} of {len(rows)})")

@@ -18,7 +18,7 @@ from skinapp.vocab import CLASSES
 
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
-    *ISIC2018_COLUMNS, "predicted_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
+    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
     "bbox_height", "lesion_size_mm", "flag", "flag_reasons", "patient_id", "dermoscopic", "source", "model_version",
 ]
 
@@ -28,14 +28,20 @@ def mask_file_name(case_id: str) -> str:
 
 
 def csv_row(case: Case, prediction: Prediction, output_format: str, flags: list[Flag] = ()) -> dict:
-    row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in prediction.class_probabilities().items()}}
+    """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
+    calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it."""
+    values = prediction.probabilities
+    if output_format == "isic2018" and prediction.decision_scores is not None:
+        values = prediction.decision_scores
+    row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values)}}
     if output_format == "full":
         scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
         bbox = prediction.outline.bbox
         x, y, w, h = [round(v * scale) for v in bbox] if bbox else ("", "", "", "")  # in the file's own pixels
         size_mm = case.length_mm(max(bbox[2:])) if bbox else None
         row.update(
-            predicted_class=prediction.predicted_class, malignancy=f"{prediction.malignancy:.6f}",
+            predicted_class=prediction.predicted_class, highest_probability_class=prediction.most_probable_class,
+            malignancy=f"{prediction.malignancy:.6f}",
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
@@ -48,7 +54,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: list[
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
                 masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16) -> int:
     """Returns the exit code: 0 if any case was analysed, 1 if none could be."""
-    cases, report = load_cases(paths, sidecar=metadata_csv)
+    cases, report = load_cases(paths, sidecar=metadata_csv, keep_duplicates=True)  # a row for every input
     for rejection in report.rejected:
         print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
     if not cases:

@@ -16,7 +16,7 @@ from skinapp.explain import lesion_outline
 from skinapp.inference import Prediction
 from skinapp.overlay import heatmap_overlay, normalise, outline_overlay
 from skinapp.store import Decision, StoredCase, StoredPrediction, WorklistRow
-from skinapp.vocab import CLASS_NAMES
+from skinapp.vocab import CLASS_NAMES, CLASSES
 
 OVERLAYS = ("Image only", "Lesion outline and box", "Attention (σ(M))", "Refined mask (σ(M)·C)", "Grad-CAM")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -35,6 +35,23 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
+def decision_rule_text(call: str, most_probable: str, most_probable_probability: float) -> str:
+    """The balanced decision rule in a clinician's words, for the case page and the report."""
+    text = ("The top diagnosis is chosen by a rule that gives rarer diagnoses, melanoma among them, a fair chance: "
+            "it weighs each probability against how often the model says that diagnosis in general. The "
+            "probabilities themselves are shown unchanged.")
+    if call != most_probable:
+        text += (f" Here the single most probable diagnosis is {CLASS_NAMES[most_probable]} "
+                 f"({most_probable_probability:.0%}).")
+    return text
+
+
+def older_model_text(stored_version: str, installed_version: str) -> str:
+    return (f"This result was made by an older model ({plain_markdown(stored_version)}), not the one now installed "
+            f"({plain_markdown(installed_version)}). Import the case again to analyse it with the current model; "
+            "this result and any decision on it are kept.")
+
+
 def as_prediction(stored: StoredPrediction, image_shape: tuple[int, ...]) -> Prediction:
     """The stored numbers as an `inference.Prediction` for the image shown (the outline is recomputed from σ(M))."""
     height, width = image_shape[:2]
@@ -43,6 +60,7 @@ def as_prediction(stored: StoredPrediction, image_shape: tuple[int, ...]) -> Pre
         attention_grid=stored.attention_grid, refined_grid=stored.refined_grid, gradcam_grid=stored.gradcam_grid,
         outline=lesion_outline(stored.attention_grid, height, width), image_size=(height, width),
         model_version=stored.model_version, metadata_used=stored.metadata_used, temperature=stored.temperature,
+        decision_scores=stored.decision_scores,
     )
 
 
@@ -89,8 +107,17 @@ def site_label(case: StoredCase) -> str:
     return case.metadata.site.label
 
 
-def worklist_records(rows: list[WorklistRow]) -> list[dict]:
-    """One flat record per case: what the worklist shows and the CSV export writes."""
+def model_label(prediction: StoredPrediction | None, installed_weights_sha256: str | None) -> str:
+    if prediction is None:
+        return ""
+    if installed_weights_sha256 is None or prediction.weights_sha256 == installed_weights_sha256:
+        return "current"
+    return f"older model ({prediction.model_version})"
+
+
+def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> list[dict]:
+    """One flat record per case: what the worklist shows and the CSV export writes. `model` says whether the
+    prediction was made by the installed model or an older one."""
     records = []
     for row in rows:
         p, d = row.prediction, row.decision
@@ -101,7 +128,7 @@ def worklist_records(rows: list[WorklistRow]) -> list[dict]:
             "age": row.case.metadata.age,
             "sex": row.case.metadata.sex or "",
             "top_diagnosis": p.predicted_class if p else "not analysed",
-            "top_probability": round(float(p.probabilities.max()), 4) if p else None,
+            "top_probability": round(float(p.probabilities[CLASSES.index(p.predicted_class)]), 4) if p else None,
             "malignancy": round(p.malignancy, 4) if p else None,
             "malignancy_spread": round(p.malignancy_spread, 4) if p else None,
             "needs_manual_check": (p.needs_manual_check if p else True),
@@ -112,6 +139,7 @@ def worklist_records(rows: list[WorklistRow]) -> list[dict]:
             "reviewer": d.reviewer if d else "",
             "decided_at": d.created_at.isoformat(timespec="seconds") if d else "",
             "note": d.note if d else "",
+            "model": model_label(p, installed_weights_sha256),
             "model_version": p.model_version if p else "",
             "weights_sha256": p.weights_sha256 if p else "",
             "source": row.case.source,
@@ -119,8 +147,8 @@ def worklist_records(rows: list[WorklistRow]) -> list[dict]:
     return records
 
 
-def export_csv(rows: list[WorklistRow]) -> bytes:
-    records = worklist_records(rows)
+def export_csv(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> bytes:
+    records = worklist_records(rows, installed_weights_sha256)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["case"])
     writer.writeheader()
@@ -164,6 +192,11 @@ def case_report_html(case: StoredCase, image: np.ndarray, stored: StoredPredicti
                 ("image", "lesion outline", "attention", "Grad-CAM"), pictures)) + "</div>")
         parts.append(f"<p>Model {e(stored.model_version)} (weights {e(stored.weights_sha256[:12])}), "
                      f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.</p>")
+        top = stored.predicted_class
+        parts.append(f"<p>Top diagnosis: <b>{e(CLASS_NAMES[top])} ({top})</b>, "
+                     f"{stored.probabilities[CLASSES.index(top)]:.0%}.</p>")
+        if stored.follows_decision_rule:
+            parts.append(f"<p>{e(decision_rule_text(top, stored.most_probable_class, float(stored.probabilities.max())))}</p>")
         parts.append(f"<p>Malignancy probability {stored.malignancy:.0%} (± {stored.malignancy_spread:.0%} across views).</p>")
         parts.append("<table><tr><th>Diagnosis</th><th>Probability</th></tr>" + "".join(
             f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{p:.1%}</td></tr>"

@@ -76,3 +76,40 @@ def test_missing_weights_are_a_message_not_a_traceback(tmp_path, inputs):
     )
     assert run.returncode == 2
     assert "model_card.json is missing" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_every_input_gets_its_row_even_identical_files(tmp_path, inputs, tiny_weights, capsys):
+    """Two files holding the same bytes (the ISIC 2017 test set has such pairs) are two rows, as a scorer expects."""
+    (inputs / "copy_of_lesion0.png").write_bytes((inputs / "lesion0.png").read_bytes())
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(inputs), "--out", str(out), "--weights", str(tiny_weights)]) == 0
+    rows = {r["image"]: r for r in _rows(out)}
+    assert set(rows) == {"lesion0", "lesion1", "copy_of_lesion0"}
+    assert rows["lesion0"]["MEL"] == rows["copy_of_lesion0"]["MEL"]
+    assert "copy_of_lesion0" not in capsys.readouterr().err  # not reported as skipped
+
+
+def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights):
+    """With a decision rule in the card, `isic2018` writes the rule's scores (argmax = the call) while `full`
+    keeps the calibrated probabilities and names both the call and the most probable class."""
+    import shutil
+
+    from skinapp.decision import DecisionRule
+    from skinapp.model.checkpoint import ModelCard
+    from skinapp.vocab import CLASSES
+
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights, weights)
+    card = ModelCard.load(weights)
+    card.decision_rule = DecisionRule((0.01, 0.9, 0.02, 0.02, 0.02, 0.02, 0.01), 1.0).to_dict()
+    card.save(weights)
+    scored, full = tmp_path / "scores.csv", tmp_path / "full.csv"
+    assert main(["predict", str(inputs), "--out", str(scored), "--weights", str(weights)]) == 0
+    assert main(["predict", str(inputs), "--out", str(full), "--format", "full", "--weights", str(weights)]) == 0
+    full_rows = {r["image"]: r for r in _rows(full)}
+    for row in _rows(scored):
+        scores = [float(row[c]) for c in CLASSES]
+        probabilities = [float(full_rows[row["image"]][c]) for c in CLASSES]
+        assert CLASSES[int(np.argmax(scores))] == full_rows[row["image"]]["predicted_class"]
+        assert CLASSES[int(np.argmax(probabilities))] == full_rows[row["image"]]["highest_probability_class"]
+        assert abs(sum(scores) - 1) < 1e-4 and scores != probabilities

@@ -189,3 +189,48 @@ def test_ugly_duckling_stands_out():
     scores = ugly_duckling_scores([1, 2, 3, 4, 5], np.stack([*similar, odd]))
     assert scores[-1].rank == 1 and scores[-1].ugly_duckling > 2 * max(s.ugly_duckling for s in scores[:-1])
     assert all(s.ugly_duckling is None for s in ugly_duckling_scores([1, 2], np.stack(similar[:2])))
+
+
+def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
+    """A prediction made with a decision rule keeps its call (which may differ from the highest probability);
+    one made by an older model keeps its argmax call and is marked as made by the older model."""
+    import shutil
+
+    from conftest import write_weights
+    from skinapp.decision import DecisionRule
+    from skinapp.model.checkpoint import ModelCard
+    from skinapp.review import model_label, worklist_records
+
+    store = Store.open(db_url)
+    old_weights = write_weights(tmp_path / "old")
+    new_weights = tmp_path / "new"
+    shutil.copytree(old_weights, new_weights)
+    old = Predictor.from_weights(old_weights)
+    case = _case("lesion", 5)
+    case_id = store.add_case(case, "importer").id
+    (before,) = old.predict([case.image], [case.metadata])
+    store.add_prediction(case_id, before, [], old.card.weights_sha256, "importer")
+    stored_old = store.latest_prediction(case_id)
+    assert stored_old.predicted_class == before.predicted_class == stored_old.most_probable_class
+    assert not stored_old.follows_decision_rule
+
+    card = ModelCard.load(new_weights)
+    prior = np.full(7, 0.02)
+    prior[before.predicted_index] = 0.88
+    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
+    card.version = "test-balanced"
+    card.save(new_weights)
+    new = Predictor.from_weights(new_weights)
+    (after,) = new.predict([case.image], [case.metadata])
+    new_sha = "b" * 64
+    store.add_prediction(case_id, after, [], new_sha, "importer")
+    stored_new = store.latest_prediction(case_id)
+    assert stored_new.predicted_class == after.predicted_class != stored_new.most_probable_class
+    assert stored_new.follows_decision_rule and np.allclose(stored_new.decision_scores, after.decision_scores)
+
+    (record,) = worklist_records(store.worklist(), installed_weights_sha256=new_sha)
+    assert record["top_diagnosis"] == after.predicted_class and record["model"] == "current"
+    assert record["top_probability"] == round(float(after.probabilities[after.predicted_index]), 4)
+    assert model_label(stored_old, new_sha) == f"older model ({old.model_version})"
+    page = case_report_html(store.case(case_id), store.case_image(case_id), stored_new, [], "Dr A")
+    assert "the single most probable diagnosis" in page

@@ -71,12 +71,14 @@ def load_cases(
     *,
     max_side: int | None = DISPLAY_MAX_SIDE,
     progress: Progress | None = None,
+    keep_duplicates: bool = False,
 ) -> tuple[list[Case], ImportReport]:
     """Import files, folders (recursively, DICOMDIR-aware), zip archives and uploads (`InputFile.from_bytes`).
 
     sidecar: a metadata CSV (ISIC 2020 `train.csv` or HAM10000 style) matched by image name; it fills or
     overrides the files' metadata and gives the patient grouping. Duplicate files and duplicate DICOM SOP
-    Instance UIDs are imported once and reported.
+    Instance UIDs are imported once and reported; with `keep_duplicates` (the `predict` command, which owes a
+    row to every input) each copy becomes its own case with a note naming the file it repeats.
     """
     report = ImportReport()
     rows: dict[str, SidecarRow] = {}
@@ -108,11 +110,14 @@ def load_cases(
             digest = hashlib.sha256(data).hexdigest()
             if digest == sidecar_digest:  # the metadata CSV may sit in the folder it describes
                 continue
-            if digest in seen_content:
-                report.reject(file.name, f"same file as {seen_content[digest]}; imported once")
+            repeats = seen_content.get(digest)
+            if repeats is not None and not keep_duplicates:
+                report.reject(file.name, f"same file as {repeats}; imported once")
                 continue
-            seen_content[digest] = file.name
+            seen_content.setdefault(digest, file.name)
             found = read_file(InputFile.from_bytes(file.name, data), max_side)
+            if repeats is not None:
+                found = [replace(c, notes=[*c.notes, f"same file as {repeats}"]) for c in found]
         except UnreadableImage as exc:
             report.reject(file.name, str(exc))
             continue
@@ -123,11 +128,11 @@ def load_cases(
             report.reject(file.name, f"could not be read ({type(exc).__name__}: {exc})")
             continue
         uid = found[0].sop_instance_uid
-        if uid is not None and uid in seen_uid:
+        if uid is not None and uid in seen_uid and not keep_duplicates:
             report.reject(file.name, f"same image as {seen_uid[uid]} (identical DICOM SOP Instance UID); imported once")
             continue
         if uid is not None:
-            seen_uid[uid] = file.name
+            seen_uid.setdefault(uid, file.name)
         for case in found:
             row = rows.get(case.image_name)
             if row is not None:

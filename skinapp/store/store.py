@@ -139,14 +139,20 @@ class StoredPrediction:
     flags: list[Flag]
     metadata_used: Metadata
     temperature: float = 1.0
+    predicted_class: str = ""                  # the call as its model made it (older models: the highest probability)
+    decision_scores: np.ndarray | None = None  # the decision rule's scores, for models that have one
 
     @property
     def calibrated(self) -> bool:
         return self.temperature != 1.0
 
     @property
-    def predicted_class(self) -> str:
+    def most_probable_class(self) -> str:
         return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def follows_decision_rule(self) -> bool:
+        return self.decision_scores is not None
 
     @property
     def malignancy(self) -> float:
@@ -301,7 +307,7 @@ class Store:
                 metadata_used=_metadata_dict(prediction.metadata_used),
                 arrays=_pack(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
                              attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
-                             gradcam_grid=prediction.gradcam_grid),
+                             gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores),
             )).inserted_primary_key[0]
             self._audit(connection, actor, "prediction stored", case_id, model_version=prediction.model_version,
                         predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
@@ -437,6 +443,7 @@ def _prediction(row) -> StoredPrediction:
         attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
         gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
         metadata_used=_metadata(row["metadata_used"]), temperature=row["temperature"],
+        predicted_class=row["predicted_class"], decision_scores=arrays.get("decision_scores"),
     )
 
 
