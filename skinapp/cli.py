@@ -34,7 +34,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from skinapp.evaluate import evaluate
 
     metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
-                       isic2017=args.isic2017)
+                       isic2017=args.isic2017, views=args.views)
     for key in ("with_metadata", "without_metadata"):
         m = metrics[key]
         print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and plots")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of the data set")
     evaluate.add_argument("--no-tta", action="store_true", help="identity view only")
+    evaluate.add_argument("--views", type=int, choices=[4, 8], help="test-time views (default: the card's); "
+                                                                   "with --update-card the model ships with this count")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
     evaluate.set_defaults(run=_evaluate)
 

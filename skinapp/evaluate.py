@@ -53,7 +53,7 @@ def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
     return table.reindex(data.image_ids).fillna(-1).to_numpy(int)
 
 
-def out_of_fold_predictions(weights: Path, data: LabelledImages, tta: bool = True,
+def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
                             held_out: dict[int, Prediction] | None = None) -> pd.DataFrame:
     """Uncalibrated probabilities of each member on its own validation fold. `held_out`, when given, receives
     the full prediction (with metadata) of every held-out image, keyed by its position in `data`."""
@@ -63,7 +63,8 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, tta: bool = Tru
     rows = []
     for member in card.members:
         index = np.flatnonzero(folds == member.validation_fold)
-        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device, tta=tta,
+        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device,
+                              tta=views > 1, views=views if views > 1 else None,
                               gradcam=False, calibrate=False)
         images = [data.images[i] for i in index]
         with_meta = predictor.predict(images, [data.metadata[i] for i in index])
@@ -209,11 +210,12 @@ def melanoma_sensitivity_at_specificity(labels: np.ndarray, probabilities: np.nd
     return float(tpr[fpr <= 1 - specificity].max(initial=0.0))
 
 
-def external_check(weights: Path, isic2017: Path, temperature: float, rule: DecisionRule, tta: bool = True,
+def external_check(weights: Path, isic2017: Path, temperature: float, rule: DecisionRule, views: int = 4,
                    limit: int | None = None) -> tuple[dict, pd.DataFrame]:
     """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl)."""
     data = load_isic2017(isic2017, "val", limit=limit)
-    predictor = Predictor.from_weights(weights, tta=tta, gradcam=False, calibrate=False)
+    predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
+                                       calibrate=False)
     raw = np.stack([p.probabilities for p in predictor.predict(data.images, data.metadata)])
     calibrated = apply_temperature(raw, temperature)
     labels = data.labels
@@ -235,7 +237,7 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
         "recall_balanced_rule": _recalls(labels, balanced_calls),
         "recall_argmax": _recalls(labels, argmax_calls),
         "melanoma_called_balanced_rule": float((balanced_calls[mel_target] == MEL).mean()) if mel_target.any() else None,
-        "tta": tta,
+        "tta_views": views,
     }
     table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in labels]})
     table[list(CLASSES)] = raw
@@ -243,23 +245,24 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
 
 
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
-             isic2017: Path | None = None) -> dict:
+             isic2017: Path | None = None, views: int | None = None) -> dict:
+    """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
+    views = (views or card.tta_views) if tta else 1
     held_out: dict[int, Prediction] = {}
-    oof = out_of_fold_predictions(weights, data, tta=tta, held_out=held_out)
+    oof = out_of_fold_predictions(weights, data, views=views, held_out=held_out)
     metrics = summarise(oof)
-    metrics.update(model_version=card.version, tta=tta, members=len(card.members),
-                   tta_views=card.tta_views if tta else 1)
+    metrics.update(model_version=card.version, tta=views > 1, members=len(card.members), tta_views=views)
     metrics["with_metadata"]["melanoma_sensitivity_at_90_specificity"] = melanoma_sensitivity_at_specificity(
         oof["label"].map(CLASSES.index).to_numpy(), oof[list(CLASSES)].to_numpy())
-    trust, calibration, policy, index, rule = evaluate_trust(weights, data, oof, held_out, out, tta,
+    trust, calibration, policy, index, rule = evaluate_trust(weights, data, oof, held_out, out, views,
                                                              _member_folds(weights, data))
     metrics.update(trust)
     metrics["decision_rule"] = decision_rule_report(oof, calibration["temperature"], rule)
     if isic2017 is not None:
-        metrics["external"], external_table = external_check(weights, isic2017, calibration["temperature"], rule, tta)
+        metrics["external"], external_table = external_check(weights, isic2017, calibration["temperature"], rule, views)
         external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -270,6 +273,8 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
         card = ModelCard.load(weights)
         card.metrics, card.calibration, card.flag_policy, card.index = metrics, calibration, policy, index
         card.decision_rule = rule.to_dict()
+        if views > 1:
+            card.tta_views = views
         card.save(weights)
         write_model_card_markdown(weights)
     return metrics

@@ -27,7 +27,7 @@ from skinapp.train.data import LabelledImages
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
-def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], tta: bool,
+def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], views: int,
                 folds: np.ndarray) -> tuple[EmbeddingIndex, TrainingDistribution]:
     """Embeddings of every labelled image by the shipped ensemble, and, per member, the distribution of its
     encoder features over the images it trained on (each image's fold is in `folds`; the held-out ones are
@@ -36,7 +36,8 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Predict
     card = ModelCard.load(weights)
     known = held_out if len(card.members) == 1 else {}
     missing = [i for i in range(len(data)) if i not in known]
-    predictor = Predictor.from_weights(weights, tta=tta, gradcam=False, calibrate=False)
+    predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
+                                       calibrate=False)
     computed = dict(zip(missing, predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])))
     every = [known.get(i) or computed[i] for i in range(len(data))]
     embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
@@ -71,7 +72,7 @@ def _plot_coverage(report: dict, path: Path) -> None:
 
 
 def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, Prediction],
-                   out: Path, tta: bool, folds: np.ndarray) -> tuple[dict, dict, dict, dict, DecisionRule]:
+                   out: Path, views: int, folds: np.ndarray) -> tuple[dict, dict, dict, dict, DecisionRule]:
     """Returns (metrics, calibration, flag policy, index entry, decision rule) for the model card. The rule is
     fitted on the calibrated out-of-fold probabilities, and "an error" for the flags means its call is wrong."""
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
@@ -101,7 +102,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     rule = fit_decision_rule(labels, apply_temperature(raw, temperature))
     predicted = rule.call(apply_temperature(raw, temperature))
 
-    index, distribution = build_index(weights, data, held_out, tta, folds)
+    index, distribution = build_index(weights, data, held_out, views, folds)
     save_index(weights / INDEX_FILE, index, distribution)
     # A held-out image is measured in the space of the one member that never trained on it.
     members = ModelCard.load(weights).members

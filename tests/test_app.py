@@ -198,3 +198,35 @@ def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, 
     assert any("could not be loaded" in e.value for e in app.error)
     _page(app, "worklist")
     assert "No cases yet" in _texts(app)
+
+
+def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_dir, shipped_weights, tmp_path):
+    """A stored prediction from a model other than the installed one is labelled as such in the worklist and on
+    the case page; a call made by the balanced rule that differs from the most probable class says so."""
+    import numpy as np
+
+    from conftest import write_weights
+    from skinapp.decision import DecisionRule
+
+    (case_id,) = _seed_cases(data_dir, count=1)
+    other = write_weights(tmp_path / "other")
+    card = ModelCard.load(other)
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    image = store.case_image(case_id)
+    plain = Predictor.from_weights(other).predict([image])[0]
+    prior = np.full(7, 0.02)
+    prior[plain.predicted_index] = 0.88
+    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
+    card.save(other)
+    balanced = Predictor.from_weights(other).predict([image])[0]
+    assert balanced.predicted_class != balanced.most_probable_class
+    store.add_prediction(case_id, balanced, [], "0" * 64, "someone")
+    store.engine.dispose()
+
+    app = _app()
+    table = app.dataframe[0].value
+    assert list(table["model"]) == ["older model (test-untrained)"]
+    app = _page(app, "case_review")
+    texts = _texts(app)
+    assert "made by an older model (test\\-untrained)" in texts
+    assert "Here the single most probable diagnosis is" in texts

@@ -16,7 +16,7 @@ def _metrics_section(metrics: dict) -> list[str]:
         return ["**Not evaluated.** Run `python -m skinapp evaluate … --update-card` before using this model."]
     lines = [
         f"Measured by `python -m skinapp evaluate` on {metrics['evaluated_on']} — folds {metrics['folds']}, "
-        f"{metrics['with_metadata']['n_images']} images, test-time augmentation {'on' if metrics.get('tta') else 'off'}.",
+        f"{metrics['with_metadata']['n_images']} images, {_views_text(metrics)}.",
         "",
         "| input | balanced accuracy | accuracy | malignant AUC | sensitivity at 90 % specificity | ECE (uncalibrated) |",
         "|---|---|---|---|---|---|",
@@ -196,12 +196,19 @@ def _ablation_section(folder: Path) -> list[str]:
         f"{protocol['image_size']} px, scored on fold {protocol['validation_fold']} ({protocol['scored']}). "
         "Comparable with each other, not with the shipped model's longer training.",
         "",
-        "| variant | balanced accuracy | malignant AUC | mask Jaccard (σ(M) > 0.5) |",
-        "|---|---|---|---|",
+        "| variant | HAM balanced accuracy | HAM malignant AUC | mask Jaccard (σ(M) > 0.5) | ISIC 2017 val melanoma AUC "
+        "| ISIC 2017 val balanced accuracy |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {r['balanced_accuracy']:.3f} | {r['malignant_auc']:.3f} | {r['mask_jaccard']:.3f} |"
+    lines += [f"| {name} | {r['balanced_accuracy']:.3f} | {r['malignant_auc']:.3f} | {r['mask_jaccard']:.3f} | "
+              f"{_number(r.get('external_melanoma_auc'))} | {_number(r.get('external_balanced_accuracy'))} |"
               for name, r in ablation["results"].items()]
     return lines + [""]
+
+
+def _views_text(metrics: dict) -> str:
+    views = metrics.get("tta_views", 4 if metrics.get("tta") else 1)
+    return f"{views} test-time view{'s' if views > 1 else ''}"
 
 
 def _tta_text(views: int) -> str:
