@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app_shared import get_store, installed_card, open_case, reviewer, run_guarded, thumbnail_url
-from skinapp.review import Filters, apply_filters, export_csv, worklist_records
+from skinapp.reporting.export import export_csv
+from skinapp.workflow.worklist import Filters, apply_filters, worklist_records, worklist
 from skinapp.vocab import CLASSES
 
 _COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
@@ -16,7 +17,7 @@ _COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy
 def page() -> None:
     st.title("Worklist")
     store = get_store()
-    rows = store.worklist()
+    rows = worklist(store)
     if not rows:
         st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
         st.page_link("pages/1_Import.py", label="Import cases", icon=":material/upload:")
@@ -36,7 +37,7 @@ def page() -> None:
     )
     shown = apply_filters(rows, filters)
     card = installed_card()
-    installed_sha = card.weights_sha256 if card is not None else None
+    installed_sha = card.identity if card is not None else None
     table = pd.DataFrame(worklist_records(shown, installed_sha))
     if table.empty:
         st.info("No case matches these filters.")

@@ -13,11 +13,12 @@ from logging.handlers import RotatingFileHandler
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-import skinapp.cli
-from skinapp.assessment import Assessor
+import skinapp.config
+from skinapp.trust.assessment import Assessor
 from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
-from skinapp.store import Store, data_dir
+from skinapp.config import data_dir
+from skinapp.store import Store
 
 log = logging.getLogger("skinapp.app")
 REVIEW_PAGE = "pages/2_Case_review.py"
@@ -46,18 +47,18 @@ def get_store() -> Store:
 
 @st.cache_resource(show_spinner="Loading the model …")
 def _load_predictor() -> Predictor:
-    return Predictor.from_weights(skinapp.cli.DEFAULT_WEIGHTS)
+    return Predictor.from_weights(skinapp.config.DEFAULT_WEIGHTS)
 
 
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
-    weights = skinapp.cli.DEFAULT_WEIGHTS
+    weights = skinapp.config.DEFAULT_WEIGHTS
     return Assessor.from_weights(weights, ModelCard.load(weights))
 
 
 @st.cache_resource(show_spinner=False)
 def _installed_card() -> ModelCard:
-    return ModelCard.load(skinapp.cli.DEFAULT_WEIGHTS)
+    return ModelCard.load(skinapp.config.DEFAULT_WEIGHTS)
 
 
 def installed_card() -> ModelCard | None:

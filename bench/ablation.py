@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.decision import DecisionRule  # noqa: E402
-from skinapp.evaluate import external_check  # noqa: E402
+from skinapp.trust.decision import DecisionRule  # noqa: E402
+from skinapp.evaluation.evaluate import external_check  # noqa: E402
 from skinapp.train.loop import TrainConfig, train  # noqa: E402
 
 RECIPE = "recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE"

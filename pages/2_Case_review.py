@@ -6,24 +6,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_shared import get_assessor, get_predictor, get_store, installed_card, open_case, reviewer, run_guarded
-from skinapp.assessment import training_image_path
-from skinapp.review import (
-    OVERLAYS,
-    as_prediction,
-    case_report_html,
-    decision_rule_text,
-    older_model_text,
-    overlay,
-    plain_markdown,
-)
+from skinapp.reporting.case_report import case_report_html
+from skinapp.reporting.overlay import OVERLAYS, as_prediction, overlay
+from skinapp.reporting.text import decision_rule_text, older_model_text, plain_markdown
 from skinapp.store import DECISIONS, DecisionConflict
+from skinapp.trust.assessment import training_image_path
 from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.workflow.worklist import worklist
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM …")
 def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> object:
     store, predictor = get_store(), get_predictor()
-    if predictor is None or predictor.card.weights_sha256 != weights_sha256:
+    if predictor is None or predictor.card.identity != weights_sha256:
         return None  # the model that made this prediction is not the one loaded: do not mix them
     case = store.case(case_id)
     return predictor.explain_class(store.case_image(case_id), class_name, case.metadata)
@@ -113,7 +108,7 @@ def _decision_form(store, case_id: int, latest) -> None:
 
 def page() -> None:
     store = get_store()
-    rows = store.worklist()
+    rows = worklist(store)
     order = [r.case.id for r in rows]
     case_id = _current_case_id(order)
     if case_id is None:
@@ -187,10 +182,10 @@ def page() -> None:
             st.caption("Metadata the model used: "
                        f"age {plain_markdown(f'{meta.age:g}') if meta.age is not None else 'unknown'}, "
                        f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
-            st.caption(f"Model {plain_markdown(stored.model_version)}, weights {stored.weights_sha256[:12]}, "
+            st.caption(f"Model {plain_markdown(stored.model_version)}, model id {stored.weights_sha256[:12]}, "
                        f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
             installed = installed_card()
-            if installed is not None and installed.weights_sha256 != stored.weights_sha256:
+            if installed is not None and installed.identity != stored.weights_sha256:
                 st.info(older_model_text(stored.model_version, installed.version))
         patient = case.patient_id
         st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · imported "

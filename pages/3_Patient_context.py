@@ -4,9 +4,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_shared import get_store, open_case, run_guarded
-from skinapp.context import MIN_LESIONS
-from skinapp.review import plain_markdown
+from skinapp.workflow.context import MIN_LESIONS
+from skinapp.reporting.text import plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.workflow.worklist import worklist
 
 
 def _scatter(rows, current: int | None) -> go.Figure:
@@ -32,7 +33,7 @@ def _scatter(rows, current: int | None) -> go.Figure:
 def page() -> None:
     st.title("Patient context")
     store = get_store()
-    everyone = store.worklist()
+    everyone = worklist(store)
     patients = sorted({r.case.patient_id for r in everyone if r.case.patient_id})
     if not patients:
         st.info("No case has a patient id yet. Import with a metadata CSV that has a patient_id column to group lesions.")

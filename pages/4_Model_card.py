@@ -4,14 +4,14 @@ import re
 
 import streamlit as st
 
-import skinapp.cli
+import skinapp.config
 from app_shared import run_guarded
 
 _PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
 def page() -> None:
-    weights = skinapp.cli.DEFAULT_WEIGHTS
+    weights = skinapp.config.DEFAULT_WEIGHTS
     card = weights / "MODEL_CARD.md"
     if not card.is_file():
         st.error("No model card found in weights/: this installation has no evaluated model.")

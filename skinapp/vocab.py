@@ -183,3 +183,12 @@ def encode_metadata(meta: Metadata) -> list[float]:
     region = [float(meta.site.region == r) for r in REGIONS] + [float(meta.site.region is None)]
     fine = [float(meta.site.fine == s) for s in FINE_SITES] + [float(meta.site.fine is None)]
     return age + sex + region + fine
+
+
+def metadata_encoding() -> dict:
+    """What `encode_metadata` produces, as data: a model card records it, and a model is refused where it differs."""
+    return {
+        "dim": METADATA_DIM,
+        "layout": ["age / 100", "age missing", *[f"sex={s}" for s in SEXES], "sex unknown",
+                   *[f"region={r}" for r in REGIONS], "region unknown", *[f"site={s}" for s in FINE_SITES], "site unknown"],
+    }

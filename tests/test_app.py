@@ -8,11 +8,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, synthetic_lesion
-from skinapp.analysis import import_and_analyse
+from skinapp.workflow.analysis import import_and_analyse
 from skinapp.inference import Predictor
 from skinapp.io import InputFile
 from skinapp.model.checkpoint import ModelCard
-from skinapp.review import plain_markdown
+from skinapp.reporting.text import plain_markdown
 from skinapp.store import Store
 
 TIMEOUT = 300
@@ -187,9 +187,9 @@ def test_model_card_page(data_dir, shipped_weights):
 
 
 def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, tmp_path, monkeypatch):
-    import skinapp.cli
+    import skinapp.config
 
-    monkeypatch.setattr(skinapp.cli, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
+    monkeypatch.setattr(skinapp.config, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
     app = _page(_app(), "import_cases")
     app.get("file_uploader")[0].set_value(("a.png", b"x", "image/png"))
     app.run()
@@ -206,7 +206,7 @@ def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_
     import numpy as np
 
     from conftest import write_weights
-    from skinapp.decision import DecisionRule
+    from skinapp.trust.decision import DecisionRule
 
     (case_id,) = _seed_cases(data_dir, count=1)
     other = write_weights(tmp_path / "other")

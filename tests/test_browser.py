@@ -15,6 +15,7 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from conftest import REPO, SHARED_DATA
 from dicom_factory import lesion_image, make_dicom
+from skinapp.workflow.worklist import worklist
 from skinapp.store import Store
 
 CHROMIUM = os.environ.get("SKINAPP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,6 +99,6 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         browser.close()
     assert screenshot.stat().st_size > 10_000
     store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
-    decided = [row for row in store.worklist() if row.decision is not None]
+    decided = [row for row in worklist(store) if row.decision is not None]
     assert len(decided) == 1 and decided[0].decision.reviewer == "Dr Browser"
     assert decided[0].decision.note == "asymmetric, regression structures"

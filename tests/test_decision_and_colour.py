@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_lesion, write_weights
-from skinapp.decision import DecisionRule, cross_fitted_calls, fit_decision_rule
+from skinapp.trust.decision import DecisionRule, cross_fitted_calls, fit_decision_rule
 from skinapp.inference import Predictor
-from skinapp.metrics import balanced_accuracy
+from skinapp.evaluation.metrics import balanced_accuracy
 from skinapp.model.checkpoint import ModelCard
 from skinapp.model.preprocess import Preprocessing, shades_of_gray, shades_of_gray_gains
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_lesion
-from skinapp.explain import lesion_outline
+from skinapp.inference.outline import lesion_outline
 from skinapp.inference import Predictor
 from skinapp.vocab import Metadata
 

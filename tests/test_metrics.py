@@ -3,7 +3,7 @@ import io
 import numpy as np
 from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
-from skinapp.metrics import (
+from skinapp.evaluation.metrics import (
     balanced_accuracy, expected_calibration_error, jaccard, malignancy, malignant_auc, sensitivity_at_specificity,
 )
 from skinapp.vocab import CLASSES

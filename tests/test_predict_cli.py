@@ -94,7 +94,7 @@ def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights
     keeps the calibrated probabilities and names both the call and the most probable class."""
     import shutil
 
-    from skinapp.decision import DecisionRule
+    from skinapp.trust.decision import DecisionRule
     from skinapp.model.checkpoint import ModelCard
     from skinapp.vocab import CLASSES
 

@@ -9,14 +9,17 @@ import pytest
 import sqlalchemy
 
 from conftest import synthetic_lesion
-from skinapp.context import ugly_duckling_scores
+from skinapp.workflow.context import ugly_duckling_scores
 from skinapp.inference import Predictor
 from skinapp.io.case import Case
-from skinapp.review import Filters, apply_filters, case_report_html, export_csv, plain_markdown, spreadsheet_safe
+from skinapp.reporting.case_report import case_report_html
+from skinapp.reporting.export import export_csv, spreadsheet_safe
+from skinapp.reporting.text import plain_markdown
+from skinapp.workflow.worklist import Filters, apply_filters, worklist
 from skinapp.store import DecisionConflict, Store
 from skinapp.store.schema import metadata
-from skinapp.analysis import import_and_analyse
-from skinapp.vocab import CLASSES, Metadata, Site
+from skinapp.workflow.analysis import import_and_analyse
+from skinapp.vocab import Metadata, Site
 
 
 def _case(name: str, seed: int, patient: str | None = None) -> Case:
@@ -49,7 +52,7 @@ def test_nothing_is_lost_across_a_restart_and_the_database_is_in_wal_mode(db_url
     store.engine.dispose()
 
     reopened = Store.open(db_url)
-    (row,) = reopened.worklist()
+    (row,) = worklist(reopened)
     assert row.case.name == "a" and row.decision.label == "Follow-up" and row.decision.note == "see in 3 months"
     assert np.array_equal(reopened.case_image(case_id), _case("a", 1).image)  # lossless
     if db_url.startswith("sqlite"):
@@ -127,15 +130,15 @@ def test_import_analyse_and_worklist_order(db_url, tiny_weights):
     assert progress[-1] == 1.0 and progress == sorted(progress)
     again = import_and_analyse([png(cases[0])], store, predictor, "Dr A")
     assert again.new_cases == 0 and again.analysed == 0  # the same image by the same model: nothing to redo
-    rows = store.worklist()
+    rows = worklist(store)
     urgency = [r.urgency for r in rows]
     assert urgency == sorted(urgency, reverse=True)
-    assert all(r.prediction.weights_sha256 == predictor.card.weights_sha256 for r in rows)
+    assert all(r.prediction.weights_sha256 == predictor.card.identity for r in rows)
     assert all(r.context is not None and r.context.ugly_duckling is not None for r in rows)  # 4 lesions of P1
     store.record_decision(rows[0].case.id, "Dr A", "agree")
-    assert store.worklist()[-1].case.id == rows[0].case.id  # reviewed cases go to the end
-    assert [r.case.id for r in apply_filters(store.worklist(), Filters(status="reviewed"))] == [rows[0].case.id]
-    assert len(apply_filters(store.worklist(), Filters(text="c2"))) == 1
+    assert worklist(store)[-1].case.id == rows[0].case.id  # reviewed cases go to the end
+    assert [r.case.id for r in apply_filters(worklist(store), Filters(status="reviewed"))] == [rows[0].case.id]
+    assert len(apply_filters(worklist(store), Filters(text="c2"))) == 1
 
 
 def test_a_later_metadata_csv_fills_what_a_case_lacked_and_keeps_the_rest(db_url, tiny_weights):
@@ -170,9 +173,9 @@ def test_exports_are_safe(db_url, tiny_weights):
     hostile = _case("=HYPERLINK(\"http://x\")", 3, patient="<img src=x onerror=alert(1)>")
     case_id = store.add_case(hostile, "importer").id
     (prediction,) = predictor.predict([hostile.image], [hostile.metadata])
-    store.add_prediction(case_id, prediction, [], predictor.card.weights_sha256, "importer")
+    store.add_prediction(case_id, prediction, [], predictor.card.identity, "importer")
     store.record_decision(case_id, "@Dr Evil", "agree", note="-2+3 <script>alert(1)</script>")
-    rows = list(csv.DictReader(io.StringIO(export_csv(store.worklist()).decode("utf-8-sig"))))
+    rows = list(csv.DictReader(io.StringIO(export_csv(worklist(store)).decode("utf-8-sig"))))
     assert rows[0]["case"].startswith("'=") and rows[0]["reviewer"] == "'@Dr Evil" and rows[0]["note"].startswith("'-2")
     page = case_report_html(store.case(case_id), store.case_image(case_id), store.latest_prediction(case_id),
                             store.decisions(case_id), "Dr A")
@@ -197,9 +200,9 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     import shutil
 
     from conftest import write_weights
-    from skinapp.decision import DecisionRule
+    from skinapp.trust.decision import DecisionRule
     from skinapp.model.checkpoint import ModelCard
-    from skinapp.review import model_label, worklist_records
+    from skinapp.workflow.worklist import model_label, worklist_records
 
     store = Store.open(db_url)
     old_weights = write_weights(tmp_path / "old")
@@ -209,7 +212,7 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     case = _case("lesion", 5)
     case_id = store.add_case(case, "importer").id
     (before,) = old.predict([case.image], [case.metadata])
-    store.add_prediction(case_id, before, [], old.card.weights_sha256, "importer")
+    store.add_prediction(case_id, before, [], old.card.identity, "importer")
     stored_old = store.latest_prediction(case_id)
     assert stored_old.predicted_class == before.predicted_class == stored_old.most_probable_class
     assert not stored_old.follows_decision_rule
@@ -228,7 +231,7 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     assert stored_new.predicted_class == after.predicted_class != stored_new.most_probable_class
     assert stored_new.follows_decision_rule and np.allclose(stored_new.decision_scores, after.decision_scores)
 
-    (record,) = worklist_records(store.worklist(), installed_weights_sha256=new_sha)
+    (record,) = worklist_records(worklist(store), installed_weights_sha256=new_sha)
     assert record["top_diagnosis"] == after.predicted_class and record["model"] == "current"
     assert record["top_probability"] == round(float(after.probabilities[after.predicted_index]), 4)
     assert model_label(stored_old, new_sha) == f"older model ({old.model_version})"

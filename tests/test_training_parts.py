@@ -1,13 +1,12 @@
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 import torch.nn.functional as F
 
 from skinapp.train.augment import AugmentConfig, augment
 from skinapp.train.data import make_folds
 from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
-from skinapp.train.loop import drop_metadata
+from skinapp.train.sampling import drop_metadata
 from skinapp.vocab import Metadata
 
 from conftest import synthetic_lesion

@@ -34,3 +34,36 @@ def test_missing_pieces_are_clear_errors(tmp_path):
     (folder / "model_card.json").write_text("{not json")
     with pytest.raises(WeightsError, match="not a valid model card"):
         ModelCard.load(folder)
+
+
+def test_model_identity_follows_what_changes_outputs_and_not_the_figures(tiny_weights, tmp_path):
+    import shutil
+
+    folder = tmp_path / "w"
+    shutil.copytree(tiny_weights, folder)
+    card = ModelCard.load(folder)
+    base = card.identity
+    card.metrics = {"with_metadata": {"balanced_accuracy": 0.5}}
+    assert card.identity == base  # measuring a model does not make it another model
+    for change in (lambda c: c.calibration.update(temperature=0.7), lambda c: setattr(c, "tta_views", 8),
+                   lambda c: c.decision_rule.update(tau=0.5, prior=[1 / 7] * 7),
+                   lambda c: c.preprocessing.update(colour_constancy="shades_of_gray"),
+                   lambda c: c.flag_policy.update(check_threshold=0.3)):
+        changed = ModelCard.load(folder)
+        change(changed)
+        assert changed.identity != base
+
+
+def test_a_card_with_another_class_order_or_metadata_encoding_is_refused(tiny_weights, tmp_path):
+    import json
+    import shutil
+
+    for field, value in (("classes", ["NV", "MEL", "BCC", "AKIEC", "BKL", "DF", "VASC"]),
+                         ("metadata_encoding", {"dim": 3, "layout": ["age"]})):
+        folder = tmp_path / field
+        shutil.copytree(tiny_weights, folder)
+        raw = json.loads((folder / "model_card.json").read_text())
+        raw[field] = value
+        (folder / "model_card.json").write_text(json.dumps(raw))
+        with pytest.raises(WeightsError, match="classes|metadata encoding"):
+            ModelCard.load(folder)

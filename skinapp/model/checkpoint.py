@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
+from skinapp.vocab import CLASSES, metadata_encoding
 
 CARD_FILE = "model_card.json"
 
@@ -39,8 +40,17 @@ class Member:
     history: str = ""      # its per-epoch training log, beside the weights
 
 
+CARD_SCHEMA = 2
+
+
 @dataclass
 class ModelCard:
+    """The model bundle's metadata (after MONAI bundles): what the code reads to build, feed and trust the model.
+
+    `identity` hashes everything in it that changes an output (weights, class order, metadata encoding,
+    preprocessing, test-time views, calibration, decision rule, flag policy, similar-case index), so a
+    recalibration is a new model as far as stored predictions are concerned."""
+
     version: str
     config: dict
     members: list[Member]
@@ -52,6 +62,9 @@ class ModelCard:
     preprocessing: dict = field(default_factory=dict)  # Preprocessing fields; empty: a model from before colour constancy
     decision_rule: dict = field(default_factory=dict)  # decision.DecisionRule fields, fitted on out-of-fold data; empty: argmax
     tta_views: int = 4                                 # test-time views the shipped model runs (1, 4 or 8)
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))       # the order of the network's outputs
+    metadata_encoding: dict = field(default_factory=metadata_encoding)     # what the metadata input means
+    schema: int = CARD_SCHEMA
 
     @property
     def temperature(self) -> float:
@@ -66,9 +79,23 @@ class ModelCard:
         return Preprocessing.from_dict({**self.preprocessing, "image_size": self.model_config.image_size})
 
     @property
-    def weights_sha256(self) -> str:
-        """One hash for the whole ensemble: changes when any member's weights change."""
-        return hashlib.sha256("\n".join(m.sha256 for m in self.members).encode()).hexdigest()
+    def identity(self) -> str:
+        """sha256 of everything in the card that changes what the model outputs (not the measured figures)."""
+        content = {
+            "members": [m.sha256 for m in self.members], "config": self.config, "classes": self.classes,
+            "metadata_encoding": self.metadata_encoding, "preprocessing": self.preprocessing_spec.to_dict(),
+            "tta_views": self.tta_views, "temperature": self.temperature, "decision_rule": self.decision_rule,
+            "flag_policy": self.flag_policy, "index": self.index.get("sha256"),
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    def check_compatible(self) -> None:
+        """The code's class order and metadata encoding must be the ones the model was trained with."""
+        if list(self.classes) != list(CLASSES):
+            raise WeightsError(f"the model's classes {self.classes} are not this program's {list(CLASSES)}")
+        if self.metadata_encoding != metadata_encoding():
+            raise WeightsError("the model was trained with another metadata encoding than this program's; "
+                               "use the skinapp release it was made with")
 
     def save(self, folder: Path) -> None:
         (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")
@@ -81,9 +108,11 @@ class ModelCard:
         try:
             raw = json.loads(path.read_text())
             raw["members"] = [Member(**m) for m in raw["members"]]
-            return cls(**raw)
+            card = cls(**raw)
         except (ValueError, TypeError, KeyError) as exc:
             raise WeightsError(f"{path} is not a valid model card: {exc}") from exc
+        card.check_compatible()
+        return card
 
 
 def save_weights(model: LesionNet, path: Path, half: bool = False) -> str:

@@ -1,11 +1,16 @@
 """Persistence: cases, predictions, decisions and an append-only audit log (SQLAlchemy; SQLite or PostgreSQL)."""
 
-from skinapp.store.store import (
-    DECISIONS, AuditEntry, Decision, DecisionConflict, Store, StoredCase, StoredPrediction, WorklistRow, data_dir,
-    database_url,
+from skinapp.store.records import (
+    DECISIONS,
+    AuditEntry,
+    CaseRecord,
+    Decision,
+    DecisionConflict,
+    StoredCase,
+    StoredPrediction,
 )
+from skinapp.store.store import Store
 
 __all__ = [
-    "DECISIONS", "AuditEntry", "Decision", "DecisionConflict", "Store", "StoredCase", "StoredPrediction",
-    "WorklistRow", "data_dir", "database_url",
+    "DECISIONS", "AuditEntry", "CaseRecord", "Decision", "DecisionConflict", "Store", "StoredCase", "StoredPrediction",
 ]

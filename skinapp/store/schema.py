@@ -43,7 +43,7 @@ predictions = Table(
     Column("id", Integer, primary_key=True),
     Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
     Column("model_version", String(128), nullable=False),
-    Column("weights_sha256", String(64), nullable=False),  # of the model card listing every member's hash
+    Column("weights_sha256", String(64), nullable=False),  # the model identity (ModelCard.identity) that made the prediction
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("predicted_class", String(8), nullable=False),
     Column("malignancy", Float, nullable=False),

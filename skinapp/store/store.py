@@ -8,11 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -20,35 +17,23 @@ from PIL import Image
 from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection
 
-from skinapp.context import LesionContext, ugly_duckling_scores
-from skinapp.flags import Flag, malignancy_spread, needs_manual_check
+from skinapp.config import database_url
 from skinapp.io.case import Acquisition, Case
+from skinapp.store.records import (
+    DECISIONS,
+    AddedCase,
+    AuditEntry,
+    CaseRecord,
+    Decision,
+    DecisionConflict,
+    StoredCase,
+    StoredPrediction,
+)
 from skinapp.store.schema import audit_log, cases, decisions, metadata, predictions
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, Site
+from skinapp.trust.flags import Flag
+from skinapp.vocab import CLASSES, Metadata, Site
 
-DATA_DIR_ENV = "SKINAPP_DATA_DIR"
-DATABASE_URL_ENV = "SKINAPP_DATABASE_URL"
 THUMBNAIL_SIDE = 160
-
-DECISIONS: dict[str, str] = {
-    "agree": "Agree with the model",
-    "disagree": "Disagree (give the diagnosis)",
-    "biopsy": "Needs biopsy or excision",
-    "follow_up": "Follow-up",
-    "manual_check": "Manual check needed",
-}
-
-
-def data_dir() -> Path:
-    """The app's own data folder: the database, its log. `SKINAPP_DATA_DIR` moves it."""
-    folder = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "data")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def database_url() -> str:
-    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{data_dir() / 'skinapp.db'}"
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -83,145 +68,14 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-class AddedCase(NamedTuple):
-    id: int
-    new: bool
-    filled: tuple[str, ...]  # metadata fields an earlier import lacked and this one gave
-
-    @property
-    def model_input_changed(self) -> bool:
-        return any(f in MODEL_FIELDS for f in self.filled)
-
-
 _FILLABLE = [cases.c.patient_id, cases.c.lesion_id, cases.c.study_date, cases.c.age, cases.c.sex, cases.c.site_region,
              cases.c.site_fine]
-MODEL_FIELDS = {"age", "sex", "site_region", "site_fine"}  # what the model reads besides the image
 
 
 def _fillable_values(case: Case) -> dict:
     meta = case.metadata
     return {"patient_id": case.patient_id, "lesion_id": case.lesion_id, "study_date": case.study_date, "age": meta.age,
             "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
-
-
-@dataclass(frozen=True)
-class StoredCase:
-    id: int
-    name: str
-    source: str
-    frame: int | None
-    patient_id: str | None
-    lesion_id: str | None
-    study_date: str | None
-    metadata: Metadata
-    is_dermoscopic: bool
-    original_size: tuple[int, int]
-    pixel_spacing_mm: tuple[float, float] | None
-    acquisition: Acquisition
-    notes: list[str]
-    imported_at: dt.datetime
-    imported_by: str
-
-
-@dataclass(frozen=True)
-class StoredPrediction:
-    id: int
-    case_id: int
-    model_version: str
-    weights_sha256: str
-    created_at: dt.datetime
-    probabilities: np.ndarray
-    view_probabilities: np.ndarray
-    embedding: np.ndarray
-    attention_grid: np.ndarray
-    refined_grid: np.ndarray
-    gradcam_grid: np.ndarray | None
-    flags: list[Flag]
-    metadata_used: Metadata
-    temperature: float = 1.0
-    predicted_class: str = ""                  # the call as its model made it (older models: the highest probability)
-    decision_scores: np.ndarray | None = None  # the decision rule's scores, for models that have one
-
-    @property
-    def calibrated(self) -> bool:
-        return self.temperature != 1.0
-
-    @property
-    def most_probable_class(self) -> str:
-        return CLASSES[int(np.argmax(self.probabilities))]
-
-    @property
-    def follows_decision_rule(self) -> bool:
-        return self.decision_scores is not None
-
-    @property
-    def malignancy(self) -> float:
-        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
-
-    @property
-    def malignancy_spread(self) -> float:
-        """Standard deviation of P(malignant) over test-time views and ensemble members."""
-        return malignancy_spread(self.view_probabilities)
-
-    @property
-    def needs_manual_check(self) -> bool:
-        return needs_manual_check(self.flags)
-
-
-@dataclass(frozen=True)
-class Decision:
-    id: int
-    case_id: int
-    reviewer: str
-    created_at: dt.datetime
-    decision: str
-    diagnosis: str | None
-    note: str
-    replaces_id: int | None
-
-    @property
-    def label(self) -> str:
-        if self.decision == "disagree" and self.diagnosis:
-            return f"Disagree: {self.diagnosis}"
-        return DECISIONS.get(self.decision, self.decision)
-
-
-@dataclass(frozen=True)
-class WorklistRow:
-    case: StoredCase
-    prediction: StoredPrediction | None
-    decision: Decision | None
-    thumbnail_jpeg: bytes
-    context: LesionContext | None = None
-
-    @property
-    def status(self) -> str:
-        return "reviewed" if self.decision is not None else "to review"
-
-    @property
-    def urgency(self) -> float:
-        """Most urgent first: likely malignant, and cases the model is unsure about."""
-        if self.prediction is None:
-            return 2.0  # not analysed: always needs a person
-        return self.prediction.malignancy + (0.5 if self.prediction.needs_manual_check else 0.0)
-
-
-class DecisionConflict(RuntimeError):
-    """Someone recorded a decision on this case after the reviewer last looked at it."""
-
-    def __init__(self, current: Decision):
-        super().__init__(f"{current.reviewer} recorded a decision on this case at {current.created_at:%H:%M}")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: dt.datetime
-    actor: str
-    action: str
-    case_id: int | None
-    details: dict = field(default_factory=dict)
 
 
 def _sqlite_connect(connection, _record) -> None:
@@ -332,7 +186,7 @@ class Store:
                 raise DecisionConflict(current)
             prediction_id = connection.execute(
                 select(func.max(predictions.c.id)).where(predictions.c.case_id == case_id)).scalar()
-            new_id = connection.execute(insert(decisions).values(
+            connection.execute(insert(decisions).values(
                 case_id=case_id, reviewer=reviewer, created_at=_now(), decision=decision,
                 diagnosis=diagnosis if decision == "disagree" else None, note=note, replaces_id=seen_decision_id,
                 prediction_id=prediction_id,
@@ -373,7 +227,7 @@ class Store:
         return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
 
     def latest_weights(self, case_id: int) -> str | None:
-        """The weights hash of the case's latest prediction (None: never analysed), without loading it."""
+        """The model identity of the case's latest prediction (None: never analysed), without loading it."""
         with self.engine.connect() as connection:
             return connection.execute(select(predictions.c.weights_sha256).where(predictions.c.case_id == case_id)
                                       .order_by(predictions.c.id.desc()).limit(1)).scalar()
@@ -384,8 +238,8 @@ class Store:
                                      .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
             return _prediction(row) if row else None
 
-    def worklist(self, patient_id: str | None = None) -> list[WorklistRow]:
-        """Every case with its latest prediction and decision and its patient context, most urgent first."""
+    def case_records(self, patient_id: str | None = None) -> list[CaseRecord]:
+        """Every case (or one patient's) with its latest prediction and decision, in import order."""
         with self.engine.connect() as connection:
             query = select(*_CASE_COLUMNS, cases.c.thumbnail_jpeg)
             if patient_id is not None:
@@ -398,10 +252,8 @@ class Store:
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
             by_case_p = {r["case_id"]: _prediction(r) for r in prediction_rows}
             by_case_d = {r["case_id"]: _decision(r) for r in decision_rows}
-        contexts = _patient_contexts(case_rows, by_case_p)
-        rows = [WorklistRow(_case(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"],
-                            contexts.get(r["id"])) for r in case_rows]
-        return sorted(rows, key=lambda row: (row.decision is not None, -row.urgency, row.case.id))
+        return [CaseRecord(_case(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
+                for r in case_rows]
 
     def audit_entries(self, case_id: int | None = None) -> list[AuditEntry]:
         with self.engine.connect() as connection:
@@ -450,15 +302,3 @@ def _prediction(row) -> StoredPrediction:
 def _decision(row) -> Decision:
     return Decision(row["id"], row["case_id"], row["reviewer"], _utc(row["created_at"]), row["decision"],
                     row["diagnosis"], row["note"] or "", row["replaces_id"])
-
-
-def _patient_contexts(case_rows, by_case: dict[int, StoredPrediction]) -> dict[int, LesionContext]:
-    patients: dict[str, list[int]] = {}
-    for row in case_rows:
-        if row["patient_id"] and row["id"] in by_case:
-            patients.setdefault(row["patient_id"], []).append(row["id"])
-    contexts = {}
-    for ids in patients.values():
-        for context in ugly_duckling_scores(ids, np.stack([by_case[i].embedding for i in ids])):
-            contexts[context.key] = context
-    return contexts

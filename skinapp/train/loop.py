@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,131 +22,18 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from skinapp import __version__
-from skinapp.metrics import balanced_accuracy, jaccard, malignant_auc
+from skinapp.evaluation.metrics import balanced_accuracy, jaccard, malignant_auc
 from skinapp.model.checkpoint import CARD_FILE, Member, ModelCard, save_weights
 from skinapp.model.network import LesionNet, ModelConfig
-from skinapp.model.preprocess import Preprocessing, to_tensor
-from skinapp.train.augment import AugmentConfig, augment
+from skinapp.model.preprocess import Preprocessing
+from skinapp.train.augment import AugmentConfig
+from skinapp.train.config import TrainConfig, jsonable
 from skinapp.train.data import HAM_SOURCE, LabelledImages, load_ham10000, load_isic2017, make_folds
 from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
-from skinapp.vocab import Metadata, Site, encode_metadata
+from skinapp.train.sampling import batches, sample_epoch
 
 FOLDS_FILE = "folds.csv"
 ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
-
-# What must match for members trained in different runs to form one ensemble.
-RECIPE_FIELDS = (
-    "encoder", "image_size", "epochs", "batch_size", "lr", "weight_decay", "n_folds", "seed", "focal_gamma",
-    "sampler_power", "source_power", "mask_weight", "triplet_weight", "metadata_dropout", "ema_decay",
-    "colour_constancy", "scale", "aspect", "illuminant", "clahe", "select", "with_isic2017", "limit",
-    "steps_per_epoch",
-)
-
-
-@dataclass
-class TrainConfig:
-    data: Path
-    out: Path
-    isic2017: Path | None = None  # ISIC 2017 folder: its `train` split joins every member's training set
-    encoder: str = "lite0"
-    image_size: int = 160
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 8e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 200
-    n_folds: int = 5
-    folds: tuple[int, ...] = (0,)
-    seed: int = 0
-    focal_gamma: float = 0.0     # 0 = cross-entropy (the issue-2 ablation's best with balanced sampling)
-    sampler_power: float = 1.0   # class sampling weight ∝ count^-power: 0 = natural, 1 = balanced
-    source_power: float = 0.5    # within a class, data sets weighted ∝ count^(1-power): 1 = each source equally
-    mask_weight: float = 1.0     # 0 = the attention mask learns without supervision
-    triplet_weight: float = 0.1
-    metadata_dropout: float = 0.3
-    ema_decay: float = 0.998
-    colour_constancy: str = "shades_of_gray"
-    scale: tuple[float, float] = (0.8, 1.3)
-    aspect: tuple[float, float] = (0.75, 1.333)
-    illuminant: float = 0.08
-    clahe: float = 0.0
-    select: str = "last"         # "last": fixed schedule, nothing chosen on the held-out fold; "best": best epoch
-    patience: int = 3            # only with select="best"
-    half: bool = True            # store members as fp16
-    limit: int | None = None
-    steps_per_epoch: int | None = None
-    threads: int | None = None
-
-    @property
-    def with_isic2017(self) -> bool:
-        return self.isic2017 is not None
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy)
-
-    def recipe(self) -> dict:
-        return {name: _jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
-
-
-def _jsonable(value):
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadata:
-    """Hide fields at random so that predictions without metadata stay good (many uploads carry none)."""
-    if rng.random() < p:
-        return Metadata()
-    age = None if rng.random() < p else meta.age
-    sex = None if rng.random() < p else meta.sex
-    site = meta.site
-    if rng.random() < p:
-        site = Site()
-    elif rng.random() < p:  # SIIM-ISIC files name only the region
-        site = Site(region=site.region)
-    return Metadata(age, sex, site)
-
-
-def _batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np.random.Generator, aug: AugmentConfig):
-    masks_of = data.masks or [None] * len(data)
-    for start in range(0, len(indices) - cfg.batch_size + 1, cfg.batch_size):
-        chosen = indices[start:start + cfg.batch_size]
-        views = [augment(data.images[i], masks_of[i], cfg.image_size, rng, aug) for i in chosen]
-        images = to_tensor(np.stack([v[0] for v in views]))
-        empty = np.zeros((cfg.image_size, cfg.image_size), np.float32)
-        masks = torch.from_numpy(np.stack([empty if v[1] is None else v[1] for v in views]))[:, None]
-        valid = torch.tensor([v[1] is not None for v in views])
-        metadata = torch.tensor(np.asarray([encode_metadata(drop_metadata(data.metadata[i], rng, cfg.metadata_dropout)) for i in chosen], np.float32))
-        yield images, masks, valid, metadata, torch.from_numpy(data.labels[chosen])
-
-
-def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float, source_power: float) -> np.ndarray:
-    """Per-image sampling probability. Classes get shares ∝ count^(1-class_power); within a class, each data set
-    gets a share ∝ its count^(1-source_power); images within a (class, data set) cell are equally likely."""
-    weights = np.zeros(len(labels))
-    classes = np.unique(labels)
-    class_counts = np.array([(labels == c).sum() for c in classes], float)
-    class_share = class_counts ** (1 - class_power)
-    class_share /= class_share.sum()
-    for c, share in zip(classes, class_share):
-        in_class = labels == c
-        cell_sources, cell_counts = np.unique(sources[in_class], return_counts=True)
-        source_share = cell_counts.astype(float) ** (1 - source_power)
-        source_share /= source_share.sum()
-        for s, s_share, n in zip(cell_sources, source_share, cell_counts):
-            weights[in_class & (sources == s)] = share * s_share / n
-    return weights / weights.sum()
-
-
-def _sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
-    p = sampling_weights(data.labels[index], data.sources[index], cfg.sampler_power, cfg.source_power)
-    natural = cfg.sampler_power == 0 and cfg.source_power == 0
-    return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]
-
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, image_size: int, device: torch.device) -> dict:
@@ -220,9 +106,9 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     for epoch in range(first_epoch, cfg.epochs):
         model.train()
         started = time.time()
-        order = _sample_epoch(data, train_index, rng, cfg, steps_per_epoch * cfg.batch_size)
+        order = sample_epoch(data, train_index, rng, cfg, steps_per_epoch * cfg.batch_size)
         totals: dict[str, float] = {"loss": 0.0, "class": 0.0, "mask": 0.0, "triplet": 0.0}
-        bar = tqdm(_batches(order, data, cfg, rng, aug), total=steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(batches(order, data, cfg, rng, aug), total=steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, mininterval=30)
         for images, masks, valid, metadata, labels in bar:
             images, metadata, labels = images.to(device), metadata.to(device), labels.to(device)
@@ -333,7 +219,7 @@ def train(cfg: TrainConfig) -> ModelCard:
 
 
 def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members: list[Member]) -> ModelCard:
-    training = {k: _jsonable(v) for k, v in dataclasses.asdict(cfg).items()}
+    training = {k: jsonable(v) for k, v in dataclasses.asdict(cfg).items()}
     counts = {str(s): int((data.sources == s).sum()) for s in np.unique(data.sources)}
     datasets = ["HAM10000 (ISIC 2018 task 3 training set), CC BY-NC-SA 4.0"]
     if cfg.with_isic2017:

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from skinapp.calibration import apply_temperature
-from skinapp.decision import DecisionRule, cross_fitted_calls
-from skinapp.inference import Prediction, Predictor, default_device
-from skinapp.metrics import (
+from skinapp.trust.calibration import apply_temperature
+from skinapp.trust.decision import DecisionRule, cross_fitted_calls
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.predictor import Predictor, default_device
+from skinapp.evaluation.metrics import (
     balanced_accuracy,
     classification_report,
     confusion,
@@ -33,11 +34,11 @@ from skinapp.metrics import (
     malignancy,
     per_class_recall,
 )
-from skinapp.model.card_markdown import write_model_card_markdown
+from skinapp.reporting.model_card import write_model_card_markdown
 from skinapp.model.checkpoint import ModelCard, load_member
-from skinapp.plots import finish
+from skinapp.evaluation.plots import finish
 from skinapp.train.data import LabelledImages, load_ham10000, load_isic2017
-from skinapp.trust import evaluate_trust
+from skinapp.evaluation.trust_report import evaluate_trust
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinapp.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
-from skinapp.decision import DecisionRule, fit_decision_rule
-from skinapp.flags import Evidence, features, image_statistics
-from skinapp.inference import Prediction, Predictor
-from skinapp.metrics import expected_calibration_error
+from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
+from skinapp.trust.decision import DecisionRule, fit_decision_rule
+from skinapp.trust.flags import Evidence, features, image_statistics
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.predictor import Predictor
+from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.model.checkpoint import ModelCard, sha256_of
-from skinapp.plots import finish, plt
-from skinapp.reliability import fit_policy
-from skinapp.similar import INDEX_FILE, EmbeddingIndex, TrainingDistribution, save_index
+from skinapp.evaluation.plots import finish, plt
+from skinapp.trust.policy_fit import fit_policy
+from skinapp.trust.similar import INDEX_FILE, EmbeddingIndex, TrainingDistribution, save_index
 from skinapp.train.data import LabelledImages
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
@@ -119,7 +120,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
                             ood_distance=distribution.member_distance(member, prediction.image_features),
                             neighbour_agreement=member_index[member].agreement(prediction.embedding, CLASSES[int(predicted[image_row])],
                                                                 exclude_lesion=groups[image_row]),
-                            colourfulness=colourfulness, contrast=contrast)
+                            colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]))
         table.append(features(evidence))
         votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
     table = pd.DataFrame(table)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from skinapp.assessment import Assessor
+from skinapp.trust.assessment import Assessor
 from skinapp.inference import Predictor
 from skinapp.io import Case, ImportReport, InputFile, load_cases
 from skinapp.store import Store
@@ -49,7 +49,7 @@ def import_and_analyse(
         result.case_ids.append(added.id)
         result.new_cases += added.new
         filled += bool(added.filled)
-        if added.model_input_changed or store.latest_weights(added.id) != predictor.card.weights_sha256:
+        if added.model_input_changed or store.latest_weights(added.id) != predictor.card.identity:
             to_analyse.append((added.id, case))
     assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
     if len(result.case_ids) > result.new_cases:
@@ -77,5 +77,5 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
         return
     for (case_id, case), prediction in zip(items, predictions):
         store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
-                             predictor.card.weights_sha256, actor)
+                             predictor.card.identity, actor)
         result.analysed += 1

@@ -1,9 +1,5 @@
-"""Where the model looked: lesion outline from the attention mask, and Grad-CAM for any class.
-
-Grad-CAM runs on the classification head alone (target layer: the head's hidden 1×1 block on the
-stride-32 features), over encoder features already computed for prediction. The map is the same as
-a whole-network Grad-CAM at that layer, but costs a head pass instead of a second encoder pass.
-"""
+"""The lesion outline from the attention mask (Otsu threshold + morphological opening, largest region), and
+scaling the model's maps to the image. numpy and OpenCV only: the app's pages use it without loading torch."""
 
 from __future__ import annotations
 
@@ -11,12 +7,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
-
-from skinapp.model.network import LesionNet
 
 _WORKING_SIDE = 512  # outlines are found at most at this size, then scaled to the image
 
@@ -57,29 +47,3 @@ def lesion_outline(attention: np.ndarray, height: int, width: int) -> LesionOutl
     contour = max(contours, key=cv2.contourArea)[:, 0, :] if contours else np.zeros((0, 2), int)
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return LesionOutline(mask, contour, (int(x), int(y), int(w), int(h)), threshold / 255)
-
-
-class _HeadOnTopFeatures(nn.Module):
-    """The classification head as a function of the stride-32 features alone (what Grad-CAM differentiates)."""
-
-    def __init__(self, net: LesionNet, lower_features: list[torch.Tensor], metadata: torch.Tensor):
-        super().__init__()
-        self.net = net
-        self.lower_features = lower_features
-        self.metadata = metadata
-
-    def forward(self, top: torch.Tensor) -> torch.Tensor:
-        return self.net.head([*self.lower_features, top], self.metadata).logits
-
-
-def gradcam_maps(net: LesionNet, features: list[torch.Tensor], metadata: torch.Tensor, classes: list[int]) -> np.ndarray:
-    """Grad-CAM of `classes[i]` for image i, (B, h, w) in [0, 1] at the stride-32 grid."""
-    lower = [f.detach() for f in features[:-1]]
-    top = features[-1].detach().requires_grad_(True)  # frozen weights: gradients flow to the activations only
-    wrapper = _HeadOnTopFeatures(net, lower, metadata.detach())
-    cam = GradCAM(model=wrapper, target_layers=[net.class_hidden])
-    try:
-        with torch.enable_grad():
-            return cam(input_tensor=top, targets=[ClassifierOutputTarget(c) for c in classes])
-    finally:
-        cam.activations_and_grads.release()

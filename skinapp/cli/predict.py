@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skinapp.assessment import Assessor
-from skinapp.flags import Flag, needs_manual_check
-from skinapp.inference import Prediction, Predictor
+from skinapp.trust.assessment import Assessor
+from skinapp.trust.flags import Flag, needs_manual_check
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.predictor import Predictor
 from skinapp.io import Case, load_cases
 from skinapp.vocab import CLASSES
 

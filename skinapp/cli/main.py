@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+from skinapp.config import DEFAULT_WEIGHTS
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from skinapp.evaluate import evaluate
+    from skinapp.evaluation.evaluate import evaluate
 
     metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
                        isic2017=args.isic2017, views=args.views)
@@ -53,14 +53,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from skinapp.predict import run_predict
+    from skinapp.cli.predict import run_predict
 
     return run_predict(args.paths, args.out, weights=args.weights, output_format=args.format, masks_dir=args.masks_dir,
                        metadata_csv=args.metadata, tta=not args.no_tta)
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from skinapp.ingest import run_ingest
+    from skinapp.cli.ingest import run_ingest
 
     return run_ingest(args.paths, report_path=args.report, metadata_csv=args.metadata)
 

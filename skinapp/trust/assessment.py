@@ -4,18 +4,17 @@ similar cases, and say so."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from skinapp.flags import Evidence, Flag, FlagPolicy, image_statistics
-from skinapp.inference import Prediction
+from skinapp.config import training_images_dir
+from skinapp.trust.flags import Evidence, Flag, FlagPolicy, image_statistics
+from skinapp.inference.prediction import Prediction
 from skinapp.model.checkpoint import ModelCard, WeightsError, sha256_of
-from skinapp.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
+from skinapp.trust.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
 
-TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the index's images (e.g. HAM10000 images/)
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Assessor:
         return Evidence(
             prediction.probabilities, prediction.view_probabilities, prediction.attention_grid, is_dermoscopic,
             prediction.metadata_used, ood_distance=far, neighbour_agreement=agreement,
-            colourfulness=colourfulness, contrast=contrast,
+            colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
         )
 
     def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True) -> list[Flag]:
@@ -54,8 +53,8 @@ class Assessor:
 
 def training_image_path(image_id: str) -> Path | None:
     """Where a similar case's picture is, when the training data folder is configured (SKINAPP_TRAINING_IMAGES)."""
-    folder = os.environ.get(TRAINING_IMAGES_ENV)
-    if not folder:
+    folder = training_images_dir()
+    if folder is None:
         return None
-    path = Path(folder) / f"{image_id}.jpg"
+    path = folder / f"{image_id}.jpg"
     return path if path.is_file() else None

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from skinapp.metrics import balanced_accuracy
+from skinapp.evaluation.metrics import balanced_accuracy
 
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 1.5, 31), 3))
 

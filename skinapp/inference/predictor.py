@@ -9,114 +9,22 @@ view's encoder features.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from skinapp.calibration import apply_temperature
-from skinapp.decision import DecisionRule
-from skinapp.explain import LesionOutline, gradcam_maps, lesion_outline, resize_map
+from skinapp.trust.calibration import apply_temperature
+from skinapp.trust.decision import DecisionRule
+from skinapp.inference.gradcam import MODEL_USE, gradcam_maps
+from skinapp.inference.outline import lesion_outline, resize_map
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, encode_metadata
-
-Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class View:
-    """A test-time view of the square input and the transform that maps its outputs back."""
-
-    name: str
-    forward: Transform
-    inverse: Transform
-
-
-def _rot(k: int) -> Transform:
-    return lambda x: torch.rot90(x, k, dims=(-2, -1))
-
-
-def _anti_transpose(x: torch.Tensor) -> torch.Tensor:
-    return torch.rot90(x, 2, dims=(-2, -1)).transpose(-1, -2)
-
-
-_IDENTITY = View("identity", lambda x: x, lambda x: x)
-DIHEDRAL_VIEWS: tuple[View, ...] = (
-    _IDENTITY,
-    View("hflip", lambda x: x.flip(-1), lambda x: x.flip(-1)),
-    View("vflip", lambda x: x.flip(-2), lambda x: x.flip(-2)),
-    View("transpose", lambda x: x.transpose(-1, -2), lambda x: x.transpose(-1, -2)),
-    View("rot90", _rot(1), _rot(-1)),
-    View("rot180", _rot(2), _rot(2)),
-    View("rot270", _rot(-1), _rot(1)),
-    View("anti-transpose", _anti_transpose, _anti_transpose),
-)
-TTA_CHOICES = (1, 4, 8)
-
-
-def views_for(count: int) -> tuple[View, ...]:
-    """The first `count` dihedral views: 1 (none), 4 (flips and transpose) or 8 (the whole dihedral group)."""
-    if count not in TTA_CHOICES:
-        raise ValueError(f"test-time views must be one of {TTA_CHOICES}, not {count}")
-    return DIHEDRAL_VIEWS[:count]
-
-
-@dataclass
-class Prediction:
-    """Everything the model says about one image. Maps are kept on the model's grid and scaled on demand."""
-
-    probabilities: np.ndarray          # (K,) in CLASSES order, averaged over views and members, calibrated
-    view_probabilities: np.ndarray     # (members × views, K), each calibrated the same way
-    embedding: np.ndarray              # (D,) L2-normalised
-    attention_grid: np.ndarray         # (h, w) σ(M) in [0, 1]
-    refined_grid: np.ndarray           # (h, w) σ(M)·C for the predicted class, in logit units
-    gradcam_grid: np.ndarray | None    # (h', w') in [0, 1] for the predicted class
-    outline: LesionOutline             # binary lesion mask, contour and bounding box at image resolution
-    image_size: tuple[int, int]        # (height, width) of the analysed image
-    model_version: str
-    metadata_used: Metadata = field(default_factory=Metadata)
-    temperature: float = 1.0           # the calibration applied (1.0: none)
-    image_features: np.ndarray | None = None  # (C,) pooled top encoder features: what the out-of-distribution check reads
-    decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
-
-    @property
-    def predicted_index(self) -> int:
-        """The top call: the decision rule's choice, which can differ from the highest probability."""
-        return int(np.argmax(self.probabilities if self.decision_scores is None else self.decision_scores))
-
-    @property
-    def most_probable_class(self) -> str:
-        return CLASSES[int(np.argmax(self.probabilities))]
-
-    @property
-    def predicted_class(self) -> str:
-        return CLASSES[self.predicted_index]
-
-    @property
-    def malignancy(self) -> float:
-        """P(MEL) + P(BCC) + P(AKIEC)."""
-        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
-
-    def class_probabilities(self) -> dict[str, float]:
-        return {c: float(p) for c, p in zip(CLASSES, self.probabilities)}
-
-    def attention_map(self) -> np.ndarray:
-        return resize_map(self.attention_grid, *self.image_size)
-
-    def refined_mask(self) -> np.ndarray:
-        return resize_map(self.refined_grid, *self.image_size)
-
-    def gradcam(self) -> np.ndarray | None:
-        return None if self.gradcam_grid is None else resize_map(self.gradcam_grid, *self.image_size).clip(0, 1)
-
-
-def _undo_views(views: Sequence[View], stacked: torch.Tensor, n: int) -> torch.Tensor:
-    """(views·n, C, h, w) → (views, n, C, h, w), each view mapped back onto the identity view."""
-    parts = stacked.float().view(len(views), n, *stacked.shape[1:])
-    return torch.stack([view.inverse(part) for view, part in zip(views, parts)])
+from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 
 def default_device() -> torch.device:
@@ -146,7 +54,7 @@ class Predictor:
         self.card = card
         self.preprocessing = card.preprocessing_spec
         self.image_size = self.preprocessing.image_size
-        self.views = views_for(views or card.tta_views) if tta else (_IDENTITY,)
+        self.views = views_for(views or card.tta_views) if tta else (IDENTITY_VIEW,)
         self.gradcam = gradcam
         self.batch_size = batch_size
         # Both fitted on out-of-fold data by `evaluate`; the rule expects calibrated probabilities.
@@ -173,8 +81,9 @@ class Predictor:
             raise ValueError(f"{len(images)} images but {len(metadata)} metadata entries")
         metadata = [m or Metadata() for m in metadata]
         results: list[Prediction] = []
-        for start in range(0, len(images), self.batch_size):
-            results += self._predict_chunk(images[start:start + self.batch_size], metadata[start:start + self.batch_size])
+        with MODEL_USE:
+            for start in range(0, len(images), self.batch_size):
+                results += self._predict_chunk(images[start:start + self.batch_size], metadata[start:start + self.batch_size])
         return results
 
     def _codes(self, metadata: Sequence[Metadata]) -> torch.Tensor:
@@ -190,8 +99,8 @@ class Predictor:
             features = net.encode(batch)
             out = net.head(features, codes.repeat(n_views, 1))
             probabilities.append(out.logits.float().softmax(1).view(n_views, n, -1))
-            attention.append(_undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
-            location.append(_undo_views(self.views, out.location_logits, n))
+            attention.append(undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
+            location.append(undo_views(self.views, out.location_logits, n))
             embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
             pooled.append(features[-1].float().mean(dim=(2, 3)).view(n_views, n, -1).mean(0))
             identity.append([f[:n] for f in features])
@@ -241,7 +150,8 @@ class Predictor:
         k = CLASSES.index(class_name)
         x = self.preprocessing.model_input([image]).to(self.device)
         codes = self._codes([metadata or Metadata()])
-        with torch.no_grad():
-            features = [net.encode(x) for net in self.models]
-        cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features)], axis=0)
+        with MODEL_USE:
+            with torch.no_grad():
+                features = [net.encode(x) for net in self.models]
+            cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features)], axis=0)
         return resize_map(cam, *image.shape[:2]).clip(0, 1)

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from skinapp.flags import FEATURES, MAX_FLAGGED, FlagPolicy
+from skinapp.trust.flags import FEATURES, MAX_FLAGGED, FlagPolicy
 
 OOD_QUANTILE = 0.99     # held-out dermoscopy images beyond this distance are rare: 1 % of them
 REASON_QUANTILE = 0.90  # a sign is named as a reason when it is in the worst 10 % of held-out cases

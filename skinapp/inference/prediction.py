@@ -1,0 +1,60 @@
+"""`Prediction`: everything the model says about one image. numpy only, so the app's pages can rebuild one from
+the store without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skinapp.inference.outline import LesionOutline, resize_map
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
+
+
+@dataclass
+class Prediction:
+    """Everything the model says about one image. Maps are kept on the model's grid and scaled on demand."""
+
+    probabilities: np.ndarray          # (K,) in CLASSES order, averaged over views and members, calibrated
+    view_probabilities: np.ndarray     # (members × views, K), each calibrated the same way
+    embedding: np.ndarray              # (D,) L2-normalised
+    attention_grid: np.ndarray         # (h, w) σ(M) in [0, 1]
+    refined_grid: np.ndarray           # (h, w) σ(M)·C for the predicted class, in logit units
+    gradcam_grid: np.ndarray | None    # (h', w') in [0, 1] for the predicted class
+    outline: LesionOutline             # binary lesion mask, contour and bounding box at image resolution
+    image_size: tuple[int, int]        # (height, width) of the analysed image
+    model_version: str
+    metadata_used: Metadata = field(default_factory=Metadata)
+    temperature: float = 1.0           # the calibration applied (1.0: none)
+    image_features: np.ndarray | None = None  # (C,) pooled top encoder features: what the out-of-distribution check reads
+    decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
+
+    @property
+    def predicted_index(self) -> int:
+        """The top call: the decision rule's choice, which can differ from the highest probability."""
+        return int(np.argmax(self.probabilities if self.decision_scores is None else self.decision_scores))
+
+    @property
+    def most_probable_class(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def predicted_class(self) -> str:
+        return CLASSES[self.predicted_index]
+
+    @property
+    def malignancy(self) -> float:
+        """P(MEL) + P(BCC) + P(AKIEC)."""
+        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
+
+    def class_probabilities(self) -> dict[str, float]:
+        return {c: float(p) for c, p in zip(CLASSES, self.probabilities)}
+
+    def attention_map(self) -> np.ndarray:
+        return resize_map(self.attention_grid, *self.image_size)
+
+    def refined_mask(self) -> np.ndarray:
+        return resize_map(self.refined_grid, *self.image_size)
+
+    def gradcam(self) -> np.ndarray | None:
+        return None if self.gradcam_grid is None else resize_map(self.gradcam_grid, *self.image_size).clip(0, 1)

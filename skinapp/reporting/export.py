@@ -1,0 +1,27 @@
+"""The worklist as a CSV file a spreadsheet opens safely."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from skinapp.workflow.worklist import WorklistRow, worklist_records
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula (CSV injection): text starting with = + - @ gets a quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def export_csv(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> bytes:
+    records = worklist_records(rows, installed_weights_sha256)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["case"])
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: spreadsheet_safe(v) for k, v in record.items()})
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet programs read the accents right

@@ -1,0 +1,65 @@
+"""Pictures for people: heat maps and outlines drawn over the lesion image. Pure functions on arrays."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from skinapp.inference.outline import lesion_outline
+from skinapp.inference.prediction import Prediction
+from skinapp.store import StoredPrediction
+
+OVERLAYS = ("Image only", "Lesion outline and box", "Attention (σ(M))", "Refined mask (σ(M)·C)", "Grad-CAM")
+
+
+def heatmap_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """Blend a [0, 1] map (any size) over an RGB image with the JET colour map."""
+    h, w = image.shape[:2]
+    heat = cv2.resize(np.clip(heat, 0, 1).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    coloured = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(image, 1 - opacity, coloured, opacity, 0)
+
+
+def outline_overlay(image: np.ndarray, contour: np.ndarray, bbox: tuple[int, int, int, int] | None,
+                    colour: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
+    """Lesion contour (solid) and its bounding box (thin) over a copy of the image."""
+    out = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 250))
+    if len(contour):
+        cv2.polylines(out, [contour.reshape(-1, 1, 2).astype(np.int32)], True, colour, thickness)
+    if bbox is not None:
+        x, y, w, h = bbox
+        cv2.rectangle(out, (x, y), (x + w, y + h), (255, 255, 0), max(1, thickness // 2))
+    return out
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values, dtype=np.float32)
+
+
+def as_prediction(stored: StoredPrediction, image_shape: tuple[int, ...]) -> Prediction:
+    """The stored numbers as an `inference.Prediction` for the image shown (the outline is recomputed from σ(M))."""
+    height, width = image_shape[:2]
+    return Prediction(
+        probabilities=stored.probabilities, view_probabilities=stored.view_probabilities, embedding=stored.embedding,
+        attention_grid=stored.attention_grid, refined_grid=stored.refined_grid, gradcam_grid=stored.gradcam_grid,
+        outline=lesion_outline(stored.attention_grid, height, width), image_size=(height, width),
+        model_version=stored.model_version, metadata_used=stored.metadata_used, temperature=stored.temperature,
+        decision_scores=stored.decision_scores,
+    )
+
+
+def overlay(image: np.ndarray, prediction: Prediction, kind: str, opacity: float = 0.45,
+            gradcam: np.ndarray | None = None) -> np.ndarray:
+    """One of OVERLAYS drawn over the image. `gradcam` overrides the predicted class's map (another class)."""
+    if kind == OVERLAYS[1]:
+        return outline_overlay(image, prediction.outline.contour, prediction.outline.bbox)
+    if kind == OVERLAYS[2]:
+        return heatmap_overlay(image, prediction.attention_grid, opacity)
+    if kind == OVERLAYS[3]:
+        return heatmap_overlay(image, normalise(prediction.refined_grid), opacity)
+    if kind == OVERLAYS[4]:
+        cam = gradcam if gradcam is not None else prediction.gradcam()
+        return image if cam is None else heatmap_overlay(image, cam, opacity)
+    return image

@@ -1,0 +1,31 @@
+"""Text a person reads: user strings made inert, and the model's behaviour in a clinician's words."""
+
+from __future__ import annotations
+
+import re
+
+from skinapp.vocab import CLASS_NAMES
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
+
+
+def plain_markdown(text: object) -> str:
+    """User text (names, notes, DICOM values) made inert inside st.markdown: every markup character escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def decision_rule_text(call: str, most_probable: str, most_probable_probability: float) -> str:
+    """The balanced decision rule in a clinician's words, for the case page and the report."""
+    text = ("The top diagnosis is chosen by a rule that gives rarer diagnoses, melanoma among them, a fair chance: "
+            "it weighs each probability against how often the model says that diagnosis in general. The "
+            "probabilities themselves are shown unchanged.")
+    if call != most_probable:
+        text += (f" Here the single most probable diagnosis is {CLASS_NAMES[most_probable]} "
+                 f"({most_probable_probability:.0%}).")
+    return text
+
+
+def older_model_text(stored_version: str, installed_version: str) -> str:
+    return (f"This result was made by an older model ({plain_markdown(stored_version)}), not the one now installed "
+            f"({plain_markdown(installed_version)}). Import the case again to analyse it with the current model; "
+            "this result and any decision on it are kept.")

@@ -1,0 +1,142 @@
+"""What the store hands out: typed, immutable records of cases, predictions, decisions and audit entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from skinapp.io.case import Acquisition
+from skinapp.trust.flags import Flag, malignancy_spread, needs_manual_check
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
+
+DECISIONS: dict[str, str] = {
+    "agree": "Agree with the model",
+    "disagree": "Disagree (give the diagnosis)",
+    "biopsy": "Needs biopsy or excision",
+    "follow_up": "Follow-up",
+    "manual_check": "Manual check needed",
+}
+MODEL_FIELDS = {"age", "sex", "site_region", "site_fine"}  # what the model reads besides the image
+
+
+class AddedCase(NamedTuple):
+    id: int
+    new: bool
+    filled: tuple[str, ...]  # metadata fields an earlier import lacked and this one gave
+
+    @property
+    def model_input_changed(self) -> bool:
+        return any(f in MODEL_FIELDS for f in self.filled)
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    id: int
+    name: str
+    source: str
+    frame: int | None
+    patient_id: str | None
+    lesion_id: str | None
+    study_date: str | None
+    metadata: Metadata
+    is_dermoscopic: bool
+    original_size: tuple[int, int]
+    pixel_spacing_mm: tuple[float, float] | None
+    acquisition: Acquisition
+    notes: list[str]
+    imported_at: dt.datetime
+    imported_by: str
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    id: int
+    case_id: int
+    model_version: str
+    weights_sha256: str
+    created_at: dt.datetime
+    probabilities: np.ndarray
+    view_probabilities: np.ndarray
+    embedding: np.ndarray
+    attention_grid: np.ndarray
+    refined_grid: np.ndarray
+    gradcam_grid: np.ndarray | None
+    flags: list[Flag]
+    metadata_used: Metadata
+    temperature: float = 1.0
+    predicted_class: str = ""                  # the call as its model made it (older models: the highest probability)
+    decision_scores: np.ndarray | None = None  # the decision rule's scores, for models that have one
+
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature != 1.0
+
+    @property
+    def most_probable_class(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def follows_decision_rule(self) -> bool:
+        return self.decision_scores is not None
+
+    @property
+    def malignancy(self) -> float:
+        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
+
+    @property
+    def malignancy_spread(self) -> float:
+        """Standard deviation of P(malignant) over test-time views and ensemble members."""
+        return malignancy_spread(self.view_probabilities)
+
+    @property
+    def needs_manual_check(self) -> bool:
+        return needs_manual_check(self.flags)
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    case_id: int
+    reviewer: str
+    created_at: dt.datetime
+    decision: str
+    diagnosis: str | None
+    note: str
+    replaces_id: int | None
+
+    @property
+    def label(self) -> str:
+        if self.decision == "disagree" and self.diagnosis:
+            return f"Disagree: {self.diagnosis}"
+        return DECISIONS.get(self.decision, self.decision)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A case with its latest prediction and decision, as the worklist needs it."""
+
+    case: StoredCase
+    prediction: StoredPrediction | None
+    decision: Decision | None
+    thumbnail_jpeg: bytes
+
+
+class DecisionConflict(RuntimeError):
+    """Someone recorded a decision on this case after the reviewer last looked at it."""
+
+    def __init__(self, current: Decision):
+        super().__init__(f"{current.reviewer} recorded a decision on this case at {current.created_at:%H:%M}")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    case_id: int | None
+    details: dict = field(default_factory=dict)

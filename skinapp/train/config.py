@@ -1,0 +1,71 @@
+"""`TrainConfig`: every option of a training run, and the recipe (the options members must share to form one
+ensemble)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinapp.model.preprocess import Preprocessing
+
+# What must match for members trained in different runs to form one ensemble.
+RECIPE_FIELDS = (
+    "encoder", "image_size", "epochs", "batch_size", "lr", "weight_decay", "n_folds", "seed", "focal_gamma",
+    "sampler_power", "source_power", "mask_weight", "triplet_weight", "metadata_dropout", "ema_decay",
+    "colour_constancy", "scale", "aspect", "illuminant", "clahe", "select", "with_isic2017", "limit",
+    "steps_per_epoch",
+)
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    isic2017: Path | None = None  # ISIC 2017 folder: its `train` split joins every member's training set
+    encoder: str = "lite0"
+    image_size: int = 160
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 8e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    n_folds: int = 5
+    folds: tuple[int, ...] = (0,)
+    seed: int = 0
+    focal_gamma: float = 0.0     # 0 = cross-entropy (the issue-2 ablation's best with balanced sampling)
+    sampler_power: float = 1.0   # class sampling weight ∝ count^-power: 0 = natural, 1 = balanced
+    source_power: float = 0.5    # within a class, data sets weighted ∝ count^(1-power): 1 = each source equally
+    mask_weight: float = 1.0     # 0 = the attention mask learns without supervision
+    triplet_weight: float = 0.1
+    metadata_dropout: float = 0.3
+    ema_decay: float = 0.998
+    colour_constancy: str = "shades_of_gray"
+    scale: tuple[float, float] = (0.8, 1.3)
+    aspect: tuple[float, float] = (0.75, 1.333)
+    illuminant: float = 0.08
+    clahe: float = 0.0
+    select: str = "last"         # "last": fixed schedule, nothing chosen on the held-out fold; "best": best epoch
+    patience: int = 3            # only with select="best"
+    half: bool = True            # store members as fp16
+    limit: int | None = None
+    steps_per_epoch: int | None = None
+    threads: int | None = None
+
+    @property
+    def with_isic2017(self) -> bool:
+        return self.isic2017 is not None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy)
+
+    def recipe(self) -> dict:
+        return {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
+
+
+def jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -1,0 +1,68 @@
+"""What one training epoch sees: images drawn balanced over classes and data sets, augmented, with metadata
+hidden at random."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from skinapp.model.preprocess import to_tensor
+from skinapp.train.augment import AugmentConfig, augment
+from skinapp.train.config import TrainConfig
+from skinapp.train.data import LabelledImages
+from skinapp.vocab import Metadata, Site, encode_metadata
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadata:
+    """Hide fields at random so that predictions without metadata stay good (many uploads carry none)."""
+    if rng.random() < p:
+        return Metadata()
+    age = None if rng.random() < p else meta.age
+    sex = None if rng.random() < p else meta.sex
+    site = meta.site
+    if rng.random() < p:
+        site = Site()
+    elif rng.random() < p:  # SIIM-ISIC files name only the region
+        site = Site(region=site.region)
+    return Metadata(age, sex, site)
+
+
+def batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np.random.Generator, aug: AugmentConfig) -> Iterator[Batch]:
+    masks_of = data.masks or [None] * len(data)
+    for start in range(0, len(indices) - cfg.batch_size + 1, cfg.batch_size):
+        chosen = indices[start:start + cfg.batch_size]
+        views = [augment(data.images[i], masks_of[i], cfg.image_size, rng, aug) for i in chosen]
+        images = to_tensor(np.stack([v[0] for v in views]))
+        empty = np.zeros((cfg.image_size, cfg.image_size), np.float32)
+        masks = torch.from_numpy(np.stack([empty if v[1] is None else v[1] for v in views]))[:, None]
+        valid = torch.tensor([v[1] is not None for v in views])
+        metadata = torch.tensor(np.asarray([encode_metadata(drop_metadata(data.metadata[i], rng, cfg.metadata_dropout)) for i in chosen], np.float32))
+        yield images, masks, valid, metadata, torch.from_numpy(data.labels[chosen])
+
+
+def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float, source_power: float) -> np.ndarray:
+    """Per-image sampling probability. Classes get shares ∝ count^(1-class_power); within a class, each data set
+    gets a share ∝ its count^(1-source_power); images within a (class, data set) cell are equally likely."""
+    weights = np.zeros(len(labels))
+    classes = np.unique(labels)
+    class_counts = np.array([(labels == c).sum() for c in classes], float)
+    class_share = class_counts ** (1 - class_power)
+    class_share /= class_share.sum()
+    for c, share in zip(classes, class_share):
+        in_class = labels == c
+        cell_sources, cell_counts = np.unique(sources[in_class], return_counts=True)
+        source_share = cell_counts.astype(float) ** (1 - source_power)
+        source_share /= source_share.sum()
+        for s, s_share, n in zip(cell_sources, source_share, cell_counts):
+            weights[in_class & (sources == s)] = share * s_share / n
+    return weights / weights.sum()
+
+
+def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
+    p = sampling_weights(data.labels[index], data.sources[index], cfg.sampler_power, cfg.source_power)
+    natural = cfg.sampler_power == 0 and cfg.source_power == 0
+    return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]
