@@ -7,8 +7,8 @@ import streamlit as st
 
 from app_shared import get_store, installed_card, open_case, reviewer, run_guarded, thumbnail_url
 from skinapp.reporting.export import export_csv
-from skinapp.workflow.worklist import Filters, apply_filters, worklist_records, worklist
 from skinapp.vocab import CLASSES
+from skinapp.workflow.worklist import Filters, apply_filters, worklist, worklist_records
 
 _COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
             "decision", "reviewer", "model"]

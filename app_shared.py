@@ -14,11 +14,11 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import skinapp.config
-from skinapp.trust.assessment import Assessor
+from skinapp.config import data_dir
 from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
-from skinapp.config import data_dir
 from skinapp.store import Store
+from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger("skinapp.app")
 REVIEW_PAGE = "pages/2_Case_review.py"

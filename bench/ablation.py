@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.trust.decision import DecisionRule  # noqa: E402
-from skinapp.evaluation.evaluate import external_check  # noqa: E402
-from skinapp.train.loop import TrainConfig, train  # noqa: E402
+from skinapp.evaluation.evaluate import external_check
+from skinapp.train.loop import TrainConfig, train
+from skinapp.trust.decision import DecisionRule
 
 RECIPE = "recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE"
 WITHOUT_NEW_AUGMENTATION = dict(scale=(0.85, 1.2), aspect=(1.0, 1.0), illuminant=0.0)

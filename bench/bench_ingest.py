@@ -21,9 +21,9 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.io import DISPLAY_MAX_SIDE, load_cases  # noqa: E402
-from skinapp.io.pixels import dicom_frames  # noqa: E402
-from skinapp.model.preprocess import resize_for_model  # noqa: E402
+from skinapp.io import DISPLAY_MAX_SIDE, load_cases
+from skinapp.io.pixels import dicom_frames
+from skinapp.model.preprocess import resize_for_model
 
 
 def _naive(blob: bytes, size: int) -> np.ndarray:
@@ -56,7 +56,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     naive_s, naive = _timed(_naive, blobs, args.size)
     fast_s, fast = _timed(_fast, blobs, args.size)
-    difference = max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(naive, fast))
+    difference = max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(naive, fast, strict=True))
     start = time.perf_counter()
     cases, report = load_cases(files, sidecar=args.data / "metadata.csv")
     display_s = time.perf_counter() - start

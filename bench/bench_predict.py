@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.inference import Predictor  # noqa: E402
-from skinapp.model.checkpoint import load_ensemble  # noqa: E402
+from skinapp.inference import Predictor
+from skinapp.model.checkpoint import load_ensemble
 
 
 def _images(data: Path | None, count: int) -> list[np.ndarray]:
@@ -67,7 +67,7 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, 
         images = _images(data, batch)
         x = card.preprocessing_spec.model_input(images).to(device)
 
-        def bare():
+        def bare(x: torch.Tensor = x) -> None:
             with torch.no_grad():
                 net.encode(x)
 
@@ -75,7 +75,7 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, 
         print(f"{'bare encoder forward (preprocessed input)':44s} {batch:5d} {bare_s * 1e3:9.2f} {1 / bare_s:9.1f} {1.0:7.2f}")
         for name, options in configs:
             predictor = Predictor(models, card, device=device, batch_size=32, **options)
-            seconds = _timed(lambda: predictor.predict(images), repeats, sync) / batch
+            seconds = _timed(lambda p=predictor, i=images: p.predict(i), repeats, sync) / batch
             print(f"{name:44s} {batch:5d} {seconds * 1e3:9.2f} {1 / seconds:9.1f} {seconds / bare_s:7.2f}")
 
 

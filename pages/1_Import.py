@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from app_shared import get_assessor, get_predictor, get_store, reviewer, run_guarded
-from skinapp.workflow.analysis import import_and_analyse
 from skinapp.io import InputFile
+from skinapp.workflow.analysis import import_and_analyse
 
 
 def page() -> None:

@@ -63,7 +63,7 @@ def _similar_cases(stored) -> None:
         st.caption("The five HAM10000 images the model finds most alike (cosine similarity of its embedding), with "
                    "their confirmed diagnoses. Pictures appear where the training images are configured "
                    "(SKINAPP_TRAINING_IMAGES).")
-        for column, neighbour in zip(st.columns(len(neighbours)), neighbours):
+        for column, neighbour in zip(st.columns(len(neighbours)), neighbours, strict=True):
             picture = training_image_path(neighbour.image_id)
             if picture is not None:
                 column.image(str(picture), width="stretch")
@@ -147,7 +147,7 @@ def page() -> None:
             st.image(overlay(image, prediction, kind, opacity, cam), width="stretch")
             outline = prediction.outline
             if outline.bbox is not None:
-                x, y, w, h = outline.bbox
+                _, _, w, h = outline.bbox
                 size = (f"; about {max(w, h) * case.pixel_spacing_mm[1]:.1f} mm across" if case.pixel_spacing_mm else
                         "; the file does not say how large a pixel is, so no size in mm")
                 st.caption(f"Lesion outline from the refined attention mask (Otsu threshold + opening): "
@@ -171,7 +171,7 @@ def page() -> None:
                 st.warning(plain_markdown(flag.reason))
             if not stored.flags:
                 st.success("No warning signs found for this prediction.")
-            st.plotly_chart(_probability_chart(dict(zip(CLASSES, map(float, stored.probabilities)))),
+            st.plotly_chart(_probability_chart(dict(zip(CLASSES, map(float, stored.probabilities), strict=True))),
                             width="stretch", key="probability_chart")
             st.caption("Probabilities are calibrated (temperature scaling on held-out data): in the evaluation, a "
                        "diagnosis shown at 80 % was right about 80 % of the time. See the model card."
@@ -191,10 +191,9 @@ def page() -> None:
         st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · imported "
                    f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
                    + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
-        if patient:
-            if st.button("Compare with this patient's other lesions", key="to_patient"):
-                st.session_state["patient_id"] = patient
-                st.switch_page("pages/3_Patient_context.py")
+        if patient and st.button("Compare with this patient's other lesions", key="to_patient"):
+            st.session_state["patient_id"] = patient
+            st.switch_page("pages/3_Patient_context.py")
 
         latest = store.latest_decision(case_id)
         _decision_form(store, case_id, latest)

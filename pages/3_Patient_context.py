@@ -4,9 +4,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_shared import get_store, open_case, run_guarded
-from skinapp.workflow.context import MIN_LESIONS
 from skinapp.reporting.text import plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.workflow.context import MIN_LESIONS
 from skinapp.workflow.worklist import worklist
 
 
@@ -52,14 +52,15 @@ def page() -> None:
                + ("" if len(rows) >= MIN_LESIONS else f" With fewer than {MIN_LESIONS} lesions none can stand out "
                                                        "from the others, so there is no ugly-duckling score."))
     for start in range(0, len(rows), 4):
-        for column, row in zip(st.columns(4), rows[start:start + 4]):
+        for column, row in zip(st.columns(4), rows[start:start + 4], strict=False):  # the last row may be short
             with column.container(border=True):
                 is_current = row.case.id == current_case
                 st.image(row.thumbnail_jpeg, width="stretch")
                 st.markdown(("**▶ This case:** " if is_current else "") + plain_markdown(row.case.name))
                 if row.prediction is not None:
                     p = row.prediction
-                    st.caption(f"{CLASS_NAMES[p.predicted_class]} ({p.probabilities[CLASSES.index(p.predicted_class)]:.0%}) · malignancy "
+                    call_probability = p.probabilities[CLASSES.index(p.predicted_class)]
+                    st.caption(f"{CLASS_NAMES[p.predicted_class]} ({call_probability:.0%}) · malignancy "
                                f"{p.malignancy:.0%}" + (" · manual check" if p.needs_manual_check else ""))
                 if row.context and row.context.ugly_duckling is not None:
                     st.caption(f"Looks different: {row.context.ugly_duckling:.2f} (rank {row.context.rank} of {len(rows)})")

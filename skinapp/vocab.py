@@ -155,7 +155,7 @@ class Metadata:
     site: Site = Site()
 
     @classmethod
-    def parse(cls, age: object = None, sex: object = None, site: object = None) -> "Metadata":
+    def parse(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
         return cls(parse_age(age), parse_sex(sex), parse_site(site))
 
     @property

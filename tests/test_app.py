@@ -8,12 +8,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, synthetic_lesion
-from skinapp.workflow.analysis import import_and_analyse
 from skinapp.inference import Predictor
 from skinapp.io import InputFile
 from skinapp.model.checkpoint import ModelCard
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import Store
+from skinapp.workflow.analysis import import_and_analyse
 
 TIMEOUT = 300
 

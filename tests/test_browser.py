@@ -15,8 +15,8 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from conftest import REPO, SHARED_DATA
 from dicom_factory import lesion_image, make_dicom
-from skinapp.workflow.worklist import worklist
 from skinapp.store import Store
+from skinapp.workflow.worklist import worklist
 
 CHROMIUM = os.environ.get("SKINAPP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -69,6 +69,8 @@ def _dicom_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, tmp_path):
     url, data = running_app
     folder = _dicom_folder(tmp_path)
@@ -83,7 +85,8 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_role("button", name="Start reviewing").click()
         page.get_by_text("Reviewing as").wait_for()
 
-        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()  # in-app navigation keeps the session (and the name)
+        # in-app navigation keeps the session (and the name)
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
         page.get_by_role("button", name="Import and analyse").click()  # waits until the upload enabled it
         page.get_by_text("case(s) in the worklist from this import").wait_for()

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_lesion, write_weights
-from skinapp.trust.decision import DecisionRule, cross_fitted_calls, fit_decision_rule
-from skinapp.inference import Predictor
 from skinapp.evaluation.metrics import balanced_accuracy
+from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard
 from skinapp.model.preprocess import Preprocessing, shades_of_gray, shades_of_gray_gains
+from skinapp.trust.decision import DecisionRule, cross_fitted_calls, fit_decision_rule
 
 
 def _cast(image: np.ndarray, gains=(1.0, 0.8, 0.6)) -> np.ndarray:

@@ -18,7 +18,8 @@ IDENTIFYING = {
 
 
 def _shared_study_files(tmp_path):
-    first = make_dicom(tmp_path / "in" / "one.dcm", lesion_image(), JPEGBaseline8Bit, StudyDate="20240131", ContentDate="20240131",
+    first = make_dicom(tmp_path / "in" / "one.dcm", lesion_image(), JPEGBaseline8Bit, StudyDate="20240131",
+                       ContentDate="20240131",
                        PatientAge="093Y", PatientSex="F", **IDENTIFYING)
     ds = pydicom.dcmread(first)
     ds.SOPInstanceUID = pydicom.uid.generate_uid()

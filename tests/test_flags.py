@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.trust.calibration import apply_temperature, cross_fitted, fit_temperature
 from skinapp.trust.flags import FEATURES, Evidence, FlagPolicy, image_statistics, needs_manual_check
-from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
 from skinapp.vocab import Metadata, Site

@@ -16,7 +16,12 @@ from PIL import Image
 from pydicom.data import get_testdata_files
 from pydicom.encaps import generate_frames
 from pydicom.uid import (
-    JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
 )
 
 from dicom_factory import lesion_image, make_dicom
@@ -112,7 +117,8 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 # --- DICOM -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEG2000, JPEGBaseline8Bit])
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEG2000,
+                                    JPEGBaseline8Bit])
 def test_every_transfer_syntax_decodes_with_the_right_colours(tmp_path, syntax):
     image = lesion_image()
     path = make_dicom(tmp_path / "lesion.dcm", image)
@@ -192,7 +198,8 @@ def test_broken_dicoms_get_plain_reasons(tmp_path):
     assert found["nopixels.dcm"] == "DICOM file holds no image (no pixel data)"
     assert "50,000×50,000" in found["bomb.dcm"] and "decompression bomb" in found["bomb.dcm"]
     assert "identical DICOM SOP Instance UID" in found["twin.dcm"]
-    assert found["video.dcm"] == "image is stored in a form (transfer syntax MPEG2 Main Profile / Main Level) that no installed decoder can read"
+    assert found["video.dcm"] == ("image is stored in a form (transfer syntax MPEG2 Main Profile / Main Level) that no "
+                                  "installed decoder can read")
 
 
 def test_pydicom_test_corpus_is_imported_or_rejected_with_a_reason():

@@ -4,7 +4,12 @@ import numpy as np
 from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
 from skinapp.evaluation.metrics import (
-    balanced_accuracy, expected_calibration_error, jaccard, malignancy, malignant_auc, sensitivity_at_specificity,
+    balanced_accuracy,
+    expected_calibration_error,
+    jaccard,
+    malignancy,
+    malignant_auc,
+    sensitivity_at_specificity,
 )
 from skinapp.vocab import CLASSES
 

@@ -29,7 +29,8 @@ def _rows(path):
 
 def test_isic2018_format_and_masks(tmp_path, inputs, tiny_weights, capsys):
     out = tmp_path / "pred.csv"
-    code = main(["predict", str(inputs), "--out", str(out), "--weights", str(tiny_weights), "--masks-dir", str(tmp_path / "masks")])
+    code = main(["predict", str(inputs), "--out", str(out), "--weights", str(tiny_weights),
+                 "--masks-dir", str(tmp_path / "masks")])
     assert code == 0
     err = capsys.readouterr().err
     assert "notes.txt" in err and "broken.jpg" in err
@@ -38,14 +39,15 @@ def test_isic2018_format_and_masks(tmp_path, inputs, tiny_weights, capsys):
     rows = _rows(out)
     assert sorted(r["image"] for r in rows) == ["lesion0", "lesion1"]
     for row in rows:
-        assert abs(sum(float(row[c]) for c in "MEL NV BCC AKIEC BKL DF VASC".split()) - 1) < 1e-4
+        assert abs(sum(float(row[c]) for c in ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]) - 1) < 1e-4
     mask = cv2.imread(str(tmp_path / "masks" / "lesion1_mask.png"), cv2.IMREAD_GRAYSCALE)
     assert mask.shape == (150, 200) and set(np.unique(mask)) <= {0, 255}
 
 
 def test_full_format(tmp_path, inputs, tiny_weights):
     out = tmp_path / "full.csv"
-    assert main(["predict", str(inputs / "lesion0.png"), "--out", str(out), "--format", "full", "--weights", str(tiny_weights)]) == 0
+    assert main(["predict", str(inputs / "lesion0.png"), "--out", str(out), "--format", "full",
+                 "--weights", str(tiny_weights)]) == 0
     row = _rows(out)[0]
     assert row["model_version"] == "test-untrained" and 0 <= float(row["malignancy"]) <= 1
     assert {"predicted_class", "mask_area_fraction", "bbox_x", "bbox_height", "flag", "flag_reasons"} <= set(row)
@@ -64,14 +66,16 @@ def test_full_format_flags_a_grey_image(tmp_path, tiny_weights):
 
 def test_nothing_readable_exits_non_zero(tmp_path, tiny_weights, capsys):
     (tmp_path / "bad.png").write_bytes(b"nope")
-    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "missing"), "--out", str(tmp_path / "x.csv"), "--weights", str(tiny_weights)]) == 1
+    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "missing"), "--out", str(tmp_path / "x.csv"),
+                 "--weights", str(tiny_weights)]) == 1
     err = capsys.readouterr().err
     assert "bad.png" in err and "missing: no such file" in err
 
 
 def test_missing_weights_are_a_message_not_a_traceback(tmp_path, inputs):
     run = subprocess.run(
-        [sys.executable, "-m", "skinapp", "predict", str(inputs), "--out", str(tmp_path / "x.csv"), "--weights", str(tmp_path / "none")],
+        [sys.executable, "-m", "skinapp", "predict", str(inputs), "--out", str(tmp_path / "x.csv"),
+         "--weights", str(tmp_path / "none")],
         capture_output=True, text=True, cwd=REPO,
     )
     assert run.returncode == 2
@@ -94,8 +98,8 @@ def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights
     keeps the calibrated probabilities and names both the call and the most probable class."""
     import shutil
 
-    from skinapp.trust.decision import DecisionRule
     from skinapp.model.checkpoint import ModelCard
+    from skinapp.trust.decision import DecisionRule
     from skinapp.vocab import CLASSES
 
     weights = tmp_path / "w"

@@ -10,8 +10,8 @@ import pytest
 from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
 from skinapp.cli import main
-from skinapp.inference import Predictor
 from skinapp.evaluation.metrics import jaccard
+from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard
 from skinapp.vocab import CLASSES, Metadata
 
@@ -38,7 +38,8 @@ def test_held_out_images(shared_data, shipped_weights, held_out):
     predictor = Predictor.from_weights(shipped_weights, device="cpu")
     root = shared_data / "ham10000"
     images = [cv2.cvtColor(cv2.imread(str(root / "images" / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in held_out["image_id"]]
-    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(held_out["age"], held_out["sex"], held_out["localization"])]
+    metadata = [Metadata.parse(a, s, site)
+                for a, s, site in zip(held_out["age"], held_out["sex"], held_out["localization"], strict=True)]
     results = predictor.predict(images, metadata)
     labels = held_out["dx"].str.upper().map(CLASSES.index).to_numpy()
     predicted = np.array([r.predicted_index for r in results])
@@ -48,7 +49,7 @@ def test_held_out_images(shared_data, shipped_weights, held_out):
     scores = np.array([r.malignancy for r in results])
     assert scores[malignant].mean() > scores[~malignant].mean() + 0.2
     masks = [cv2.imread(str(root / "masks" / f"{i}_segmentation.png"), cv2.IMREAD_GRAYSCALE) > 0 for i in held_out["image_id"]]
-    assert np.mean([jaccard(r.outline.mask, m) for r, m in zip(results, masks)]) > 0.65
+    assert np.mean([jaccard(r.outline.mask, m) for r, m in zip(results, masks, strict=True)]) > 0.65
 
 
 def test_shipped_balanced_accuracy_matches_the_isic_scorer(shared_data, shipped_weights):
@@ -104,7 +105,7 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
         "coffee": data.coffee(),
         "rocket": data.rocket(),
     }
-    for (name, image), prediction in zip(foreign.items(), predictor.predict(list(foreign.values()))):
+    for (name, image), prediction in zip(foreign.items(), predictor.predict(list(foreign.values())), strict=True):
         flags = assessor.assess(prediction, image)
         codes = {f.code for f in flags}
         assert needs_manual_check(flags) and codes & {"out_of_distribution", "not_dermoscopy", "blank_image"}, (name, codes)
@@ -112,9 +113,10 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
 
     root = shared_data / "ham10000"
     images = [cv2.cvtColor(cv2.imread(str(root / "images" / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in held_out["image_id"]]
-    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(held_out["age"], held_out["sex"], held_out["localization"])]
+    metadata = [Metadata.parse(a, s, site)
+                for a, s, site in zip(held_out["age"], held_out["sex"], held_out["localization"], strict=True)]
     labels = held_out["dx"].str.upper().to_numpy()
-    clean = [(image, p) for image, p, label in zip(images, predictor.predict(images, metadata), labels)
+    clean = [(image, p) for image, p, label in zip(images, predictor.predict(images, metadata), labels, strict=True)
              if p.predicted_class == label and p.probabilities.max() >= 0.9]
     assert len(clean) >= 5
     flagged = [needs_manual_check(assessor.assess(p, image)) for image, p in clean]

@@ -9,17 +9,17 @@ import pytest
 import sqlalchemy
 
 from conftest import synthetic_lesion
-from skinapp.workflow.context import ugly_duckling_scores
 from skinapp.inference import Predictor
 from skinapp.io.case import Case
 from skinapp.reporting.case_report import case_report_html
 from skinapp.reporting.export import export_csv, spreadsheet_safe
 from skinapp.reporting.text import plain_markdown
-from skinapp.workflow.worklist import Filters, apply_filters, worklist
 from skinapp.store import DecisionConflict, Store
 from skinapp.store.schema import metadata
-from skinapp.workflow.analysis import import_and_analyse
 from skinapp.vocab import Metadata, Site
+from skinapp.workflow.analysis import import_and_analyse
+from skinapp.workflow.context import ugly_duckling_scores
+from skinapp.workflow.worklist import Filters, apply_filters, worklist
 
 
 def _case(name: str, seed: int, patient: str | None = None) -> Case:
@@ -114,8 +114,9 @@ def test_import_analyse_and_worklist_order(db_url, tiny_weights):
     predictor = Predictor.from_weights(tiny_weights)
     cases = [_case(f"c{i}", i, patient="P1") for i in range(4)]
     progress = []
-    from skinapp.io import InputFile
     from PIL import Image
+
+    from skinapp.io import InputFile
 
     def png(case):
         buffer = io.BytesIO()
@@ -200,8 +201,8 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     import shutil
 
     from conftest import write_weights
-    from skinapp.trust.decision import DecisionRule
     from skinapp.model.checkpoint import ModelCard
+    from skinapp.trust.decision import DecisionRule
     from skinapp.workflow.worklist import model_label, worklist_records
 
     store = Store.open(db_url)

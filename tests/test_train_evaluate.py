@@ -6,11 +6,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from conftest import synthetic_lesion
 from safetensors.torch import load_file
 
 import skinapp.train.loop as loop
+from conftest import synthetic_lesion
 from skinapp.cli import main
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.vocab import CLASSES
@@ -52,6 +51,7 @@ def fake_isic2017(tmp_path_factory):
 TRAIN = ["--epochs", "2", "--batch-size", "8", "--image-size", "64", "--n-folds", "3", "--steps-per-epoch", "2"]
 
 
+@pytest.mark.slow
 def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_ham, fake_isic2017, tmp_path,
                                                                          monkeypatch, capsys):
     weights = tmp_path / "weights"
@@ -109,6 +109,7 @@ def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_
     assert "ISIC 2017 (Codella" in markdown and all(m.sha256 in markdown for m in card.members)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate(fake_ham, tmp_path):
     weights = tmp_path / "weights"
     assert main(["train", "--data", str(fake_ham), "--out", str(weights), "--epochs", "2", "--batch-size", "8",

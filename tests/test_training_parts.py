@@ -3,13 +3,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from conftest import synthetic_lesion
 from skinapp.train.augment import AugmentConfig, augment
 from skinapp.train.data import make_folds
 from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
 from skinapp.train.sampling import drop_metadata
 from skinapp.vocab import Metadata
-
-from conftest import synthetic_lesion
 
 
 def _check_folds(labels, groups, folds, n_folds):

@@ -25,7 +25,7 @@ def test_tampered_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_pieces_are_clear_errors(tmp_path):
-    with pytest.raises(WeightsError, match="model_card.json is missing"):
+    with pytest.raises(WeightsError, match=r"model_card\.json is missing"):
         load_ensemble(tmp_path)
     folder = write_weights(tmp_path / "w")
     (folder / "fold0.safetensors").unlink()
@@ -65,5 +65,5 @@ def test_a_card_with_another_class_order_or_metadata_encoding_is_refused(tiny_we
         raw = json.loads((folder / "model_card.json").read_text())
         raw[field] = value
         (folder / "model_card.json").write_text(json.dumps(raw))
-        with pytest.raises(WeightsError, match="classes|metadata encoding"):
+        with pytest.raises(WeightsError, match=r"classes|metadata encoding"):
             ModelCard.load(folder)

@@ -26,7 +26,8 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a folder of another recipe, folds that do not fit the data
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"trained {len(card.members)} model(s) into {args.out}; evaluate them with: python -m skinapp evaluate --weights {args.out} --data {args.data}")
+    print(f"trained {len(card.members)} model(s) into {args.out}; evaluate them with: "
+          f"python -m skinapp evaluate --weights {args.out} --data {args.data}")
     return 0
 
 

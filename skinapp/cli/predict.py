@@ -10,16 +10,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skinapp.trust.assessment import Assessor
-from skinapp.trust.flags import Flag, needs_manual_check
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.io import Case, load_cases
+from skinapp.trust.assessment import Assessor
+from skinapp.trust.flags import Flag, needs_manual_check
 from skinapp.vocab import CLASSES
 
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
-    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width",
+    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y",
+    "bbox_width",
     "bbox_height", "lesion_size_mm", "flag", "flag_reasons", "patient_id", "dermoscopic", "source", "model_version",
 ]
 
@@ -28,13 +29,13 @@ def mask_file_name(case_id: str) -> str:
     return case_id.replace("#", "_frame") + "_mask.png"
 
 
-def csv_row(case: Case, prediction: Prediction, output_format: str, flags: list[Flag] = ()) -> dict:
+def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = ()) -> dict[str, object]:
     """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
     calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it."""
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
         values = prediction.decision_scores
-    row = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values)}}
+    row: dict[str, object] = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values, strict=True)}}
     if output_format == "full":
         scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
         bbox = prediction.outline.bbox
@@ -72,11 +73,12 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         writer.writeheader()
         for start in range(0, len(cases), chunk):
             batch = cases[start:start + chunk]
-            for case, prediction in zip(batch, predictor.predict([c.image for c in batch], [c.metadata for c in batch])):
+            predictions = predictor.predict([c.image for c in batch], [c.metadata for c in batch])
+            for case, prediction in zip(batch, predictions, strict=True):
                 flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []
                 writer.writerow(csv_row(case, prediction, output_format, flags))
                 if masks_dir is not None:
-                    mask = prediction.outline.mask.astype(np.uint8) * 255
+                    mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
                     if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):
                         mask = cv2.resize(mask, case.original_size, interpolation=cv2.INTER_NEAREST)
                     cv2.imwrite(str(masks_dir / mask_file_name(case.case_id)), mask)

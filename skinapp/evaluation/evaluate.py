@@ -20,10 +20,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from skinapp.trust.calibration import apply_temperature
-from skinapp.trust.decision import DecisionRule, cross_fitted_calls
-from skinapp.inference.prediction import Prediction
-from skinapp.inference.predictor import Predictor, default_device
 from skinapp.evaluation.metrics import (
     balanced_accuracy,
     classification_report,
@@ -34,11 +30,15 @@ from skinapp.evaluation.metrics import (
     malignancy,
     per_class_recall,
 )
-from skinapp.reporting.model_card import write_model_card_markdown
-from skinapp.model.checkpoint import ModelCard, load_member
 from skinapp.evaluation.plots import finish
-from skinapp.train.data import LabelledImages, load_ham10000, load_isic2017
 from skinapp.evaluation.trust_report import evaluate_trust
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.predictor import Predictor, default_device
+from skinapp.model.checkpoint import ModelCard, load_member
+from skinapp.reporting.model_card import write_model_card_markdown
+from skinapp.train.data import LabelledImages, load_ham10000, load_isic2017
+from skinapp.trust.calibration import apply_temperature
+from skinapp.trust.decision import DecisionRule, cross_fitted_calls
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")
@@ -71,13 +71,14 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
         with_meta = predictor.predict(images, [data.metadata[i] for i in index])
         without_meta = predictor.predict(images, None)
         if held_out is not None:
-            held_out.update(zip(index.tolist(), with_meta))
-        for i, a, b in zip(index, with_meta, without_meta):
+            held_out.update(zip(index.tolist(), with_meta, strict=True))
+        for i, a, b in zip(index, with_meta, without_meta, strict=True):
             row = {"image_id": data.image_ids[i], "fold": member.validation_fold, "label": CLASSES[data.labels[i]]}
-            row.update({c: p for c, p in zip(CLASSES, a.probabilities)})
-            row.update({f"{c}_nometa": p for c, p in zip(CLASSES, b.probabilities)})
-            if data.masks is not None:
-                row["jaccard"] = jaccard(a.outline.mask, data.masks[i])
+            row.update({c: p for c, p in zip(CLASSES, a.probabilities, strict=True)})
+            row.update({f"{c}_nometa": p for c, p in zip(CLASSES, b.probabilities, strict=True)})
+            truth = data.masks[i] if data.masks is not None else None
+            if truth is not None:
+                row["jaccard"] = jaccard(a.outline.mask, truth)
             rows.append(row)
     if not rows:
         raise ValueError("no image of the data set falls in a validation fold of these weights")
@@ -170,7 +171,7 @@ def _report(metrics: dict, version: str) -> str:
 def _recalls(labels: np.ndarray, calls: np.ndarray) -> dict[str, float]:
     matrix = confusion(labels, calls)
     present = matrix.sum(axis=1) > 0
-    return {c: round(float(r), 4) for c, r, here in zip(CLASSES, per_class_recall(matrix), present) if here}
+    return {c: round(float(r), 4) for c, r, here in zip(CLASSES, per_class_recall(matrix), present, strict=True) if here}
 
 
 def _one_hot(calls: np.ndarray) -> np.ndarray:
@@ -226,7 +227,7 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
 
     report = {
         "data": "ISIC 2017 challenge `val` split: other centres and dermatoscopes than HAM10000; never trained on",
-        "n_images": int(len(labels)),
+        "n_images": len(labels),
         "classes_present": {CLASSES[k]: int((labels == k).sum()) for k in np.unique(labels)},
         "melanoma_auc": float(roc_auc_score(mel_target, calibrated[:, MEL])) if 0 < mel_target.sum() < len(labels) else None,
         "malignant_auc": float(roc_auc_score(is_malignant(labels), malignancy(calibrated)))
@@ -267,7 +268,8 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
         external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png", "Held-out HAM10000, with metadata")
+    plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png",
+                   "Held-out HAM10000, with metadata")
     plot_roc(oof, out / "roc.png")
     (out / "report.md").write_text(_report(metrics, card.version))
     if update_card:

@@ -80,13 +80,13 @@ def dice_from_jaccard(j: float) -> float:
 def classification_report(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     matrix = confusion(labels, probabilities.argmax(axis=1), probabilities.shape[1])
     return {
-        "n_images": int(len(labels)),
+        "n_images": len(labels),
         "balanced_accuracy": balanced_accuracy(labels, probabilities),
         "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
         "malignant_auc": malignant_auc(labels, probabilities),
         "sensitivity_at_90_specificity": sensitivity_at_specificity(labels, probabilities, 0.9),
         "expected_calibration_error": expected_calibration_error(labels, probabilities),
-        "recall": dict(zip(CLASSES, per_class_recall(matrix).round(4).tolist())),
-        "precision": dict(zip(CLASSES, per_class_precision(matrix).round(4).tolist())),
+        "recall": dict(zip(CLASSES, per_class_recall(matrix).round(4).tolist(), strict=True)),
+        "precision": dict(zip(CLASSES, per_class_precision(matrix).round(4).tolist(), strict=True)),
         "confusion_matrix": matrix.tolist(),
     }

@@ -7,10 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
-def finish(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str, legend: str | None = None, fontsize: int | None = None) -> None:
+def finish(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str, legend: str | None = None,
+           fontsize: int | None = None) -> None:
     """Label the axes, add the legend, write the PNG and free the figure."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -14,18 +14,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinapp.evaluation.metrics import expected_calibration_error
+from skinapp.evaluation.plots import finish, plt
+from skinapp.inference.prediction import Prediction
+from skinapp.inference.predictor import Predictor
+from skinapp.model.checkpoint import ModelCard, sha256_of
+from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
 from skinapp.trust.decision import DecisionRule, fit_decision_rule
 from skinapp.trust.flags import Evidence, features, image_statistics
-from skinapp.inference.prediction import Prediction
-from skinapp.inference.predictor import Predictor
-from skinapp.evaluation.metrics import expected_calibration_error
-from skinapp.model.checkpoint import ModelCard, sha256_of
-from skinapp.evaluation.plots import finish, plt
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.similar import INDEX_FILE, EmbeddingIndex, TrainingDistribution, save_index
-from skinapp.train.data import LabelledImages
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
+
+
+def image_features(prediction: Prediction) -> np.ndarray:
+    if prediction.image_features is None:
+        raise ValueError("the prediction carries no encoder features (made by an older version of skinapp)")
+    return prediction.image_features
 
 
 def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], views: int,
@@ -39,10 +45,11 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Predict
     missing = [i for i in range(len(data)) if i not in known]
     predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
                                        calibrate=False)
-    computed = dict(zip(missing, predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])))
+    predictions = predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])
+    computed = dict(zip(missing, predictions, strict=True))
     every = [known.get(i) or computed[i] for i in range(len(data))]
     embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
-    features = np.stack([p.image_features for p in every])
+    features = np.stack([image_features(p) for p in every])
     width = features.shape[1] // len(card.members)
     distribution = TrainingDistribution.fit_members([
         features[folds != m.validation_fold, j * width:(j + 1) * width] for j, m in enumerate(card.members)])
@@ -97,7 +104,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         "ece_after_without_metadata": expected_calibration_error(labels, apply_temperature(raw_nometa, temperature)),
         "malignancy_calibration_error_before": binary_calibration_error(malignant, raw[:, malignant_columns].sum(1)),
         "malignancy_calibration_error_after": binary_calibration_error(malignant, honest[:, malignant_columns].sum(1)),
-        "n_images": int(len(labels)),
+        "n_images": len(labels),
     }
     _plot_reliability(labels, raw, honest, out / "reliability.png")
     rule = fit_decision_rule(labels, apply_temperature(raw, temperature))
@@ -117,8 +124,9 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         colourfulness, contrast = image_statistics(data.images[row])
         evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
                             prediction.attention_grid, True, data.metadata[row],
-                            ood_distance=distribution.member_distance(member, prediction.image_features),
-                            neighbour_agreement=member_index[member].agreement(prediction.embedding, CLASSES[int(predicted[image_row])],
+                            ood_distance=distribution.member_distance(member, image_features(prediction)),
+                            neighbour_agreement=member_index[member].agreement(prediction.embedding,
+                                                                               CLASSES[int(predicted[image_row])],
                                                                 exclude_lesion=groups[image_row]),
                             colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]))
         table.append(features(evidence))
@@ -127,20 +135,20 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     correct = predicted == labels
     policy, flag_report = fit_policy(table, correct, groups)
     _plot_coverage(flag_report, out / "coverage.png")
-    votes = np.asarray([CLASSES.index(v) for v in votes])
+    voted = np.asarray([CLASSES.index(v) for v in votes])
     similar = {
-        "index_images": int(len(index.image_ids)),
+        "index_images": len(index.image_ids),
         "knn_k": 10,
-        "knn_agrees_with_classifier": float((votes == predicted).mean()),
-        "knn_accuracy": float((votes == labels).mean()),
+        "knn_agrees_with_classifier": float((voted == predicted).mean()),
+        "knn_accuracy": float((voted == labels).mean()),
         "classifier_accuracy": float(correct.mean()),
-        "accuracy_when_they_agree": float(correct[votes == predicted].mean()) if (votes == predicted).any() else None,
-        "accuracy_when_they_disagree": float(correct[votes != predicted].mean()) if (votes != predicted).any() else None,
+        "accuracy_when_they_agree": float(correct[voted == predicted].mean()) if (voted == predicted).any() else None,
+        "accuracy_when_they_disagree": float(correct[voted != predicted].mean()) if (voted != predicted).any() else None,
         "note": "neighbours from the same lesion are excluded, so no image finds itself",
     }
     metrics = {"calibration": calibration, "flags": flag_report, "similar_cases": similar}
     (out / "trust.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")
-    index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": int(len(index.image_ids))}
+    index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": len(index.image_ids)}
     return metrics, calibration, vars(policy), index_entry, rule

@@ -35,7 +35,7 @@ def lesion_outline(attention: np.ndarray, height: int, width: int) -> LesionOutl
     threshold, binary = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if grey.max() - grey.min() < 8:  # a flat map has no lesion to separate from skin
         binary[:] = 0
-    side = max(3, int(round(0.03 * min(work_h, work_w))) | 1)
+    side = max(3, round(0.03 * min(work_h, work_w)) | 1)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if count <= 1:

@@ -48,7 +48,7 @@ class Prediction:
         return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
 
     def class_probabilities(self) -> dict[str, float]:
-        return {c: float(p) for c, p in zip(CLASSES, self.probabilities)}
+        return {c: float(p) for c, p in zip(CLASSES, self.probabilities, strict=True)}
 
     def attention_map(self) -> np.ndarray:
         return resize_map(self.attention_grid, *self.image_size)

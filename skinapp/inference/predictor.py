@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skinapp.trust.calibration import apply_temperature
-from skinapp.trust.decision import DecisionRule
 from skinapp.inference.gradcam import MODEL_USE, gradcam_maps
 from skinapp.inference.outline import lesion_outline, resize_map
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
+from skinapp.trust.calibration import apply_temperature
+from skinapp.trust.decision import DecisionRule
 from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 
@@ -50,7 +50,7 @@ class Predictor:
                  tta: bool = True, gradcam: bool = True, batch_size: int = 16, calibrate: bool = True,
                  views: int | None = None):
         self.device = device or default_device()
-        self.models = [m.to(self.device, memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
+        self.models = [m.to(self.device).to(memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
         self.preprocessing = card.preprocessing_spec
         self.image_size = self.preprocessing.image_size
@@ -63,7 +63,7 @@ class Predictor:
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
-    def from_weights(cls, folder: str | Path, **kwargs) -> "Predictor":
+    def from_weights(cls, folder: str | Path, **kwargs) -> Predictor:
         device = kwargs.pop("device", None) or default_device()
         models, card = load_ensemble(Path(folder), device)
         predictor = cls(models, card, device=device, **kwargs)
@@ -76,14 +76,14 @@ class Predictor:
 
     def predict(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None) -> list[Prediction]:
         """images: RGB uint8 arrays of any size; metadata: one entry per image, None where nothing is known."""
-        metadata = list(metadata) if metadata is not None else [None] * len(images)
-        if len(metadata) != len(images):
-            raise ValueError(f"{len(images)} images but {len(metadata)} metadata entries")
-        metadata = [m or Metadata() for m in metadata]
+        given = list(metadata) if metadata is not None else [None] * len(images)
+        if len(given) != len(images):
+            raise ValueError(f"{len(images)} images but {len(given)} metadata entries")
+        known = [m or Metadata() for m in given]
         results: list[Prediction] = []
         with MODEL_USE:
             for start in range(0, len(images), self.batch_size):
-                results += self._predict_chunk(images[start:start + self.batch_size], metadata[start:start + self.batch_size])
+                results += self._predict_chunk(images[start:start + self.batch_size], known[start:start + self.batch_size])
         return results
 
     def _codes(self, metadata: Sequence[Metadata]) -> torch.Tensor:
@@ -123,7 +123,7 @@ class Predictor:
         cams = None
         if self.gradcam:
             cams = np.mean([gradcam_maps(net, feats, codes, predicted.tolist())
-                            for net, feats in zip(self.models, raw.identity_features)], axis=0)
+                            for net, feats in zip(self.models, raw.identity_features, strict=True)], axis=0)
         results = []
         for i, image in enumerate(images):
             height, width = image.shape[:2]
@@ -153,5 +153,5 @@ class Predictor:
         with MODEL_USE:
             with torch.no_grad():
                 features = [net.encode(x) for net in self.models]
-            cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features)], axis=0)
+            cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features, strict=True)], axis=0)
         return resize_map(cam, *image.shape[:2]).clip(0, 1)

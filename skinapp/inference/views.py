@@ -52,4 +52,4 @@ def views_for(count: int) -> tuple[View, ...]:
 def undo_views(views: Sequence[View], stacked: torch.Tensor, n: int) -> torch.Tensor:
     """(views·n, C, h, w) → (views, n, C, h, w), each view mapped back onto the identity view."""
     parts = stacked.float().view(len(views), n, *stacked.shape[1:])
-    return torch.stack([view.inverse(part) for view, part in zip(views, parts)])
+    return torch.stack([view.inverse(part) for view, part in zip(views, parts, strict=True)])

@@ -23,7 +23,8 @@ class Acquisition:
         return self == Acquisition()
 
     def describe(self) -> str:
-        parts = [self.light_source_polarization, self.contact_method, self.immersion_medium and f"{self.immersion_medium} immersion"]
+        immersion = self.immersion_medium and f"{self.immersion_medium} immersion"
+        parts = [self.light_source_polarization, self.contact_method, immersion]
         if self.optical_magnification:
             parts.append(f"{self.optical_magnification:g}× magnification")
         return ", ".join(p for p in parts if p) or "not recorded"

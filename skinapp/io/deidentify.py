@@ -43,27 +43,29 @@ from skinapp.vocab import parse_age
 DICOM_UID_ROOT = "1.2.840.10008."  # UIDs the standard itself defines (SOP classes, transfer syntaxes): not identifying
 
 # Annex E table E.1-1 attributes (by keyword) that are removed outright (action X) ...
-REMOVE = frozenset("""
-    InstitutionName InstitutionAddress InstitutionalDepartmentName InstitutionCodeSequence
-    InstitutionalDepartmentTypeCodeSequence StationName DeviceSerialNumber DeviceUID PlateID DetectorID
-    OtherPatientIDs OtherPatientIDsSequence OtherPatientNames PatientBirthName PatientMotherBirthName
-    PatientBirthTime PatientAddress PatientTelephoneNumbers PatientTelecomInformation MilitaryRank BranchOfService
-    MedicalRecordLocator Occupation AdditionalPatientHistory PatientComments PatientInsurancePlanCodeSequence
-    PatientReligiousPreference EthnicGroup IssuerOfPatientID IssuerOfPatientIDQualifiersSequence
-    ReferringPhysicianAddress ReferringPhysicianTelephoneNumbers ReferringPhysicianIdentificationSequence
-    PhysiciansOfRecordIdentificationSequence PerformingPhysicianIdentificationSequence
-    PhysiciansReadingStudyIdentificationSequence OperatorIdentificationSequence RequestingService
-    RequestAttributesSequence RequestedProcedureDescription RequestedProcedureID ScheduledProcedureStepDescription
-    PerformedProcedureStepDescription PerformedProcedureStepID PerformedStationName PerformedLocation
-    StudyDescription SeriesDescription ImageComments AcquisitionComments FrameComments DerivationDescription
-    AdmittingDiagnosesDescription AdmittingDiagnosesCodeSequence AdmissionID IssuerOfAdmissionIDSequence
-    ProtocolName ContentSequence CurrentPatientLocation PatientState PregnancyStatus
-    ReasonForTheRequestedProcedure ReasonForStudy TextComments TextString
-    AcquisitionDeviceProcessingDescription ResponsibleOrganization ResponsiblePerson
-    ModifiedAttributesSequence OriginalAttributesSequence
-""".split())
+REMOVE = frozenset([
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
+    "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber", "DeviceUID", "PlateID",
+    "DetectorID", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
+    "PatientMotherBirthName", "PatientBirthTime", "PatientAddress", "PatientTelephoneNumbers",
+    "PatientTelecomInformation", "MilitaryRank", "BranchOfService", "MedicalRecordLocator", "Occupation",
+    "AdditionalPatientHistory", "PatientComments", "PatientInsurancePlanCodeSequence", "PatientReligiousPreference",
+    "EthnicGroup", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence",
+    "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianIdentificationSequence",
+    "PhysiciansReadingStudyIdentificationSequence", "OperatorIdentificationSequence", "RequestingService",
+    "RequestAttributesSequence", "RequestedProcedureDescription", "RequestedProcedureID",
+    "ScheduledProcedureStepDescription", "PerformedProcedureStepDescription", "PerformedProcedureStepID",
+    "PerformedStationName", "PerformedLocation", "StudyDescription", "SeriesDescription", "ImageComments",
+    "AcquisitionComments", "FrameComments", "DerivationDescription", "AdmittingDiagnosesDescription",
+    "AdmittingDiagnosesCodeSequence", "AdmissionID", "IssuerOfAdmissionIDSequence", "ProtocolName",
+    "ContentSequence", "CurrentPatientLocation", "PatientState", "PregnancyStatus",
+    "ReasonForTheRequestedProcedure", "ReasonForStudy", "TextComments", "TextString",
+    "AcquisitionDeviceProcessingDescription", "ResponsibleOrganization", "ResponsiblePerson",
+    "ModifiedAttributesSequence", "OriginalAttributesSequence"
+])
 # ... and those kept but emptied (action Z: type 2 attributes must be present)
-EMPTY = frozenset("AccessionNumber StudyID PatientBirthDate ReferringPhysicianName ContentCreatorName".split())
+EMPTY = frozenset(["AccessionNumber", "StudyID", "PatientBirthDate", "ReferringPhysicianName", "ContentCreatorName"])
 PSEUDONYMISED = frozenset({"PatientName", "PatientID"})
 FILE_META_REMOVE = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
                     "PrivateInformationCreatorUID", "PrivateInformation")
@@ -221,11 +223,13 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
         meta = row.metadata if row else None
         table.append({
             "image_name": Path(item.file).stem, "patient_id": item.patient,
-            "sex": (meta.sex if meta else None) or "", "age_approx": "" if not meta or meta.age is None else _capped_age(meta.age),
+            "sex": (meta.sex if meta else None) or "",
+            "age_approx": "" if not meta or meta.age is None else _capped_age(meta.age),
             "anatom_site_general_challenge": (meta.site.region if meta else None) or "",
         })
     with open(out / "metadata.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["image_name", "patient_id", "sex", "age_approx", "anatom_site_general_challenge"])
+        columns = ["image_name", "patient_id", "sex", "age_approx", "anatom_site_general_challenge"]
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(table)
     (out / "export.json").write_text(json.dumps({

@@ -79,7 +79,8 @@ def _snomed_meanings() -> dict[str, str]:
     from pydicom.sr._concepts_dict import concepts  # pydicom's copy of the DICOM code tables
 
     meanings: dict[str, str] = {}
-    for entry in concepts["SCT"].values():
+    snomed: dict[str, dict[str, tuple[str, object]]] = concepts["SCT"]  # type: ignore[assignment]  # untyped table
+    for entry in snomed.values():
         for code, (meaning, _) in entry.items():
             meanings.setdefault(code, meaning)
     return meanings
@@ -131,8 +132,10 @@ def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
             except Exception:
                 continue
             spacing = [_number(v) for v in value] if isinstance(value, (list, tuple, MultiValue)) else []
-            if len(spacing) == 2 and all(spacing):
-                return spacing[0], spacing[1]
+            if len(spacing) == 2:
+                row, column = spacing
+                if row and column:
+                    return row, column
     return None
 
 

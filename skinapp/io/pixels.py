@@ -45,7 +45,8 @@ def _j2k_reduce(image: Image.Image, max_side: int) -> None:
     target, levels = max(fitted_size(*image.size, max_side)), 0
     while max(image.size) >> (levels + 1) >= target and levels < 5:
         levels += 1
-    image.reduce = levels  # decode only the resolution levels needed
+    # Pillow's JPEG 2000 plugin decodes only the resolution levels needed when `reduce` is set to a level count
+    image.reduce = levels  # type: ignore[method-assign,assignment]
 
 
 _JPEG_PHOTOMETRICS = frozenset({"YBR_FULL_422", "YBR_FULL", "MONOCHROME2"})  # Pillow's decoding is then already RGB

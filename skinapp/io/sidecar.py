@@ -40,7 +40,7 @@ def _cell(record: dict, column: str | None) -> str | None:
 def read_sidecar(path: Path | str | BinaryIO, name: str | None = None) -> dict[str, SidecarRow]:
     """Image name → metadata, patient and lesion. Raises ValueError with a plain reason when the CSV is unusable.
     `path` may be an open binary file (an upload); `name` is what messages call it."""
-    path_name = name or getattr(path, "name", path)
+    path_name = name or str(getattr(path, "name", path))
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:

@@ -43,11 +43,11 @@ class InputFile:
             return handle.read()
 
     @classmethod
-    def from_path(cls, path: Path) -> "InputFile":
+    def from_path(cls, path: Path) -> InputFile:
         return cls(str(path), lambda: open(path, "rb"), path.stat().st_size)
 
     @classmethod
-    def from_bytes(cls, name: str, data: bytes) -> "InputFile":
+    def from_bytes(cls, name: str, data: bytes) -> InputFile:
         """For uploads: the browser gives a name and the bytes."""
         return cls(name, lambda: io.BytesIO(data), len(data))
 

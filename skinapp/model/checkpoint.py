@@ -101,7 +101,7 @@ class ModelCard:
         (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> "ModelCard":
+    def load(cls, folder: Path) -> ModelCard:
         path = Path(folder) / CARD_FILE
         if not path.is_file():
             raise WeightsError(f"no trained model in {folder}: {CARD_FILE} is missing")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import cast
 
 import timm
 import torch
@@ -88,7 +89,8 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     spec = ENCODERS[name]
     skeleton = timm.create_model(spec.timm_name, pretrained=False)
     source = torch.load(imagenet_weights_path(name), map_location="cpu", weights_only=True)
-    return map_lite_state_dict(source, [len(stage) for stage in skeleton.blocks])
+    stages = cast(nn.Sequential, skeleton.blocks)
+    return map_lite_state_dict(source, [len(cast(nn.Sequential, stage)) for stage in stages])
 
 
 def create_imagenet_classifier(name: str) -> nn.Module:

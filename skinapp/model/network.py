@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ class ModelConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls(**json.loads(text))
 
 
@@ -88,7 +89,7 @@ class LesionNet(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = create_encoder(config.encoder, pretrained=pretrained_encoder)
-        channels = self.encoder.feature_info.channels()
+        channels = cast(Any, self.encoder).feature_info.channels()  # timm's features_only models carry it
         self.metadata_encoder = nn.Sequential(nn.Linear(config.metadata_dim, config.metadata_channels), nn.ReLU(inplace=True))
         self.class_hidden = _conv_bn_relu(channels[-1] + config.metadata_channels, config.head_channels, kernel=1)
         self.class_dropout = nn.Dropout2d(config.dropout)

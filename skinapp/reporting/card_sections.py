@@ -10,6 +10,7 @@ from pathlib import Path
 from skinapp.model.checkpoint import ModelCard
 from skinapp.vocab import CLASSES
 
+
 def metrics_section(metrics: dict) -> list[str]:
     if not metrics:
         return ["**Not evaluated.** Run `python -m skinapp evaluate … --update-card` before using this model."]
@@ -39,7 +40,8 @@ def metrics_section(metrics: dict) -> list[str]:
     if "mask" in metrics:
         mask = metrics["mask"]
         lines += ["", f"Lesion outline against the HAM10000 masks ({mask['method']}): Jaccard **{mask['jaccard']:.3f}**, "
-                      f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) {mask['thresholded_jaccard_065']:.3f}."]
+                      f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) "
+                      f"{mask['thresholded_jaccard_065']:.3f}."]
     if "melanoma_sensitivity_at_90_specificity" in m:
         lines += ["", f"Melanoma against everything else (P(MEL)): sensitivity at 90 % specificity "
                       f"**{m['melanoma_sensitivity_at_90_specificity']:.3f}**."]
@@ -202,7 +204,7 @@ def ablation_section(folder: Path) -> list[str]:
     lines += [f"| {name} | {r['balanced_accuracy']:.3f} | {r['malignant_auc']:.3f} | {r['mask_jaccard']:.3f} | "
               f"{_number(r.get('external_melanoma_auc'))} | {_number(r.get('external_balanced_accuracy'))} |"
               for name, r in ablation["results"].items()]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def views_text(metrics: dict) -> str:

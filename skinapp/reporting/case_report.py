@@ -48,7 +48,7 @@ def case_report_html(case: StoredCase, image: np.ndarray, stored: StoredPredicti
             pictures.append(overlay(image, prediction, OVERLAYS[4]))
         parts.append("<h2>Model output</h2><div>" + "".join(
             f"<img alt='{e(alt)}' src='{_png_data_url(p)}'>" for alt, p in zip(
-                ("image", "lesion outline", "attention", "Grad-CAM"), pictures)) + "</div>")
+                ("image", "lesion outline", "attention", "Grad-CAM"), pictures, strict=False)) + "</div>")
         parts.append(f"<p>Model {e(stored.model_version)} (model id {e(stored.weights_sha256[:12])}), "
                      f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.</p>")
         top = stored.predicted_class
@@ -61,7 +61,8 @@ def case_report_html(case: StoredCase, image: np.ndarray, stored: StoredPredicti
             f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{p:.1%}</td></tr>"
             for c, p in prediction.class_probabilities().items()) + "</table>")
         if stored.flags:
-            parts.append("<h2>Why to check this case</h2><ul>" + "".join(f"<li>{e(f.reason)}</li>" for f in stored.flags) + "</ul>")
+            reasons = "".join(f"<li>{e(f.reason)}</li>" for f in stored.flags)
+            parts.append(f"<h2>Why to check this case</h2><ul>{reasons}</ul>")
     else:
         parts.append("<p>The model did not analyse this image.</p>")
     parts.append("<h2>Decisions</h2>")

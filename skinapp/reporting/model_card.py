@@ -138,7 +138,8 @@ def render(card: ModelCard, folder: Path) -> str:
         "The sha256 of every weight file is checked at load; a mismatch refuses to load the model.",
     ]
     if history:
-        lines += ["", "## Training log", "", "| fold | epoch | val balanced accuracy | val malignant AUC | val mask Jaccard (σ(M) > 0.5) |",
+        lines += ["", "## Training log", "",
+                  "| fold | epoch | val balanced accuracy | val malignant AUC | val mask Jaccard (σ(M) > 0.5) |",
                   "|---|---|---|---|---|"]
         lines += [f"| {h['fold']} | {h['epoch']} | {h['val_balanced_accuracy']:.3f} | {h['val_malignant_auc']:.3f} | "
                   f"{h['val_mask_jaccard']:.3f} |" for h in history]

@@ -11,11 +11,12 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, create_engine, event, func, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 
 from skinapp.config import database_url
 from skinapp.io.case import Acquisition, Case
@@ -59,8 +60,16 @@ def _thumbnail(image: np.ndarray) -> bytes:
 
 def _pack(**arrays: np.ndarray | None) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    present: dict[str, Any] = {k: v for k, v in arrays.items() if v is not None}
+    np.savez_compressed(buffer, **present)
     return buffer.getvalue()
+
+
+def _new_id(result: CursorResult) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the database returned no id for a new row")
+    return int(key[0])
 
 
 def _unpack(blob: bytes) -> dict[str, np.ndarray]:
@@ -98,7 +107,7 @@ class Store:
         metadata.create_all(engine)
 
     @classmethod
-    def open(cls, url: str | None = None) -> "Store":
+    def open(cls, url: str | None = None) -> Store:
         url = url or database_url()
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
@@ -136,7 +145,7 @@ class Store:
                     self._audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
                 return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
             meta = case.metadata
-            case_id = connection.execute(insert(cases).values(
+            case_id = _new_id(connection.execute(insert(cases).values(
                 content_key=key, name=case.case_id, source=case.source, frame=case.frame, patient_id=case.patient_id,
                 lesion_id=case.lesion_id, study_date=case.study_date, age=meta.age, sex=meta.sex,
                 site_region=meta.site.region, site_fine=meta.site.fine, is_dermoscopic=case.is_dermoscopic,
@@ -145,14 +154,14 @@ class Store:
                 acquisition={k: v for k, v in vars(case.acquisition).items() if v is not None},
                 notes=list(case.notes), image_png=_png(case.image), thumbnail_jpeg=_thumbnail(case.image),
                 imported_at=_now(), imported_by=actor,
-            )).inserted_primary_key[0]
+            )))
             self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
         return AddedCase(int(case_id), True, ())
 
     def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
         """prediction: an `inference.Prediction`."""
         with self._writing() as connection:
-            prediction_id = connection.execute(insert(predictions).values(
+            prediction_id = _new_id(connection.execute(insert(predictions).values(
                 case_id=case_id, model_version=prediction.model_version, weights_sha256=weights_sha256,
                 created_at=_now(), predicted_class=prediction.predicted_class, malignancy=prediction.malignancy,
                 temperature=prediction.temperature,
@@ -162,7 +171,7 @@ class Store:
                 arrays=_pack(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
                              attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
                              gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores),
-            )).inserted_primary_key[0]
+            )))
             self._audit(connection, actor, "prediction stored", case_id, model_version=prediction.model_version,
                         predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
         return int(prediction_id)
@@ -183,6 +192,8 @@ class Store:
                 connection.execute(select(cases.c.id).where(cases.c.id == case_id).with_for_update())
             current = self._latest_decision(connection, case_id)
             if (current.id if current else None) != seen_decision_id:
+                if current is None:  # decisions are never deleted, so the one the reviewer saw must still be there
+                    raise RuntimeError(f"decision {seen_decision_id} of case {case_id} is missing from the database")
                 raise DecisionConflict(current)
             prediction_id = connection.execute(
                 select(func.max(predictions.c.id)).where(predictions.c.case_id == case_id)).scalar()
@@ -190,11 +201,13 @@ class Store:
                 case_id=case_id, reviewer=reviewer, created_at=_now(), decision=decision,
                 diagnosis=diagnosis if decision == "disagree" else None, note=note, replaces_id=seen_decision_id,
                 prediction_id=prediction_id,
-            )).inserted_primary_key[0]
+            ))
             self._audit(connection, reviewer, "decision recorded", case_id, decision=decision,
                         diagnosis=diagnosis if decision == "disagree" else None, replaces=seen_decision_id,
                         previous=current.decision if current else None, note_changed=bool(note))
-            return self._latest_decision(connection, case_id)
+            recorded = self._latest_decision(connection, case_id)
+            assert recorded is not None  # just inserted, in this transaction
+            return recorded
 
     def log_export(self, actor: str, what: str, case_ids: Iterable[int] = ()) -> None:
         with self._writing() as connection:

@@ -99,7 +99,7 @@ def _table(root: Path, name: str, what: str) -> pd.DataFrame:
 
 def _labelled(table: pd.DataFrame, images: list[np.ndarray], masks: list | None, lesion_ids: np.ndarray,
               site_column: str, source: str) -> LabelledImages:
-    metadata = [Metadata.parse(a, s, l) for a, s, l in zip(table["age"], table["sex"], table[site_column])]
+    metadata = [Metadata.parse(a, s, site) for a, s, site in zip(table["age"], table["sex"], table[site_column], strict=True)]
     return LabelledImages(
         image_ids=table["image_id"].tolist(),
         lesion_ids=lesion_ids,

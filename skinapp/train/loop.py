@@ -47,7 +47,7 @@ def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, 
         metadata = torch.from_numpy(data.metadata_codes[chosen]).to(device)
         out = model(images, metadata)
         probabilities.append(out.logits.float().softmax(1).cpu().numpy())
-        for logits, i in zip(out.mask_logits.float(), chosen):
+        for logits, i in zip(out.mask_logits.float(), chosen, strict=True):
             truth = data.masks[i] if data.masks is not None else None
             if truth is not None:
                 predicted = F.interpolate(logits[None], size=truth.shape, mode="bilinear", align_corners=False)[0, 0] > 0
@@ -76,7 +76,8 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     torch.manual_seed(cfg.seed + fold)
     train_index = np.flatnonzero(folds != fold)
     val_index = np.flatnonzero(folds == fold)
-    model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size)).to(device).to(memory_format=torch.channels_last)
+    model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size))
+    model = model.to(device).to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.steps_per_epoch or len(train_index) // cfg.batch_size
@@ -97,7 +98,8 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
             scheduler.load_state_dict(state["scheduler"])
             rng.bit_generator.state = state["rng"]
             torch.set_rng_state(state["torch_rng"])
-            best, best_epoch, sha, step, first_epoch = state["best"], state["best_epoch"], state["sha"], state["step"], state["epoch"]
+            best, best_epoch, sha = state["best"], state["best_epoch"], state["sha"]
+            step, first_epoch = state["step"], state["epoch"]
             print(f"fold {fold}: resuming after epoch {first_epoch}", flush=True)
         else:
             print(f"fold {fold}: {resume.name} is from another recipe; starting afresh", flush=True)
@@ -119,7 +121,7 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
                 parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, masks.to(device), valid.to(device))
             if cfg.triplet_weight:
                 parts["triplet"] = cfg.triplet_weight * batch_hard_triplet_loss(out.embedding, labels)
-            loss = sum(parts.values())
+            loss = torch.stack(list(parts.values())).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -31,7 +31,8 @@ def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadat
     return Metadata(age, sex, site)
 
 
-def batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np.random.Generator, aug: AugmentConfig) -> Iterator[Batch]:
+def batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np.random.Generator,
+            aug: AugmentConfig) -> Iterator[Batch]:
     masks_of = data.masks or [None] * len(data)
     for start in range(0, len(indices) - cfg.batch_size + 1, cfg.batch_size):
         chosen = indices[start:start + cfg.batch_size]
@@ -40,7 +41,8 @@ def batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np
         empty = np.zeros((cfg.image_size, cfg.image_size), np.float32)
         masks = torch.from_numpy(np.stack([empty if v[1] is None else v[1] for v in views]))[:, None]
         valid = torch.tensor([v[1] is not None for v in views])
-        metadata = torch.tensor(np.asarray([encode_metadata(drop_metadata(data.metadata[i], rng, cfg.metadata_dropout)) for i in chosen], np.float32))
+        shown = [drop_metadata(data.metadata[i], rng, cfg.metadata_dropout) for i in chosen]
+        metadata = torch.tensor(np.asarray([encode_metadata(m) for m in shown], np.float32))
         yield images, masks, valid, metadata, torch.from_numpy(data.labels[chosen])
 
 
@@ -52,12 +54,12 @@ def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float
     class_counts = np.array([(labels == c).sum() for c in classes], float)
     class_share = class_counts ** (1 - class_power)
     class_share /= class_share.sum()
-    for c, share in zip(classes, class_share):
+    for c, share in zip(classes, class_share, strict=True):
         in_class = labels == c
         cell_sources, cell_counts = np.unique(sources[in_class], return_counts=True)
         source_share = cell_counts.astype(float) ** (1 - source_power)
         source_share /= source_share.sum()
-        for s, s_share, n in zip(cell_sources, source_share, cell_counts):
+        for s, s_share, n in zip(cell_sources, source_share, cell_counts, strict=True):
             weights[in_class & (sources == s)] = share * s_share / n
     return weights / weights.sum()
 

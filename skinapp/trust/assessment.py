@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from skinapp.config import training_images_dir
-from skinapp.trust.flags import Evidence, Flag, FlagPolicy, image_statistics
 from skinapp.inference.prediction import Prediction
 from skinapp.model.checkpoint import ModelCard, WeightsError, sha256_of
+from skinapp.trust.flags import Evidence, Flag, FlagPolicy, image_statistics
 from skinapp.trust.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
-
 
 
 @dataclass
@@ -24,7 +23,7 @@ class Assessor:
     distribution: TrainingDistribution | None = None
 
     @classmethod
-    def from_weights(cls, folder: Path | None, card: ModelCard) -> "Assessor":
+    def from_weights(cls, folder: Path | None, card: ModelCard) -> Assessor:
         index = distribution = None
         if folder is not None and card.index:
             path = Path(folder) / card.index["file"]

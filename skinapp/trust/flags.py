@@ -63,13 +63,13 @@ class FlagPolicy:
     fitted_on: str = "provisional defaults (no out-of-fold fit in the model card)"
 
     @classmethod
-    def provisional(cls) -> "FlagPolicy":
+    def provisional(cls) -> FlagPolicy:
         return cls(thresholds={"small_margin": 0.90, "view_disagreement": 0.26, "malignancy_spread": 0.10,
                                "malignancy_closeness": 0.90, "attention_regions": 3, "border_fraction": 0.25,
                                "knn_disagreement": 0.6, "missing_metadata": 1})
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "FlagPolicy":
+    def from_dict(cls, values: dict | None) -> FlagPolicy:
         return cls(**values) if values else cls.provisional()
 
     def risk(self, values: dict[str, float]) -> float | None:
@@ -95,9 +95,9 @@ class FlagPolicy:
 
         shown = [f for f in FEATURES if f in self.thresholds and f != "ood_distance" and values[f] >= self.thresholds[f]]
         risk = self.risk(values)
-        if risk is not None:
+        if risk is not None and self.check_threshold is not None:
             check = risk >= self.check_threshold
-        else:  # provisional: any of the uncertainty signs
+        else:  # provisional (no fitted policy): any uncertainty sign raises the check
             check = any(SIGN_BY_CODE[f].uncertainty for f in shown)
         soft = [Flag(name, SIGN_BY_CODE[name].reason(evidence, values[name]), check and SIGN_BY_CODE[name].can_be_serious)
                 for name in shown]

@@ -56,7 +56,7 @@ def coverage_curve(risk: np.ndarray, correct: np.ndarray, points: int = 21) -> l
     order = np.argsort(risk)  # safest first
     curve = []
     for coverage in np.linspace(1.0, 0.5, points):
-        kept = order[: max(1, int(round(coverage * len(order))))]
+        kept = order[: max(1, round(coverage * len(order)))]
         curve.append({"coverage": float(coverage), "accuracy": float(correct[kept].mean())})
     return curve
 
@@ -76,13 +76,13 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray) -> 
     policy = FlagPolicy(
         thresholds={f: _reason_threshold(table[f].to_numpy()) for f in FEATURES if f != "ood_distance"},
         ood_threshold=float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None,
-        weights={f: float(w) for f, w in zip(FEATURES, model.coef_[0])},
+        weights={f: float(w) for f, w in zip(FEATURES, model.coef_[0], strict=True)},
         means={f: float(means[f]) for f in FEATURES}, scales={f: float(scales[f]) for f in FEATURES},
         intercept=float(model.intercept_[0]), check_threshold=float(np.quantile(final, 1 - MAX_FLAGGED)),
         fitted_on=f"{len(table)} held-out HAM10000 images (out-of-fold), logistic model of the model's errors",
     )
     report = {
-        "n_images": int(len(table)),
+        "n_images": len(table),
         "error_rate": float(errors.mean()),
         "flagged_share": float(flagged.mean()),
         "errors_caught": float(flagged[errors == 1].mean()) if errors.any() else 0.0,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
 from sklearn.covariance import LedoitWolf
 
 from skinapp.vocab import CLASSES
@@ -76,7 +76,7 @@ class EmbeddingIndex:
                               self.image_ids, self.lesion_ids)
 
     @classmethod
-    def from_arrays(cls, data) -> "EmbeddingIndex":
+    def from_arrays(cls, data) -> EmbeddingIndex:
         embeddings = data["embeddings"].astype(np.float32)
         embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
         return cls(embeddings, data["labels"].astype(int), data["image_ids"], data["lesion_ids"])
@@ -124,8 +124,10 @@ class TrainingDistribution:
 
 
 def save_index(path: Path, index: EmbeddingIndex, distribution: TrainingDistribution | None) -> None:
-    extra = {} if distribution is None else {"feature_mean": distribution.mean, "feature_precision": distribution.precision}
-    np.savez_compressed(path, **index.arrays(), **extra)
+    arrays: dict[str, Any] = dict(index.arrays())
+    if distribution is not None:
+        arrays.update(feature_mean=distribution.mean, feature_precision=distribution.precision)
+    np.savez_compressed(path, **arrays)
 
 
 def load_index(path: Path) -> tuple[EmbeddingIndex, TrainingDistribution | None]:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from skinapp.trust.assessment import Assessor
 from skinapp.inference import Predictor
 from skinapp.io import Case, ImportReport, InputFile, load_cases
 from skinapp.store import Store
+from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -75,7 +75,7 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
         result.report.reject(items[0][1].source, "the model could not analyse this image; it is in the worklist "
                                                  "without a prediction")
         return
-    for (case_id, case), prediction in zip(items, predictions):
+    for (case_id, case), prediction in zip(items, predictions, strict=True):
         store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
                              predictor.card.identity, actor)
         result.analysed += 1

@@ -37,4 +37,4 @@ def ugly_duckling_scores(keys: list[int], embeddings: np.ndarray) -> list[Lesion
         among_others = distance[np.ix_(others, others)].sum() / max(len(others) * (len(others) - 1), 1)
         scores.append(float(to_others / max(among_others, 1e-6)))
     ranks = np.argsort(np.argsort(-np.asarray(scores))) + 1
-    return [LesionContext(k, s, int(r)) for k, s, r in zip(keys, scores, ranks)]
+    return [LesionContext(k, s, int(r)) for k, s, r in zip(keys, scores, ranks, strict=True)]
