@@ -1,8 +1,11 @@
+import json
+
 import pytest
 import torch
 
 from conftest import write_weights
 from skinapp.model.checkpoint import ModelCard, WeightsError, load_ensemble, sha256_of
+from skinapp.model.network import LesionNet, ModelConfig
 
 
 def test_round_trip(tmp_path):
@@ -11,7 +14,22 @@ def test_round_trip(tmp_path):
     assert len(models) == 2 and card.version == "test-untrained"
     assert not torch.equal(models[0].class_logits.weight, models[1].class_logits.weight)
     assert card.members[1].sha256 == sha256_of(folder / "fold1.safetensors")
-    assert (folder / "fold0.safetensors").read_bytes()[:8] != b"\x80\x02"  # not a pickle
+    raw = (folder / "fold0.safetensors").read_bytes()
+    header_length = int.from_bytes(raw[:8], "little")  # safetensors: 8-byte length, then a JSON header
+    header = json.loads(raw[8:8 + header_length])
+    assert "class_logits.weight" in header and header["__metadata__"]["config"]
+
+
+def test_a_pickled_checkpoint_is_refused_even_with_a_matching_card(tmp_path):
+    """A plain torch.save file (a pickle inside a zip) under the weights' name is never unpickled."""
+    folder = write_weights(tmp_path / "w")
+    path = folder / "fold0.safetensors"
+    torch.save(LesionNet(ModelConfig(image_size=64), pretrained_encoder=False).state_dict(), path)
+    card = ModelCard.load(folder)
+    card.members[0].sha256 = sha256_of(path)  # someone also rewrote the card
+    card.save(folder)
+    with pytest.raises(WeightsError, match="not a safetensors file"):
+        load_ensemble(folder)
 
 
 def test_tampered_file_is_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from skinapp.model.network import LesionNet, ModelConfig
@@ -138,7 +139,11 @@ def load_member(folder: Path, member: Member, config: ModelConfig, device: str |
         )
     model = LesionNet(config, pretrained_encoder=False)
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        state = load_file(str(path))
+    except SafetensorError as exc:
+        raise WeightsError(f"weight file {path} is not a safetensors file ({exc}); it is never unpickled") from exc
+    try:
+        model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(f"weight file {path} does not fit the architecture in the model card: {exc}") from exc
     return model.to(device).eval()

@@ -1,0 +1,65 @@
+"""The worklist order as a clinician expects it, on records whose numbers are chosen by hand (no model)."""
+
+import datetime as dt
+
+import numpy as np
+
+from skinapp.io.case import Acquisition
+from skinapp.store import CaseRecord, Decision, StoredCase, StoredPrediction
+from skinapp.trust.flags import Flag
+from skinapp.vocab import Metadata
+from skinapp.workflow.worklist import Filters, apply_filters, build_worklist
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CHECK = Flag("combined_uncertainty", "unsure", True)
+NOTE = Flag("missing_metadata", "age missing", False)
+
+
+def _record(case_id: int, malignancy: float | None, flags=(), decided=False, patient="P1", seed=0) -> CaseRecord:
+    case = StoredCase(case_id, f"case{case_id}", f"case{case_id}.png", None, patient, None, None, Metadata(), True,
+                      (100, 100), None, Acquisition(), [], NOW, "importer")
+    prediction = None
+    if malignancy is not None:
+        p = np.array([malignancy, 1 - malignancy, 0, 0, 0, 0, 0])
+        embedding = np.random.default_rng(seed).normal(size=8)
+        prediction = StoredPrediction(case_id, case_id, "v", "id", NOW, p, p[None], embedding / np.linalg.norm(embedding),
+                                      np.zeros((4, 4)), np.zeros((4, 4)), None, list(flags), Metadata(),
+                                      predicted_class="MEL" if malignancy > 0.5 else "NV")
+    decision = Decision(case_id, case_id, "Dr A", NOW, "agree", None, "", None) if decided else None
+    return CaseRecord(case, prediction, decision, b"")
+
+
+def _order(records):
+    return [row.case.id for row in build_worklist(records)]
+
+
+def test_the_most_urgent_case_comes_first_and_reviewed_cases_last():
+    records = [
+        _record(1, 0.10),                       # clearly benign
+        _record(2, 0.80),                       # likely malignant
+        _record(3, 0.40, flags=[CHECK]),        # unsure: a manual check outranks a confident 0.80
+        _record(4, None),                       # the model could not analyse it: a person must look first
+        _record(5, 0.95, decided=True),         # already reviewed, however malignant
+        _record(6, 0.10, flags=[NOTE]),         # an informational note does not raise urgency
+    ]
+    assert _order(records) == [4, 3, 2, 1, 6, 5]
+
+
+def test_ties_keep_import_order_and_a_flag_does_not_outrank_a_much_likelier_melanoma():
+    records = [_record(1, 0.30), _record(2, 0.30), _record(3, 0.95), _record(4, 0.20, flags=[CHECK])]
+    assert _order(records) == [3, 4, 1, 2]
+
+
+def test_patient_context_needs_three_analysed_lesions_of_one_patient():
+    rows = build_worklist([_record(i, 0.2, seed=i) for i in range(1, 4)] + [_record(9, 0.2, patient="P2")])
+    by_id = {row.case.id: row for row in rows}
+    assert all(by_id[i].context is not None for i in (1, 2, 3))
+    assert by_id[9].context is None or by_id[9].context.ugly_duckling is None
+
+
+def test_filters():
+    rows = build_worklist([_record(1, 0.1), _record(2, 0.6, flags=[CHECK]), _record(3, 0.9, decided=True)])
+    assert [r.case.id for r in apply_filters(rows, Filters(status="reviewed"))] == [3]
+    assert [r.case.id for r in apply_filters(rows, Filters(flagged_only=True))] == [2]
+    assert [r.case.id for r in apply_filters(rows, Filters(diagnosis="MEL"))] == [2, 3]
+    assert [r.case.id for r in apply_filters(rows, Filters(text="CASE1"))] == [1]
