@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 MAX_FILE_BYTES = 2 << 30
-Progress = Callable[[int, int, str], None]  # (files done, files in all, file name)
+FileProgress = Callable[[int, int, str], None]  # (files done, files in all, file name)
 
 
 def read_file(file: InputFile, max_side: int | None) -> list[Case]:
@@ -70,7 +70,7 @@ def load_cases(
     sidecar: str | Path | BinaryIO | None = None,
     *,
     max_side: int | None = DISPLAY_MAX_SIDE,
-    progress: Progress | None = None,
+    progress: FileProgress | None = None,
     keep_duplicates: bool = False,
 ) -> tuple[list[Case], ImportReport]:
     """Import files, folders (recursively, DICOMDIR-aware), zip archives and uploads (`InputFile.from_bytes`).

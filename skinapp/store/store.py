@@ -11,7 +11,6 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,7 +18,17 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection, CursorResult
 
 from skinapp.config import database_url
-from skinapp.io.case import Acquisition, Case
+from skinapp.io.case import Case
+from skinapp.store.codec import (
+    as_utc,
+    case_from_row,
+    decision_from_row,
+    metadata_columns,
+    pack_arrays,
+    png_bytes,
+    prediction_from_row,
+    thumbnail_jpeg,
+)
 from skinapp.store.records import (
     DECISIONS,
     AddedCase,
@@ -32,37 +41,11 @@ from skinapp.store.records import (
 )
 from skinapp.store.schema import audit_log, cases, decisions, metadata, predictions
 from skinapp.trust.flags import Flag
-from skinapp.vocab import CLASSES, Metadata, Site
+from skinapp.vocab import CLASSES
 
-THUMBNAIL_SIDE = 160
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # SQLite forgets the zone
-
-
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG", compress_level=3)
-    return buffer.getvalue()
-
-
-def _thumbnail(image: np.ndarray) -> bytes:
-    picture = Image.fromarray(image)
-    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
-
-
-def _pack(**arrays: np.ndarray | None) -> bytes:
-    buffer = io.BytesIO()
-    present: dict[str, Any] = {k: v for k, v in arrays.items() if v is not None}
-    np.savez_compressed(buffer, **present)
-    return buffer.getvalue()
 
 
 def _new_id(result: CursorResult) -> int:
@@ -70,11 +53,6 @@ def _new_id(result: CursorResult) -> int:
     if key is None:
         raise RuntimeError("the database returned no id for a new row")
     return int(key[0])
-
-
-def _unpack(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
 
 
 _FILLABLE = [cases.c.patient_id, cases.c.lesion_id, cases.c.study_date, cases.c.age, cases.c.sex, cases.c.site_region,
@@ -152,7 +130,7 @@ class Store:
                 original_width=case.original_size[0], original_height=case.original_size[1],
                 pixel_spacing_mm=list(case.pixel_spacing_mm) if case.pixel_spacing_mm else None,
                 acquisition={k: v for k, v in vars(case.acquisition).items() if v is not None},
-                notes=list(case.notes), image_png=_png(case.image), thumbnail_jpeg=_thumbnail(case.image),
+                notes=list(case.notes), image_png=png_bytes(case.image), thumbnail_jpeg=thumbnail_jpeg(case.image),
                 imported_at=_now(), imported_by=actor,
             )))
             self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
@@ -167,8 +145,8 @@ class Store:
                 temperature=prediction.temperature,
                 probabilities=prediction.class_probabilities(),
                 flags=[{"code": f.code, "reason": f.reason, "serious": f.serious} for f in flags],
-                metadata_used=_metadata_dict(prediction.metadata_used),
-                arrays=_pack(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
+                metadata_used=metadata_columns(prediction.metadata_used),
+                arrays=pack_arrays(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
                              attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
                              gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores),
             )))
@@ -218,7 +196,7 @@ class Store:
     def _latest_decision(self, connection: Connection, case_id: int) -> Decision | None:
         query = select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id.desc()).limit(1)
         row = connection.execute(query).mappings().first()
-        return _decision(row) if row else None
+        return decision_from_row(row) if row else None
 
     def latest_decision(self, case_id: int) -> Decision | None:
         with self.engine.connect() as connection:
@@ -227,12 +205,12 @@ class Store:
     def decisions(self, case_id: int) -> list[Decision]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id))
-            return [_decision(r) for r in rows.mappings()]
+            return [decision_from_row(r) for r in rows.mappings()]
 
     def case(self, case_id: int) -> StoredCase | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(*_CASE_COLUMNS).where(cases.c.id == case_id)).mappings().first()
-            return _case(row) if row else None
+            return case_from_row(row) if row else None
 
     def case_image(self, case_id: int) -> np.ndarray:
         with self.engine.connect() as connection:
@@ -249,7 +227,7 @@ class Store:
         with self.engine.connect() as connection:
             row = connection.execute(select(predictions).where(predictions.c.case_id == case_id)
                                      .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
-            return _prediction(row) if row else None
+            return prediction_from_row(row) if row else None
 
     def case_records(self, patient_id: str | None = None) -> list[CaseRecord]:
         """Every case (or one patient's) with its latest prediction and decision, in import order."""
@@ -263,9 +241,9 @@ class Store:
             latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
             prediction_rows = connection.execute(select(predictions).where(predictions.c.id.in_(latest_p))).mappings()
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
-            by_case_p = {r["case_id"]: _prediction(r) for r in prediction_rows}
-            by_case_d = {r["case_id"]: _decision(r) for r in decision_rows}
-        return [CaseRecord(_case(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
+            by_case_p = {r["case_id"]: prediction_from_row(r) for r in prediction_rows}
+            by_case_d = {r["case_id"]: decision_from_row(r) for r in decision_rows}
+        return [CaseRecord(case_from_row(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
                 for r in case_rows]
 
     def audit_entries(self, case_id: int | None = None) -> list[AuditEntry]:
@@ -273,45 +251,10 @@ class Store:
             query = select(audit_log).order_by(audit_log.c.id)
             if case_id is not None:
                 query = query.where(audit_log.c.case_id == case_id)
-            return [AuditEntry(r["id"], _utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
+            return [AuditEntry(r["id"], as_utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
                     for r in connection.execute(query).mappings()]
 
 
 _CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "content_key")]
 
 
-def _metadata_dict(meta: Metadata) -> dict:
-    return {"age": meta.age, "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
-
-
-def _metadata(values: dict) -> Metadata:
-    return Metadata(values.get("age"), values.get("sex"), Site(values.get("site_region"), values.get("site_fine")))
-
-
-def _case(row) -> StoredCase:
-    spacing = row["pixel_spacing_mm"]
-    return StoredCase(
-        id=row["id"], name=row["name"], source=row["source"], frame=row["frame"], patient_id=row["patient_id"],
-        lesion_id=row["lesion_id"], study_date=row["study_date"], metadata=_metadata(row),
-        is_dermoscopic=row["is_dermoscopic"], original_size=(row["original_width"] or 0, row["original_height"] or 0),
-        pixel_spacing_mm=tuple(spacing) if spacing else None, acquisition=Acquisition(**(row["acquisition"] or {})),
-        notes=list(row["notes"] or []), imported_at=_utc(row["imported_at"]), imported_by=row["imported_by"],
-    )
-
-
-def _prediction(row) -> StoredPrediction:
-    arrays = _unpack(row["arrays"])
-    return StoredPrediction(
-        id=row["id"], case_id=row["case_id"], model_version=row["model_version"], weights_sha256=row["weights_sha256"],
-        created_at=_utc(row["created_at"]), probabilities=np.asarray([row["probabilities"][c] for c in CLASSES]),
-        view_probabilities=arrays["view_probabilities"], embedding=arrays["embedding"],
-        attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
-        gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
-        metadata_used=_metadata(row["metadata_used"]), temperature=row["temperature"],
-        predicted_class=row["predicted_class"], decision_scores=arrays.get("decision_scores"),
-    )
-
-
-def _decision(row) -> Decision:
-    return Decision(row["id"], row["case_id"], row["reviewer"], _utc(row["created_at"]), row["decision"],
-                    row["diagnosis"], row["note"] or "", row["replaces_id"])

@@ -18,7 +18,7 @@ from skinapp.store import Store
 from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]  # (fraction done, what is happening)
+StepProgress = Callable[[float, str], None]  # (fraction done, what is happening)
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ImportResult:
 
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
-    sidecar: str | Path | BinaryIO | None = None, progress: Progress | None = None, chunk: int = 8,
+    sidecar: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
     assessor: Assessor | None = None,
 ) -> ImportResult:
     """assessor: the flag policy and index shipped with the predictor's weights (loaded here when not given)."""

@@ -1,0 +1,85 @@
+"""How records become database rows and back: images as PNG and JPEG thumbnails, arrays as npz, metadata as
+columns. Pure functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from skinapp.io.case import Acquisition
+from skinapp.store.records import Decision, StoredCase, StoredPrediction
+from skinapp.trust.flags import Flag
+from skinapp.vocab import CLASSES, Metadata, Site
+
+THUMBNAIL_SIDE = 160
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # SQLite forgets the zone
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def thumbnail_jpeg(image: np.ndarray) -> bytes:
+    picture = Image.fromarray(image)
+    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def pack_arrays(**arrays: np.ndarray | None) -> bytes:
+    buffer = io.BytesIO()
+    present: dict[str, Any] = {k: v for k, v in arrays.items() if v is not None}
+    np.savez_compressed(buffer, **present)
+    return buffer.getvalue()
+
+
+def unpack_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def metadata_columns(meta: Metadata) -> dict:
+    return {"age": meta.age, "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
+
+
+def metadata_from(values: dict) -> Metadata:
+    return Metadata(values.get("age"), values.get("sex"), Site(values.get("site_region"), values.get("site_fine")))
+
+
+def case_from_row(row) -> StoredCase:
+    spacing = row["pixel_spacing_mm"]
+    return StoredCase(
+        id=row["id"], name=row["name"], source=row["source"], frame=row["frame"], patient_id=row["patient_id"],
+        lesion_id=row["lesion_id"], study_date=row["study_date"], metadata=metadata_from(row),
+        is_dermoscopic=row["is_dermoscopic"], original_size=(row["original_width"] or 0, row["original_height"] or 0),
+        pixel_spacing_mm=tuple(spacing) if spacing else None, acquisition=Acquisition(**(row["acquisition"] or {})),
+        notes=list(row["notes"] or []), imported_at=as_utc(row["imported_at"]), imported_by=row["imported_by"],
+    )
+
+
+def prediction_from_row(row) -> StoredPrediction:
+    arrays = unpack_arrays(row["arrays"])
+    return StoredPrediction(
+        id=row["id"], case_id=row["case_id"], model_version=row["model_version"], weights_sha256=row["weights_sha256"],
+        created_at=as_utc(row["created_at"]), probabilities=np.asarray([row["probabilities"][c] for c in CLASSES]),
+        view_probabilities=arrays["view_probabilities"], embedding=arrays["embedding"],
+        attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
+        gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
+        metadata_used=metadata_from(row["metadata_used"]), temperature=row["temperature"],
+        predicted_class=row["predicted_class"], decision_scores=arrays.get("decision_scores"),
+    )
+
+
+def decision_from_row(row) -> Decision:
+    return Decision(row["id"], row["case_id"], row["reviewer"], as_utc(row["created_at"]), row["decision"],
+                    row["diagnosis"], row["note"] or "", row["replaces_id"])
