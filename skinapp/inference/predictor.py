@@ -46,10 +46,10 @@ class _RawOutputs:
 class Predictor:
     """Loads the weights once; call `predict` as often as needed."""
 
-    def __init__(self, models: Sequence[LesionNet], card: ModelCard, device: torch.device | None = None,
+    def __init__(self, models: Sequence[LesionNet], card: ModelCard, device: torch.device | str | None = None,
                  tta: bool = True, gradcam: bool = True, batch_size: int = 16, calibrate: bool = True,
                  views: int | None = None):
-        self.device = device or default_device()
+        self.device = torch.device(device) if device is not None else default_device()
         self.models = [m.to(self.device).to(memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
         self.preprocessing = card.preprocessing_spec
