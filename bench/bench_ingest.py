@@ -58,7 +58,7 @@ def main() -> None:
     fast_s, fast = _timed(_fast, blobs, args.size)
     difference = max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(naive, fast, strict=True))
     start = time.perf_counter()
-    cases, report = load_cases(files, sidecar=args.data / "metadata.csv")
+    cases, report = load_cases(files, metadata_csv=args.data / "metadata.csv")
     display_s = time.perf_counter() - start
     print(f"{len(files)} real DICOM files, {megapixels:.0f} megapixels in all, model input {args.size}×{args.size}")
     print(f"naive  pixel_array + resize      {naive_s:7.2f} s  ({naive_s / len(files) * 1000:6.0f} ms/file)")

@@ -15,7 +15,7 @@ def page() -> None:
                "are imported.")
     files = st.file_uploader("Images, DICOM files or zip archives", accept_multiple_files=True, key="upload_files")
     folder = st.file_uploader("…or a whole folder", accept_multiple_files="directory", key="upload_folder")
-    sidecar = st.file_uploader("Metadata CSV (optional): image name, patient, age, sex, site", type=["csv"],
+    metadata_csv = st.file_uploader("Metadata CSV (optional): image name, patient, age, sex, site", type=["csv"],
                                key="upload_metadata")
     uploads = [*(files or []), *(folder or [])]
     name = reviewer()
@@ -29,7 +29,7 @@ def page() -> None:
         bar = st.progress(0.0, text="Reading files …")
         result = import_and_analyse(
             [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
-            sidecar=sidecar, progress=lambda fraction, text: bar.progress(fraction, text=text), assessor=assessor,
+            metadata_csv=metadata_csv, progress=lambda fraction, text: bar.progress(fraction, text=text), assessor=assessor,
         )
         bar.empty()
         st.session_state["last_import"] = result

@@ -62,9 +62,9 @@ def _seed_cases(data_dir, count: int = 3, patient: str = "P7") -> list[int]:
         buffer = io.BytesIO()
         Image.fromarray(synthetic_lesion(seed=seed)[0]).save(buffer, "PNG")
         uploads.append(InputFile.from_bytes(f"lesion{seed}.png", buffer.getvalue()))
-    sidecar = io.BytesIO(("image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n" + "".join(
+    metadata_csv = io.BytesIO(("image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n" + "".join(
         f"lesion{s},{patient},60,male,torso\n" for s in range(count))).encode())
-    result = import_and_analyse(uploads, store, Predictor.from_weights(REPO / "weights"), "seed", sidecar=sidecar)
+    result = import_and_analyse(uploads, store, Predictor.from_weights(REPO / "weights"), "seed", metadata_csv=metadata_csv)
     store.engine.dispose()
     return result.case_ids
 

@@ -65,9 +65,9 @@ def test_deidentified_copies_keep_the_case_and_drop_the_person(tmp_path):
     burned = [w for name, ws in warnings.items() if name.endswith(".dcm") for w in ws]
     assert burned == ["the file does not say whether text is burned into the image; check it before sharing"]
 
-    cases, report = load_cases([out], sidecar=out / "metadata.csv")  # the copies import like any case
+    cases, report = load_cases([out], metadata_csv=out / "metadata.csv")  # the copies import like any case
     assert len(cases) == 3 and [r.file for r in report.rejected] == [str(out / "export.json")]
-    patients = {c.case_id: c.patient_id for c in cases}
+    patients = {c.name: c.patient_id for c in cases}
     assert patients[copies[0].stem] == patients[copies[1].stem] == one.PatientID
 
 

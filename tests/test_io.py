@@ -86,7 +86,7 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path):
     (tmp_path / "empty").mkdir()
     inputs = [tmp_path / n for n in ("good.png", "fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png")]
     cases, report = load_cases(inputs)
-    assert [c.case_id for c in cases] == ["good"]
+    assert [c.name for c in cases] == ["good"]
     found = reasons(report)
     assert set(found) == {"fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png"}
     assert "not an image or DICOM file" in found["fake.jpg"] and "not an image or DICOM file" in found["notes.txt"]
@@ -104,7 +104,7 @@ def test_uploads_and_duplicates(tmp_path):
                InputFile.from_bytes("c/lesion.png", _png_bytes(lesion_image(seed=1)))]
     never_read = InputFile("video.mov", lambda: pytest.fail("a huge file must not be read"), size=3 << 30)
     cases, report = load_cases([*uploads, never_read])
-    assert [c.case_id for c in cases] == ["lesion", "lesion (2)"]  # same name, other picture: both kept, ids unique
+    assert [c.name for c in cases] == ["lesion", "lesion (2)"]  # same name, other picture: both kept, ids unique
     assert reasons(report) == {"lesion.png": "same file as a/lesion.png; imported once",
                                "video.mov": "file is 3.0 GB, larger than any dermoscopy image; not opened"}
 
@@ -147,7 +147,7 @@ def test_reduced_size_decoding_matches_full_decoding(tmp_path, syntax):
 def test_multiframe_gives_one_case_per_frame_and_monochrome_is_not_dermoscopy(tmp_path):
     frames = np.stack([lesion_image(seed=s) for s in range(3)])
     cases, _ = load_cases([make_dicom(tmp_path / "series.dcm", frames, JPEGBaseline8Bit)])
-    assert [(c.case_id, c.frame) for c in cases] == [("series#1", 1), ("series#2", 2), ("series#3", 3)]
+    assert [(c.name, c.frame) for c in cases] == [("series#1", 1), ("series#2", 2), ("series#3", 3)]
     assert np.abs(cases[1].image.astype(int) - frames[1]).mean() < 4
     (grey,), _ = load_cases([make_dicom(tmp_path / "xray.dcm", lesion_image()[..., 0])])
     assert not grey.is_dermoscopic and grey.image.shape == (96, 128, 3) and "not a colour dermoscopy photograph" in grey.notes[0]
@@ -192,7 +192,7 @@ def test_broken_dicoms_get_plain_reasons(tmp_path):
     video.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no decoder for it
     video.save_as(tmp_path / "video.dcm")
     cases, report = load_cases([tmp_path])
-    assert [c.case_id for c in cases] == ["good"]
+    assert [c.name for c in cases] == ["good"]
     found = reasons(report)
     assert "truncated" in found["cut.dcm"]
     assert found["nopixels.dcm"] == "DICOM file holds no image (no pixel data)"
@@ -245,7 +245,7 @@ def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
         z.writestr("inner.zip", b"PK")
     before = sorted(os.listdir(tmp_path))
     cases, report = load_cases([archive])
-    assert sorted(c.case_id for c in cases) == ["lesion", "photo"]
+    assert sorted(c.name for c in cases) == ["lesion", "photo"]
     assert cases[0].source.startswith(str(archive))
     found = reasons(report)
     assert "outside" in found["escape.png"] and "outside" in found["absolute.png"]
@@ -255,19 +255,19 @@ def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
 
 # --- metadata CSV, patients, the ingest command -------------------------------------------------------------------
 
-def test_ham_style_sidecar_gives_lesion_not_patient(tmp_path):
+def test_ham_style_metadata_csv_gives_lesion_not_patient(tmp_path):
     Image.fromarray(lesion_image()).save(tmp_path / "ISIC_1.png")
     (tmp_path / "meta.csv").write_text("lesion_id,image_id,dx,age,sex,localization\nHAM_7,ISIC_1,nv,55.0,female,back\n")
-    (case,), report = load_cases([tmp_path / "ISIC_1.png"], sidecar=tmp_path / "meta.csv")
+    (case,), report = load_cases([tmp_path / "ISIC_1.png"], metadata_csv=tmp_path / "meta.csv")
     assert case.lesion_id == "HAM_7" and case.patient_id is None
     assert case.metadata.age == 55 and case.metadata.site.fine == "back" and not report.notes
 
 
-def test_real_dicoms_with_sidecar(shared_data):
+def test_real_dicoms_with_metadata_csv(shared_data):
     folder = shared_data / "siim_isic_2020"
-    cases, report = load_cases([folder / "dicom"], sidecar=folder / "metadata.csv")
+    cases, report = load_cases([folder / "dicom"], metadata_csv=folder / "metadata.csv")
     assert len(cases) == 20 and not report.rejected
-    by_id = {c.case_id: c for c in cases}
+    by_id = {c.name: c for c in cases}
     case = by_id["ISIC_0076742"]
     assert case.patient_id == "IP_2318163" and not case.notes
     assert case.metadata.sex == "male" and case.metadata.site.region == "upper extremity"
@@ -285,9 +285,9 @@ def test_real_dicoms_with_sidecar(shared_data):
     assert np.abs(reference.astype(int) - case.image).mean() < 3
 
 
-def test_real_dicom_metadata_without_sidecar(shared_data):
+def test_real_dicom_metadata_without_metadata_csv(shared_data):
     cases, _ = load_cases([shared_data / "siim_isic_2020" / "dicom"])
-    by_id = {c.case_id: c for c in cases}
+    by_id = {c.name: c for c in cases}
     case = by_id["ISIC_0076742"]
     assert case.metadata.age == 70 and case.metadata.sex == "male"  # the file says 070Y; the challenge CSV says 75
     assert case.metadata.site.region == "upper extremity"

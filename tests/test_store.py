@@ -24,7 +24,7 @@ from skinapp.workflow.worklist import Filters, apply_filters, worklist
 
 def _case(name: str, seed: int, patient: str | None = None) -> Case:
     image, _ = synthetic_lesion(seed=seed)
-    return Case(case_id=name, image=image, source=f"{name}.png", image_name=name, patient_id=patient,
+    return Case(name=name, image=image, source=f"{name}.png", image_name=name, patient_id=patient,
                 metadata=Metadata(50, "female", Site("torso", "back")), original_size=(120, 90))
 
 
@@ -121,12 +121,12 @@ def test_import_analyse_and_worklist_order(db_url, tiny_weights):
     def png(case):
         buffer = io.BytesIO()
         Image.fromarray(case.image).save(buffer, "PNG")
-        return InputFile.from_bytes(f"{case.case_id}.png", buffer.getvalue())
+        return InputFile.from_bytes(f"{case.name}.png", buffer.getvalue())
 
-    sidecar = io.BytesIO(b"image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n"
+    metadata_csv = io.BytesIO(b"image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n"
                          + b"".join(f"c{i},P1,50,female,torso\n".encode() for i in range(4)))
     result = import_and_analyse([png(c) for c in cases] + [InputFile.from_bytes("bad.jpg", b"nope")], store, predictor,
-                                "Dr A", sidecar=sidecar, progress=lambda f, t: progress.append(f))
+                                "Dr A", metadata_csv=metadata_csv, progress=lambda f, t: progress.append(f))
     assert result.new_cases == 4 and result.analysed == 4 and [r.file for r in result.report.rejected] == ["bad.jpg"]
     assert progress[-1] == 1.0 and progress == sorted(progress)
     again = import_and_analyse([png(cases[0])], store, predictor, "Dr A")
@@ -153,8 +153,8 @@ def test_a_later_metadata_csv_fills_what_a_case_lacked_and_keeps_the_rest(db_url
     upload = InputFile.from_bytes("x.png", buffer.getvalue())
     (case_id,) = import_and_analyse([upload], store, predictor, "Dr A").case_ids
     decision = store.record_decision(case_id, "Dr A", "follow_up", note="kept")
-    sidecar = io.BytesIO(b"image_name,patient_id,age_approx,sex\nx,P9,61,female\n")
-    again = import_and_analyse([upload], store, predictor, "Dr B", sidecar=sidecar)
+    metadata_csv = io.BytesIO(b"image_name,patient_id,age_approx,sex\nx,P9,61,female\n")
+    again = import_and_analyse([upload], store, predictor, "Dr B", metadata_csv=metadata_csv)
     assert again.case_ids == [case_id] and again.new_cases == 0 and again.analysed == 1  # age and sex reach the model
     case = store.case(case_id)
     assert case.patient_id == "P9" and case.metadata.age == 61 and case.imported_by == "Dr A"
@@ -163,7 +163,7 @@ def test_a_later_metadata_csv_fills_what_a_case_lacked_and_keeps_the_rest(db_url
     filled = [e for e in store.audit_entries(case_id) if e.action == "case metadata filled"]
     assert [(e.actor, e.details["fields"]) for e in filled] == [("Dr B", ["age", "patient_id", "sex"])]
     other = io.BytesIO(b"image_name,patient_id,age_approx\nx,P10,30\n")
-    import_and_analyse([upload], store, predictor, "Dr C", sidecar=other)
+    import_and_analyse([upload], store, predictor, "Dr C", metadata_csv=other)
     assert store.case(case_id).patient_id == "P9" and store.case(case_id).metadata.age == 61  # never overwritten
 
 

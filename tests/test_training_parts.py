@@ -79,3 +79,18 @@ def test_metadata_dropout_hides_fields():
     assert any(m.is_empty for m in seen) and any(m == meta for m in seen)
     assert any(m.site.region == "head/neck" and m.site.fine is None for m in seen)
     assert drop_metadata(meta, rng, 0.0) == meta
+
+
+def test_sampling_balances_classes_then_data_sets_within_a_class():
+    from skinapp.train.sampling import sampling_weights
+
+    labels = np.array([0] * 900 + [0] * 100 + [1] * 50)
+    sources = np.array(["ham"] * 900 + ["isic"] * 100 + ["ham"] * 50)
+    p = sampling_weights(labels, sources, class_power=1.0, source_power=0.5)
+    assert np.isclose(p.sum(), 1)
+    assert np.isclose(p[labels == 0].sum(), 0.5) and np.isclose(p[labels == 1].sum(), 0.5)  # classes balanced
+    ham, isic = p[(labels == 0) & (sources == "ham")].sum(), p[(labels == 0) & (sources == "isic")].sum()
+    assert np.isclose(ham / isic, np.sqrt(900) / np.sqrt(100))  # within a class: ∝ count^(1 - 0.5)
+    assert np.allclose(p[:900], p[0]) and np.allclose(p[900:1000], p[900])  # equal within a cell
+    natural = sampling_weights(labels, sources, class_power=0.0, source_power=0.0)
+    assert np.allclose(natural, 1 / len(labels))

@@ -85,3 +85,20 @@ def test_a_card_with_another_class_order_or_metadata_encoding_is_refused(tiny_we
         (folder / "model_card.json").write_text(json.dumps(raw))
         with pytest.raises(WeightsError, match=r"classes|metadata encoding"):
             ModelCard.load(folder)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tta_views", 5, "test-time views"),
+    ("preprocessing", {"colour_constancy": "retinex"}, "not valid"),
+    ("decision_rule", {"prior": [0.5, 0.5], "tau": 1.0}, "one prior per class"),
+])
+def test_a_malformed_card_is_refused_with_the_reason(tiny_weights, tmp_path, field, value, message):
+    import shutil
+
+    folder = tmp_path / "w"
+    shutil.copytree(tiny_weights, folder)
+    raw = json.loads((folder / "model_card.json").read_text())
+    raw[field] = value
+    (folder / "model_card.json").write_text(json.dumps(raw))
+    with pytest.raises(WeightsError, match=message):
+        ModelCard.load(folder)

@@ -12,11 +12,11 @@ from skinapp.io import load_cases
 
 def run_ingest(paths: Sequence[Path], report_path: Path | None = None, metadata_csv: Path | None = None) -> int:
     """Returns the exit code: 0 if any case was imported, 1 if none could be."""
-    cases, report = load_cases(paths, sidecar=metadata_csv)
+    cases, report = load_cases(paths, metadata_csv=metadata_csv)
     patients: dict[str, list[str]] = {}
     for case in cases:
         if case.patient_id:
-            patients.setdefault(case.patient_id, []).append(case.case_id)
+            patients.setdefault(case.patient_id, []).append(case.name)
     print(report.summary())
     if cases:
         unassigned = sum(1 for c in cases if not c.patient_id)

@@ -126,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="import images, DICOM files, folders or zip archives and report on them")
     ingest.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders (searched recursively), zip archives")
-    ingest.add_argument("--metadata", type=Path, help="sidecar CSV with age, sex, site and patient per image name")
+    ingest.add_argument("--metadata", type=Path, help="metadata CSV with age, sex, site and patient per image name")
     ingest.add_argument("--report", type=Path, help="write the import report (cases and rejected files) as JSON here")
     ingest.set_defaults(run=_ingest)
 
     deidentify = commands.add_parser("deidentify", help="write de-identified copies of cases for sharing")
     deidentify.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders, zip archives")
     deidentify.add_argument("--out", type=Path, required=True, help="folder for the de-identified copies")
-    deidentify.add_argument("--metadata", type=Path, help="sidecar CSV giving the patient of each image")
+    deidentify.add_argument("--metadata", type=Path, help="metadata CSV giving the patient of each image")
     deidentify.add_argument("--key", help="secret that keeps pseudonyms and replaced UIDs the same across exports "
                                           "(default: a fresh random one, so exports cannot be linked)")
     deidentify.set_defaults(run=_deidentify)
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, required=True, help="CSV file to write")
     predict.add_argument("--format", choices=["isic2018", "full"], default="isic2018")
     predict.add_argument("--masks-dir", type=Path, help="write <image>_mask.png (255 = lesion) here")
-    predict.add_argument("--metadata", type=Path, help="sidecar CSV with age, sex, site and patient per image name")
+    predict.add_argument("--metadata", type=Path, help="metadata CSV with age, sex, site and patient per image name")
     predict.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
     predict.add_argument("--no-tta", action="store_true", help="identity view only (faster, less stable)")
     predict.set_defaults(run=_predict)

@@ -25,8 +25,8 @@ FULL_COLUMNS = [
 ]
 
 
-def mask_file_name(case_id: str) -> str:
-    return case_id.replace("#", "_frame") + "_mask.png"
+def mask_file_name(case_name: str) -> str:
+    return case_name.replace("#", "_frame") + "_mask.png"
 
 
 def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = ()) -> dict[str, object]:
@@ -35,7 +35,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
         values = prediction.decision_scores
-    row: dict[str, object] = {"image": case.case_id, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values, strict=True)}}
+    row: dict[str, object] = {"image": case.name, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values, strict=True)}}
     if output_format == "full":
         scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
         bbox = prediction.outline.bbox
@@ -56,7 +56,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
                 masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16) -> int:
     """Returns the exit code: 0 if any case was analysed, 1 if none could be."""
-    cases, report = load_cases(paths, sidecar=metadata_csv, keep_duplicates=True)  # a row for every input
+    cases, report = load_cases(paths, metadata_csv=metadata_csv, keep_duplicates=True)  # a row for every input
     for rejection in report.rejected:
         print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
     if not cases:
@@ -81,6 +81,6 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
                     mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
                     if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):
                         mask = cv2.resize(mask, case.original_size, interpolation=cv2.INTER_NEAREST)
-                    cv2.imwrite(str(masks_dir / mask_file_name(case.case_id)), mask)
+                    cv2.imwrite(str(masks_dir / mask_file_name(case.name)), mask)
     print(f"{len(cases)} case(s) analysed with model {predictor.model_version} → {out}; {len(report.rejected)} file(s) skipped")
     return 0

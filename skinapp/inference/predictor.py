@@ -63,7 +63,7 @@ class Predictor:
         self.batch_size = max(1, min(batch_size, forward_batch // len(self.views)))
         # Both fitted on out-of-fold data by `evaluate`; the rule expects calibrated probabilities.
         self.temperature = card.temperature if calibrate else 1.0
-        self.rule = DecisionRule.from_dict(card.decision_rule) if calibrate else DecisionRule()
+        self.rule = card.rule if calibrate else DecisionRule()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod

@@ -17,8 +17,8 @@ from typing import BinaryIO
 from skinapp.io.case import Acquisition, Case, ImportReport, Rejection
 from skinapp.io.dicom import PATIENT_ID_IS_IMAGE_NAME, looks_like_dicom, read_dicom
 from skinapp.io.images import IMAGE_SUFFIXES, NotAnImage, UnreadableImage, read_image
+from skinapp.io.metadata_csv import MetadataRow, read_metadata_csv
 from skinapp.io.pixels import DISPLAY_MAX_SIDE
-from skinapp.io.sidecar import SidecarRow, read_sidecar
 from skinapp.io.sources import InputFile, expand_inputs
 from skinapp.vocab import Metadata
 
@@ -41,11 +41,11 @@ def read_file(file: InputFile, max_side: int | None) -> list[Case]:
         if file.suffix in IMAGE_SUFFIXES:
             raise
         return read_dicom(file, max_side)  # a DICOM dataset written without the preamble, or not an image at all
-    return [Case(case_id=file.stem, image=image, source=file.name, image_name=file.stem, original_size=original)]
+    return [Case(name=file.stem, image=image, source=file.name, image_name=file.stem, original_size=original)]
 
 
-def _apply_sidecar(case: Case, row: SidecarRow) -> Case:
-    """The sidecar fills or overrides what the file says; a field the sidecar leaves empty keeps the file's value."""
+def _apply_metadata_row(case: Case, row: MetadataRow) -> Case:
+    """The metadata CSV fills or overrides what the file says; a field the metadata CSV leaves empty keeps the file's value."""
     file_meta, side = case.metadata, row.metadata
     metadata = Metadata(
         age=side.age if side.age is not None else file_meta.age,
@@ -57,17 +57,17 @@ def _apply_sidecar(case: Case, row: SidecarRow) -> Case:
                    lesion_id=row.lesion_id or case.lesion_id, notes=notes)
 
 
-def _unique_id(case_id: str, taken: set[str]) -> str:
-    candidate, n = case_id, 1
+def _unique_id(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
     while candidate in taken:
         n += 1
-        candidate = f"{case_id} ({n})"
+        candidate = f"{name} ({n})"
     return candidate
 
 
 def load_cases(
     paths: Iterable[str | Path | InputFile],
-    sidecar: str | Path | BinaryIO | None = None,
+    metadata_csv: str | Path | BinaryIO | None = None,
     *,
     max_side: int | None = DISPLAY_MAX_SIDE,
     progress: FileProgress | None = None,
@@ -75,24 +75,24 @@ def load_cases(
 ) -> tuple[list[Case], ImportReport]:
     """Import files, folders (recursively, DICOMDIR-aware), zip archives and uploads (`InputFile.from_bytes`).
 
-    sidecar: a metadata CSV (ISIC 2020 `train.csv` or HAM10000 style) matched by image name; it fills or
+    metadata_csv: a CSV (ISIC 2020 `train.csv` or HAM10000 style) matched by image name; it fills or
     overrides the files' metadata and gives the patient grouping. Duplicate files and duplicate DICOM SOP
     Instance UIDs are imported once and reported; with `keep_duplicates` (the `predict` command, which owes a
     row to every input) each copy becomes its own case with a note naming the file it repeats.
     """
     report = ImportReport()
-    rows: dict[str, SidecarRow] = {}
-    sidecar_digest = None
-    if sidecar is not None:
-        sidecar_name = str(getattr(sidecar, "name", sidecar))
+    rows: dict[str, MetadataRow] = {}
+    csv_digest = None
+    if metadata_csv is not None:
+        csv_name = str(getattr(metadata_csv, "name", metadata_csv))
         try:
-            sidecar_bytes = Path(sidecar).read_bytes() if isinstance(sidecar, (str, Path)) else sidecar.read()
-            sidecar_digest = hashlib.sha256(sidecar_bytes).hexdigest()
-            rows = read_sidecar(io.BytesIO(sidecar_bytes), name=sidecar_name)
+            csv_bytes = Path(metadata_csv).read_bytes() if isinstance(metadata_csv, (str, Path)) else metadata_csv.read()
+            csv_digest = hashlib.sha256(csv_bytes).hexdigest()
+            rows = read_metadata_csv(io.BytesIO(csv_bytes), name=csv_name)
         except OSError as exc:
-            report.reject(sidecar_name, f"metadata CSV could not be read ({exc.strerror or exc})")
+            report.reject(csv_name, f"metadata CSV could not be read ({exc.strerror or exc})")
         except ValueError as exc:
-            report.reject(sidecar_name, str(exc))
+            report.reject(csv_name, str(exc))
     files = expand_inputs(paths, report)
     cases: list[Case] = []
     seen_content: dict[str, str] = {}
@@ -108,7 +108,7 @@ def load_cases(
         try:
             data = file.read()
             digest = hashlib.sha256(data).hexdigest()
-            if digest == sidecar_digest:  # the metadata CSV may sit in the folder it describes
+            if digest == csv_digest:  # the metadata CSV may sit in the folder it describes
                 continue
             repeats = seen_content.get(digest)
             if repeats is not None and not keep_duplicates:
@@ -136,12 +136,12 @@ def load_cases(
         for case in found:
             row = rows.get(case.image_name)
             if row is not None:
-                case = _apply_sidecar(case, row)
+                case = _apply_metadata_row(case, row)
                 matched_rows.add(case.image_name)
-            case.case_id = _unique_id(case.case_id, taken)
-            taken.add(case.case_id)
+            case.name = _unique_id(case.name, taken)
+            taken.add(case.name)
             cases.append(case)
-            report.imported.append(case.case_id)
+            report.imported.append(case.name)
     if progress is not None:
         progress(len(files), len(files), "")
     if rows and not matched_rows and cases:

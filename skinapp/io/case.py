@@ -32,7 +32,7 @@ class Acquisition:
 
 @dataclass
 class Case:
-    case_id: str                   # unique in a batch: the image name, `name#frame` for multi-frame DICOM
+    name: str                      # unique in a batch: the image name, `name#frame` for multi-frame DICOM
     image: np.ndarray              # (H, W, 3) uint8 RGB at display size (see `load_cases(max_side=)`)
     source: str                    # the file it came from, as the clinician named it
     image_name: str = ""           # file stem; what a metadata CSV matches on
@@ -59,7 +59,7 @@ class Case:
     def to_dict(self) -> dict:
         """Everything but the pixels, for the ingest report and the store."""
         return {
-            "case_id": self.case_id, "source": self.source, "image_name": self.image_name, "frame": self.frame,
+            "name": self.name, "source": self.source, "image_name": self.image_name, "frame": self.frame,
             "patient_id": self.patient_id, "lesion_id": self.lesion_id, "study_date": self.study_date,
             "age": self.metadata.age, "sex": self.metadata.sex,
             "site_region": self.metadata.site.region, "site": self.metadata.site.fine,

@@ -36,7 +36,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from skinapp.io.case import ImportReport
 from skinapp.io.dicom import clean_text, looks_like_dicom
 from skinapp.io.images import UnreadableImage, read_image
-from skinapp.io.sidecar import SidecarRow, read_sidecar
+from skinapp.io.metadata_csv import MetadataRow, read_metadata_csv
 from skinapp.io.sources import InputFile, expand_inputs
 from skinapp.vocab import parse_age
 
@@ -169,7 +169,7 @@ class ExportedFile:
     warnings: list[str]
 
 
-def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: SidecarRow | None) -> ExportedFile:
+def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: MetadataRow | None) -> ExportedFile:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -185,7 +185,7 @@ def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: Si
     return ExportedFile(name, ds.PatientID, notes)
 
 
-def _export_image(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: SidecarRow | None) -> ExportedFile:
+def _export_image(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: MetadataRow | None) -> ExportedFile:
     image, _ = read_image(file, max_side=None)
     name = pseudonyms.name("case", file.name) + ".png"
     Image.fromarray(image).save(out / name)  # fresh PNG: no EXIF, no text chunks
@@ -201,7 +201,7 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
     rows = {}
     if metadata_csv is not None:
         try:
-            rows = read_sidecar(metadata_csv)
+            rows = read_metadata_csv(metadata_csv)
         except ValueError as exc:
             report.reject(metadata_csv, str(exc))
     out.mkdir(parents=True, exist_ok=True)

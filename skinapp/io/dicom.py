@@ -200,7 +200,7 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
         patient_id = None
     spacing = _pixel_spacing(ds)
     base = Case(
-        case_id=file.stem, image=images[0], source=file.name, image_name=file.stem,
+        name=file.stem, image=images[0], source=file.name, image_name=file.stem,
         metadata=Metadata(parse_age(_text(ds, "PatientAge")), parse_sex(_text(ds, "PatientSex")), _site(ds)),
         patient_id=patient_id, study_date=_iso_date(ds), is_dermoscopic=dermoscopic,
         original_size=(columns, rows), acquisition=_acquisition(ds),
@@ -211,7 +211,7 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
         scale = columns / image.shape[1]
         cases.append(replace(
             base, image=image, notes=list(notes),
-            case_id=base.case_id if frames == 1 else f"{base.case_id}#{index + 1}",
+            name=base.name if frames == 1 else f"{base.name}#{index + 1}",
             frame=None if frames == 1 else index + 1,
             pixel_spacing_mm=None if spacing is None else (spacing[0] * scale, spacing[1] * scale),
         ))

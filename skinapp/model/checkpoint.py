@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
+from skinapp.trust.decision import DecisionRule
 from skinapp.vocab import CLASSES, metadata_encoding
 
 CARD_FILE = "model_card.json"
@@ -80,6 +81,10 @@ class ModelCard:
         return Preprocessing.from_dict({**self.preprocessing, "image_size": self.model_config.image_size})
 
     @property
+    def rule(self) -> DecisionRule:
+        return DecisionRule.from_dict(self.decision_rule)
+
+    @property
     def identity(self) -> str:
         """sha256 of everything in the card that changes what the model outputs (not the measured figures)."""
         content = {
@@ -97,6 +102,15 @@ class ModelCard:
         if self.metadata_encoding != metadata_encoding():
             raise WeightsError("the model was trained with another metadata encoding than this program's; "
                                "use the skinapp release it was made with")
+        try:
+            self.preprocessing_spec  # noqa: B018  (built to validate)
+            rule = self.rule
+        except (TypeError, ValueError) as exc:
+            raise WeightsError(f"the model card's preprocessing or decision rule is not valid: {exc}") from exc
+        if rule.prior and len(rule.prior) != len(self.classes):
+            raise WeightsError("the model card's decision rule does not have one prior per class")
+        if self.tta_views not in (1, 4, 8):
+            raise WeightsError(f"the model card asks for {self.tta_views} test-time views; 1, 4 or 8 are possible")
 
     def save(self, folder: Path) -> None:
         (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")

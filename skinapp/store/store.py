@@ -124,7 +124,7 @@ class Store:
                 return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
             meta = case.metadata
             case_id = _new_id(connection.execute(insert(cases).values(
-                content_key=key, name=case.case_id, source=case.source, frame=case.frame, patient_id=case.patient_id,
+                content_key=key, name=case.name, source=case.source, frame=case.frame, patient_id=case.patient_id,
                 lesion_id=case.lesion_id, study_date=case.study_date, age=meta.age, sex=meta.sex,
                 site_region=meta.site.region, site_fine=meta.site.fine, is_dermoscopic=case.is_dermoscopic,
                 original_width=case.original_size[0], original_height=case.original_size[1],

@@ -31,7 +31,7 @@ class ImportResult:
 
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
-    sidecar: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
+    metadata_csv: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
     assessor: Assessor | None = None,
 ) -> ImportResult:
     """assessor: the flag policy and index shipped with the predictor's weights (loaded here when not given)."""
@@ -39,7 +39,7 @@ def import_and_analyse(
         if progress is not None:
             progress(min(max(fraction, 0.0), 1.0), text)
 
-    cases, report = load_cases(inputs, sidecar, progress=lambda done, total, name: tell(
+    cases, report = load_cases(inputs, metadata_csv, progress=lambda done, total, name: tell(
         0.4 * done / max(total, 1), f"Reading file {min(done + 1, total)} of {total}"))
     result = ImportResult(report)
     to_analyse: list[tuple[int, Case]] = []

@@ -21,7 +21,7 @@ _COLUMNS = {
 
 
 @dataclass(frozen=True)
-class SidecarRow:
+class MetadataRow:
     metadata: Metadata
     patient_id: str | None
     lesion_id: str | None = None
@@ -37,7 +37,7 @@ def _cell(record: dict, column: str | None) -> str | None:
     return (record.get(column) or "").strip().strip('"').strip() or None
 
 
-def read_sidecar(path: Path | str | BinaryIO, name: str | None = None) -> dict[str, SidecarRow]:
+def read_metadata_csv(path: Path | str | BinaryIO, name: str | None = None) -> dict[str, MetadataRow]:
     """Image name → metadata, patient and lesion. Raises ValueError with a plain reason when the CSV is unusable.
     `path` may be an open binary file (an upload); `name` is what messages call it."""
     path_name = name or str(getattr(path, "name", path))
@@ -56,5 +56,5 @@ def read_sidecar(path: Path | str | BinaryIO, name: str | None = None) -> dict[s
         if name is None:
             continue
         metadata = Metadata.parse(*(_cell(record, columns[key]) for key in ("age", "sex", "site")))
-        rows[name] = SidecarRow(metadata, _cell(record, columns["patient"]), _cell(record, columns["lesion"]))
+        rows[name] = MetadataRow(metadata, _cell(record, columns["patient"]), _cell(record, columns["lesion"]))
     return rows
