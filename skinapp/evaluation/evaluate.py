@@ -18,40 +18,38 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from skinapp.evaluation.metrics import (
-    balanced_accuracy,
+    balanced_accuracy_of_calls,
+    binary_sensitivity_at_specificity,
     classification_report,
-    confusion,
     dice_from_jaccard,
     is_malignant,
     jaccard,
     malignancy,
-    per_class_recall,
+    recall_by_class,
 )
 from skinapp.evaluation.plots import finish
 from skinapp.evaluation.trust_report import evaluate_trust
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor, default_device
 from skinapp.model.checkpoint import ModelCard, load_member
+from skinapp.reporting.card_sections import evaluation_report
 from skinapp.reporting.model_card import write_model_card_markdown
-from skinapp.train.data import LabelledImages, load_ham10000, load_isic2017
+from skinapp.train.data import FOLDS_FILE, LabelledImages, load_ham10000, load_isic2017, read_folds
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.decision import DecisionRule, cross_fitted_calls
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")
 
-FOLDS_FILE = "folds.csv"
-
-
 def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
+    """Each image's fold; -1 for images no member held out."""
     path = weights / FOLDS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the evaluation needs the folds the model was trained with")
-    table = pd.read_csv(path).set_index("image_id")["fold"]
-    return table.reindex(data.image_ids).fillna(-1).to_numpy(int)
+    return read_folds(path, data.image_ids, missing=-1)
 
 
 def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
@@ -136,48 +134,6 @@ def plot_roc(oof: pd.DataFrame, path: Path) -> None:
            legend="lower right")
 
 
-def _report(metrics: dict, version: str) -> str:
-    rows = []
-    for key, name in (("with_metadata", "with metadata"), ("without_metadata", "without metadata")):
-        m = metrics[key]
-        rows.append(
-            f"| {name} | {m['balanced_accuracy']:.3f} | {m['malignant_auc']:.3f} | {m['sensitivity_at_90_specificity']:.3f} "
-            f"| {m['expected_calibration_error']:.3f} |"
-        )
-    recall = metrics["with_metadata"]["recall"]
-    precision = metrics["with_metadata"]["precision"]
-    lines = [
-        f"# Evaluation of {version}",
-        "",
-        f"{metrics['evaluated_on']}; folds {metrics['folds']}, {metrics['with_metadata']['n_images']} images.",
-        "",
-        "| input | balanced accuracy | malignant AUC | sensitivity at 90 % specificity | ECE |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-        "| class | " + " | ".join(CLASSES) + " |",
-        "|---|" + "---|" * len(CLASSES),
-        "| recall | " + " | ".join(f"{recall[c]:.2f}" for c in CLASSES) + " |",
-        "| precision | " + " | ".join(f"{precision[c]:.2f}" for c in CLASSES) + " |",
-    ]
-    if "mask" in metrics:
-        mask = metrics["mask"]
-        lines += ["", f"Lesion mask ({mask['method']}): Jaccard {mask['jaccard']:.3f}, Dice {mask['dice']:.3f}, "
-                  f"ISIC thresholded Jaccard {mask['thresholded_jaccard_065']:.3f}."]
-    lines += ["", "![confusion matrix](confusion.png)", "", "![ROC](roc.png)", ""]
-    return "\n".join(lines)
-
-
-def _recalls(labels: np.ndarray, calls: np.ndarray) -> dict[str, float]:
-    matrix = confusion(labels, calls)
-    present = matrix.sum(axis=1) > 0
-    return {c: round(float(r), 4) for c, r, here in zip(CLASSES, per_class_recall(matrix), present, strict=True) if here}
-
-
-def _one_hot(calls: np.ndarray) -> np.ndarray:
-    return np.eye(len(CLASSES))[calls]
-
-
 def decision_rule_report(oof: pd.DataFrame, temperature: float, rule: DecisionRule) -> dict:
     """Balanced accuracy of the top call under argmax and under the balanced rule. The headline figure is
     cross-fitted by fold: each fold's calls come from a rule tuned on the other folds."""
@@ -191,25 +147,17 @@ def decision_rule_report(oof: pd.DataFrame, temperature: float, rule: DecisionRu
     return {
         **rule.to_dict(),
         "fitted_on": "calibrated out-of-fold HAM10000 probabilities, τ chosen for balanced accuracy",
-        "balanced_accuracy_argmax": balanced_accuracy(labels, _one_hot(argmax_calls)),
-        "balanced_accuracy_balanced_rule": balanced_accuracy(labels, _one_hot(honest_calls)),
-        "balanced_accuracy_balanced_rule_in_sample": balanced_accuracy(labels, _one_hot(in_sample)),
+        "balanced_accuracy_argmax": balanced_accuracy_of_calls(labels, argmax_calls),
+        "balanced_accuracy_balanced_rule": balanced_accuracy_of_calls(labels, honest_calls),
+        "balanced_accuracy_balanced_rule_in_sample": balanced_accuracy_of_calls(labels, in_sample),
         "cross_fitting": "by HAM fold (each fold scored by a τ tuned on the others)" if len(np.unique(folds)) > 1
                          else "5 interleaved parts of the one held-out fold",
         "cross_fitted_taus": fold_taus,
-        "recall_argmax": _recalls(labels, argmax_calls),
-        "recall_balanced_rule": _recalls(labels, honest_calls),
+        "recall_argmax": recall_by_class(labels, argmax_calls),
+        "recall_balanced_rule": recall_by_class(labels, honest_calls),
         "accuracy_argmax": float((argmax_calls == labels).mean()),
         "accuracy_balanced_rule": float((honest_calls == labels).mean()),
     }
-
-
-def melanoma_sensitivity_at_specificity(labels: np.ndarray, probabilities: np.ndarray, specificity: float = 0.9) -> float:
-    target = labels == MEL
-    if target.all() or not target.any():
-        return float("nan")
-    fpr, tpr, _ = roc_curve(target, probabilities[:, MEL])
-    return float(tpr[fpr <= 1 - specificity].max(initial=0.0))
 
 
 def external_check(weights: Path, isic2017: Path, temperature: float, rule: DecisionRule, views: int = 4,
@@ -223,8 +171,6 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
     labels = data.labels
     balanced_calls, argmax_calls = rule.call(calibrated), calibrated.argmax(1)
     mel_target = labels == MEL
-    from sklearn.metrics import roc_auc_score
-
     report = {
         "data": "ISIC 2017 challenge `val` split: other centres and dermatoscopes than HAM10000; never trained on",
         "n_images": len(labels),
@@ -232,13 +178,12 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
         "melanoma_auc": float(roc_auc_score(mel_target, calibrated[:, MEL])) if 0 < mel_target.sum() < len(labels) else None,
         "malignant_auc": float(roc_auc_score(is_malignant(labels), malignancy(calibrated)))
         if 0 < is_malignant(labels).sum() < len(labels) else None,
-        "melanoma_sensitivity_at_90_specificity": melanoma_sensitivity_at_specificity(labels, calibrated),
-        "balanced_accuracy_balanced_rule": balanced_accuracy(labels, _one_hot(balanced_calls)),
-        "balanced_accuracy_argmax": balanced_accuracy(labels, _one_hot(argmax_calls)),
+        "melanoma_sensitivity_at_90_specificity": binary_sensitivity_at_specificity(mel_target, calibrated[:, MEL]),
+        "balanced_accuracy_balanced_rule": balanced_accuracy_of_calls(labels, balanced_calls),
+        "balanced_accuracy_argmax": balanced_accuracy_of_calls(labels, argmax_calls),
         "balanced_accuracy_note": "mean recall over the classes present, the call chosen among all 7 classes",
-        "recall_balanced_rule": _recalls(labels, balanced_calls),
-        "recall_argmax": _recalls(labels, argmax_calls),
-        "melanoma_called_balanced_rule": float((balanced_calls[mel_target] == MEL).mean()) if mel_target.any() else None,
+        "recall_balanced_rule": recall_by_class(labels, balanced_calls),
+        "recall_argmax": recall_by_class(labels, argmax_calls),
         "tta_views": views,
     }
     table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in labels]})
@@ -257,8 +202,9 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     oof = out_of_fold_predictions(weights, data, views=views, held_out=held_out)
     metrics = summarise(oof)
     metrics.update(model_version=card.version, tta=views > 1, members=len(card.members), tta_views=views)
-    metrics["with_metadata"]["melanoma_sensitivity_at_90_specificity"] = melanoma_sensitivity_at_specificity(
-        oof["label"].map(CLASSES.index).to_numpy(), oof[list(CLASSES)].to_numpy())
+    labels = oof["label"].map(CLASSES.index).to_numpy()
+    metrics["with_metadata"]["melanoma_sensitivity_at_90_specificity"] = binary_sensitivity_at_specificity(
+        labels == MEL, oof["MEL"].to_numpy())
     trust, calibration, policy, index, rule = evaluate_trust(weights, data, oof, held_out, out, views,
                                                              _member_folds(weights, data))
     metrics.update(trust)
@@ -271,7 +217,7 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png",
                    "Held-out HAM10000, with metadata")
     plot_roc(oof, out / "roc.png")
-    (out / "report.md").write_text(_report(metrics, card.version))
+    (out / "report.md").write_text(evaluation_report(metrics, card.version))
     if update_card:
         card = ModelCard.load(weights)
         card.metrics, card.calibration, card.flag_policy, card.index = metrics, calibration, policy, index

@@ -21,11 +21,23 @@ def per_class_precision(matrix: np.ndarray) -> np.ndarray:
     return np.diag(matrix) / np.maximum(matrix.sum(axis=0), 1)
 
 
-def balanced_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+def balanced_accuracy_of_calls(labels: np.ndarray, calls: np.ndarray, n_classes: int = len(CLASSES)) -> float:
     """Mean per-class recall over the classes present in labels (the ISIC 2018 task 3 metric)."""
-    matrix = confusion(labels, probabilities.argmax(axis=1), probabilities.shape[1])
+    matrix = confusion(labels, calls, n_classes)
     present = matrix.sum(axis=1) > 0
     return float(per_class_recall(matrix)[present].mean())
+
+
+def balanced_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Balanced accuracy of the highest-probability calls."""
+    return balanced_accuracy_of_calls(labels, probabilities.argmax(axis=1), probabilities.shape[1])
+
+
+def recall_by_class(labels: np.ndarray, calls: np.ndarray) -> dict[str, float]:
+    """Recall of each class present in labels, by class code."""
+    matrix = confusion(labels, calls)
+    present = matrix.sum(axis=1) > 0
+    return {c: round(float(r), 4) for c, r, here in zip(CLASSES, per_class_recall(matrix), present, strict=True) if here}
 
 
 def malignancy(probabilities: np.ndarray) -> np.ndarray:
@@ -44,12 +56,16 @@ def malignant_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(roc_auc_score(target, malignancy(probabilities)))
 
 
-def sensitivity_at_specificity(labels: np.ndarray, probabilities: np.ndarray, specificity: float = 0.9) -> float:
-    target = is_malignant(labels)
+def binary_sensitivity_at_specificity(target: np.ndarray, score: np.ndarray, specificity: float = 0.9) -> float:
     if target.all() or not target.any():
         return float("nan")
-    fpr, tpr, _ = roc_curve(target, malignancy(probabilities))
+    fpr, tpr, _ = roc_curve(target, score)
     return float(tpr[fpr <= 1 - specificity].max(initial=0.0))
+
+
+def sensitivity_at_specificity(labels: np.ndarray, probabilities: np.ndarray, specificity: float = 0.9) -> float:
+    """Malignant (MEL, BCC, AKIEC) against benign, scored by the malignancy probability."""
+    return binary_sensitivity_at_specificity(is_malignant(labels), malignancy(probabilities), specificity)
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:

@@ -24,7 +24,7 @@ from skinapp.trust.calibration import apply_temperature, binary_calibration_erro
 from skinapp.trust.decision import DecisionRule, fit_decision_rule
 from skinapp.trust.flags import Evidence, features, image_statistics
 from skinapp.trust.policy_fit import fit_policy
-from skinapp.trust.similar import INDEX_FILE, EmbeddingIndex, TrainingDistribution, save_index
+from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
@@ -107,8 +107,9 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         "n_images": len(labels),
     }
     _plot_reliability(labels, raw, honest, out / "reliability.png")
-    rule = fit_decision_rule(labels, apply_temperature(raw, temperature))
-    predicted = rule.call(apply_temperature(raw, temperature))
+    calibrated_oof = apply_temperature(raw, temperature)
+    rule = fit_decision_rule(labels, calibrated_oof)
+    predicted = rule.call(calibrated_oof)
 
     index, distribution = build_index(weights, data, held_out, views, folds)
     save_index(weights / INDEX_FILE, index, distribution)
@@ -125,9 +126,8 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
                             prediction.attention_grid, True, data.metadata[row],
                             ood_distance=distribution.member_distance(member, image_features(prediction)),
-                            neighbour_agreement=member_index[member].agreement(prediction.embedding,
-                                                                               CLASSES[int(predicted[image_row])],
-                                                                exclude_lesion=groups[image_row]),
+                            neighbour_agreement=member_index[member].agreement(
+                                prediction.embedding, CLASSES[int(predicted[image_row])], exclude_lesion=groups[image_row]),
                             colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]))
         table.append(features(evidence))
         votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
@@ -138,7 +138,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     voted = np.asarray([CLASSES.index(v) for v in votes])
     similar = {
         "index_images": len(index.image_ids),
-        "knn_k": 10,
+        "knn_k": VOTE_K,
         "knn_agrees_with_classifier": float((voted == predicted).mean()),
         "knn_accuracy": float((voted == labels).mean()),
         "classifier_accuracy": float(correct.mean()),

@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from skinapp.inference.views import TTA_CHOICES
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
 from skinapp.trust.decision import DecisionRule
@@ -109,8 +110,8 @@ class ModelCard:
             raise WeightsError(f"the model card's preprocessing or decision rule is not valid: {exc}") from exc
         if rule.prior and len(rule.prior) != len(self.classes):
             raise WeightsError("the model card's decision rule does not have one prior per class")
-        if self.tta_views not in (1, 4, 8):
-            raise WeightsError(f"the model card asks for {self.tta_views} test-time views; 1, 4 or 8 are possible")
+        if self.tta_views not in TTA_CHOICES:
+            raise WeightsError(f"the model card asks for {self.tta_views} test-time views; {TTA_CHOICES} are possible")
 
     def save(self, folder: Path) -> None:
         (Path(folder) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2, sort_keys=False) + "\n")

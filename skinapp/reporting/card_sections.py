@@ -11,7 +11,8 @@ from skinapp.model.checkpoint import ModelCard
 from skinapp.vocab import CLASSES
 
 
-def metrics_section(metrics: dict) -> list[str]:
+def metrics_section(metrics: dict, pictures: str = "evaluation/") -> list[str]:
+    """pictures: where the evaluation's PNGs are, relative to the page (the card sits beside `evaluation/`)."""
     if not metrics:
         return ["**Not evaluated.** Run `python -m skinapp evaluate … --update-card` before using this model."]
     lines = [
@@ -34,8 +35,8 @@ def metrics_section(metrics: dict) -> list[str]:
         "",
         "| | " + " | ".join(CLASSES) + " |",
         "|---|" + "---|" * len(CLASSES),
-        "| recall | " + " | ".join(f"{m['recall'][c]:.2f}" for c in CLASSES) + " |",
-        "| precision | " + " | ".join(f"{m['precision'][c]:.2f}" for c in CLASSES) + " |",
+        _recall_row("recall", m["recall"]),
+        _recall_row("precision", m["precision"]),
     ]
     if "mask" in metrics:
         mask = metrics["mask"]
@@ -45,7 +46,7 @@ def metrics_section(metrics: dict) -> list[str]:
     if "melanoma_sensitivity_at_90_specificity" in m:
         lines += ["", f"Melanoma against everything else (P(MEL)): sensitivity at 90 % specificity "
                       f"**{m['melanoma_sensitivity_at_90_specificity']:.3f}**."]
-    lines += ["", "![confusion matrix](evaluation/confusion.png)", "", "![ROC](evaluation/roc.png)", "",
+    lines += ["", f"![confusion matrix]({pictures}confusion.png)", "", f"![ROC]({pictures}roc.png)", "",
               *_decision_rule_lines(metrics), *_external_lines(metrics), *_targets(metrics)]
     return lines
 
@@ -210,3 +211,8 @@ def ablation_section(folder: Path) -> list[str]:
 def views_text(metrics: dict) -> str:
     views = metrics.get("tta_views", 4 if metrics.get("tta") else 1)
     return f"{views} test-time view{'s' if views > 1 else ''}"
+
+
+def evaluation_report(metrics: dict, version: str) -> str:
+    """report.md in the evaluation folder: the same measured sections as the model card."""
+    return "\n".join([f"# Evaluation of {version}", "", *metrics_section(metrics, pictures=""), ""])

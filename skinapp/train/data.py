@@ -15,6 +15,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 HAM_METADATA = "HAM10000_metadata.csv"
+FOLDS_FILE = "folds.csv"  # image_id, lesion_id, fold: the folds a model's members were trained with
 ISIC2017_METADATA = "ISIC2017_metadata.csv"
 HAM_SOURCE = "ham10000"
 ISIC2017_SOURCE = "isic2017"
@@ -35,22 +36,6 @@ class LabelledImages:
 
     def __len__(self) -> int:
         return len(self.image_ids)
-
-    @property
-    def has_masks(self) -> bool:
-        return self.masks is not None and any(m is not None for m in self.masks)
-
-    def subset(self, index: np.ndarray) -> LabelledImages:
-        return LabelledImages(
-            image_ids=[self.image_ids[i] for i in index],
-            lesion_ids=self.lesion_ids[index],
-            labels=self.labels[index],
-            images=[self.images[i] for i in index],
-            masks=None if self.masks is None else [self.masks[i] for i in index],
-            metadata=[self.metadata[i] for i in index],
-            metadata_codes=self.metadata_codes[index],
-            sources=self.sources[index],
-        )
 
     @staticmethod
     def concatenate(parts: list[LabelledImages]) -> LabelledImages:
@@ -152,3 +137,14 @@ def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int = 5, seed: i
     for fold, (_, val_index) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         folds[val_index] = fold
     return folds
+
+
+def read_folds(path: Path, image_ids: list[str], missing: int | None = None) -> np.ndarray:
+    """The fold of each image from a `folds.csv`. Images it does not list get `missing`, or are an error when
+    `missing` is None."""
+    folds = pd.read_csv(path).set_index("image_id")["fold"].reindex(image_ids)
+    if folds.isna().any():
+        if missing is None:
+            raise ValueError(f"{path} does not list {int(folds.isna().sum())} of the images; use a fresh folder")
+        folds = folds.fillna(missing)
+    return folds.to_numpy(np.int64)

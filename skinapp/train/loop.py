@@ -28,11 +28,18 @@ from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
 from skinapp.train.augment import AugmentConfig
 from skinapp.train.config import TrainConfig, jsonable
-from skinapp.train.data import HAM_SOURCE, LabelledImages, load_ham10000, load_isic2017, make_folds
+from skinapp.train.data import (
+    FOLDS_FILE,
+    HAM_SOURCE,
+    LabelledImages,
+    load_ham10000,
+    load_isic2017,
+    make_folds,
+    read_folds,
+)
 from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
 from skinapp.train.sampling import batches, sample_epoch
 
-FOLDS_FILE = "folds.csv"
 ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
 
 @torch.no_grad()
@@ -90,7 +97,7 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     best, best_epoch, sha, step, first_epoch = -1.0, -1, "", 0, 0
     resume = _resume_path(cfg, fold)
     if resume.is_file():
-        state = torch.load(resume, map_location=device, weights_only=False)
+        state = torch.load(resume, map_location=device, weights_only=True)  # tensors and plain values: no pickle
         if state["recipe"] == cfg.recipe():
             model.load_state_dict(state["model"])
             ema.module.load_state_dict(state["ema"])
@@ -169,11 +176,7 @@ def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
     ham = load_ham10000(cfg.data, limit=cfg.limit, transform=correct)
     folds_path = cfg.out / FOLDS_FILE
     if folds_path.is_file():  # keep the folds the existing members were trained with
-        table = pd.read_csv(folds_path).set_index("image_id")["fold"]
-        folds = table.reindex(ham.image_ids).to_numpy()
-        if np.isnan(folds.astype(float)).any():
-            raise ValueError(f"{folds_path} does not cover the images of {cfg.data}; use a fresh --out folder")
-        folds = folds.astype(np.int64)
+        folds = read_folds(folds_path, ham.image_ids)
     else:
         folds = make_folds(ham.labels, ham.lesion_ids, cfg.n_folds, cfg.seed)
         pd.DataFrame({"image_id": ham.image_ids, "lesion_id": ham.lesion_ids, "fold": folds}).to_csv(folds_path, index=False)
