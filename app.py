@@ -10,8 +10,8 @@ from skinapp.reporting.export import export_csv
 from skinapp.vocab import CLASSES
 from skinapp.workflow.worklist import Filters, apply_filters, worklist, worklist_records
 
-_COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "needs_manual_check", "status",
-            "decision", "reviewer", "model"]
+_COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "suspicious", "needs_manual_check",
+            "status", "decision", "reviewer", "model"]
 
 
 def page() -> None:
@@ -24,8 +24,10 @@ def page() -> None:
         return
     to_review = sum(r.decision is None for r in rows)
     flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
-    st.caption(f"{len(rows)} case(s): {to_review} to review, {flagged} flagged for a manual check. "
-               "Most urgent first: likely malignant and uncertain cases at the top, reviewed cases last.")
+    suspicious = sum(bool(r.prediction and r.prediction.suspicious) for r in rows)
+    st.caption(f"{len(rows)} case(s): {to_review} to review, {suspicious} suspicious (above the melanoma safety net), "
+               f"{flagged} flagged for a manual check. Most urgent first: suspicious, likely malignant and uncertain "
+               "cases at the top, reviewed cases last.")
 
     status, flagged_only, diagnosis, text = st.columns([1, 1, 1, 2])
     filters = Filters(
@@ -50,6 +52,8 @@ def page() -> None:
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
             "top_diagnosis": "Top diagnosis",
             "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
+            "suspicious": st.column_config.CheckboxColumn("Suspicious", help="At or above the melanoma safety net: "
+                                                          "consider excision"),
             "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
             "model": st.column_config.TextColumn("Model", help="Whether the installed model made this prediction; "
                                                                "older results are kept until the case is imported again"),

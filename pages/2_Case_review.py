@@ -8,9 +8,10 @@ import streamlit as st
 from app_shared import get_assessor, get_predictor, get_store, installed_card, open_case, reviewer, run_guarded
 from skinapp.reporting.case_report import case_report_html
 from skinapp.reporting.overlay import OVERLAYS, as_prediction, overlay
-from skinapp.reporting.text import decision_rule_text, older_model_text, plain_markdown
+from skinapp.reporting.text import decision_rule_text, older_model_text, plain_markdown, prediction_set_text
 from skinapp.store import DECISIONS, DecisionConflict
 from skinapp.trust.assessment import training_image_path
+from skinapp.trust.flags import SUSPICIOUS
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow.worklist import worklist
 
@@ -164,9 +165,14 @@ def page() -> None:
                       delta_color="off", delta_arrow="off",
                       help="P(melanoma) + P(basal cell carcinoma) + P(actinic keratosis / intraepithelial carcinoma); "
                            "the ± is the standard deviation over the flipped and turned views the model looked at.")
+            if stored.prediction_set:
+                st.markdown(prediction_set_text(stored.prediction_set))
+            for flag in stored.flags:
+                if flag.code == SUSPICIOUS:
+                    st.error(f"**{plain_markdown(flag.reason)}**", icon=":material/priority_high:")
             if stored.needs_manual_check:
                 st.error("**Manual check needed.** " + " ".join(plain_markdown(f.reason) for f in stored.flags if f.serious))
-            other_flags = [f for f in stored.flags if not f.serious]
+            other_flags = [f for f in stored.flags if not f.serious and f.code != SUSPICIOUS]
             for flag in other_flags:
                 st.warning(plain_markdown(flag.reason))
             if not stored.flags:

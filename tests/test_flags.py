@@ -6,8 +6,9 @@ import pytest
 
 from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.trust.calibration import apply_temperature, cross_fitted, fit_temperature
-from skinapp.trust.flags import FEATURES, Evidence, FlagPolicy, image_statistics, needs_manual_check
+from skinapp.trust.flags import FEATURES, SCORE_SIGNS, Evidence, FlagPolicy, image_statistics, needs_manual_check
 from skinapp.trust.policy_fit import fit_policy
+from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
 from skinapp.vocab import Metadata, Site
 
@@ -64,6 +65,11 @@ SCENARIOS = {
     "split attention": (lambda: _evidence(CLEAR, attention=_scattered()), {"attention_regions"}, True),
     "no lesion": (lambda: _evidence(CLEAR, attention=np.full((20, 20), 0.5)), {"no_lesion_found"}, True),
     "similar cases disagree": (lambda: _evidence(CLEAR, neighbour_agreement=0.1), {"knn_disagreement"}, True),
+    "ensemble members disagree": (lambda: _evidence((_NV + _MEL) / 2 + np.eye(7)[1] * 0.01, views=[_NV, _MEL] * 3),
+                                  {"mutual_information"}, True),
+    "several diagnoses possible": (lambda: _evidence([0.1, 0.5, 0.05, 0.05, 0.25, 0.03, 0.02],
+                                                     prediction_set=("NV", "BKL", "MEL")), {"prediction_set_size"}, True),
+    "malignancy not ruled out": (lambda: _evidence(CLEAR, prediction_set=("NV", "MEL")), {"malignant_in_set"}, True),
     # informational only: shown, but no manual check by themselves
     "attention at the border": (lambda: _evidence(CLEAR, attention=_at_border()), {"border_fraction"}, False),
     "metadata missing": (lambda: _evidence(CLEAR, metadata=Metadata()), {"missing_metadata"}, False),
@@ -136,3 +142,54 @@ def test_image_statistics_tell_colour_photographs_from_grey_and_blank_frames():
     saturation_grey, _ = image_statistics(grey)
     _, contrast_blank = image_statistics(np.full((50, 50, 3), 128, np.uint8))
     assert saturation_grey < 0.06 < saturation_cat and contrast_blank < 4 < contrast_cat
+
+
+def test_a_suspicious_case_always_says_so_without_raising_the_manual_check_by_itself():
+    policy = FlagPolicy.provisional()
+    quiet = _evidence(CLEAR, safety_net=SafetyNet(0.3))
+    assert policy.assess(quiet) == []
+    above = _evidence([0.35, 0.6, 0.01, 0.01, 0.01, 0.01, 0.01], safety_net=SafetyNet(0.3))
+    (flag,) = policy.assess(above)
+    assert flag.code == "suspicious" and not flag.serious and "consider excision" in flag.reason and "30%" in flag.reason
+
+
+def _fitted_policy(n: int = 3000, seed: int = 3) -> tuple[FlagPolicy, pd.DataFrame, np.ndarray]:
+    """A policy fitted on signs where errors follow the small margin, and where a sign that is worse for right
+    answers (entropy here) would get a negative weight in a free logistic model."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({f: rng.random(n) for f in FEATURES})
+    wrong = rng.random(n) < 0.05 + 0.6 * table["small_margin"] ** 3
+    table.loc[~wrong, "entropy"] += 0.5  # more spread among right answers: a quirk of this data set
+    policy, _ = fit_policy(table, ~wrong.to_numpy(), groups=np.arange(n))
+    return policy, table, wrong.to_numpy()
+
+
+def test_the_combined_score_only_uses_the_models_own_doubt_with_non_negative_weights():
+    policy, _, _ = _fitted_policy()
+    assert set(policy.weights) <= set(SCORE_SIGNS) and all(w > 0 for w in policy.weights.values())
+    assert "entropy" not in policy.weights  # a free fit would have given it a negative weight
+    assert max(policy.weights, key=lambda f: policy.weights[f]) == "small_margin"
+
+
+def test_a_flag_names_the_signs_that_raised_it():
+    policy, _, _ = _fitted_policy()
+    close = _evidence([0.05, 0.46, 0.44, 0.01, 0.02, 0.01, 0.01], neighbour_agreement=1.0)
+    flags = policy.assess(close)
+    assert needs_manual_check(flags)
+    serious = [f for f in flags if f.serious]
+    assert serious[0].code == "small_margin" and "Close call" in serious[0].reason
+    assert "combined_uncertainty" not in {f.code for f in flags}
+
+
+def test_when_images_change_and_the_model_grows_less_sure_the_flags_rise_instead_of_going_quiet():
+    """The failure this replaced: a model of HAM10000's quirks went quiet on another clinic's images. Here the
+    held-out signs and a shifted set in which every uncertainty sign grows; the share flagged must not fall."""
+    policy, table, _ = _fitted_policy()
+    values = table[list(policy.weights)]
+    risk = [policy.risk(dict(row)) for row in values.to_dict("records")]
+    shifted = values * 1.15
+    shifted_risk = [policy.risk(dict(row)) for row in shifted.to_dict("records")]
+    assert policy.check_threshold is not None
+    base = np.mean(np.asarray(risk) >= policy.check_threshold)
+    assert base == pytest.approx(0.20, abs=0.02)
+    assert np.mean(np.asarray(shifted_risk) >= policy.check_threshold) >= base

@@ -99,13 +99,17 @@ def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights
     import shutil
 
     from skinapp.model.checkpoint import ModelCard
+    from skinapp.trust.conformal import ConformalSets
     from skinapp.trust.decision import DecisionRule
+    from skinapp.trust.safety_net import SafetyNet
     from skinapp.vocab import CLASSES
 
     weights = tmp_path / "w"
     shutil.copytree(tiny_weights, weights)
     card = ModelCard.load(weights)
     card.decision_rule = DecisionRule((0.01, 0.9, 0.02, 0.02, 0.02, 0.02, 0.01), 1.0).to_dict()
+    card.conformal = ConformalSets(threshold=0.5).to_dict()
+    card.safety_net = SafetyNet(threshold=0.3).to_dict()
     card.save(weights)
     scored, full = tmp_path / "scores.csv", tmp_path / "full.csv"
     assert main(["predict", str(inputs), "--out", str(scored), "--weights", str(weights)]) == 0
@@ -117,3 +121,7 @@ def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights
         assert CLASSES[int(np.argmax(scores))] == full_rows[row["image"]]["predicted_class"]
         assert CLASSES[int(np.argmax(probabilities))] == full_rows[row["image"]]["highest_probability_class"]
         assert abs(sum(scores) - 1) < 1e-4 and scores != probabilities
+        full_row = full_rows[row["image"]]
+        assert full_row["prediction_set"].split("|")[0] == full_row["predicted_class"]
+        assert full_row["suspicious"] == str(int(float(full_row["malignancy"]) >= 0.3))
+        assert ("consider excision" in full_row["flag_reasons"]) == (full_row["suspicious"] == "1")

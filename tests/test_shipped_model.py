@@ -121,3 +121,31 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
     assert len(clean) >= 5
     flagged = [needs_manual_check(assessor.assess(p, image)) for image, p in clean]
     assert sum(flagged) <= len(clean) // 5, f"{sum(flagged)} of {len(clean)} confident, correct held-out cases flagged"
+
+
+def test_the_flags_keep_their_rate_on_a_shifted_copy_of_held_out_images(shared_data, shipped_weights):
+    """Another clinic's camera, light and software (the shifts `evaluate` uses): the share of cases flagged for a
+    manual check must not collapse, as it did with the flags fitted to HAM10000's quirks."""
+    from skinapp.evaluation.shift import shifted_copy
+    from skinapp.trust.assessment import Assessor
+    from skinapp.trust.flags import needs_manual_check
+
+    card = ModelCard.load(shipped_weights)
+    folds = pd.read_csv(shipped_weights / "folds.csv")
+    table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").merge(folds, on=["image_id", "lesion_id"])
+    table = table[table["fold"] == card.members[0].validation_fold].sample(200, random_state=0)
+    root = shared_data / "ham10000" / "images"
+    images = [cv2.cvtColor(cv2.imread(str(root / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in table["image_id"]]
+    metadata = [Metadata.parse(a, s, site) for a, s, site in zip(table["age"], table["sex"], table["localization"], strict=True)]
+    shifted, _ = shifted_copy(images, seed=11)
+    predictor = Predictor.from_weights(shipped_weights, device="cpu", gradcam=False)
+    assessor = Assessor.from_weights(shipped_weights, predictor.card)
+
+    def flagged_share(pictures: list[np.ndarray]) -> float:
+        predictions = predictor.predict(pictures, metadata)
+        return float(np.mean([needs_manual_check(assessor.assess(p, image)) for p, image in zip(predictions, pictures,
+                                                                                                strict=True)]))
+
+    original, changed = flagged_share(images), flagged_share(shifted)
+    assert 0.10 <= original <= 0.35, original
+    assert 0.10 <= changed <= 0.40 and changed >= 0.7 * original, (original, changed)

@@ -201,7 +201,9 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
 
     from conftest import write_weights
     from skinapp.model.checkpoint import ModelCard
+    from skinapp.trust.conformal import ConformalSets
     from skinapp.trust.decision import DecisionRule
+    from skinapp.trust.safety_net import SafetyNet
     from skinapp.workflow.worklist import model_label, worklist_records
 
     store = Store.open(db_url)
@@ -221,6 +223,8 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     prior = np.full(7, 0.02)
     prior[before.predicted_index] = 0.88
     card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
+    card.conformal = ConformalSets(threshold=1.0).to_dict()  # every class in the set
+    card.safety_net = SafetyNet(threshold=0.0).to_dict()        # every case suspicious
     card.version = "test-balanced"
     card.save(new_weights)
     new = Predictor.from_weights(new_weights)
@@ -230,10 +234,14 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     stored_new = store.latest_prediction(case_id)
     assert stored_new.predicted_class == after.predicted_class != stored_new.most_probable_class
     assert stored_new.follows_decision_rule and np.allclose(stored_new.decision_scores, after.decision_scores)
+    assert stored_new.prediction_set == after.prediction_set and len(after.prediction_set) == 7
+    assert stored_new.prediction_set[0] == after.predicted_class and stored_new.suspicious is True
+    assert stored_old.prediction_set is None and stored_old.suspicious is None
 
     (record,) = worklist_records(worklist(store), installed_weights_sha256=new_sha)
     assert record["top_diagnosis"] == after.predicted_class and record["model"] == "current"
     assert record["top_probability"] == round(float(after.probabilities[after.predicted_index]), 4)
+    assert record["suspicious"] is True and record["prediction_set"].startswith(after.predicted_class)
     assert model_label(stored_old, new_sha) == f"older model ({old.model_version})"
     page = case_report_html(store.case(case_id), store.case_image(case_id), stored_new, [], "Dr A")
-    assert "the single most probable diagnosis" in page
+    assert "the single most probable diagnosis" in page and "Diagnoses the model cannot exclude" in page

@@ -15,7 +15,8 @@ CHECK = Flag("combined_uncertainty", "unsure", True)
 NOTE = Flag("missing_metadata", "age missing", False)
 
 
-def _record(case_id: int, malignancy: float | None, flags=(), decided=False, patient="P1", seed=0) -> CaseRecord:
+def _record(case_id: int, malignancy: float | None, flags=(), decided=False, patient="P1", seed=0,
+            suspicious: bool | None = None) -> CaseRecord:
     case = StoredCase(case_id, f"case{case_id}", f"case{case_id}.png", None, patient, None, None, Metadata(), True,
                       (100, 100), None, Acquisition(), [], NOW, "importer")
     prediction = None
@@ -24,7 +25,7 @@ def _record(case_id: int, malignancy: float | None, flags=(), decided=False, pat
         embedding = np.random.default_rng(seed).normal(size=8)
         prediction = StoredPrediction(case_id, case_id, "v", "id", NOW, p, p[None], embedding / np.linalg.norm(embedding),
                                       np.zeros((4, 4)), np.zeros((4, 4)), None, list(flags), Metadata(),
-                                      predicted_class="MEL" if malignancy > 0.5 else "NV")
+                                      predicted_class="MEL" if malignancy > 0.5 else "NV", suspicious=suspicious)
     decision = Decision(case_id, case_id, "Dr A", NOW, "agree", None, "", None) if decided else None
     return CaseRecord(case, prediction, decision, b"")
 
@@ -48,6 +49,12 @@ def test_the_most_urgent_case_comes_first_and_reviewed_cases_last():
 def test_ties_keep_import_order_and_a_flag_does_not_outrank_a_much_likelier_melanoma():
     records = [_record(1, 0.30), _record(2, 0.30), _record(3, 0.95), _record(4, 0.20, flags=[CHECK])]
     assert _order(records) == [3, 4, 1, 2]
+
+
+def test_a_case_above_the_melanoma_safety_net_comes_before_every_case_below_it():
+    records = [_record(1, 0.90), _record(2, 0.60, flags=[CHECK]), _record(3, 0.25, suspicious=True),
+               _record(4, 0.35, suspicious=True, flags=[CHECK]), _record(5, 0.10, suspicious=False)]
+    assert _order(records) == [4, 3, 2, 1, 5]
 
 
 def test_patient_context_needs_three_analysed_lesions_of_one_patient():

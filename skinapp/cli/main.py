@@ -35,7 +35,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from skinapp.evaluation.evaluate import evaluate
 
     metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
-                       isic2017=args.isic2017, views=args.views)
+                       isic2017=args.isic2017, views=args.views, shifted=args.shifted)
     for key in ("with_metadata", "without_metadata"):
         m = metrics[key]
         print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
@@ -47,6 +47,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         ext = metrics["external"]
         print(f"external          ISIC 2017 val: melanoma AUC {ext['melanoma_auc']:.3f}  balanced accuracy "
               f"{ext['balanced_accuracy_balanced_rule']:.3f} (argmax {ext['balanced_accuracy_argmax']:.3f})")
+    for name, check in metrics.get("checks", {}).items():
+        net, sets = check["safety_net"], check.get("conformal", {})
+        caught = "–" if check["errors_caught"] is None else f"{check['errors_caught']:.0%}"
+        sensitivity = "–" if net["malignant_sensitivity"] is None else f"{net['malignant_sensitivity']:.0%}"
+        print(f"check {name:11s} flagged {check['flagged_share']:.0%} catching {caught} of errors; conformal coverage "
+              f"{sets.get('coverage', float('nan')):.0%} (mean set {sets.get('mean_set_size', float('nan')):.2f}); "
+              f"safety net sensitivity {sensitivity}, marks {net['share_marked']:.0%}")
     if "mask" in metrics:
         print(f"mask              Jaccard {metrics['mask']['jaccard']:.3f}  Dice {metrics['mask']['dice']:.3f}")
     print(f"report: {args.out / 'report.md'}")
@@ -121,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-tta", action="store_true", help="identity view only")
     evaluate.add_argument("--views", type=int, choices=[4, 8], help="test-time views (default: the card's); "
                                                                    "with --update-card the model ships with this count")
+    evaluate.add_argument("--shifted", type=int, default=2000, help="held-out images in the shifted-copy check "
+                                                                    "(colour, contrast, blur, JPEG, scale; 0: none)")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
     evaluate.set_defaults(run=_evaluate)
 

@@ -19,9 +19,9 @@ from skinapp.vocab import CLASSES
 
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
-    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "malignancy", "mask_area_fraction", "bbox_x", "bbox_y",
-    "bbox_width",
-    "bbox_height", "lesion_size_mm", "flag", "flag_reasons", "patient_id", "dermoscopic", "source", "model_version",
+    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious",
+    "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm", "flag", "flag_reasons",
+    "patient_id", "dermoscopic", "source", "model_version",
 ]
 
 
@@ -31,7 +31,9 @@ def mask_file_name(case_name: str) -> str:
 
 def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = ()) -> dict[str, object]:
     """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
-    calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it."""
+    calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it, the
+    90 % conformal set (`prediction_set`, e.g. "MEL|NV", the call first) and the melanoma safety net
+    (`suspicious`: 1 at or above it; both empty for a model without them)."""
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
         values = prediction.decision_scores
@@ -43,7 +45,8 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
         size_mm = case.length_mm(max(bbox[2:])) if bbox else None
         row.update(
             predicted_class=prediction.predicted_class, highest_probability_class=prediction.most_probable_class,
-            malignancy=f"{prediction.malignancy:.6f}",
+            prediction_set="|".join(prediction.prediction_set or ()), malignancy=f"{prediction.malignancy:.6f}",
+            suspicious="" if prediction.suspicious is None else int(prediction.suspicious),
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),

@@ -1,6 +1,9 @@
 """`python -m skinapp evaluate`: each ensemble member on the HAM10000 fold it never trained on, and the whole
 ensemble on an external check (ISIC 2017 `val`: other centres and dermatoscopes, never trained on).
 
+Then the trust checks (`checks.py`) on the out-of-fold images, on a shifted copy of them (`shift.py`) and on
+ISIC 2017 `val`: flag rate and errors caught, conformal coverage, safety-net sensitivity.
+
 Writes metrics.json, oof_predictions.csv (uncalibrated probabilities), confusion.png, roc.png, report.md and,
 from `trust.py`, the calibration, decision rule, flag and similar-case measurements with their pictures. The
 similar-case index (embeddings.npz) is written into the weights folder. With `update_card` the metrics, the
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from skinapp.evaluation.checks import TrustFit, assessed_cases, check_summary
 from skinapp.evaluation.metrics import (
     balanced_accuracy_of_calls,
     binary_sensitivity_at_specificity,
@@ -31,7 +35,8 @@ from skinapp.evaluation.metrics import (
     recall_by_class,
 )
 from skinapp.evaluation.plots import finish
-from skinapp.evaluation.trust_report import evaluate_trust
+from skinapp.evaluation.shift import SHIFTS, shifted_copy
+from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust, image_features
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor, default_device
 from skinapp.model.checkpoint import ModelCard, load_member
@@ -43,6 +48,7 @@ from skinapp.trust.decision import DecisionRule, cross_fitted_calls
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")
+SHIFTED_IMAGES = 2000  # held-out images in the shifted-copy check: enough for a stable flag rate, an affordable run
 
 def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
     """Each image's fold; -1 for images no member held out."""
@@ -160,16 +166,23 @@ def decision_rule_report(oof: pd.DataFrame, temperature: float, rule: DecisionRu
     }
 
 
-def external_check(weights: Path, isic2017: Path, temperature: float, rule: DecisionRule, views: int = 4,
-                   limit: int | None = None) -> tuple[dict, pd.DataFrame]:
-    """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl)."""
+def _call(prediction: Prediction, fit: TrustFit) -> str:
+    return CLASSES[int(fit.rule.call(apply_temperature(prediction.probabilities, fit.temperature)))]
+
+
+def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int = 4,
+                   limit: int | None = None) -> tuple[dict, pd.DataFrame, dict]:
+    """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl): the
+    diagnostic figures, the per-image table, and the trust check (flags, sets, safety net)."""
+    fit = trust.fit
     data = load_isic2017(isic2017, "val", limit=limit)
     predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
                                        calibrate=False)
-    raw = np.stack([p.probabilities for p in predictor.predict(data.images, data.metadata)])
-    calibrated = apply_temperature(raw, temperature)
+    predictions = predictor.predict(data.images, data.metadata)
+    raw = np.stack([p.probabilities for p in predictions])
+    calibrated = apply_temperature(raw, fit.temperature)
     labels = data.labels
-    balanced_calls, argmax_calls = rule.call(calibrated), calibrated.argmax(1)
+    balanced_calls, argmax_calls = fit.rule.call(calibrated), calibrated.argmax(1)
     mel_target = labels == MEL
     report = {
         "data": "ISIC 2017 challenge `val` split: other centres and dermatoscopes than HAM10000; never trained on",
@@ -188,12 +201,77 @@ def external_check(weights: Path, isic2017: Path, temperature: float, rule: Deci
     }
     table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in labels]})
     table[list(CLASSES)] = raw
-    return report, table
+    cases = assessed_cases(
+        predictions, data.images, data.metadata, labels, fit,
+        ood_distances=[trust.distribution.distance(image_features(p)) for p in predictions],
+        agreements=[trust.index.agreement(p.embedding, _call(p, fit)) for p in predictions])
+    check = check_summary(cases, "ISIC 2017 `val` (other clinics and dermatoscopes), the whole ensemble")
+    return report, table, check
+
+
+def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, views: int,
+                        limit: int | None = SHIFTED_IMAGES, seed: int = 2017) -> ShiftedSet:
+    """Held-out HAM images, deliberately shifted (`shift.py`), each analysed by the member that never trained on it."""
+    card = ModelCard.load(weights)
+    position = {image_id: i for i, image_id in enumerate(data.image_ids)}
+    rows = np.asarray([position[i] for i in oof["image_id"]])
+    if limit is not None and len(rows) > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+    images, applied = shifted_copy([data.images[i] for i in rows], seed)
+    folds = _member_folds(weights, data)[rows]
+    device = default_device()
+    predictions: list[Prediction | None] = [None] * len(rows)
+    for member in card.members:
+        chosen = np.flatnonzero(folds == member.validation_fold)
+        if not len(chosen):
+            continue
+        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device,
+                              tta=views > 1, views=views if views > 1 else None, gradcam=False, calibrate=False)
+        made = predictor.predict([images[k] for k in chosen], [data.metadata[rows[k]] for k in chosen])
+        for k, prediction in zip(chosen, made, strict=True):
+            predictions[k] = prediction
+    return ShiftedSet(rows, images, [p for p in predictions if p is not None], applied)
+
+
+def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trust: TrustResult) -> dict:
+    """Do the flags, sets and safety net still hold when the images change? The sets and the safety net are
+    the cross-fitted ones (they were fitted with shifted copies of other lesions)."""
+    fit = trust.fit
+    card = ModelCard.load(weights)
+    folds = _member_folds(weights, data)[shifted.rows]
+    member_of_fold = {m.validation_fold: j for j, m in enumerate(card.members)}
+    members = [member_of_fold[int(f)] for f in folds]
+    indexes = {j: trust.index.member_view(j, len(card.members)) for j in set(members)}
+    ood = [trust.distribution.member_distance(j, image_features(p)) for j, p in zip(members, shifted.predictions, strict=True)]
+    agreements = [indexes[j].agreement(p.embedding, _call(p, fit), exclude_lesion=data.lesion_ids[row])
+                  for j, p, row in zip(members, shifted.predictions, shifted.rows, strict=True)]
+    masks, suspicious = trust.shifted_cross_fitted if trust.shifted_cross_fitted is not None else (None, None)
+    cases = assessed_cases(shifted.predictions, shifted.images, [data.metadata[i] for i in shifted.rows],
+                           data.labels[shifted.rows], fit, ood, agreements, set_masks=masks, suspicious=suspicious)
+    summary = check_summary(cases, f"{len(shifted.rows)} held-out HAM10000 images, each shifted twice (colour cast, "
+                                   "contrast, blur, JPEG, scale) by `evaluate` itself")
+    summary["shifts_applied"] = {name: sum(name in a for a in shifted.shifts) for name in SHIFTS}
+    return summary
+
+
+def out_of_fold_check(trust: TrustResult) -> dict:
+    """The same figures as the other checks, for the out-of-fold HAM images (all cross-fitted)."""
+    flags, conformal, net = trust.metrics["flags"], trust.metrics["conformal"], trust.metrics["safety_net"]
+    return {
+        "data": "out-of-fold HAM10000 (each image by the member that never trained on it; every threshold cross-fitted)",
+        "n_images": flags["n_images"], "error_rate": flags["error_rate"], "flagged_share": flags["flagged_share"],
+        "errors_caught": flags["errors_caught"], "accuracy_unflagged": flags["accuracy_unflagged"],
+        "ece": trust.calibration["ece_after"],
+        "safety_net": {k: net[k] for k in ("n_images", "malignant_sensitivity", "share_marked", "benign_marked")},
+        "conformal": {k: conformal[k] for k in ("n_images", "coverage", "coverage_by_class", "mean_set_size",
+                                                "single_class_share", "malignant_cases_with_a_malignant_class_in_set")},
+    }
 
 
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
-             isic2017: Path | None = None, views: int | None = None) -> dict:
-    """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count."""
+             isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES) -> dict:
+    """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count.
+    shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check)."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
@@ -205,12 +283,17 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     labels = oof["label"].map(CLASSES.index).to_numpy()
     metrics["with_metadata"]["melanoma_sensitivity_at_90_specificity"] = binary_sensitivity_at_specificity(
         labels == MEL, oof["MEL"].to_numpy())
-    trust, calibration, policy, index, rule = evaluate_trust(weights, data, oof, held_out, out, views,
-                                                             _member_folds(weights, data))
-    metrics.update(trust)
-    metrics["decision_rule"] = decision_rule_report(oof, calibration["temperature"], rule)
+    shifted_set = shifted_predictions(weights, data, oof, views, limit=shifted) if shifted else None
+    isic_train = load_isic2017(isic2017, "train", limit=limit) if isic2017 is not None else None
+    trust = evaluate_trust(weights, data, oof, held_out, out, views, _member_folds(weights, data), shifted_set, isic_train)
+    metrics.update(trust.metrics)
+    metrics["decision_rule"] = decision_rule_report(oof, trust.fit.temperature, trust.fit.rule)
+    metrics["checks"] = {"out_of_fold": out_of_fold_check(trust)}
+    if shifted_set is not None:
+        metrics["checks"]["shifted_ham"] = shifted_check(weights, data, shifted_set, trust)
     if isic2017 is not None:
-        metrics["external"], external_table = external_check(weights, isic2017, calibration["temperature"], rule, views)
+        metrics["external"], external_table, metrics["checks"]["isic2017_val"] = external_check(weights, isic2017, trust,
+                                                                                                views)
         external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -220,8 +303,11 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     (out / "report.md").write_text(evaluation_report(metrics, card.version))
     if update_card:
         card = ModelCard.load(weights)
-        card.metrics, card.calibration, card.flag_policy, card.index = metrics, calibration, policy, index
-        card.decision_rule = rule.to_dict()
+        card.metrics, card.calibration, card.flag_policy, card.index = (metrics, trust.calibration,
+                                                                        vars(trust.fit.policy), trust.index_entry)
+        card.decision_rule = trust.fit.rule.to_dict()
+        card.conformal = trust.fit.conformal.to_dict()
+        card.safety_net = trust.fit.safety_net.to_dict()
         if views > 1:
             card.tta_views = views
         card.save(weights)

@@ -9,11 +9,13 @@ embeddings.npz (the similar-case / out-of-distribution index).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from skinapp.evaluation.checks import TrustFit
 from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.evaluation.plots import finish, plt
 from skinapp.inference.prediction import Prediction
@@ -21,9 +23,11 @@ from skinapp.inference.predictor import Predictor
 from skinapp.model.checkpoint import ModelCard, sha256_of
 from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
-from skinapp.trust.decision import DecisionRule, fit_decision_rule
+from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_report
+from skinapp.trust.decision import fit_decision_rule
 from skinapp.trust.flags import Evidence, features, image_statistics
 from skinapp.trust.policy_fit import fit_policy
+from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
 from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
@@ -35,11 +39,13 @@ def image_features(prediction: Prediction) -> np.ndarray:
 
 
 def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], views: int,
-                folds: np.ndarray) -> tuple[EmbeddingIndex, TrainingDistribution]:
-    """Embeddings of every labelled image by the shipped ensemble, and, per member, the distribution of its
-    encoder features over the images it trained on (each image's fold is in `folds`; the held-out ones are
-    what the out-of-distribution threshold is set on). With one member the held-out images are already
-    analysed and only the rest are computed."""
+                folds: np.ndarray, also_trained_on: LabelledImages | None = None) -> tuple[EmbeddingIndex, TrainingDistribution]:
+    """Embeddings of every labelled HAM image by the shipped ensemble, and, per member, the distribution of its
+    encoder features over the images it trained on: the HAM folds it saw (each image's fold is in `folds`; the
+    held-out ones are what the out-of-distribution threshold is set on) and `also_trained_on` (ISIC 2017
+    `train`, which every member saw; without it another clinic's images look foreign although the model
+    learnt from such images). With one member the held-out images are already analysed and only the rest are
+    computed."""
     card = ModelCard.load(weights)
     known = held_out if len(card.members) == 1 else {}
     missing = [i for i in range(len(data)) if i not in known]
@@ -51,8 +57,12 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Predict
     embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
     features = np.stack([image_features(p) for p in every])
     width = features.shape[1] // len(card.members)
+    extra = np.empty((0, features.shape[1]), features.dtype)
+    if also_trained_on is not None and len(also_trained_on):
+        extra = np.stack([image_features(p) for p in predictor.predict(also_trained_on.images, also_trained_on.metadata)])
     distribution = TrainingDistribution.fit_members([
-        features[folds != m.validation_fold, j * width:(j + 1) * width] for j, m in enumerate(card.members)])
+        np.concatenate([features[folds != m.validation_fold], extra])[:, j * width:(j + 1) * width]
+        for j, m in enumerate(card.members)])
     return EmbeddingIndex(embeddings, data.labels.copy(), np.asarray(data.image_ids), data.lesion_ids.copy()), distribution
 
 
@@ -79,10 +89,37 @@ def _plot_coverage(report: dict, path: Path) -> None:
            legend="lower left", fontsize=8)
 
 
+@dataclass
+class TrustResult:
+    """What `evaluate_trust` measured and fitted: the figures, and what goes into the model card."""
+
+    metrics: dict
+    calibration: dict
+    fit: TrustFit
+    index_entry: dict
+    index: EmbeddingIndex
+    distribution: TrainingDistribution
+    shifted_cross_fitted: tuple[np.ndarray, np.ndarray] | None = None  # (set masks, suspicious) of the shifted copies
+
+
+@dataclass
+class ShiftedSet:
+    """Held-out HAM images after `shift.py`, each analysed (uncalibrated) by the member that never trained on it."""
+
+    rows: np.ndarray                 # positions in the HAM data
+    images: list[np.ndarray]
+    predictions: list[Prediction]
+    shifts: list[tuple[str, ...]]
+
+
 def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, Prediction],
-                   out: Path, views: int, folds: np.ndarray) -> tuple[dict, dict, dict, dict, DecisionRule]:
-    """Returns (metrics, calibration, flag policy, index entry, decision rule) for the model card. The rule is
-    fitted on the calibrated out-of-fold probabilities, and "an error" for the flags means its call is wrong."""
+                   out: Path, views: int, folds: np.ndarray, shifted: ShiftedSet | None = None,
+                   also_trained_on: LabelledImages | None = None) -> TrustResult:
+    """Calibration, decision rule, conformal sets, safety net, flag policy and similar-case index, fitted on the
+    out-of-fold predictions. The rule is fitted on the calibrated probabilities; "an error" for the flags means
+    its call is wrong. The conformal sets and the safety net are fitted on the out-of-fold images together with
+    their shifted copies, so that they hold when the images change; each part's figures are cross-fitted by
+    lesion (an image is judged by thresholds fitted without its lesion, shifted or not)."""
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
     rows = [position[i] for i in oof["image_id"]]
     labels = oof["label"].map(CLASSES.index).to_numpy()
@@ -109,9 +146,25 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     _plot_reliability(labels, raw, honest, out / "reliability.png")
     calibrated_oof = apply_temperature(raw, temperature)
     rule = fit_decision_rule(labels, calibrated_oof)
-    predicted = rule.call(calibrated_oof)
+    scores = rule.scores(calibrated_oof)
+    predicted = scores.argmax(1)
+    # Conformal sets and the safety net: fitted on the held-out images and their shifted copies together.
+    all_calibrated, all_labels, all_groups = calibrated_oof, labels, groups
+    if shifted is not None:
+        shifted_raw = np.stack([p.probabilities for p in shifted.predictions])
+        all_calibrated = np.concatenate([calibrated_oof, apply_temperature(shifted_raw, temperature)])
+        all_labels = np.concatenate([labels, data.labels[shifted.rows]])
+        all_groups = np.concatenate([groups, data.lesion_ids[shifted.rows]])
+    all_scores = rule.scores(all_calibrated)
+    all_malignancy, all_malignant = all_calibrated[:, malignant_columns].sum(1), np.isin(all_labels, MALIGNANT_INDICES)
+    conformal = fit_conformal(all_scores, all_labels)
+    safety_net = fit_safety_net(all_malignancy, all_malignant)
+    all_sets = cross_fitted_masks(all_scores, all_labels, all_groups)
+    all_suspicious = cross_fitted_suspicious(all_malignancy, all_malignant, all_groups)
+    n = len(labels)
+    honest_sets, honest_suspicious = all_sets[:n], all_suspicious[:n]
 
-    index, distribution = build_index(weights, data, held_out, views, folds)
+    index, distribution = build_index(weights, data, held_out, views, folds, also_trained_on)
     save_index(weights / INDEX_FILE, index, distribution)
     # A held-out image is measured in the space of the one member that never trained on it.
     members = ModelCard.load(weights).members
@@ -123,12 +176,15 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         member = member_of_fold[int(folds[row])]
         calibrated = apply_temperature(prediction.probabilities, temperature)
         colourfulness, contrast = image_statistics(data.images[row])
+        in_set = honest_sets[image_row]
+        prediction_set = tuple(CLASSES[k] for k in np.argsort(-scores[image_row], kind="stable") if in_set[k])
         evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
                             prediction.attention_grid, True, data.metadata[row],
                             ood_distance=distribution.member_distance(member, image_features(prediction)),
                             neighbour_agreement=member_index[member].agreement(
                                 prediction.embedding, CLASSES[int(predicted[image_row])], exclude_lesion=groups[image_row]),
-                            colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]))
+                            colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]),
+                            prediction_set=prediction_set)
         table.append(features(evidence))
         votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
     table = pd.DataFrame(table)
@@ -146,9 +202,21 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
         "accuracy_when_they_disagree": float(correct[voted != predicted].mean()) if (voted != predicted).any() else None,
         "note": "neighbours from the same lesion are excluded, so no image finds itself",
     }
-    metrics = {"calibration": calibration, "flags": flag_report, "similar_cases": similar}
+    fitted_on = (f"{n} out-of-fold HAM10000 images" + (f" and {len(all_labels) - n} shifted copies of them"
+                                                       if shifted is not None else ""))
+    conformal_report = {**conformal.to_dict(), "target_coverage": conformal.coverage, "fitted_on": fitted_on,
+                        **set_report(honest_sets, labels),
+                        "note": "figures for the out-of-fold images, cross-fitted: each image's set from a threshold "
+                                "fitted without its lesion"}
+    net = {**safety_net.to_dict(), "fitted_on": fitted_on, **net_report(honest_suspicious, malignant.astype(bool)),
+           "note": "figures for the out-of-fold images, cross-fitted: each image marked by a threshold fitted "
+                   "without its lesion"}
+    shifted_honest = (all_sets[n:], all_suspicious[n:]) if shifted is not None else None
+    metrics = {"calibration": calibration, "flags": flag_report, "similar_cases": similar, "conformal": conformal_report,
+               "safety_net": net}
     (out / "trust.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")
     index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": len(index.image_ids)}
-    return metrics, calibration, vars(policy), index_entry, rule
+    fit = TrustFit(temperature, rule, conformal, safety_net, policy)
+    return TrustResult(metrics, calibration, fit, index_entry, index, distribution, shifted_honest)

@@ -28,6 +28,8 @@ class Prediction:
     temperature: float = 1.0           # the calibration applied (1.0: none)
     image_features: np.ndarray | None = None  # (C,) pooled top encoder features: what the out-of-distribution check reads
     decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
+    prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
+    suspicious: bool | None = None     # at or above the melanoma safety net; None: the model has none
 
     @property
     def predicted_index(self) -> int:

@@ -3,8 +3,8 @@
 Each image is colour-corrected as the model card says, then analysed in several test-time views (4: identity,
 horizontal flip, vertical flip, transpose; 8: all rotations and reflections of the square) run as one batch.
 Probabilities are averaged over views and ensemble members, then calibrated; the top call follows the card's
-decision rule. Maps are mapped back onto the identity view before averaging. Grad-CAM reuses the identity
-view's encoder features.
+decision rule, and the conformal set and the melanoma safety net come from the card too. Maps are mapped back
+onto the identity view before averaging. Grad-CAM reuses the identity view's encoder features.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
 from skinapp.trust.calibration import apply_temperature
+from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
-from skinapp.vocab import CLASSES, Metadata, encode_metadata
+from skinapp.trust.safety_net import SafetyNet
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, encode_metadata
 
 
 def default_device() -> torch.device:
@@ -64,6 +66,9 @@ class Predictor:
         # Both fitted on out-of-fold data by `evaluate`; the rule expects calibrated probabilities.
         self.temperature = card.temperature if calibrate else 1.0
         self.rule = card.rule if calibrate else DecisionRule()
+        # Fitted on calibrated out-of-fold data too: without calibration they do not apply.
+        self.conformal = card.conformal_sets if calibrate else ConformalSets()
+        self.safety_net = card.melanoma_safety_net if calibrate else SafetyNet()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
@@ -146,6 +151,10 @@ class Predictor:
                 temperature=self.temperature,
                 image_features=raw.image_features[i],
                 decision_scores=None if scores is None else scores[i],
+                prediction_set=self.conformal.prediction_set(calibrated[i] if scores is None else scores[i])
+                if self.conformal.active else None,
+                suspicious=bool(self.safety_net.suspicious(float(calibrated[i, list(MALIGNANT_INDICES)].sum())))
+                if self.safety_net.active else None,
             ))
         return results
 

@@ -14,7 +14,9 @@ from safetensors.torch import load_file, save_file
 from skinapp.inference.views import TTA_CHOICES
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
+from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
+from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASSES, metadata_encoding
 
 CARD_FILE = "model_card.json"
@@ -51,7 +53,8 @@ class ModelCard:
     """The model bundle's metadata (after MONAI bundles): what the code reads to build, feed and trust the model.
 
     `identity` hashes everything in it that changes an output (weights, class order, metadata encoding,
-    preprocessing, test-time views, calibration, decision rule, flag policy, similar-case index), so a
+    preprocessing, test-time views, calibration, decision rule, conformal sets, safety net, flag policy,
+    similar-case index), so a
     recalibration is a new model as far as stored predictions are concerned."""
 
     version: str
@@ -65,6 +68,8 @@ class ModelCard:
     preprocessing: dict = field(default_factory=dict)  # Preprocessing fields; empty: a model from before colour constancy
     decision_rule: dict = field(default_factory=dict)  # decision.DecisionRule fields, fitted on out-of-fold data; empty: argmax
     tta_views: int = 4                                 # test-time views the shipped model runs (1, 4 or 8)
+    conformal: dict = field(default_factory=dict)     # conformal.ConformalSets fields; empty: no prediction sets
+    safety_net: dict = field(default_factory=dict)    # safety_net.SafetyNet fields; empty: no safety net
     classes: list[str] = field(default_factory=lambda: list(CLASSES))       # the order of the network's outputs
     metadata_encoding: dict = field(default_factory=metadata_encoding)     # what the metadata input means
     schema: int = CARD_SCHEMA
@@ -86,6 +91,14 @@ class ModelCard:
         return DecisionRule.from_dict(self.decision_rule)
 
     @property
+    def conformal_sets(self) -> ConformalSets:
+        return ConformalSets.from_dict(self.conformal)
+
+    @property
+    def melanoma_safety_net(self) -> SafetyNet:
+        return SafetyNet.from_dict(self.safety_net)
+
+    @property
     def identity(self) -> str:
         """sha256 of everything in the card that changes what the model outputs (not the measured figures)."""
         content = {
@@ -94,6 +107,8 @@ class ModelCard:
             "tta_views": self.tta_views, "temperature": self.temperature, "decision_rule": self.decision_rule,
             "flag_policy": self.flag_policy, "index": self.index.get("sha256"),
         }
+        if self.conformal or self.safety_net:  # keeps the identity of cards from before these existed
+            content.update(conformal=self.conformal, safety_net=self.safety_net)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def check_compatible(self) -> None:
@@ -106,6 +121,8 @@ class ModelCard:
         try:
             self.preprocessing_spec  # noqa: B018  (built to validate)
             rule = self.rule
+            self.conformal_sets  # noqa: B018
+            self.melanoma_safety_net  # noqa: B018
         except (TypeError, ValueError) as exc:
             raise WeightsError(f"the model card's preprocessing or decision rule is not valid: {exc}") from exc
         if rule.prior and len(rule.prior) != len(self.classes):

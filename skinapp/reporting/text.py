@@ -29,3 +29,13 @@ def older_model_text(stored_version: str, installed_version: str) -> str:
     return (f"This result was made by an older model ({plain_markdown(stored_version)}), not the one now installed "
             f"({plain_markdown(installed_version)}). Import the case again to analyse it with the current model; "
             "this result and any decision on it are kept.")
+
+
+def prediction_set_text(prediction_set: tuple[str, ...], coverage: float = 0.9) -> str:
+    """The conformal set in a clinician's words (markdown)."""
+    names = [f"{CLASS_NAMES[c]} ({c})" for c in prediction_set]
+    if len(names) == 1:
+        return (f"**The diagnosis is {names[0]}**, with about {coverage:.0%} certainty as measured on held-out images: "
+                "the model's set of possible diagnoses holds this one only.")
+    return (f"**The diagnosis is one of: {', '.join(names)}.** On held-out images such a set held the true diagnosis "
+            f"about {coverage:.0%} of the time; the model cannot narrow it further.")

@@ -43,6 +43,18 @@ def pack_arrays(**arrays: np.ndarray | None) -> bytes:
     return buffer.getvalue()
 
 
+def set_mask(prediction_set: tuple[str, ...] | None) -> np.ndarray | None:
+    """A conformal set as a boolean per class (its order follows from the decision scores)."""
+    return None if prediction_set is None else np.asarray([c in prediction_set for c in CLASSES])
+
+
+def set_from_mask(mask: np.ndarray | None, scores: np.ndarray) -> tuple[str, ...] | None:
+    """The stored set, the top call first then by decreasing score, as the Predictor made it."""
+    if mask is None:
+        return None
+    return tuple(CLASSES[k] for k in np.argsort(-scores, kind="stable") if mask[k])
+
+
 def unpack_arrays(blob: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
@@ -77,7 +89,14 @@ def prediction_from_row(row) -> StoredPrediction:
         gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
         metadata_used=metadata_from(row["metadata_used"]), temperature=row["temperature"],
         predicted_class=row["predicted_class"], decision_scores=arrays.get("decision_scores"),
+        prediction_set=set_from_mask(arrays.get("prediction_set"), _set_order(row, arrays)),
+        suspicious=bool(arrays["suspicious"]) if "suspicious" in arrays else None,
     )
+
+
+def _set_order(row, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    scores = arrays.get("decision_scores")
+    return scores if scores is not None else np.asarray([row["probabilities"][c] for c in CLASSES])
 
 
 def decision_from_row(row) -> Decision:

@@ -69,6 +69,8 @@ class StoredPrediction:
     temperature: float = 1.0
     predicted_class: str = ""                  # the call as its model made it (older models: the highest probability)
     decision_scores: np.ndarray | None = None  # the decision rule's scores, for models that have one
+    prediction_set: tuple[str, ...] | None = None  # the conformal set, for models that have one
+    suspicious: bool | None = None             # at or above the melanoma safety net, for models that have one
 
     @property
     def calibrated(self) -> bool:

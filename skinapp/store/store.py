@@ -27,6 +27,7 @@ from skinapp.store.codec import (
     pack_arrays,
     png_bytes,
     prediction_from_row,
+    set_mask,
     thumbnail_jpeg,
 )
 from skinapp.store.records import (
@@ -148,7 +149,9 @@ class Store:
                 metadata_used=metadata_columns(prediction.metadata_used),
                 arrays=pack_arrays(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
                              attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
-                             gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores),
+                             gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores,
+                             prediction_set=set_mask(prediction.prediction_set),
+                             suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious)),
             )))
             self._audit(connection, actor, "prediction stored", case_id, model_version=prediction.model_version,
                         predicted_class=prediction.predicted_class, flags=[f.code for f in flags])

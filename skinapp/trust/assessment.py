@@ -13,6 +13,7 @@ from skinapp.config import training_images_dir
 from skinapp.inference.prediction import Prediction
 from skinapp.model.checkpoint import ModelCard, WeightsError, sha256_of
 from skinapp.trust.flags import Evidence, Flag, FlagPolicy, image_statistics
+from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
 
 
@@ -21,6 +22,7 @@ class Assessor:
     policy: FlagPolicy
     index: EmbeddingIndex | None = None
     distribution: TrainingDistribution | None = None
+    safety_net: SafetyNet | None = None
 
     @classmethod
     def from_weights(cls, folder: Path | None, card: ModelCard) -> Assessor:
@@ -30,7 +32,8 @@ class Assessor:
             if not path.is_file() or sha256_of(path) != card.index["sha256"]:
                 raise WeightsError(f"{path} is missing or does not match the model card")
             index, distribution = load_index(path)
-        return cls(FlagPolicy.from_dict(card.flag_policy), index, distribution)
+        net = card.melanoma_safety_net
+        return cls(FlagPolicy.from_dict(card.flag_policy), index, distribution, net if net.active else None)
 
     def evidence(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool) -> Evidence:
         colourfulness, contrast = image_statistics(image) if image is not None else (None, None)
@@ -41,6 +44,7 @@ class Assessor:
             prediction.probabilities, prediction.view_probabilities, prediction.attention_grid, is_dermoscopic,
             prediction.metadata_used, ood_distance=far, neighbour_agreement=agreement,
             colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
+            prediction_set=prediction.prediction_set, safety_net=self.safety_net,
         )
 
     def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True) -> list[Flag]:

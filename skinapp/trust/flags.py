@@ -1,10 +1,11 @@
 """When to distrust the model: measured warning signs, each with a reason a clinician understands, combined
 into one "needs manual check" decision.
 
-Warning signs (features of one prediction):
-- the diagnosis is uncertain: low calibrated confidence, small margin between the two top classes, high entropy;
-- the model disagrees with itself across test-time views (flips, transpose) and ensemble members;
-- the malignancy probability is unstable across views, or close to the 50 % line;
+Warning signs (features of one prediction, `signs.py`):
+- the diagnosis is uncertain: low calibrated confidence in the top call, a close call, high entropy, a conformal
+  set of several diagnoses, or a malignant diagnosis in the set while the call is benign;
+- the model disagrees with itself: across test-time views (flips, transpose) and ensemble members (mutual
+  information), or in its malignancy probability;
 - the attention is inconsistent (Tymchenko et al.: such samples tend to be misclassified): split into several
   regions, or running into the image border;
 - the image is far from the training images in the encoder's feature space (out of distribution), or the
@@ -12,10 +13,14 @@ Warning signs (features of one prediction):
 - metadata the model would have used is missing.
 
 Some inputs are never scored silently: not a colour dermoscopy image, a blank frame, or an image far outside
-the training data always needs a manual check. For the rest, `FlagPolicy` combines the signs with a logistic
-model of "the model is wrong", fitted by `python -m skinapp evaluate` on out-of-fold predictions, with the
-threshold set so that at most 20 % of held-out cases are flagged. Each sign also has its own threshold (the
-90th percentile on held-out data) that decides which reasons are shown.
+the training data always needs a manual check. For the rest, `FlagPolicy` combines a few of the model's own
+uncertainty signs (`SCORE_SIGNS`) with non-negative weights fitted on out-of-fold predictions: more doubt
+never lowers the risk, so when another clinic's images make the model less sure the flags rise instead of
+going quiet (a free logistic model over every sign learned HAM10000's quirks, with weights of both signs, and
+flagged a third as many cases elsewhere). The threshold flags at most 20 % of held-out cases. Every flag names
+the signs that raised it; each sign also has its own threshold (the 90th percentile on held-out data) that
+decides which are shown as information. The melanoma safety net (`safety_net.py`) is shown beside the flags:
+a suspicious case is never shown without a word of warning.
 """
 
 from __future__ import annotations
@@ -35,11 +40,20 @@ from skinapp.trust.signs import (
 )
 
 __all__ = [
-    "FEATURES", "MAX_FLAGGED", "Evidence", "Flag", "FlagPolicy", "attention_regions", "features", "image_statistics",
-    "malignancy_spread", "needs_manual_check",
+    "FEATURES", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions", "features",
+    "image_statistics", "malignancy_spread", "needs_manual_check",
 ]
 
 MAX_FLAGGED = 0.20
+# The signs the combined score may use: the model's own doubt, which grows on unfamiliar images. Image properties
+# (attention shape, border, metadata, distance to the training data) describe the acquisition more than the
+# model's reliability and are shown as information or hard flags instead.
+SCORE_SIGNS: tuple[str, ...] = ("uncertainty", "small_margin", "entropy", "view_disagreement", "mutual_information",
+                                "malignancy_spread", "prediction_set_size", "knn_disagreement")
+# Fixed reason thresholds: a malignant class in the set while the call is benign is always worth saying.
+FIXED_REASON_THRESHOLDS = {"malignant_in_set": 1.0}
+SUSPICIOUS = "suspicious"  # the safety net's flag code
+NAMED_SHARE = 0.25  # a sign is named as a cause of the check when it gives at least this share of the raised risk
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,10 @@ class FlagPolicy:
 
     @classmethod
     def provisional(cls) -> FlagPolicy:
-        return cls(thresholds={"small_margin": 0.90, "view_disagreement": 0.26, "malignancy_spread": 0.10,
-                               "malignancy_closeness": 0.90, "attention_regions": 3, "border_fraction": 0.25,
-                               "knn_disagreement": 0.6, "missing_metadata": 1})
+        return cls(thresholds={"small_margin": 0.90, "view_disagreement": 0.26, "mutual_information": 0.15,
+                               "malignancy_spread": 0.10, "malignancy_closeness": 0.90, "prediction_set_size": 3,
+                               "attention_regions": 3, "border_fraction": 0.25, "knn_disagreement": 0.6,
+                               "missing_metadata": 1})
 
     @classmethod
     def from_dict(cls, values: dict | None) -> FlagPolicy:
@@ -78,6 +93,21 @@ class FlagPolicy:
             return None
         z = self.intercept + sum(w * (values[f] - self.means[f]) / self.scales[f] for f, w in self.weights.items())
         return float(1 / (1 + np.exp(-z)))
+
+    def contributions(self, values: dict[str, float]) -> dict[str, float]:
+        """Each weighted sign's push on the risk (weight × standardised value), largest first."""
+        pushes = {f: w * (values[f] - self.means[f]) / self.scales[f] for f, w in self.weights.items()}
+        return dict(sorted(pushes.items(), key=lambda item: -item[1]))
+
+    def causes(self, values: dict[str, float]) -> list[str]:
+        """The signs that raised the combined check: those pushing the risk up by at least NAMED_SHARE of the total
+        upward push (at least the strongest one)."""
+        pushes = {f: v for f, v in self.contributions(values).items() if v > 0}
+        if not pushes:
+            return [max(self.weights, key=lambda f: self.weights[f])] if self.weights else []
+        total = sum(pushes.values())
+        named = [f for f, v in pushes.items() if v >= NAMED_SHARE * total]
+        return named or [next(iter(pushes))]
 
     def assess(self, evidence: Evidence) -> list[Flag]:
         values = features(evidence)
@@ -93,18 +123,24 @@ class FlagPolicy:
         if float(evidence.attention_grid.max() - evidence.attention_grid.min()) < 0.05:
             hard.append(Flag("no_lesion_found", "The model found no lesion to attend to in this image.", True))
 
-        shown = [f for f in FEATURES if f in self.thresholds and f != "ood_distance" and values[f] >= self.thresholds[f]]
+        thresholds = {**self.thresholds, **FIXED_REASON_THRESHOLDS}
+        shown = [f for f in FEATURES if f in thresholds and f != "ood_distance" and values[f] >= thresholds[f]]
         risk = self.risk(values)
         if risk is not None and self.check_threshold is not None:
             check = risk >= self.check_threshold
+            causes = self.causes(values) if check else []
         else:  # provisional (no fitted policy): any uncertainty sign raises the check
             check = any(SIGN_BY_CODE[f].uncertainty for f in shown)
-        soft = [Flag(name, SIGN_BY_CODE[name].reason(evidence, values[name]), check and SIGN_BY_CODE[name].can_be_serious)
-                for name in shown]
-        if check and not any(f.serious for f in soft):
-            share = f"the {MAX_FLAGGED:.0%}" if self.weights else "the"
-            soft.insert(0, Flag("combined_uncertainty", f"Several weaker warning signs together put this case among "
-                                                        f"{share} cases the model is least sure about.", True))
+            causes = [f for f in shown if SIGN_BY_CODE[f].uncertainty]
+        ordered = causes + [f for f in shown if f not in causes]
+        soft = [Flag(name, SIGN_BY_CODE[name].reason(evidence, values[name]),
+                     check and (name in causes or SIGN_BY_CODE[name].can_be_serious)) for name in ordered]
+        if evidence.suspicious and evidence.safety_net is not None:
+            net = evidence.safety_net
+            soft.insert(0, Flag(SUSPICIOUS, f"Suspicious — consider excision: the malignancy probability "
+                                              f"({evidence.malignancy:.0%}) is at or above the safety net "
+                                              f"({net.threshold:.0%}), which {net.target_sensitivity:.0%} of held-out "
+                                              f"malignant lesions reached.", False))
         return hard + soft
 
 

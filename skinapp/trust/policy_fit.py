@@ -6,12 +6,14 @@ image's lesion, so the coverage-accuracy curve and the share of errors caught ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
+from scipy.optimize import minimize
 from sklearn.model_selection import GroupKFold
 
-from skinapp.trust.flags import FEATURES, MAX_FLAGGED, FlagPolicy
+from skinapp.trust.flags import FEATURES, MAX_FLAGGED, SCORE_SIGNS, FlagPolicy
 
 OOD_QUANTILE = 0.99     # held-out dermoscopy images beyond this distance are rare: 1 % of them
 REASON_QUANTILE = 0.90  # a sign is named as a reason when it is in the worst 10 % of held-out cases
@@ -25,30 +27,40 @@ def _reason_threshold(values: np.ndarray) -> float:
     return threshold
 
 
-class _ConstantRisk:
-    """Stands in for the logistic model where the held-out cases were all right (or all wrong): the signs then
-    carry no information about errors, and every case gets the same risk."""
+@dataclass
+class RiskModel:
+    """Logistic model of "the model is wrong" on standardised signs, every weight ≥ 0: more doubt never lowers
+    the risk. Fitted by L-BFGS-B with the weights bounded below by zero and a small ridge penalty."""
 
-    def __init__(self, rate: float, n_features: int):
-        rate = min(max(rate, 1e-3), 1 - 1e-3)
-        self.coef_ = np.zeros((1, n_features))
-        self.intercept_ = np.array([np.log(rate / (1 - rate))])
+    weights: np.ndarray
+    intercept: float
+    means: pd.Series
+    scales: pd.Series
 
-    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
-        p = 1 / (1 + np.exp(-self.intercept_[0]))
-        return np.column_stack([np.full(len(x), 1 - p), np.full(len(x), p)])
+    def risk(self, table: pd.DataFrame) -> np.ndarray:
+        z = ((table - self.means) / self.scales).to_numpy() @ self.weights + self.intercept
+        return 1 / (1 + np.exp(-z))
 
 
-def _fit_risk(table: pd.DataFrame, errors: np.ndarray) -> tuple[LogisticRegression | _ConstantRisk, pd.Series, pd.Series]:
+def fit_risk(table: pd.DataFrame, errors: np.ndarray, ridge: float = 1e-3) -> RiskModel:
     means, scales = table.mean(), table.std().replace(0, 1.0).fillna(1.0)
-    if len(np.unique(errors)) < 2:
-        return _ConstantRisk(float(errors.mean()), table.shape[1]), means, scales
-    model = LogisticRegression(C=1.0, max_iter=1000).fit((table - means) / scales, errors)
-    return model, means, scales
+    x = ((table - means) / scales).to_numpy()
+    y = errors.astype(float)
+    n, d = x.shape
+    rate = min(max(float(y.mean()), 1e-3), 1 - 1e-3)
+    if len(np.unique(y)) < 2:  # all right (or all wrong): the signs carry no information, every case the same risk
+        return RiskModel(np.zeros(d), float(np.log(rate / (1 - rate))), means, scales)
 
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ theta[:d] + theta[d]
+        p = 1 / (1 + np.exp(-z))
+        value = float(np.mean(np.logaddexp(0, z) - y * z) + ridge * theta[:d] @ theta[:d])
+        gradient = np.concatenate([x.T @ (p - y) / n + 2 * ridge * theta[:d], [np.mean(p - y)]])
+        return value, gradient
 
-def _risk(model: LogisticRegression | _ConstantRisk, table: pd.DataFrame, means: pd.Series, scales: pd.Series) -> np.ndarray:
-    return model.predict_proba((table - means) / scales)[:, 1]
+    start = np.concatenate([np.zeros(d), [np.log(rate / (1 - rate))]])
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(0, None)] * d + [(None, None)])
+    return RiskModel(result.x[:d], float(result.x[d]), means, scales)
 
 
 def coverage_curve(risk: np.ndarray, correct: np.ndarray, points: int = 21) -> list[dict]:
@@ -62,24 +74,25 @@ def coverage_curve(risk: np.ndarray, correct: np.ndarray, points: int = 21) -> l
 
 
 def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray) -> tuple[FlagPolicy, dict]:
-    """table: one row of `flags.features` per held-out image; correct: the model's top class was right."""
+    """table: one row of `flags.features` per held-out image; correct: the model's top call was right."""
     table = table[list(FEATURES)].astype(float)
+    scored = table[list(SCORE_SIGNS)]
     errors = (~correct).astype(int)
     crossed = np.zeros(len(table))
     for train, test in GroupKFold(min(5, len(np.unique(groups)))).split(table, errors, groups):
-        model, means, scales = _fit_risk(table.iloc[train], errors[train])
-        crossed[test] = _risk(model, table.iloc[test], means, scales)
+        crossed[test] = fit_risk(scored.iloc[train], errors[train]).risk(scored.iloc[test])
     threshold_crossed = float(np.quantile(crossed, 1 - MAX_FLAGGED))
     flagged = crossed >= threshold_crossed
-    model, means, scales = _fit_risk(table, errors)
-    final = _risk(model, table, means, scales)
+    model = fit_risk(scored, errors)
+    final = model.risk(scored)
     policy = FlagPolicy(
         thresholds={f: _reason_threshold(table[f].to_numpy()) for f in FEATURES if f != "ood_distance"},
         ood_threshold=float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None,
-        weights={f: float(w) for f, w in zip(FEATURES, model.coef_[0], strict=True)},
-        means={f: float(means[f]) for f in FEATURES}, scales={f: float(scales[f]) for f in FEATURES},
-        intercept=float(model.intercept_[0]), check_threshold=float(np.quantile(final, 1 - MAX_FLAGGED)),
-        fitted_on=f"{len(table)} held-out HAM10000 images (out-of-fold), logistic model of the model's errors",
+        weights={f: float(w) for f, w in zip(SCORE_SIGNS, model.weights, strict=True) if w > 0},
+        means={f: float(model.means[f]) for f in SCORE_SIGNS}, scales={f: float(model.scales[f]) for f in SCORE_SIGNS},
+        intercept=model.intercept, check_threshold=float(np.quantile(final, 1 - MAX_FLAGGED)),
+        fitted_on=f"{len(table)} held-out HAM10000 images (out-of-fold), logistic model of the model's errors with "
+                  "non-negative weights on its own uncertainty signs",
     )
     report = {
         "n_images": len(table),

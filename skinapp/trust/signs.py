@@ -12,7 +12,10 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASS_NAMES, CLASSES, MALIGNANT_INDICES, Metadata
+
+MALIGNANT_CLASSES = frozenset(CLASSES[k] for k in MALIGNANT_INDICES)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Evidence:
     colourfulness: float | None = None  # from `image_statistics`
     contrast: float | None = None
     call: int | None = None            # the top diagnosis shown (decision rule); None: the most probable class
+    prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
+    safety_net: SafetyNet | None = None  # the melanoma safety net shipped with the model
 
     @property
     def top_call(self) -> int:
@@ -46,6 +51,18 @@ class Evidence:
     @property
     def view_votes(self) -> np.ndarray:
         return self.view_probabilities.argmax(1)
+
+    @property
+    def suspicious(self) -> bool:
+        return self.safety_net is not None and bool(self.safety_net.suspicious(self.malignancy))
+
+
+def mutual_information(view_probabilities: np.ndarray) -> float:
+    """Entropy of the mean over views and members minus their mean entropy (in nats): the part of the
+    uncertainty that comes from the views and members disagreeing, not from each being unsure."""
+    p = np.clip(view_probabilities, 1e-12, 1)
+    mean = p.mean(0)
+    return float(max(-(mean * np.log(mean)).sum() + (p * np.log(p)).sum(1).mean(), 0.0))
 
 
 def image_statistics(image: np.ndarray) -> tuple[float, float]:
@@ -74,6 +91,7 @@ class Sign:
     """One warning sign."""
 
     code: ClassVar[str]
+    name: ClassVar[str]                  # a few words, as a dermatologist would say it
     uncertainty: ClassVar[bool] = True   # raises the provisional check (no fitted policy) by itself
     can_be_serious: ClassVar[bool] = True  # shown as a reason for the manual check, not just for information
 
@@ -86,17 +104,20 @@ class Sign:
 
 class LowConfidence(Sign):
     code = "uncertainty"
+    name = "low confidence"
     uncertainty = False
 
     def value(self, evidence: Evidence) -> float:
-        return float(1 - evidence.probabilities.max())
+        return float(1 - evidence.probabilities[evidence.top_call])
 
     def reason(self, evidence: Evidence, value: float) -> str:
-        return f"The model is not confident: its top diagnosis has only {evidence.probabilities.max():.0%} (calibrated)."
+        return (f"The model is not confident: its top diagnosis, {CLASS_NAMES[CLASSES[evidence.top_call]]}, has only "
+                f"{1 - value:.0%} (calibrated).")
 
 
 class CloseCall(Sign):
     code = "small_margin"
+    name = "close call between two diagnoses"
 
     def value(self, evidence: Evidence) -> float:
         first, second = np.sort(evidence.probabilities)[::-1][:2]
@@ -110,6 +131,7 @@ class CloseCall(Sign):
 
 class SpreadOverDiagnoses(Sign):
     code = "entropy"
+    name = "probability spread over several diagnoses"
     uncertainty = False
 
     def value(self, evidence: Evidence) -> float:
@@ -122,6 +144,7 @@ class SpreadOverDiagnoses(Sign):
 
 class ViewsDisagree(Sign):
     code = "view_disagreement"
+    name = "diagnosis changes when the image is turned"
 
     def value(self, evidence: Evidence) -> float:
         return float((evidence.view_votes != int(np.argmax(evidence.probabilities))).mean())
@@ -134,6 +157,7 @@ class ViewsDisagree(Sign):
 
 class MalignancyUnstable(Sign):
     code = "malignancy_spread"
+    name = "unstable malignancy probability"
 
     def value(self, evidence: Evidence) -> float:
         return malignancy_spread(evidence.view_probabilities)
@@ -144,6 +168,7 @@ class MalignancyUnstable(Sign):
 
 class MalignancyNearHalf(Sign):
     code = "malignancy_closeness"
+    name = "malignancy probability near 50 %"
 
     def value(self, evidence: Evidence) -> float:
         return float(1 - 2 * abs(evidence.malignancy - 0.5))
@@ -152,10 +177,54 @@ class MalignancyNearHalf(Sign):
         return f"The malignancy probability ({evidence.malignancy:.0%}) is close to 50 %."
 
 
+class ModelsDisagree(Sign):
+    """Mutual information over test-time views and ensemble members (the "BALD" score of Houlsby et al. 2011)."""
+
+    code = "mutual_information"
+    name = "ensemble members and views disagree"
+
+    def value(self, evidence: Evidence) -> float:
+        return mutual_information(evidence.view_probabilities)
+
+    def reason(self, evidence: Evidence, value: float) -> str:
+        votes = evidence.view_votes
+        named = ", ".join(f"{CLASS_NAMES[CLASSES[k]]} ({(votes == k).sum()})" for k in np.unique(votes)[::-1])
+        return (f"The ensemble's networks and the flipped or turned views of the image do not tell the same story "
+                f"(their votes: {named}).")
+
+
+class SeveralDiagnosesPossible(Sign):
+    code = "prediction_set_size"
+    name = "several diagnoses possible"
+
+    def value(self, evidence: Evidence) -> float:
+        return float(len(evidence.prediction_set)) if evidence.prediction_set else 1.0
+
+    def reason(self, evidence: Evidence, value: float) -> str:
+        named = ", ".join(CLASS_NAMES[c] for c in evidence.prediction_set or ())
+        return f"The model cannot narrow the diagnosis down: it is one of {named} (its 90 % set)."
+
+
+class MalignancyNotRuledOut(Sign):
+    code = "malignant_in_set"
+    name = "malignancy not ruled out"
+
+    def value(self, evidence: Evidence) -> float:
+        if not evidence.prediction_set or CLASSES[evidence.top_call] in MALIGNANT_CLASSES:
+            return 0.0
+        return float(any(c in MALIGNANT_CLASSES for c in evidence.prediction_set))
+
+    def reason(self, evidence: Evidence, value: float) -> str:
+        malignant = [CLASS_NAMES[c] for c in evidence.prediction_set or () if c in MALIGNANT_CLASSES]
+        return (f"A malignant diagnosis is not ruled out: {', '.join(malignant)} is among the diagnoses the model "
+                f"cannot exclude, although its top call, {CLASS_NAMES[CLASSES[evidence.top_call]]}, is benign.")
+
+
 class SplitAttention(Sign):
     """Tymchenko et al.: inconsistent attention maps predict errors."""
 
     code = "attention_regions"
+    name = "attention split over several areas"
 
     def value(self, evidence: Evidence) -> float:
         return float(attention_regions(evidence.attention_grid)[1])
@@ -166,6 +235,7 @@ class SplitAttention(Sign):
 
 class AttentionAtBorder(Sign):
     code = "border_fraction"
+    name = "lesion runs into the image border"
     uncertainty = False
     can_be_serious = False
 
@@ -181,6 +251,7 @@ class AttentionAtBorder(Sign):
 
 class UnlikeTrainingImages(Sign):
     code = "ood_distance"
+    name = "image unlike the training images"
     uncertainty = False
 
     def value(self, evidence: Evidence) -> float:
@@ -192,6 +263,7 @@ class UnlikeTrainingImages(Sign):
 
 class SimilarCasesDisagree(Sign):
     code = "knn_disagreement"
+    name = "similar labelled cases have another diagnosis"
 
     def value(self, evidence: Evidence) -> float:
         return 1.0 - evidence.neighbour_agreement if evidence.neighbour_agreement is not None else 0.0
@@ -203,6 +275,7 @@ class SimilarCasesDisagree(Sign):
 
 class MissingMetadata(Sign):
     code = "missing_metadata"
+    name = "metadata missing"
     uncertainty = False
     can_be_serious = False
 
@@ -215,8 +288,9 @@ class MissingMetadata(Sign):
 
 
 SIGNS: tuple[Sign, ...] = (
-    LowConfidence(), CloseCall(), SpreadOverDiagnoses(), ViewsDisagree(), MalignancyUnstable(), MalignancyNearHalf(),
-    SplitAttention(), AttentionAtBorder(), UnlikeTrainingImages(), SimilarCasesDisagree(), MissingMetadata(),
+    LowConfidence(), CloseCall(), SpreadOverDiagnoses(), ViewsDisagree(), ModelsDisagree(), MalignancyUnstable(),
+    MalignancyNearHalf(), SeveralDiagnosesPossible(), MalignancyNotRuledOut(), SplitAttention(), AttentionAtBorder(),
+    UnlikeTrainingImages(), SimilarCasesDisagree(), MissingMetadata(),
 )
 SIGN_BY_CODE: dict[str, Sign] = {sign.code: sign for sign in SIGNS}
 FEATURES: tuple[str, ...] = tuple(sign.code for sign in SIGNS)

@@ -14,6 +14,7 @@ from skinapp.workflow.context import LesionContext, ugly_duckling_scores
 
 UNANALYSED_URGENCY = 2.0        # a case the model could not analyse always needs a person first
 MANUAL_CHECK_URGENCY = 0.5      # added to the malignancy probability of a flagged case
+SUSPICIOUS_URGENCY = 1.0        # added above the melanoma safety net: ahead of every case below it
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,13 @@ class WorklistRow:
 
     @property
     def urgency(self) -> float:
-        """Most urgent first: likely malignant, and cases the model is unsure about."""
-        if self.prediction is None:
+        """Most urgent first: above the melanoma safety net, then likely malignant, and cases the model is unsure
+        about."""
+        p = self.prediction
+        if p is None:
             return UNANALYSED_URGENCY
-        return self.prediction.malignancy + (MANUAL_CHECK_URGENCY if self.prediction.needs_manual_check else 0.0)
+        return (p.malignancy + (MANUAL_CHECK_URGENCY if p.needs_manual_check else 0.0)
+                + (SUSPICIOUS_URGENCY if p.suspicious else 0.0))
 
 
 def patient_contexts(records: list[CaseRecord]) -> dict[int, LesionContext]:
@@ -113,7 +117,9 @@ def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | No
             "top_probability": round(float(p.probabilities[CLASSES.index(p.predicted_class)]), 4) if p else None,
             "malignancy": round(p.malignancy, 4) if p else None,
             "malignancy_spread": round(p.malignancy_spread, 4) if p else None,
+            "suspicious": bool(p.suspicious) if p else False,
             "needs_manual_check": (p.needs_manual_check if p else True),
+            "prediction_set": " | ".join(p.prediction_set) if p and p.prediction_set else "",
             "flags": "; ".join(f.reason for f in p.flags) if p else "not analysed",
             "ugly_duckling": round(row.context.ugly_duckling, 3) if row.context and row.context.ugly_duckling else None,
             "status": row.status,
