@@ -110,7 +110,10 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     app = _page(_app("Dr A"), "case_review")
     version = ModelCard.load(shipped_weights).version
     assert f"Model {plain_markdown(version)}" in _texts(app) and "Malignancy probability" in [m.label for m in app.metric]
+    assert "**The diagnosis is" in _texts(app)  # the conformal set the shipped model's card carries
     case_id = app.session_state["case_id"]
+    stored = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").latest_prediction(case_id)
+    assert stored.suspicious is not None and ("Suspicious — consider excision" in _texts(app)) == stored.suspicious
     assert case_id in case_ids
 
     app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()

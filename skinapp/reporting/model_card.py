@@ -122,7 +122,8 @@ def render(card: ModelCard, folder: Path) -> str:
            "slightly optimistic."] if training.get("select", "best") == "best" else []),
         "- Seven HAM10000 diagnoses only; anything else still receives these seven probabilities. Non-dermoscopy and "
         "out-of-distribution images are flagged for a manual check, but the check is a distance in the model's own "
-        "feature space, not a guarantee.",
+        "feature space, not a guarantee: a colourful everyday photograph (the rocket of the test suite) falls among "
+        "dermoscopy images there and is only marked by weaker signs. Only dermoscopy should be imported.",
         *(["- Probabilities are not calibrated; treat them as scores."] if not card.calibration else
           ["- Calibration and flag thresholds were fitted on the same held-out fold they are reported on (their "
            "effect is cross-fitted by lesion); on other populations both may drift."]),
