@@ -22,7 +22,7 @@ def page() -> None:
         st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
         st.page_link("pages/1_Import.py", label="Import cases", icon=":material/upload:")
         return
-    to_review = sum(r.decision is None for r in rows)
+    to_review = sum(not r.reviewed for r in rows)
     flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
     suspicious = sum(bool(r.prediction and r.prediction.suspicious) for r in rows)
     st.caption(f"{len(rows)} case(s): {to_review} to review, {suspicious} suspicious (above the melanoma safety net), "
@@ -71,7 +71,8 @@ def page() -> None:
 
     st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
                        key="export_csv", on_click="ignore")
-    st.caption("The export holds predictions, flags and decisions, with the model version of each prediction.")
+    st.caption("The export holds predictions, flags and decisions, with the model version of each prediction and the "
+               "result each decision was made on.")
 
 
 run_guarded(page)

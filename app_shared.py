@@ -17,7 +17,7 @@ import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
-from skinapp.store import Store
+from skinapp.store import AuditCheck, Store, StoreSetupError
 from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger("skinapp.app")
@@ -43,6 +43,32 @@ def _logging() -> None:
 @st.cache_resource(show_spinner="Opening the case database …")
 def get_store() -> Store:
     return Store.open()
+
+
+@st.cache_resource(show_spinner="Checking the audit trail …")
+def _audit_check_at_start() -> AuditCheck:
+    check = get_store().verify_audit()
+    if not check.ok:
+        log.error("audit trail check failed at start: %s", "; ".join(check.problems))
+    return check
+
+
+def _record_warnings() -> None:
+    """Shown on every page while the record's integrity is in doubt: the audit trail fails its check, or the
+    app connects to PostgreSQL as a role that could rewrite it."""
+    check = _audit_check_at_start()
+    if not check.ok:
+        st.error(f"**The audit trail failed its integrity check** ({len(check.problems)} problem(s)): someone changed the "
+                 "record outside this app. Work can go on; tell your administrator, who can see the details with "
+                 "`python -m skinapp audit verify`.", icon=":material/gpp_bad:")
+    if _connected_as_owner():
+        st.warning("This app connects to the database as the owner of its tables, so the record could be rewritten "
+                   "through it. Ask your administrator to connect it as the application role (README, clinic set-up).")
+
+
+@st.cache_resource(show_spinner=False)
+def _connected_as_owner() -> bool:
+    return get_store().connected_as_owner
 
 
 @st.cache_resource(show_spinner="Loading the model …")
@@ -133,9 +159,14 @@ def run_guarded(page: Callable[[], None]) -> None:
     st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
     try:
         _logging()  # inside the guard: an unwritable data folder is an error message, not a trace
+        _record_warnings()
         page()
     except ScriptControlException:
         raise  # Streamlit's own reruns and page switches
+    except StoreSetupError as exc:
+        log.error("database not ready: %s", exc)
+        st.error("The case database is not set up for this version of skinapp, so nothing can be shown or saved. "
+                 "Tell your administrator; the details are in the log.")
     except Exception:
         reference = uuid.uuid4().hex[:8]
         log.exception("page error, reference %s", reference)

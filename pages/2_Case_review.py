@@ -9,7 +9,8 @@ from app_shared import get_assessor, get_predictor, get_store, installed_card, o
 from skinapp.reporting.case_report import case_report_html
 from skinapp.reporting.overlay import OVERLAYS, as_prediction, overlay
 from skinapp.reporting.text import decision_rule_text, older_model_text, plain_markdown, prediction_set_text
-from skinapp.store import DECISIONS, DecisionConflict
+from skinapp.store import DECISIONS, DecisionConflict, InvalidText, PredictionChanged
+from skinapp.store.limits import LIMITS
 from skinapp.trust.assessment import training_image_path
 from skinapp.trust.flags import SUSPICIOUS
 from skinapp.vocab import CLASS_NAMES, CLASSES
@@ -72,19 +73,23 @@ def _similar_cases(stored) -> None:
                            f"{neighbour.image_id}")
 
 
-def _decision_form(store, case_id: int, latest) -> None:
+def _decision_form(store, case_id: int, latest, stored) -> None:
+    """The decision is saved on what this page showed when the reviewer read it: the ids of the decision and
+    the result on screen are kept from that run, so a colleague's decision or a re-analysis in between stops
+    the save instead of slipping under it."""
     st.subheader("Your decision")
     name = reviewer()
     if not name:
         st.info("Enter your name in the sidebar to record a decision.")
         return
-    seen_key = f"seen_decision_{case_id}"
+    seen_key, seen_result_key = f"seen_decision_{case_id}", f"seen_result_{case_id}"
     with st.form(f"decision_form_{case_id}", clear_on_submit=False):
         choice = st.radio("Decision", list(DECISIONS), format_func=DECISIONS.get, key=f"decision_{case_id}", index=None)
         diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=f"diagnosis_{case_id}",
                                  format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
-        note = st.text_area("Note", key=f"note_{case_id}", max_chars=4000)
+        note = st.text_area("Note", key=f"note_{case_id}", max_chars=LIMITS["note"])
         submitted = st.form_submit_button("Save decision", type="primary")
+    shown_result = stored.id if stored is not None else None
     if submitted:
         if choice is None:
             st.error("Choose a decision, then save.")
@@ -92,9 +97,10 @@ def _decision_form(store, case_id: int, latest) -> None:
             st.error("Choose the diagnosis you think is right, then save again.")
         else:
             seen = st.session_state.get(seen_key, latest.id if latest else None)
+            seen_result = st.session_state.get(seen_result_key, shown_result)
             try:
-                saved = store.record_decision(case_id, name, choice, diagnosis=diagnosis, note=note, seen_decision_id=seen)
-                st.session_state[seen_key] = saved.id
+                saved = store.record_decision(case_id, name, choice, diagnosis=diagnosis, note=note, seen_decision_id=seen,
+                                              seen_prediction_id=seen_result)
                 st.success(f"Saved: {saved.label}.")
                 latest = saved
             except DecisionConflict as conflict:
@@ -102,9 +108,14 @@ def _decision_form(store, case_id: int, latest) -> None:
                 st.warning(f"Not saved: {plain_markdown(other.reviewer)} recorded “{plain_markdown(other.label)}” on this "
                            f"case at {other.created_at:%H:%M} UTC while you were looking at it. Read it below; press "
                            "Save again to record yours after theirs.")
-                st.session_state[seen_key] = other.id
-                return
+                latest = other
+            except PredictionChanged:
+                st.warning("Not saved: the model analysed this case again while you had it open, so the result shown "
+                           "above is new. Read it, then press Save again to record your decision on it.")
+            except InvalidText as exc:
+                st.error(f"Not saved: {plain_markdown(str(exc))}.")
     st.session_state[seen_key] = latest.id if latest else None
+    st.session_state[seen_result_key] = shown_result
 
 
 def page() -> None:
@@ -202,12 +213,18 @@ def page() -> None:
             st.switch_page("pages/3_Patient_context.py")
 
         latest = store.latest_decision(case_id)
-        _decision_form(store, case_id, latest)
+        if latest is not None and not latest.made_on(stored):
+            st.warning(f"Back to review: the last decision ({plain_markdown(latest.label)}, by "
+                       f"{plain_markdown(latest.reviewer)}) was made on an earlier result "
+                       f"({plain_markdown(latest.made_on_text)}). The case was analysed again since; it is kept below "
+                       "beside the result it was made on.")
+        _decision_form(store, case_id, latest, stored)
         history = store.decisions(case_id)
         if history:
             st.subheader("Decisions on this case")
             st.dataframe(pd.DataFrame([{"when (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}", "reviewer": d.reviewer,
-                                        "decision": d.label, "note": d.note} for d in reversed(history)]),
+                                        "decision": d.label, "made on": d.made_on_text, "note": d.note}
+                                       for d in reversed(history)]),
                          hide_index=True, width="stretch")
         who = reviewer() or "unnamed"
 

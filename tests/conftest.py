@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from pg_server import APP_ROLE, OWNER_ROLE, ScratchPostgres
 
 from skinapp.model.checkpoint import Member, ModelCard, save_weights
 from skinapp.model.network import LesionNet, ModelConfig
@@ -25,6 +27,42 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ham10000" / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (set SKINAPP_SHARED_DATA or place ../shared/data beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A scratch PostgreSQL server (tests/pg_server.py), or a skip with the reason where none can be started."""
+    try:
+        server = ScratchPostgres.start()
+    except Exception as exc:  # no binaries, no postgres user, initdb or start failed
+        pytest.skip(f"no PostgreSQL server for this test: {exc}")
+    yield server
+    server.stop()
+
+
+class Database(NamedTuple):
+    url: str                  # what the application connects with
+    owner_url: str | None     # the tables' owner (PostgreSQL); None on SQLite
+    admin_url: str | None     # a superuser, for tests that play a hostile administrator (PostgreSQL)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Database:
+    """A fresh database set up as a clinic would: a SQLite file, or a PostgreSQL database whose tables belong
+    to an owner role while the application connects as a role that may only read and add."""
+    if request.param == "sqlite":
+        return Database(f"sqlite:///{tmp_path / 'skinapp.db'}", None, None)
+    from skinapp.store.setup import initialise_url
+
+    server = request.getfixturevalue("postgres")
+    name = server.new_database()
+    initialise_url(server.url(name, OWNER_ROLE), app_role=APP_ROLE)
+    return Database(server.url(name, APP_ROLE), server.url(name, OWNER_ROLE), server.url(name, "postgres"))
+
+
+@pytest.fixture
+def db_url(db: Database) -> str:
+    return db.url
 
 
 @pytest.fixture(scope="session")

@@ -148,6 +148,50 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     assert decided.loc["lesion" + str(case_ids.index(case_id)), "decision"] == "Follow-up"
 
 
+def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_case_back_to_review(data_dir, shipped_weights):
+    (case_id,) = _seed_cases(data_dir, count=1)
+    app = _page(_app("Dr A"), "case_review")
+    save = "FormSubmitter:decision_form_" + str(case_id) + "-Save decision"
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    predictor = Predictor.from_weights(shipped_weights)
+
+    def analyse_again() -> None:
+        (prediction,) = predictor.predict([store.case_image(case_id)], [store.case(case_id).metadata])
+        store.add_prediction(case_id, prediction, [], predictor.card.identity, "importer")
+
+    app.radio(key=f"decision_{case_id}").set_value("agree")
+    analyse_again()  # while Dr A reads the first result
+    app.button(key=save).click().run()
+    assert "Not saved: the model analysed this case again while you had it open" in _texts(app)
+    assert store.decisions(case_id) == []
+    app.button(key=save).click().run()
+    assert "Saved: Agree with the model." in _texts(app)
+    assert store.decisions(case_id)[0].prediction_id == store.latest_prediction(case_id).id
+
+    analyse_again()
+    _page(app, "worklist")
+    assert app.dataframe[0].value["status"][0] == "to review (analysed again after a decision)"
+    _page(app, "case_review")
+    assert "Back to review: the last decision (Agree with the model, by Dr A) was made on an earlier result" in _texts(app)
+    assert list(app.dataframe[0].value["made on"])[0].endswith(f"(result {store.decisions(case_id)[0].prediction_id})")
+    store.engine.dispose()
+
+
+def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weights):
+    import sqlite3
+
+    _seed_cases(data_dir, count=1)
+    assert "integrity check" not in _texts(_app())
+    st.cache_resource.clear()
+    raw = sqlite3.connect(data_dir / "skinapp.db", isolation_level=None)
+    raw.execute("DROP TRIGGER audit_log_no_update")
+    raw.execute("UPDATE audit_log SET actor = 'someone else' WHERE id = 1")
+    raw.close()
+    app = _app()
+    assert "The audit trail failed its integrity check" in _texts(app)
+    assert "The audit trail failed its integrity check" in _texts(_page(app, "model_card"))
+
+
 def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, shipped_weights):
     _seed_cases(data_dir)
     app = _page(_app(), "case_review")

@@ -16,7 +16,7 @@ NOTE = Flag("missing_metadata", "age missing", False)
 
 
 def _record(case_id: int, malignancy: float | None, flags=(), decided=False, patient="P1", seed=0,
-            suspicious: bool | None = None) -> CaseRecord:
+            suspicious: bool | None = None, decided_on_earlier_result=False) -> CaseRecord:
     case = StoredCase(case_id, f"case{case_id}", f"case{case_id}.png", None, patient, None, None, Metadata(), True,
                       (100, 100), None, Acquisition(), [], NOW, "importer")
     prediction = None
@@ -26,7 +26,10 @@ def _record(case_id: int, malignancy: float | None, flags=(), decided=False, pat
         prediction = StoredPrediction(case_id, case_id, "v", "id", NOW, p, p[None], embedding / np.linalg.norm(embedding),
                                       np.zeros((4, 4)), np.zeros((4, 4)), None, list(flags), Metadata(),
                                       predicted_class="MEL" if malignancy > 0.5 else "NV", suspicious=suspicious)
-    decision = Decision(case_id, case_id, "Dr A", NOW, "agree", None, "", None) if decided else None
+    decided_on = prediction.id if prediction is not None else None
+    if decided_on_earlier_result:
+        decided_on = -1  # an earlier prediction of the case, since replaced by a new analysis
+    decision = Decision(case_id, case_id, "Dr A", NOW, "agree", None, "", None, decided_on, "v", "MEL") if decided else None
     return CaseRecord(case, prediction, decision, b"")
 
 
@@ -42,8 +45,9 @@ def test_the_most_urgent_case_comes_first_and_reviewed_cases_last():
         _record(4, None),                       # the model could not analyse it: a person must look first
         _record(5, 0.95, decided=True),         # already reviewed, however malignant
         _record(6, 0.10, flags=[NOTE]),         # an informational note does not raise urgency
+        _record(7, 0.60, decided=True, decided_on_earlier_result=True),  # analysed again after its decision
     ]
-    assert _order(records) == [4, 3, 2, 1, 6, 5]
+    assert _order(records) == [4, 3, 2, 7, 1, 6, 5]
 
 
 def test_ties_keep_import_order_and_a_flag_does_not_outrank_a_much_likelier_melanoma():
@@ -65,8 +69,11 @@ def test_patient_context_needs_three_analysed_lesions_of_one_patient():
 
 
 def test_filters():
-    rows = build_worklist([_record(1, 0.1), _record(2, 0.6, flags=[CHECK]), _record(3, 0.9, decided=True)])
+    rows = build_worklist([_record(1, 0.1), _record(2, 0.6, flags=[CHECK]), _record(3, 0.9, decided=True),
+                           _record(4, 0.2, decided=True, decided_on_earlier_result=True)])
     assert [r.case.id for r in apply_filters(rows, Filters(status="reviewed"))] == [3]
+    assert [r.case.id for r in apply_filters(rows, Filters(status="to review"))] == [2, 4, 1]
+    rows = [r for r in rows if r.case.id != 4]
     assert [r.case.id for r in apply_filters(rows, Filters(flagged_only=True))] == [2]
     assert [r.case.id for r in apply_filters(rows, Filters(diagnosis="MEL"))] == [2, 3]
     assert [r.case.id for r in apply_filters(rows, Filters(text="CASE1"))] == [1]

@@ -1,4 +1,5 @@
-"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict} …`. Heavy imports happen inside each command."""
+"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit} …`. Heavy imports
+happen inside each command."""
 
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ def _ingest(args: argparse.Namespace) -> int:
     from skinapp.cli.ingest import run_ingest
 
     return run_ingest(args.paths, report_path=args.report, metadata_csv=args.metadata)
+
+
+def _db_init(args: argparse.Namespace) -> int:
+    from skinapp.config import database_url
+    from skinapp.store.setup import initialise_url
+
+    done = initialise_url(args.database or database_url(), app_role=args.app_role)
+    print("database ready" + (f"; set up: {', '.join(done)}" if done else "; nothing to change"))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from skinapp.store import Store
+
+    check = Store.open(args.database).verify_audit()
+    print(check.summary())
+    return 0 if check.ok else 1
 
 
 def _deidentify(args: argparse.Namespace) -> int:
@@ -147,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: a fresh random one, so exports cannot be linked)")
     deidentify.set_defaults(run=_deidentify)
 
+    db = commands.add_parser("db", help="set up or upgrade the case database").add_subparsers(dest="db", required=True)
+    init = db.add_parser("init", help="create or upgrade the tables and their guards (run as the tables' owner)",
+                         description="Creates the tables, adds what newer versions need, installs the guards that make "
+                                     "the record append-only and starts the audit chain. On PostgreSQL, run it as the "
+                                     "role that owns the tables and name the role the app connects as with --app-role.")
+    init.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
+    init.add_argument("--app-role", help="PostgreSQL: the role the app connects as; it may read, insert and fill in "
+                                         "missing case metadata, nothing else")
+    init.set_defaults(run=_db_init)
+
+    audit = commands.add_parser("audit", help="check the audit trail").add_subparsers(dest="audit", required=True)
+    verify = audit.add_parser("verify", help="check the hash chain and every decision against its audit entry "
+                                             "(exit 1 if anything was altered)")
+    verify.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
+    verify.set_defaults(run=_audit_verify)
+
     predict = commands.add_parser("predict", help="analyse images, DICOM files or folders")
     predict.add_argument("paths", nargs="+", type=Path, help="image files, DICOM files, or folders (searched recursively)")
     predict.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -161,12 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from skinapp.model.checkpoint import WeightsError
+    from skinapp.store.setup import StoreSetupError
 
     try:
         return args.run(args)
-    except (WeightsError, FileNotFoundError) as exc:
+    except (WeightsError, FileNotFoundError, StoreSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # statement parameters are hidden by the store's engines
+        print(f"error: the database refused: {exc.orig if hasattr(exc, 'orig') else exc}", file=sys.stderr)
         return 2
 
 

@@ -101,4 +101,5 @@ def _set_order(row, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def decision_from_row(row) -> Decision:
     return Decision(row["id"], row["case_id"], row["reviewer"], as_utc(row["created_at"]), row["decision"],
-                    row["diagnosis"], row["note"] or "", row["replaces_id"])
+                    row["diagnosis"], row["note"] or "", row["replaces_id"], row["prediction_id"], row["model_version"],
+                    row["predicted_class"])

@@ -108,12 +108,27 @@ class Decision:
     diagnosis: str | None
     note: str
     replaces_id: int | None
+    prediction_id: int | None = None    # the prediction the reviewer saw (None: the case had none)
+    model_version: str | None = None    # …the model that made it
+    predicted_class: str | None = None  # …and its call
 
     @property
     def label(self) -> str:
         if self.decision == "disagree" and self.diagnosis:
             return f"Disagree: {self.diagnosis}"
         return DECISIONS.get(self.decision, self.decision)
+
+    def made_on(self, prediction: StoredPrediction | None) -> bool:
+        """Whether this decision was made on `prediction` (the case's latest): if not, the case was analysed
+        again after it and the decision belongs to the earlier result."""
+        return self.prediction_id == (prediction.id if prediction is not None else None)
+
+    @property
+    def made_on_text(self) -> str:
+        if self.prediction_id is None:
+            return "no model result"
+        call = f"{self.predicted_class}, " if self.predicted_class else ""
+        return f"{call}model {self.model_version or 'unknown'} (result {self.prediction_id})"
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,15 @@ class CaseRecord:
     prediction: StoredPrediction | None
     decision: Decision | None
     thumbnail_jpeg: bytes
+
+
+class PredictionChanged(RuntimeError):
+    """The case was analysed again after the reviewer last looked at it: the decision would sit beside a result
+    the reviewer never saw."""
+
+    def __init__(self, current_prediction_id: int | None):
+        super().__init__("the model analysed this case again while it was open")
+        self.current_prediction_id = current_prediction_id
 
 
 class DecisionConflict(RuntimeError):
@@ -142,3 +166,22 @@ class AuditEntry:
     action: str
     case_id: int | None
     details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    entries: int
+    before_chain: int   # entries of an older version, sealed by the first chained entry
+    decisions: int
+    head: str           # the hash of the last entry
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"audit trail intact: {self.entries} entries, {self.decisions} decisions checked; last entry's hash "
+                    f"{self.head}")
+        return f"audit trail damaged ({len(self.problems)} problem(s)): " + "; ".join(self.problems)

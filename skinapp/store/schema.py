@@ -1,6 +1,5 @@
-"""Tables. Predictions and decisions are only ever added to, and a case only gains metadata it lacked (on the
-record); the audit log refuses updates and deletes at the database level (triggers), so what happened stays
-on record whoever writes to the database."""
+"""Tables. Predictions, decisions and audit entries are only ever added to, and a case only gains metadata it
+lacked (on the record). `skinapp.store.guards` makes the database itself refuse anything else."""
 
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    event,
 )
-from sqlalchemy.schema import DDL
 
 metadata = MetaData()
 
@@ -76,7 +73,9 @@ decisions = Table(
     Column("diagnosis", String(8)),
     Column("note", Text, nullable=False, default=""),
     Column("replaces_id", Integer, ForeignKey("decisions.id")),  # the decision the reviewer saw when deciding
-    Column("prediction_id", Integer, ForeignKey("predictions.id")),
+    Column("prediction_id", Integer, ForeignKey("predictions.id")),  # the prediction the reviewer saw when deciding
+    Column("model_version", String(128)),                            # …its model
+    Column("predicted_class", String(8)),                            # …and its call
 )
 
 audit_log = Table(
@@ -87,22 +86,23 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("case_id", Integer),
     Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64)),   # the hash chain (skinapp.store.audit); empty only on entries older than it
+    Column("entry_hash", String(64)),
 )
 Index("audit_by_case", audit_log.c.case_id)
 
-_SQLITE_APPEND_ONLY = [
-    DDL(f"CREATE TRIGGER IF NOT EXISTS audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
-        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
-    for verb in ("UPDATE", "DELETE")
-]
-_POSTGRES_APPEND_ONLY = [
-    DDL("CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger AS $$ "
-        "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $$ LANGUAGE plpgsql"),
-    DDL("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log"),
-    DDL("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
-        "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()"),
-]
-for statement in _SQLITE_APPEND_ONLY:
-    event.listen(audit_log, "after_create", statement.execute_if(dialect="sqlite"))
-for statement in _POSTGRES_APPEND_ONLY:
-    event.listen(audit_log, "after_create", statement.execute_if(dialect="postgresql"))
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False),  # what decisions and imports record
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+APPEND_ONLY = ("audit_log", "decisions", "predictions")
+FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
+USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")
+

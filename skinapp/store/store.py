@@ -1,7 +1,8 @@
-"""`Store`: cases, predictions, decisions and the audit log in one database (SQLite file by default,
+"""`Store`: cases, predictions, decisions and the audit trail in one database (SQLite file by default,
 PostgreSQL for a clinic). Nothing is updated in place: a new decision is a new row that names the decision
-it replaces, so the history of every case stays complete, and a reviewer who decides on an out-of-date view
-of the case gets a `DecisionConflict` instead of silently overwriting a colleague."""
+it replaces and the prediction it was made on, so the history of every case stays complete. A reviewer who
+decides on an out-of-date view of the case (a colleague decided, or the model analysed it again) gets a
+`DecisionConflict` or `PredictionChanged` instead of a decision beside something they never saw."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.exc import ProgrammingError
 
 from skinapp.config import database_url
 from skinapp.io.case import Case
+from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, entry_hash, text_digest
 from skinapp.store.codec import (
     as_utc,
     case_from_row,
@@ -30,17 +33,22 @@ from skinapp.store.codec import (
     set_mask,
     thumbnail_jpeg,
 )
+from skinapp.store.guards import sqlite_authorizer
+from skinapp.store.limits import checked, checked_notes
 from skinapp.store.records import (
     DECISIONS,
     AddedCase,
+    AuditCheck,
     AuditEntry,
     CaseRecord,
     Decision,
     DecisionConflict,
+    PredictionChanged,
     StoredCase,
     StoredPrediction,
 )
-from skinapp.store.schema import audit_log, cases, decisions, metadata, predictions
+from skinapp.store.schema import audit_log, cases, decisions, predictions
+from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, missing_parts
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES
 
@@ -62,8 +70,17 @@ _FILLABLE = [cases.c.patient_id, cases.c.lesion_id, cases.c.study_date, cases.c.
 
 def _fillable_values(case: Case) -> dict:
     meta = case.metadata
-    return {"patient_id": case.patient_id, "lesion_id": case.lesion_id, "study_date": case.study_date, "age": meta.age,
-            "sex": meta.sex, "site_region": meta.site.region, "site_fine": meta.site.fine}
+    return {"patient_id": checked("patient id", case.patient_id), "lesion_id": checked("lesion id", case.lesion_id),
+            "study_date": checked("study date", case.study_date), "age": meta.age, "sex": checked("sex", meta.sex),
+            "site_region": checked("site", meta.site.region), "site_fine": checked("site", meta.site.fine)}
+
+
+def _checked_acquisition(case: Case) -> dict:
+    return {k: checked("acquisition detail", v) if isinstance(v, str) else v
+            for k, v in vars(case.acquisition).items() if v is not None}
+
+
+_AUDIT_LOCK = 7_346_201  # PostgreSQL advisory lock that serialises writers of the audit chain
 
 
 def _sqlite_connect(connection, _record) -> None:
@@ -76,25 +93,57 @@ def _sqlite_connect(connection, _record) -> None:
     cursor.close()
 
 
+def _sqlite_guard(connection, _record) -> None:
+    connection.set_authorizer(sqlite_authorizer)
+
+
 def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
 
 
+def _engine(url: str, guarded: bool) -> Engine:
+    """hide_parameters: a failed statement is logged without its values (patient data)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False}, hide_parameters=True)
+    event.listen(engine, "connect", _sqlite_connect)
+    if guarded:
+        event.listen(engine, "connect", _sqlite_guard)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
 class Store:
     def __init__(self, engine: Engine):
+        """engine: a database that is set up (`skinapp.store.setup`); `Store.open` makes sure of it."""
         self.engine = engine
-        metadata.create_all(engine)
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:
+        """Opens the database, creating or upgrading it first where this connection may (SQLite; PostgreSQL
+        as the tables' owner). A clinic's PostgreSQL is set up once by its owner (`python -m skinapp db init`)
+        and the app connects as a role that cannot rewrite the record."""
         url = url or database_url()
-        if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
-            event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", _sqlite_begin)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
+        engine = _engine(url, guarded=True)
+        with engine.connect() as connection:
+            missing = missing_parts(connection)
+        if missing:
+            setup = _engine(url, guarded=False)
+            try:
+                initialise(setup)
+            except ProgrammingError as exc:
+                raise StoreSetupError(
+                    f"the database lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} and this connection "
+                    "may not add them: run `python -m skinapp db init` as the role that owns the tables") from exc
+            finally:
+                setup.dispose()
         return cls(engine)
+
+    @property
+    def connected_as_owner(self) -> bool:
+        """PostgreSQL only: True where the app could rewrite the record (it connects as owner or superuser)."""
+        with self.engine.connect() as connection:
+            return connected_as_owner(connection)
 
     # --- writing -----------------------------------------------------------------------------------------------
 
@@ -108,37 +157,46 @@ class Store:
                 yield connection
 
     def _audit(self, connection: Connection, actor: str, action: str, case_id: int | None, **details) -> None:
-        connection.execute(insert(audit_log).values(at=_now(), actor=actor, action=action, case_id=case_id, details=details))
+        """Append one entry to the hash chain. Writers are serialised (SQLite: the write lock already taken;
+        PostgreSQL: an advisory lock held to the end of the transaction), so each entry follows the last."""
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
+        previous = connection.execute(select(audit_log.c.entry_hash).order_by(audit_log.c.id.desc()).limit(1)).scalar()
+        previous = previous or GENESIS
+        at = _now()
+        connection.execute(insert(audit_log).values(
+            at=at, actor=actor, action=action, case_id=case_id, details=details, prev_hash=previous,
+            entry_hash=entry_hash(previous, at, actor, action, case_id, details)))
 
     def add_case(self, case: Case, actor: str) -> AddedCase:
         """The same image imported again is the same case. What it was stored with is never overwritten, but
         metadata it lacked (e.g. the patient, once a metadata CSV comes along) is filled in, on the record."""
         key = hashlib.sha256(np.ascontiguousarray(case.image).tobytes() + str(case.image.shape).encode()).hexdigest()
+        offered = _fillable_values(case)  # checked before anything is written: InvalidText names the field
+        name, source, notes = checked("case name", case.name), checked("file", case.source), checked_notes(list(case.notes))
+        acquisition, actor = _checked_acquisition(case), self._actor(actor)
         with self._writing() as connection:
             existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key == key)).mappings().first()
             if existing is not None:
-                offered = _fillable_values(case)
                 filled = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
                 if filled:
                     connection.execute(cases.update().where(cases.c.id == existing["id"]).values(**filled))
                     self._audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
                 return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
-            meta = case.metadata
             case_id = _new_id(connection.execute(insert(cases).values(
-                content_key=key, name=case.name, source=case.source, frame=case.frame, patient_id=case.patient_id,
-                lesion_id=case.lesion_id, study_date=case.study_date, age=meta.age, sex=meta.sex,
-                site_region=meta.site.region, site_fine=meta.site.fine, is_dermoscopic=case.is_dermoscopic,
-                original_width=case.original_size[0], original_height=case.original_size[1],
+                content_key=key, name=name, source=source, frame=case.frame, **offered,
+                is_dermoscopic=case.is_dermoscopic, original_width=case.original_size[0],
+                original_height=case.original_size[1],
                 pixel_spacing_mm=list(case.pixel_spacing_mm) if case.pixel_spacing_mm else None,
-                acquisition={k: v for k, v in vars(case.acquisition).items() if v is not None},
-                notes=list(case.notes), image_png=png_bytes(case.image), thumbnail_jpeg=thumbnail_jpeg(case.image),
-                imported_at=_now(), imported_by=actor,
+                acquisition=acquisition, notes=notes, image_png=png_bytes(case.image),
+                thumbnail_jpeg=thumbnail_jpeg(case.image), imported_at=_now(), imported_by=actor,
             )))
             self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
         return AddedCase(int(case_id), True, ())
 
     def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
         """prediction: an `inference.Prediction`."""
+        actor = self._actor(actor)
         with self._writing() as connection:
             prediction_id = _new_id(connection.execute(insert(predictions).values(
                 case_id=case_id, model_version=prediction.model_version, weights_sha256=weights_sha256,
@@ -153,21 +211,24 @@ class Store:
                              prediction_set=set_mask(prediction.prediction_set),
                              suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious)),
             )))
-            self._audit(connection, actor, "prediction stored", case_id, model_version=prediction.model_version,
+            self._audit(connection, actor, "prediction stored", case_id, prediction_id=prediction_id,
+                        model_version=prediction.model_version, weights_sha256=weights_sha256,
                         predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
         return int(prediction_id)
 
-    def record_decision(self, case_id: int, reviewer: str, decision: str, *, diagnosis: str | None = None,
-                        note: str = "", seen_decision_id: int | None = None) -> Decision:
-        """Save a decision at once. `seen_decision_id` is the latest decision the reviewer saw (None: none);
-        if someone decided since, nothing is written and DecisionConflict carries their decision."""
-        reviewer = reviewer.strip()
-        if not reviewer:
-            raise ValueError("a decision needs the reviewer's name")
+    def record_decision(self, case_id: int, reviewer: str, decision: str, *, seen_prediction_id: int | None,
+                        seen_decision_id: int | None = None, diagnosis: str | None = None, note: str = "") -> Decision:
+        """Save a decision on the prediction the reviewer saw (`seen_prediction_id`; None: the case had none).
+        `seen_decision_id` is the latest decision the reviewer saw (None: none). If someone decided since,
+        nothing is written and DecisionConflict carries their decision; if the case was analysed again since,
+        nothing is written and PredictionChanged says so."""
+        reviewer = self._actor(reviewer)
+        note = checked("note", note, multiline=True) or ""
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}")
         if decision == "disagree" and diagnosis not in CLASSES:
             raise ValueError("a disagreement needs the diagnosis the reviewer chose")
+        diagnosis = diagnosis if decision == "disagree" else None
         with self._writing() as connection:
             if self.engine.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises writers
                 connection.execute(select(cases.c.id).where(cases.c.id == case_id).with_for_update())
@@ -176,21 +237,35 @@ class Store:
                 if current is None:  # decisions are never deleted, so the one the reviewer saw must still be there
                     raise RuntimeError(f"decision {seen_decision_id} of case {case_id} is missing from the database")
                 raise DecisionConflict(current)
-            prediction_id = connection.execute(
-                select(func.max(predictions.c.id)).where(predictions.c.case_id == case_id)).scalar()
-            connection.execute(insert(decisions).values(
-                case_id=case_id, reviewer=reviewer, created_at=_now(), decision=decision,
-                diagnosis=diagnosis if decision == "disagree" else None, note=note, replaces_id=seen_decision_id,
-                prediction_id=prediction_id,
-            ))
-            self._audit(connection, reviewer, "decision recorded", case_id, decision=decision,
-                        diagnosis=diagnosis if decision == "disagree" else None, replaces=seen_decision_id,
-                        previous=current.decision if current else None, note_changed=bool(note))
+            shown = connection.execute(select(predictions.c.id, predictions.c.model_version, predictions.c.predicted_class)
+                                       .where(predictions.c.case_id == case_id)
+                                       .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
+            if (shown["id"] if shown else None) != seen_prediction_id:
+                raise PredictionChanged(shown["id"] if shown else None)
+            model_version = shown["model_version"] if shown else None
+            predicted_class = shown["predicted_class"] if shown else None
+            decision_id = _new_id(connection.execute(insert(decisions).values(
+                case_id=case_id, reviewer=reviewer, created_at=_now(), decision=decision, diagnosis=diagnosis, note=note,
+                replaces_id=seen_decision_id, prediction_id=seen_prediction_id, model_version=model_version,
+                predicted_class=predicted_class,
+            )))
+            self._audit(connection, reviewer, "decision recorded", case_id, decision_id=decision_id, decision=decision,
+                        diagnosis=diagnosis, replaces=seen_decision_id, previous=current.decision if current else None,
+                        prediction_id=seen_prediction_id, model_version=model_version, predicted_class=predicted_class,
+                        note_sha256=text_digest(note))
             recorded = self._latest_decision(connection, case_id)
             assert recorded is not None  # just inserted, in this transaction
             return recorded
 
+    @staticmethod
+    def _actor(name: str) -> str:
+        name = (checked("reviewer", name) or "").strip()
+        if not name:
+            raise ValueError("a decision or import needs the reviewer's name")
+        return name
+
     def log_export(self, actor: str, what: str, case_ids: Iterable[int] = ()) -> None:
+        actor = self._actor(actor)
         with self._writing() as connection:
             self._audit(connection, actor, "export", None, what=what, cases=list(case_ids))
 
@@ -256,6 +331,34 @@ class Store:
                 query = query.where(audit_log.c.case_id == case_id)
             return [AuditEntry(r["id"], as_utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
                     for r in connection.execute(query).mappings()]
+
+    def verify_audit(self) -> AuditCheck:
+        """The hash chain, and every decision against the audit entry written with it (a decision row edited
+        outside the application no longer matches its entry)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
+            decision_rows = {r["id"]: r for r in connection.execute(select(decisions)).mappings()}
+        chain: ChainCheck = check_chain(rows)
+        problems = list(chain.problems)
+        recorded: dict[int, dict] = {}
+        sealed_decisions = 0
+        for row in rows:
+            if row["action"] == CHAIN_STARTED:
+                sealed_decisions = int(row["details"].get("decisions_before", 0))
+            elif row["action"] == "decision recorded" and "decision_id" in row["details"]:
+                recorded[int(row["details"]["decision_id"])] = {**row["details"], "actor": row["actor"]}
+        for decision_id, row in sorted(decision_rows.items()):
+            entry = recorded.get(decision_id)
+            if entry is None:
+                if decision_id > sealed_decisions:
+                    problems.append(f"decision {decision_id} has no audit entry: it was written outside the application")
+                continue
+            stored = {"actor": row["reviewer"], "decision": row["decision"], "diagnosis": row["diagnosis"],
+                      "prediction_id": row["prediction_id"], "note_sha256": text_digest(row["note"] or "")}
+            if any(entry.get(k) != v for k, v in stored.items()):
+                problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
+        problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
+        return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems))
 
 
 _CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "content_key")]

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from skinapp.inference import Predictor
 from skinapp.io import Case, ImportReport, InputFile, load_cases
-from skinapp.store import Store
+from skinapp.store import InvalidText, Store
 from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,15 @@ def import_and_analyse(
     to_analyse: list[tuple[int, Case]] = []
     filled = 0
     for case in cases:
-        added = store.add_case(case, actor)
+        try:
+            added = store.add_case(case, actor)
+        except InvalidText as exc:
+            _refuse(report, case, f"not stored: {exc}")
+            continue
+        except SQLAlchemyError:
+            log.exception("storing a case failed")  # no values: the engine hides statement parameters
+            _refuse(report, case, "not stored: the database refused it (the error is in the log)")
+            continue
         result.case_ids.append(added.id)
         result.new_cases += added.new
         filled += bool(added.filled)
@@ -62,6 +72,12 @@ def import_and_analyse(
     return result
 
 
+def _refuse(report: ImportReport, case: Case, reason: str) -> None:
+    report.reject(case.source, reason)
+    if case.name in report.imported:
+        report.imported.remove(case.name)
+
+
 def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: Predictor, assessor: Assessor,
                    actor: str, result: ImportResult) -> None:
     try:
@@ -76,6 +92,12 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
                                                  "without a prediction")
         return
     for (case_id, case), prediction in zip(items, predictions, strict=True):
-        store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
-                             predictor.card.identity, actor)
+        try:
+            store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
+                                 predictor.card.identity, actor)
+        except SQLAlchemyError:
+            log.exception("storing the prediction of case %s failed", case_id)
+            result.report.reject(case.source, "the model's result could not be stored (the error is in the log); the "
+                                              "case is in the worklist without it")
+            continue
         result.analysed += 1

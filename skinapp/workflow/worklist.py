@@ -26,8 +26,21 @@ class WorklistRow:
     context: LesionContext | None = None
 
     @property
+    def reviewed(self) -> bool:
+        """A decision on the latest result. A case analysed again after its decision is back to review: the
+        decision stays on record beside the result it was made on."""
+        return self.decision is not None and self.decision.made_on(self.prediction)
+
+    @property
+    def earlier_decision(self) -> Decision | None:
+        """The latest decision where it was made on an earlier result than the one shown now."""
+        return self.decision if self.decision is not None and not self.reviewed else None
+
+    @property
     def status(self) -> str:
-        return "reviewed" if self.decision is not None else "to review"
+        if self.reviewed:
+            return "reviewed"
+        return "to review (analysed again after a decision)" if self.decision is not None else "to review"
 
     @property
     def urgency(self) -> float:
@@ -58,7 +71,7 @@ def build_worklist(records: list[CaseRecord]) -> list[WorklistRow]:
     """Unreviewed before reviewed, then most urgent first, then oldest first."""
     contexts = patient_contexts(records)
     rows = [WorklistRow(r.case, r.prediction, r.decision, r.thumbnail_jpeg, contexts.get(r.case.id)) for r in records]
-    return sorted(rows, key=lambda row: (row.decision is not None, -row.urgency, row.case.id))
+    return sorted(rows, key=lambda row: (row.reviewed, -row.urgency, row.case.id))
 
 
 def worklist(store: Store, patient_id: str | None = None) -> list[WorklistRow]:
@@ -77,7 +90,7 @@ def apply_filters(rows: list[WorklistRow], filters: Filters) -> list[WorklistRow
     text = filters.text.strip().lower()
     kept = []
     for row in rows:
-        if filters.status != "all" and row.status != filters.status:
+        if filters.status != "all" and (filters.status == "reviewed") != row.reviewed:
             continue
         if filters.flagged_only and not (row.prediction is None or row.prediction.needs_manual_check):
             continue
@@ -103,7 +116,8 @@ def model_label(prediction: StoredPrediction | None, installed_weights_sha256: s
 
 def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> list[dict]:
     """One flat record per case: what the worklist shows and the CSV export writes. `model` says whether the
-    prediction was made by the installed model or an older one."""
+    prediction was made by the installed model or an older one; `decision_made_on` names the result a decision
+    was made on, which after a re-analysis is not the one in the columns before it."""
     records = []
     for row in rows:
         p, d = row.prediction, row.decision
@@ -124,6 +138,8 @@ def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | No
             "ugly_duckling": round(row.context.ugly_duckling, 3) if row.context and row.context.ugly_duckling else None,
             "status": row.status,
             "decision": d.label if d else "",
+            "decision_made_on": d.made_on_text if d else "",  # the result the decision belongs to
+            "decision_on_current_result": row.reviewed if d else "",
             "reviewer": d.reviewer if d else "",
             "decided_at": d.created_at.isoformat(timespec="seconds") if d else "",
             "note": d.note if d else "",
