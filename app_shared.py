@@ -1,6 +1,6 @@
 """What every page of the app (app.py and pages/) shares: the store and the model (loaded once per process),
-the reviewer's name (asked once per session), the navigation, and the guard that turns an internal error into
-a short message."""
+sign-in (nothing is shown before it; the signed-in user is the recorded reviewer), the navigation, and the
+guard that turns an internal error into a short message."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
-from skinapp.store import AuditCheck, Store, StoreSetupError
+from skinapp.reporting.text import plain_markdown
+from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
+from skinapp.store.accounts import SESSION_HOURS, AccountError, Accounts, User
 from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger("skinapp.app")
@@ -28,7 +30,9 @@ PAGES = (  # the sidebar's own navigation (Streamlit's is off in .streamlit/conf
     (REVIEW_PAGE, "Case review", ":material/visibility:"),
     ("pages/3_Patient_context.py", "Patient context", ":material/group:"),
     ("pages/4_Model_card.py", "Model card", ":material/info:"),
+    ("pages/5_Administration.py", "Administration", ":material/admin_panel_settings:"),
 )
+ADMIN_PAGE = "pages/5_Administration.py"
 
 
 @st.cache_resource
@@ -115,28 +119,90 @@ def get_predictor() -> Predictor | None:
         return None
 
 
+SESSION_COOKIE = "skinapp_session"
+
+
+@st.cache_resource(show_spinner=False)
+def get_accounts() -> Accounts:
+    return Accounts(get_store())
+
+
+def current_user() -> User | None:
+    """The signed-in user. A reload starts a new Streamlit session: the browser's session cookie brings the user
+    back. Checked on every run, so a disabled account or an ended session stops at once."""
+    token = st.session_state.get("session_token") or st.context.cookies.get(SESSION_COOKIE)
+    user = get_accounts().session_user(token)
+    if user is None:
+        st.session_state.pop("session_token", None)
+        return None
+    st.session_state["session_token"] = token
+    return user
+
+
 def reviewer() -> str | None:
-    return st.session_state.get("reviewer") or None
+    """What decisions and imports record: the signed-in user."""
+    user = current_user()
+    return user.label if user else None
 
 
-def reviewer_sidebar() -> None:
-    """The reviewer's name, asked once per session and written to every decision and import."""
-    with st.sidebar:
-        if reviewer():
-            st.caption("Reviewing as")
-            st.text(reviewer())
-            if st.button("Change reviewer", key="change_reviewer"):
-                del st.session_state["reviewer"]
-                st.rerun()
+def _write_cookie(token: str) -> None:
+    """The browser keeps the session token (script-readable, as Streamlit can only set cookies from the page;
+    SameSite=Strict, Secure behind HTTPS, gone when the session would expire)."""
+    age = SESSION_HOURS * 3600 if token else 0
+    st.html(f"<script>document.cookie = '{SESSION_COOKIE}={token}; Path=/; Max-Age={age}; SameSite=Strict'"
+            " + (location.protocol === 'https:' ? '; Secure' : '');</script>", unsafe_allow_javascript=True)
+
+
+def _sign_in() -> None:
+    accounts = get_accounts()
+    st.title("skinapp — dermoscopy case review")
+    if not accounts.any():
+        st.info("No user accounts yet. Create the first administrator account; administrators add the others (here, "
+                "under Administration, or with `python -m skinapp users add`).")
+        with st.form("first_admin_form"):
+            username = st.text_input("User name (for signing in)", key="first_username", max_chars=64)
+            name = st.text_input("Your name as decisions should show it", key="first_name", max_chars=60)
+            password = st.text_input("Password (at least 12 characters)", type="password", key="first_password")
+            again = st.text_input("Same password again", type="password", key="first_password_again")
+            created = st.form_submit_button("Create the account", type="primary")
+        if created:
+            if password != again:
+                st.error("The two passwords differ.")
+                return
+            try:
+                accounts.add(username, name, password, "admin", actor="first start")
+            except (AccountError, InvalidText) as exc:
+                st.error(f"Not created: {plain_markdown(str(exc))}.")
+                return
+            st.success("Account created. Sign in with it below.")
         else:
-            with st.form("reviewer_form", border=False):
-                name = st.text_input("Your name (written to every decision)", key="reviewer_name_input", max_chars=128)
-                started = st.form_submit_button("Start reviewing")
-            if started and name.strip():
-                st.session_state["reviewer"] = name.strip()
-                st.rerun()
-            elif started:
-                st.warning("Type your name first.")
+            return
+    with st.form("sign_in_form"):
+        username = st.text_input("User name", key="sign_in_username", max_chars=64)
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        signed_in = accounts.sign_in(username, password)
+        if signed_in is None:
+            st.error("Wrong user name or password, or the account is disabled.")
+            return
+        st.session_state["session_token"] = signed_in[1]
+        st.session_state["write_cookie"] = signed_in[1]
+        st.rerun()
+
+
+def _user_sidebar(user: User) -> None:
+    with st.sidebar:
+        st.caption("Signed in as")
+        st.text(user.label)
+        if st.button("Sign out", key="sign_out"):
+            get_accounts().sign_out(st.session_state.pop("session_token", None))
+            st.session_state["write_cookie"] = ""
+            st.rerun()
+    cookie = st.session_state.pop("write_cookie", None)
+    if cookie is not None:
+        with st.sidebar:
+            _write_cookie(cookie)
 
 
 def open_case(case_id: int) -> None:
@@ -148,18 +214,29 @@ def thumbnail_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
-def run_guarded(page: Callable[[], None]) -> None:
-    """Run a page; an internal error is logged with a reference and the clinician sees one calm sentence."""
+def run_guarded(page: Callable[[], None], admin_only: bool = False) -> None:
+    """Run a page for a signed-in user; an internal error is logged with a reference and the clinician sees
+    one calm sentence."""
     st.set_page_config(page_title="skinapp — dermoscopy review", layout="wide")
-    with st.sidebar:
-        for target, label, icon in PAGES:
-            st.page_link(target, label=label, icon=icon)
-        st.divider()
-    reviewer_sidebar()
-    st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
     try:
         _logging()  # inside the guard: an unwritable data folder is an error message, not a trace
+        user = current_user()
+        if user is None:
+            _sign_in()
+            if st.session_state.pop("write_cookie", None) == "":
+                _write_cookie("")  # signed out: the browser forgets the token too
+            return
+        with st.sidebar:
+            for target, label, icon in PAGES:
+                if user.is_admin or target != ADMIN_PAGE:
+                    st.page_link(target, label=label, icon=icon)
+            st.divider()
+        _user_sidebar(user)
+        st.sidebar.caption("Decision support only: the model does not make a diagnosis.")
         _record_warnings()
+        if admin_only and not user.is_admin:
+            st.error("Only administrators can open this page.")
+            return
         page()
     except ScriptControlException:
         raise  # Streamlit's own reruns and page switches

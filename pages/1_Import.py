@@ -18,9 +18,7 @@ def page() -> None:
     metadata_csv = st.file_uploader("Metadata CSV (optional): image name, patient, age, sex, site", type=["csv"],
                                key="upload_metadata")
     uploads = [*(files or []), *(folder or [])]
-    name = reviewer()
-    if not name:
-        st.info("Enter your name in the sidebar first: every import and decision records who made it.")
+    name = reviewer()  # the signed-in user: every import and decision records who made it
     if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button"):
         predictor = get_predictor()
         assessor = get_assessor(explain=True) if predictor is not None else None

@@ -80,8 +80,7 @@ def _decision_form(store, case_id: int, latest, stored) -> None:
     st.subheader("Your decision")
     name = reviewer()
     if not name:
-        st.info("Enter your name in the sidebar to record a decision.")
-        return
+        return  # signed out in another tab since the page was drawn
     seen_key, seen_result_key = f"seen_decision_{case_id}", f"seen_result_{case_id}"
     with st.form(f"decision_form_{case_id}", clear_on_submit=False):
         choice = st.radio("Decision", list(DECISIONS), format_func=DECISIONS.get, key=f"decision_{case_id}", index=None)

@@ -1,6 +1,9 @@
 """Every page of the app under Streamlit's own AppTest, against a fresh database in a temporary data folder."""
 
 import io
+import os
+import re
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -13,6 +16,7 @@ from skinapp.io import InputFile
 from skinapp.model.checkpoint import ModelCard
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import Store
+from skinapp.store.accounts import Accounts
 from skinapp.workflow.analysis import import_and_analyse
 from skinapp.workflow.worklist import worklist
 
@@ -29,17 +33,47 @@ def data_dir(tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
-def _app(reviewer: str | None = "Dr Test") -> AppTest:
+PASSWORD = "a long test password"
+
+
+def _username(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _account(name: str, role: str = "reviewer") -> str:
+    """An account for `name` in the app's database (made once); its user name."""
+    store = Store.open(f"sqlite:///{Path(os.environ['SKINAPP_DATA_DIR']) / 'skinapp.db'}")
+    accounts, username = Accounts(store), _username(name)
+    if accounts.get(username) is None:
+        accounts.add(username, name, PASSWORD, role, actor="test set-up")
+    store.engine.dispose()
+    return username
+
+
+def _sign_in(app: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    app.text_input(key="sign_in_username").input(username)  # a form: typed and submitted together
+    app.text_input(key="sign_in_password").input(password)
+    return app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+
+
+def _app(reviewer: str | None = "Dr Test", role: str = "reviewer") -> AppTest:
+    """The app, signed in as `reviewer` (an account made for them); None: not signed in."""
+    username = _account(reviewer, role) if reviewer else None
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert not app.exception
-    if reviewer:
-        app.text_input(key="reviewer_name_input").input(reviewer)  # a form: typed and submitted together
-        app.button(key="FormSubmitter:reviewer_form-Start reviewing").click().run()
+    if username:
+        _sign_in(app, username)
+        assert not app.exception and app.session_state["session_token"]
     return app
 
 
+def _label(name: str) -> str:
+    return f"{name} ({_username(name)})"
+
+
 PAGES = {"worklist": "app.py", "import_cases": "pages/1_Import.py", "case_review": "pages/2_Case_review.py",
-         "patient_context": "pages/3_Patient_context.py", "model_card": "pages/4_Model_card.py"}
+         "patient_context": "pages/3_Patient_context.py", "model_card": "pages/4_Model_card.py",
+         "administration": "pages/5_Administration.py"}
 
 
 def _page(app: AppTest, page: str) -> AppTest:
@@ -69,12 +103,60 @@ def _seed_cases(data_dir, count: int = 3, patient: str = "P7") -> list[int]:
     return result.case_ids
 
 
+def test_nothing_is_shown_before_sign_in_and_accounts_are_managed_by_administrators(data_dir, shipped_weights):
+    _seed_cases(data_dir, count=1, patient="P-SECRET")
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert "No user accounts yet" in _texts(app) and not app.dataframe and "P-SECRET" not in _texts(app)
+    for page in ("case_review", "patient_context", "administration"):
+        _page(app, page)
+        assert "No user accounts yet" in _texts(app) and not app.dataframe and not app.image
+    form = {"first_username": "admin", "first_name": "Dr Admin", "first_password": "a long admin password",
+            "first_password_again": "another one entirely"}
+    for key, value in form.items():
+        app.text_input(key=key).input(value)
+    app.button(key="FormSubmitter:first_admin_form-Create the account").click().run()
+    assert "The two passwords differ." in _texts(app)
+    app.text_input(key="first_password_again").input(form["first_password"])
+    app.button(key="FormSubmitter:first_admin_form-Create the account").click().run()
+    assert "Account created. Sign in with it below." in _texts(app)
+    _sign_in(app, "admin", "not the password")
+    assert "Wrong user name or password, or the account is disabled." in _texts(app)
+    _page(app, "worklist")
+    _sign_in(app, "admin", form["first_password"])
+    assert not app.exception and app.dataframe[0].value["patient"][0] == "P-SECRET"
+
+    _page(app, "administration")
+    for key, value in {"new_username": "drb", "new_name": "Dr B", "new_password": "short"}.items():
+        app.text_input(key=key).input(value)
+    app.button(key="FormSubmitter:add_user_form-Add account").click().run()
+    assert "Not added: a password needs at least 12 characters." in _texts(app)
+    for key, value in {"new_username": "drb", "new_name": "Dr B", "new_password": PASSWORD}.items():
+        app.text_input(key=key).input(value)
+    app.button(key="FormSubmitter:add_user_form-Add account").click().run()
+    assert "Added drb." in _texts(app) and "audit trail intact" in _texts(app)
+
+    reviewer = _sign_in(AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run(), "drb")
+    assert reviewer.dataframe[0].value["patient"][0] == "P-SECRET"
+    _page(reviewer, "administration")
+    assert "Only administrators can open this page." in _texts(reviewer) and not reviewer.dataframe
+
+    app.selectbox(key="toggle_user").select("drb").run()
+    app.button(key="toggle_user_button").click().run()  # disable: Dr B's open session ends at once
+    _page(reviewer, "worklist")
+    assert "User name" in [t.label for t in reviewer.text_input] and not reviewer.dataframe
+    _sign_in(reviewer, "drb")
+    assert "Wrong user name or password, or the account is disabled." in _texts(reviewer)
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    actions = [(e.actor, e.action) for e in store.audit_entries()]
+    assert ("skinapp", "sign-in failed") in actions and ("Dr Admin (admin)", "user disabled") in actions
+    assert ("Dr B (drb)", "signed in") in actions and store.verify_audit().ok
+
+
 def test_empty_worklist_invites_an_import(data_dir, shipped_weights):
-    app = _app(reviewer=None)
+    app = _app()
     assert "No cases yet" in _texts(app)
     _page(app, "import_cases")
-    assert "Enter your name in the sidebar first" in _texts(app)
-    assert app.button(key="import_button").disabled
+    assert app.button(key="import_button").disabled  # until files are chosen
 
 
 def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, shipped_weights):
@@ -130,17 +212,17 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     other.session_state["case_id"] = case_id
     _page(other, "case_review")
     history = other.dataframe[0].value
-    assert list(history["reviewer"]) == ["Dr A"] and history["note"][0] == "irregular network **check**"
+    assert list(history["reviewer"]) == [_label("Dr A")] and history["note"][0] == "irregular network **check**"
 
     app.radio(key=f"decision_{case_id}").set_value("biopsy")  # Dr A changes their mind …
     other.radio(key=f"decision_{case_id}").set_value("follow_up")
     app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
     other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()  # … B saw the old one
-    assert "Not saved: Dr A recorded" in _texts(other)
+    assert f"Not saved: {plain_markdown(_label('Dr A'))} recorded" in _texts(other)
     other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
     assert "Saved: Follow-up." in _texts(other)
     reviewers = list(other.dataframe[0].value["reviewer"])
-    assert reviewers == ["Dr B", "Dr A", "Dr A"]  # newest first, nothing lost
+    assert reviewers == [_label("Dr B"), _label("Dr A"), _label("Dr A")]  # newest first, nothing lost
 
     st.cache_resource.clear()  # a restart of the app
     after_restart = _page(_app("Dr C"), "worklist")
@@ -172,8 +254,9 @@ def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_ca
     _page(app, "worklist")
     assert app.dataframe[0].value["status"][0] == "to review (analysed again after a decision)"
     _page(app, "case_review")
-    assert "Back to review: the last decision (Agree with the model, by Dr A) was made on an earlier result" in _texts(app)
-    assert list(app.dataframe[0].value["made on"])[0].endswith(f"(result {store.decisions(case_id)[0].prediction_id})")
+    assert (f"Back to review: the last decision (Agree with the model, by {plain_markdown(_label('Dr A'))}) was made on "
+            "an earlier result") in _texts(app)
+    assert app.dataframe[0].value["made on"].iloc[0].endswith(f"(result {store.decisions(case_id)[0].prediction_id})")
     store.engine.dispose()
 
 
@@ -231,7 +314,7 @@ def test_user_strings_are_shown_as_text_not_markup(data_dir, shipped_weights):
 
 
 def test_model_card_page(data_dir, shipped_weights):
-    app = _page(_app(reviewer=None), "model_card")
+    app = _page(_app(), "model_card")
     assert "Balanced accuracy" in _texts(app) or "balanced accuracy" in _texts(app)
     assert len(app.get("image")) == 4  # confusion matrix, ROC, reliability diagram, coverage curve
 

@@ -16,6 +16,7 @@ from pydicom.uid import JPEGBaseline8Bit
 from conftest import REPO, SHARED_DATA
 from dicom_factory import lesion_image, make_dicom
 from skinapp.store import Store
+from skinapp.store.accounts import Accounts
 from skinapp.workflow.worklist import worklist
 
 CHROMIUM = os.environ.get("SKINAPP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,6 +74,10 @@ def _dicom_folder(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, tmp_path):
     url, data = running_app
+    data.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(Store.open(f"sqlite:///{data / 'skinapp.db'}"))
+    accounts.add("drbrowser", "Dr Browser", "a long browser password", "reviewer", actor="test set-up")
+    accounts.store.engine.dispose()
     folder = _dicom_folder(tmp_path)
     screenshot = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR", tmp_path)) / "case_review.png"
     with sync_api.sync_playwright() as playwright:
@@ -81,9 +86,13 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page = browser.new_page(viewport={"width": 1400, "height": 1900})
         page.set_default_timeout(120_000)
         page.goto(url)
-        page.get_by_label("Your name (written to every decision)").fill("Dr Browser")
-        page.get_by_role("button", name="Start reviewing").click()
-        page.get_by_text("Reviewing as").wait_for()
+        page.get_by_label("User name", exact=True).fill("drbrowser")
+        page.get_by_label("Password", exact=True).fill("a long browser password")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Signed in as").wait_for()
+        page.wait_for_function("document.cookie.includes('skinapp_session=')")
+        page.reload()  # a reload starts a new Streamlit session: the session cookie keeps the reviewer signed in
+        page.get_by_text("Signed in as").wait_for()
 
         # in-app navigation keeps the session (and the name)
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
@@ -99,9 +108,16 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_role("button", name="Save decision").click()
         page.get_by_text("Saved: Needs biopsy or excision.").wait_for()
         page.screenshot(path=str(screenshot), full_page=True)
+
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign in").wait_for()
+        page.wait_for_function("!document.cookie.includes('skinapp_session=')")
+        page.reload()
+        page.get_by_role("button", name="Sign in").wait_for()
+        assert "Signed in as" not in page.content()
         browser.close()
     assert screenshot.stat().st_size > 10_000
     store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
     decided = [row for row in worklist(store) if row.decision is not None]
-    assert len(decided) == 1 and decided[0].decision.reviewer == "Dr Browser"
+    assert len(decided) == 1 and decided[0].decision.reviewer == "Dr Browser (drbrowser)"
     assert decided[0].decision.note == "asymmetric, regression structures"

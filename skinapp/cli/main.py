@@ -1,4 +1,4 @@
-"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit} …`. Heavy imports
+"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit,users} …`. Heavy imports
 happen inside each command."""
 
 from __future__ import annotations
@@ -91,6 +91,42 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 0 if check.ok else 1
 
 
+def _users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from skinapp.store import Store
+    from skinapp.store.accounts import AccountError, Accounts
+
+    accounts = Accounts(Store.open(args.database))
+    actor = f"command line ({getpass.getuser()})"
+
+    def new_password() -> str:
+        if args.password_stdin:
+            return sys.stdin.readline().rstrip("\n")
+        first = getpass.getpass("Password (at least 12 characters): ")
+        if getpass.getpass("Same password again: ") != first:
+            raise AccountError("the two passwords differ")
+        return first
+
+    try:
+        if args.users == "add":
+            user = accounts.add(args.username, args.name, new_password(), args.role, actor)
+            print(f"added {user.username} ({user.role}); decisions will read “{user.label}”")
+        elif args.users in ("disable", "enable"):
+            accounts.set_disabled(args.username, args.users == "disable", actor)
+            print(f"{args.username} {args.users}d")
+        elif args.users == "password":
+            accounts.set_password(args.username, new_password(), actor)
+            print(f"password of {args.username} changed")
+        else:
+            for user in accounts.all():
+                print(f"{user.username:20s} {user.role:9s} {'disabled' if user.disabled else 'active':9s} {user.display_name}")
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _deidentify(args: argparse.Namespace) -> int:
     from skinapp.io.deidentify import run_deidentify
 
@@ -180,6 +216,22 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(exit 1 if anything was altered)")
     verify.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
     verify.set_defaults(run=_audit_verify)
+
+    users = commands.add_parser("users", help="manage the accounts that sign in to the app").add_subparsers(
+        dest="users", required=True)
+    database_help = "database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)"
+    add = users.add_parser("add", help="add an account (the password is asked for)")
+    add.add_argument("username", help="sign-in name: lower-case letters, digits, . _ -")
+    add.add_argument("--name", required=True, help="the person's name as decisions should show it, e.g. 'Dr A. Meyer'")
+    add.add_argument("--role", choices=["reviewer", "admin"], default="reviewer")
+    for name, text in (("disable", "stop an account signing in (its open sessions end; its history stays)"),
+                       ("enable", "let a disabled account sign in again"), ("password", "set a new password")):
+        users.add_parser(name, help=text).add_argument("username")
+    users.add_parser("list", help="list the accounts")
+    for command in users.choices.values():
+        command.add_argument("--database", help=database_help)
+        command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        command.set_defaults(run=_users)
 
     predict = commands.add_parser("predict", help="analyse images, DICOM files or folders")
     predict.add_argument("paths", nargs="+", type=Path, help="image files, DICOM files, or folders (searched recursively)")

@@ -102,6 +102,16 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+sessions = Table(  # signed-in browser sessions; the browser holds the token, the database only its hash
+    "sessions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+)
+
 APPEND_ONLY = ("audit_log", "decisions", "predictions")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
 USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")

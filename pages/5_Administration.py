@@ -1,0 +1,61 @@
+"""Administration (administrators only): user accounts and the audit trail's integrity check."""
+
+import pandas as pd
+import streamlit as st
+
+from app_shared import current_user, get_accounts, get_store, run_guarded
+from skinapp.reporting.text import plain_markdown
+from skinapp.store import InvalidText
+from skinapp.store.accounts import ROLES, AccountError
+
+
+def _accounts() -> None:
+    accounts = get_accounts()
+    me = current_user()
+    assert me is not None  # run_guarded shows this page to signed-in administrators only
+    st.subheader("User accounts")
+    st.dataframe(pd.DataFrame([{"user name": u.username, "name": u.display_name, "role": u.role,
+                                "status": "disabled" if u.disabled else "active"} for u in accounts.all()]),
+                 hide_index=True, width="stretch")
+    with st.form("add_user_form", clear_on_submit=True):
+        st.caption("Add an account. Tell the person their password in person; they can have it changed with "
+                   "`python -m skinapp users password`.")
+        username = st.text_input("User name (for signing in)", key="new_username", max_chars=64)
+        name = st.text_input("Name as decisions should show it", key="new_name", max_chars=60)
+        role = st.selectbox("Role", list(ROLES), format_func=lambda r: f"{r}: {ROLES[r]}", key="new_role")
+        password = st.text_input("Password (at least 12 characters)", type="password", key="new_password")
+        added = st.form_submit_button("Add account")
+    if added:
+        try:
+            user = accounts.add(username, name, password, role, actor=me.label)
+            st.success(f"Added {plain_markdown(user.username)}.")
+        except (AccountError, InvalidText) as exc:
+            st.error(f"Not added: {plain_markdown(str(exc))}.")
+    others = [u for u in accounts.all() if u.username != me.username]
+    if others:
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = left.selectbox("Account", [u.username for u in others], key="toggle_user")
+        user = next(u for u in others if u.username == chosen)
+        if right.button("Enable" if user.disabled else "Disable", key="toggle_user_button"):
+            accounts.set_disabled(user.username, not user.disabled, actor=me.label)
+            st.rerun()
+
+
+def _audit() -> None:
+    st.subheader("Audit trail")
+    check = get_store().verify_audit()
+    if check.ok:
+        st.success(plain_markdown(check.summary()))
+        st.caption("Write the last entry's hash down now and then (a register, an e-mail to yourself): if the trail "
+                   "were ever cut short, it would no longer end with that hash.")
+    else:
+        st.error(plain_markdown(check.summary()))
+
+
+def page() -> None:
+    st.title("Administration")
+    _accounts()
+    _audit()
+
+
+run_guarded(page, admin_only=True)

@@ -1,0 +1,78 @@
+"""Sign-in accounts and sessions, on both backends and through the command line."""
+
+import datetime as dt
+import io
+
+import pytest
+import sqlalchemy
+
+from skinapp.cli.main import main
+from skinapp.store import Store
+from skinapp.store.accounts import AccountError, Accounts
+from skinapp.store.schema import sessions
+
+PASSWORD = "a long enough password"
+
+
+def test_accounts_sign_in_and_sessions(db_url):
+    accounts = Accounts(Store.open(db_url))
+    assert not accounts.any()
+    user = accounts.add("Dr.Meyer", "Dr A. Meyer", PASSWORD, "reviewer", actor="admin")
+    assert user.username == "dr.meyer" and user.label == "Dr A. Meyer (dr.meyer)" and not user.is_admin
+    for bad, message in ((("x", "X", PASSWORD, "reviewer"), "2 to 64"), (("dr.meyer", "Other", PASSWORD, "reviewer"), "already"),
+                         (("drb", "Dr B", "short", "reviewer"), "12 characters"), (("drc", "Dr C", PASSWORD, "root"), "role"),
+                         (("drd", "  ", PASSWORD, "reviewer"), "name")):
+        with pytest.raises(AccountError, match=message):
+            accounts.add(*bad, actor="admin")
+
+    assert accounts.sign_in("dr.meyer", "wrong password") is None and accounts.sign_in("nobody", PASSWORD) is None
+    signed_in, token = accounts.sign_in(" DR.MEYER ", PASSWORD)
+    assert signed_in == user and accounts.session_user(token) == user
+    assert accounts.session_user("x" * 43) is None and accounts.session_user(None) is None
+    with Store.open(db_url).engine.connect() as connection:  # only the token's hash is kept
+        stored = connection.execute(sqlalchemy.select(sessions.c.token_sha256)).scalar()
+    assert stored != token and len(stored) == 64
+
+    accounts.sign_out(token)
+    assert accounts.session_user(token) is None
+    _, token = accounts.sign_in("dr.meyer", PASSWORD)
+    accounts.set_disabled("dr.meyer", True, actor="admin")  # ends open sessions and refuses new ones
+    assert accounts.session_user(token) is None and accounts.sign_in("dr.meyer", PASSWORD) is None
+    accounts.set_disabled("dr.meyer", False, actor="admin")
+    accounts.set_password("dr.meyer", "a new long password", actor="admin")
+    assert accounts.sign_in("dr.meyer", PASSWORD) is None and accounts.sign_in("dr.meyer", "a new long password")
+    actions = [e.action for e in accounts.store.audit_entries()]
+    assert actions.count("sign-in failed") == 4 and "user disabled" in actions and "password changed" in actions
+    assert accounts.store.verify_audit().ok
+
+    with pytest.raises(sqlalchemy.exc.DBAPIError), accounts.store.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM users")  # accounts are disabled, never removed
+
+
+def test_a_session_expires(db_url, monkeypatch):
+    accounts = Accounts(Store.open(db_url))
+    accounts.add("drx", "Dr X", PASSWORD, "admin", actor="admin")
+    _, token = accounts.sign_in("drx", PASSWORD)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=13)
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr("skinapp.store.accounts.dt.datetime", Later)
+    assert accounts.session_user(token) is None
+
+
+def test_users_command(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'skinapp.db'}"
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["users", "add", "drk", "--name", "Dr K", "--role", "admin", "--database", url, "--password-stdin"]) == 0
+    assert "added drk (admin)" in capsys.readouterr().out
+    assert main(["users", "disable", "drk", "--database", url]) == 0
+    assert capsys.readouterr().out == "drk disabled\n"
+    assert main(["users", "list", "--database", url]) == 0
+    assert capsys.readouterr().out.split() == ["drk", "admin", "disabled", "Dr", "K"]
+    assert main(["users", "disable", "nobody", "--database", url]) == 2
+    assert "there is no account named nobody" in capsys.readouterr().err
+    assert Accounts(Store.open(url)).get("drk").disabled
