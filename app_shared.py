@@ -106,7 +106,7 @@ def get_assessor(explain: bool = False) -> Assessor | None:
         return _load_assessor()
     except (WeightsError, FileNotFoundError) as exc:
         if explain:
-            st.error(f"The model's flag policy could not be loaded: {exc}. Nothing new can be analysed.")
+            st.error(f"The model's flag policy could not be loaded: {plain_markdown(exc)}. Nothing new can be analysed.")
         return None
 
 
@@ -115,7 +115,8 @@ def get_predictor() -> Predictor | None:
     try:
         return _load_predictor()
     except (WeightsError, FileNotFoundError) as exc:
-        st.error(f"The model could not be loaded: {exc}. Cases can be reviewed, but nothing new can be analysed.")
+        st.error(f"The model could not be loaded: {plain_markdown(exc)}. Cases can be reviewed, but nothing new can be "
+                 "analysed.")
         return None
 
 

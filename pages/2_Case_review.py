@@ -132,7 +132,7 @@ def page() -> None:
     stored = store.latest_prediction(case_id)
     image = store.case_image(case_id)
 
-    st.title(f"Case {case.name}")
+    st.title(f"Case {plain_markdown(case.name)}", anchor=False)
     _navigation(order, case_id)
     if case.notes:
         for note in case.notes:

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_shared import get_store, open_case, run_guarded
-from skinapp.reporting.text import plain_markdown
+from skinapp.reporting.text import plain_chart_text, plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow.context import MIN_LESIONS
 from skinapp.workflow.worklist import worklist
@@ -17,7 +17,7 @@ def _scatter(rows, current: int | None) -> go.Figure:
         part = [r for r in scored if (r.case.id == current) == highlight]
         figure.add_trace(go.Scatter(
             x=[r.context.ugly_duckling for r in part], y=[r.prediction.malignancy for r in part],
-            mode="markers+text", text=[r.case.name for r in part], textposition="top center",
+            mode="markers+text", text=[plain_chart_text(r.case.name) for r in part], textposition="top center",
             marker=dict(size=18 if highlight else 12, color="crimson" if highlight else "steelblue",
                         line=dict(width=2, color="black") if highlight else None),
             name="this case" if highlight else "other lesions",

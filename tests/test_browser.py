@@ -121,3 +121,74 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
     decided = [row for row in worklist(store) if row.decision is not None]
     assert len(decided) == 1 and decided[0].decision.reviewer == "Dr Browser (drbrowser)"
     assert decided[0].decision.note == "asymmetric, regression structures"
+
+
+HOSTILE_NAME = ":red-background[MELANOMA confirmed - excise today] [see](https:evil.example) www.evil.example"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
+    """File names, patient ids and reviewer names holding Streamlit markdown, links or HTML show as the text they
+    are: no coloured badge, no link, no markup, in the title, captions, decision history or chart."""
+    from PIL import Image
+
+    from conftest import synthetic_lesion
+
+    url, data = running_app
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
+    Accounts(store).add("drx", "Dr <b>X</b> https://evil.example", "a long browser password", "reviewer", actor="test")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    names = (HOSTILE_NAME, "<a href=https:evil.example>link", "c")
+    for seed, name in enumerate(names):
+        Image.fromarray(synthetic_lesion(seed=seed)[0]).save(uploads / f"{name}.png")
+    (uploads / "meta.csv").write_text("image_name,patient_id\n" + "".join(
+        f'"{n}","<a href=https://evil.example>P1</a> [x](https://evil.example)"\n' for n in names))
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_label("User name", exact=True).fill("drx")
+        page.get_by_label("Password", exact=True).fill("a long browser password")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Signed in as").wait_for()
+        page.wait_for_function("document.cookie.includes('skinapp_session=')")  # a link opened later stays signed in
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
+        page.locator("input[type=file]").nth(0).set_input_files(sorted(uploads.glob("*.png")))
+        page.locator("input[type=file]").nth(2).set_input_files(uploads / "meta.csv")
+        page.get_by_role("button", name="Import and analyse").click()
+        page.get_by_text("case(s) in the worklist from this import").wait_for()
+
+        (hostile,) = [r.case.id for r in worklist(store) if r.case.name == HOSTILE_NAME]
+        page.goto(f"{url}/Case_review?case={hostile}")
+        page.get_by_text("Malignancy probability").first.wait_for()
+        page.get_by_text("Agree with the model").click()
+        page.get_by_role("button", name="Save decision").click()
+        page.get_by_text("Saved: Agree with the model.").wait_for()
+        main = page.get_by_test_id("stMain")
+        shown = main.inner_text().replace("\u2060", "")  # the invisible joiners that stop link detection
+        headings = [h.replace("\u2060", "") for h in main.get_by_role("heading").all_inner_texts()]
+        assert f"Case {HOSTILE_NAME}" in headings  # the name, as typed
+        links = page.evaluate("""() => [...document.querySelectorAll("a[href*='evil']")].map(a =>
+            (a.closest('[data-testid^=st]') || a.parentElement).getAttribute('data-testid') + ': ' + a.outerHTML)""")
+        assert links == []
+        assert main.locator("b", has_text="X").count() == 0
+        assert "Patient: <a href=https://evil.example>P1</a> [x](https://evil.example)" in shown
+        assert "Dr <b>X</b> https://evil.example (drx)" in shown  # the reviewer, in the decision history
+        badges = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMain] span')]
+            .filter(e => e.textContent.includes('MELANOMA') && getComputedStyle(e).backgroundColor !== 'rgba(0, 0, 0, 0)')
+            .length""")
+        assert badges == 0
+
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Patient context").click()
+        page.wait_for_url("**/Patient_context**")
+        chart = page.locator(".js-plotly-plot", has_text="How different it looks")
+        chart.wait_for()
+        assert chart.locator("a").count() == 0
+        assert HOSTILE_NAME in chart.inner_text() and names[1] in chart.inner_text()
+        browser.close()
+    store.engine.dispose()

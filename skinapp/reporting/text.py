@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from skinapp.vocab import CLASS_NAMES
@@ -9,9 +10,20 @@ from skinapp.vocab import CLASS_NAMES
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
 
 
+_WORD_JOINER = "\u2060"
+_LINK_LITERAL = re.compile(r"(?i)(?<=www)(?=\.)|(?=[:@])")
+
+
 def plain_markdown(text: object) -> str:
-    """User text (names, notes, DICOM values) made inert inside st.markdown: every markup character escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    """User text (names, notes, DICOM values) made inert inside st.markdown: every markup character escaped, and
+    an invisible word joiner before ':' and '@' and after 'www' so that the renderer's link detection (which runs
+    after escapes are undone) finds no web or e-mail address to turn into a link."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINK_LITERAL.sub(_WORD_JOINER, str(text)))
+
+
+def plain_chart_text(text: object) -> str:
+    """User text made inert inside a Plotly label or hover text, which render a subset of HTML (<b>, <a href>)."""
+    return html.escape(str(text), quote=True)
 
 
 def decision_rule_text(call: str, most_probable: str, most_probable_probability: float) -> str:
