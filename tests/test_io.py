@@ -253,6 +253,28 @@ def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
     assert sorted(os.listdir(tmp_path)) == before and not (tmp_path.parent / "escape.png").exists()
 
 
+def test_a_zip_directory_is_read_once_whatever_its_member_count(tmp_path, monkeypatch):
+    """Issue 11: each member used to re-read the archive's directory, so import time grew with the square of
+    the member count (bench/bench_zip.py measures it); and a member's size is checked as it is read."""
+    import skinapp.io.sources as sources
+
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        for k in range(300):
+            image = lesion_image(seed=1).copy()
+            image[0, 0] = (k % 256, k // 256, 0)
+            z.writestr(f"IMG_{k:04d}.png", _png_bytes(image))
+        z.writestr("sparse.dcm", bytes(3 << 20))  # stored, not compressed: passes the ratio check, too big to read
+    opened = []
+    real = zipfile.ZipFile
+    monkeypatch.setattr(sources.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or real(*a, **k))
+    monkeypatch.setattr(sources, "MAX_MEMBER_BYTES", 2 << 20)
+    monkeypatch.setattr(sources, "_unsafe_member_reason", lambda info: None)  # as if the header understated the size
+    cases, report = load_cases([archive])
+    assert len(cases) == 300 and len(opened) == 1
+    assert reasons(report) == {"sparse.dcm": "expands to more than the 2 MB allowed; not opened"}
+
+
 # --- metadata CSV, patients, the ingest command -------------------------------------------------------------------
 
 def test_ham_style_metadata_csv_gives_lesion_not_patient(tmp_path):

@@ -9,6 +9,10 @@ import numpy as np
 from skinapp.vocab import Metadata
 
 
+class UnreadableImage(ValueError):
+    """The file cannot be turned into an image; the message says why in plain words."""
+
+
 @dataclass(frozen=True)
 class Acquisition:
     """How a dermoscopy image was taken (DICOM VL dermoscopy attributes), where the file says so."""

@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from skinapp.io.case import UnreadableImage
 from skinapp.io.pixels import MAX_PIXELS, fitted_size, shrink
 from skinapp.io.sources import InputFile
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-
-
-class UnreadableImage(ValueError):
-    """The file cannot be turned into an image; the message says why in plain words."""
 
 
 class NotAnImage(UnreadableImage):

@@ -13,12 +13,12 @@ from typing import BinaryIO
 
 import pydicom
 
-from skinapp.io.case import ImportReport
+from skinapp.io.case import ImportReport, UnreadableImage
 
-MAX_MEMBER_BYTES = 1 << 30        # one archive member may expand to 1 GiB (a 6000×4000 DICOM is ~5 MB)
+MAX_MEMBER_BYTES = 512 << 20      # one archive member may expand to 512 MB (a 6000×4000 raw RGB DICOM is 72 MB)
 MAX_ARCHIVE_BYTES = 8 << 30       # all members of one archive together
-MAX_COMPRESSION_RATIO = 200       # dermoscopy JPEG/DICOM barely compress; far beyond this is a zip bomb
-MAX_ARCHIVE_MEMBERS = 100_000
+MAX_COMPRESSION_RATIO = 50        # images barely compress (a raw DICOM of a photo 2-4×); far beyond is a zip bomb
+MAX_ARCHIVE_MEMBERS = 20_000
 DICOMDIR_NAME = "DICOMDIR"
 
 
@@ -73,17 +73,32 @@ def _unsafe_member_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _member_opener(archive: InputFile, info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
-    def open_member() -> BinaryIO:
-        with archive.opener() as handle, zipfile.ZipFile(handle) as zipped:
-            return io.BytesIO(zipped.read(info))
-    return open_member
+class _OpenArchive:
+    """One archive, its directory read once: each member is read from it by offset, so an archive of n members
+    costs n reads, not n re-readings of its directory (which made large archives quadratic)."""
+
+    def __init__(self, archive: InputFile):
+        self._handle = archive.opener()
+        try:
+            self.zipped = zipfile.ZipFile(self._handle)
+        except Exception:
+            self._handle.close()
+            raise
+
+    def opener(self, info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
+        def open_member() -> BinaryIO:
+            with self.zipped.open(info) as member:
+                data = member.read(MAX_MEMBER_BYTES + 1)  # never more than the limit, whatever the header claims
+            if len(data) > MAX_MEMBER_BYTES:
+                raise UnreadableImage(f"expands to more than the {MAX_MEMBER_BYTES >> 20:,} MB allowed; not opened")
+            return io.BytesIO(data)
+        return open_member
 
 
 def _archive_files(archive: InputFile, report: ImportReport) -> list[InputFile]:
     try:
-        with archive.opener() as handle, zipfile.ZipFile(handle) as zipped:
-            infos = zipped.infolist()
+        opened = _OpenArchive(archive)
+        infos = opened.zipped.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         report.reject(archive.name, f"zip archive is damaged or unreadable ({exc})")
         return []
@@ -108,7 +123,7 @@ def _archive_files(archive: InputFile, report: ImportReport) -> list[InputFile]:
             report.reject(name, reason)
             continue
         total += info.file_size
-        files.append(InputFile(name, _member_opener(archive, info), info.file_size))
+        files.append(InputFile(name, opened.opener(info), info.file_size))
     if not files and len(report.rejected) == rejected:
         report.reject(archive.name, "zip archive contains no files")
     return files
