@@ -195,7 +195,8 @@ def test_broken_dicoms_get_plain_reasons(tmp_path):
     assert [c.name for c in cases] == ["good"]
     found = reasons(report)
     assert "truncated" in found["cut.dcm"]
-    assert found["nopixels.dcm"] == "DICOM file holds no image (no pixel data)"
+    assert found["nopixels.dcm"] == ("DICOM file describes an image but holds no image data: it is probably truncated "
+                                     "(cut off while copying?)")
     assert "50,000×50,000" in found["bomb.dcm"] and "decompression bomb" in found["bomb.dcm"]
     assert "identical DICOM SOP Instance UID" in found["twin.dcm"]
     assert found["video.dcm"] == ("image is stored in a form (transfer syntax MPEG2 Main Profile / Main Level) that no "
@@ -331,3 +332,33 @@ def test_ingest_command_prints_a_summary_and_writes_the_report(tmp_path, capsys)
     assert document["patients"] == {"P1": ["a", "b"]}
     assert [r["file"] for r in document["rejected"]] == [str(tmp_path / "c.jpg")]
     assert main(["ingest", str(tmp_path / "c.jpg")]) == 1
+
+
+def test_hostile_inputs_of_issue_11_are_named_and_the_batch_goes_on(tmp_path, capsys, tiny_weights):
+    """A file name that is not UTF-8, a DICOM cut off before its image, and a DICOM of many frames: each is
+    reported in words, and the other files of the batch are imported and analysed."""
+    from skinapp.io.pixels import MAX_FRAMES
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(lesion_image(seed=1)).save(os.fsencode(folder) + b"/l\xe9sion.png")  # Latin-1, not UTF-8
+    Image.fromarray(lesion_image(seed=2)).save(folder / "plain.png")
+    whole = make_dicom(tmp_path / "whole.dcm", lesion_image(seed=3)).read_bytes()
+    start = whole.index(b"\xe0\x7f\x10\x00")  # the pixel data element
+    (folder / "cut.dcm").write_bytes(whole[:start - 41])  # inside an element before the image
+    (folder / "cut2.dcm").write_bytes(whole[:start - 40])  # between two elements: it looks complete
+    frames = np.repeat(lesion_image(seed=4)[None, :16, :16], MAX_FRAMES + 1, axis=0)
+    make_dicom(folder / "film.dcm", frames)
+
+    report_file = tmp_path / "report.json"
+    assert main(["ingest", str(folder), "--report", str(report_file)]) == 0
+    document = json.loads(report_file.read_text(encoding="utf-8"))
+    assert sorted(c["name"] for c in document["cases"]) == ["l\ufffdsion", "plain"]
+    found = {Path(r["file"]).name: r["reason"] for r in document["rejected"]}
+    assert found["cut.dcm"] == "DICOM file is truncated: it ends before its image data (cut off while copying?)"
+    assert found["cut2.dcm"].startswith("DICOM file describes an image but holds no image data: it is probably truncated")
+    assert found["film.dcm"].startswith(f"DICOM file holds {MAX_FRAMES + 1} frames; at most {MAX_FRAMES}")
+
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(folder), "--out", str(out), "--weights", str(tiny_weights)]) == 0
+    assert sorted(row.split(",")[0] for row in out.read_text(encoding="utf-8").splitlines()[1:]) == ["l\ufffdsion", "plain"]

@@ -15,7 +15,7 @@ from pydicom.uid import MediaStorageDirectoryStorage
 
 from skinapp.io.case import Acquisition, Case
 from skinapp.io.images import UnreadableImage
-from skinapp.io.pixels import MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
+from skinapp.io.pixels import MAX_FRAMES, MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
 from skinapp.io.sources import InputFile
 from skinapp.vocab import Metadata, Site, parse_age, parse_sex, parse_site
 
@@ -164,6 +164,18 @@ def _decode_failure(ds: pydicom.Dataset, exc: Exception) -> str:
     return f"image data is damaged or inconsistent with its header and could not be decoded (transfer syntax {name})"
 
 
+def _cut_short(ds: pydicom.Dataset, size: int | None) -> bool:
+    """Whether the file stops inside its data: pydicom keeps what it could read and says nothing, so look at where
+    the last element it read should end (a complete file ends exactly there)."""
+    if len(ds) == 0:
+        return True  # nothing after the file header
+    last = ds.get_item(max(ds.keys()))
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if size is None or tell is None or length is None or length == 0xFFFFFFFF:
+        return False  # a sequence of undefined length: its end is not known without reading it
+    return tell + length != size
+
+
 def read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
     """One case per frame, fitted within max_side. Raises UnreadableImage with the reason in plain words."""
     with warnings.catch_warnings():
@@ -176,12 +188,20 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
     if clean_text(ds.get("SOPClassUID")) == MediaStorageDirectoryStorage:
         raise UnreadableImage("DICOMDIR index, not an image (the files it lists are imported from the folder)")
     if "PixelData" not in ds:
+        if _cut_short(ds, file.size):
+            raise UnreadableImage("DICOM file is truncated: it ends before its image data (cut off while copying?)")
+        if "Rows" in ds and "Columns" in ds:
+            raise UnreadableImage("DICOM file describes an image but holds no image data: it is probably truncated "
+                                  "(cut off while copying?)")
         raise UnreadableImage("DICOM file holds no image (no pixel data)")
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
     except Exception:
         raise UnreadableImage("DICOM file does not say how large its image is (no Rows/Columns)") from None
     frames = frame_count(ds)
+    if frames > MAX_FRAMES:
+        raise UnreadableImage(f"DICOM file holds {frames:,} frames; at most {MAX_FRAMES} are imported from one file "
+                              "(a dermoscopy image is one frame, a series a few)")
     if rows * columns > MAX_PIXELS or rows * columns * frames > MAX_TOTAL_PIXELS:
         raise UnreadableImage(
             f"image is {columns:,}×{rows:,} pixels × {frames} frame(s), too large to open safely (possible decompression bomb)"

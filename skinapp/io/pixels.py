@@ -17,6 +17,7 @@ from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtend
 DISPLAY_MAX_SIDE = 1024  # what the app shows and the model reads from; the model itself needs a few hundred pixels
 MAX_PIXELS = 100_000_000  # per frame; larger than any dermatoscope frame, so larger means a decompression bomb
 MAX_TOTAL_PIXELS = 1_000_000_000  # all frames of one file together
+MAX_FRAMES = 64  # frames of one file: each becomes a case held in memory at display size
 
 
 def fitted_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

@@ -22,6 +22,12 @@ MAX_ARCHIVE_MEMBERS = 20_000
 DICOMDIR_NAME = "DICOMDIR"
 
 
+def readable_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as lone surrogates, which no report, CSV or
+    database can hold) shown as �."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class InputFile:
     """One file to import. `name` is what the clinician sees in the report: a path, or `archive.zip/inner/path`."""
@@ -44,7 +50,7 @@ class InputFile:
 
     @classmethod
     def from_path(cls, path: Path) -> InputFile:
-        return cls(str(path), lambda: open(path, "rb"), path.stat().st_size)
+        return cls(readable_name(str(path)), lambda: open(path, "rb"), path.stat().st_size)
 
     @classmethod
     def from_bytes(cls, name: str, data: bytes) -> InputFile:
@@ -180,12 +186,12 @@ def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport
         if path.is_dir():
             found = _visible_files(path)
             if not found:
-                report.reject(str(path), "folder contains no files")
+                report.reject(readable_name(str(path)), "folder contains no files")
             files += [InputFile.from_path(p) for p in found]
         elif path.is_file():
             files.append(InputFile.from_path(path))
         else:
-            report.reject(str(path), "no such file or folder")
+            report.reject(readable_name(str(path)), "no such file or folder")
     expanded: list[InputFile] = []
     for file in files:
         expanded += _archive_files(file, report) if _is_archive(file) else [file]
