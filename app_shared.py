@@ -19,7 +19,7 @@ from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard, WeightsError
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
-from skinapp.store.accounts import SESSION_HOURS, AccountError, Accounts, User
+from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
 from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger("skinapp.app")
@@ -185,7 +185,8 @@ def _sign_in() -> None:
     if submitted:
         signed_in = accounts.sign_in(username, password)
         if signed_in is None:
-            st.error("Wrong user name or password, or the account is disabled.")
+            st.error(f"Wrong user name or password, or the account is disabled. After {LOCKOUT_FAILURES} failed attempts "
+                     f"a user name is locked for {LOCKOUT_MINUTES} minutes.")
             return
         st.session_state["session_token"] = signed_in[1]
         st.session_state["write_cookie"] = signed_in[1]

@@ -76,3 +76,23 @@ def test_users_command(tmp_path, monkeypatch, capsys):
     assert main(["users", "disable", "nobody", "--database", url]) == 2
     assert "there is no account named nobody" in capsys.readouterr().err
     assert Accounts(Store.open(url)).get("drk").disabled
+
+
+def test_repeated_failed_sign_ins_lock_the_name_for_a_while(db_url, monkeypatch):
+    from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES
+
+    accounts = Accounts(Store.open(db_url))
+    accounts.add("dry", "Dr Y", PASSWORD, "reviewer", actor="admin")
+    for _ in range(LOCKOUT_FAILURES):
+        assert accounts.sign_in("dry", "a guessed password") is None
+    assert accounts.sign_in("dry", PASSWORD) is None  # locked, even with the right password
+    assert accounts.sign_in("other", "x") is None and accounts.get("other") is None
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=LOCKOUT_MINUTES + 1)
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later
+
+    monkeypatch.setattr("skinapp.store.accounts.dt.datetime", Later)
+    assert accounts.sign_in("dry", PASSWORD) is not None

@@ -15,13 +15,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, insert, select, update
 
 from skinapp.store.limits import InvalidText, checked
-from skinapp.store.schema import sessions, users
+from skinapp.store.schema import audit_log, sessions, users
 from skinapp.store.store import Store
 
 ROLES = {"reviewer": "reviews cases, records decisions, imports and exports",
          "admin": "also manages user accounts and sees the audit check"}
 MIN_PASSWORD_LENGTH = 12
 SESSION_HOURS = 12  # a clinic shift; after it the reviewer signs in again
+LOCKOUT_FAILURES, LOCKOUT_MINUTES = 5, 15  # after 5 failed sign-ins a name is refused for 15 minutes
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _hasher = PasswordHasher()
 _UNKNOWN_USER_HASH = _hasher.hash(secrets.token_hex(16))  # checked against when the name is unknown: same timing
@@ -124,8 +125,9 @@ class Accounts:
             self.store._audit(connection, actor, "password changed", None, username=username)
 
     def sign_in(self, username: str, password: str) -> tuple[User, str] | None:
-        """The user and a new session token, or None (unknown name, wrong password or disabled account: the
-        caller cannot tell which, nor can someone guessing names)."""
+        """The user and a new session token, or None (unknown name, wrong password, disabled account, or a name
+        locked after LOCKOUT_FAILURES failures within LOCKOUT_MINUTES: the caller cannot tell which, nor can
+        someone guessing names or passwords)."""
         username = username.strip().lower()[:64]
         try:
             checked("password", password)
@@ -133,9 +135,12 @@ class Accounts:
             return None
         with self.store.engine.connect() as connection:
             row = connection.execute(select(users).where(users.c.username == username)).mappings().first()
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=LOCKOUT_MINUTES)
+            failures = sum(details.get("username") == username for details in connection.execute(
+                select(audit_log.c.details).where(audit_log.c.action == "sign-in failed", audit_log.c.at >= since)).scalars())
         try:
             _hasher.verify(row["password_hash"] if row else _UNKNOWN_USER_HASH, password)
-            valid = row is not None and not row["disabled"]
+            valid = row is not None and not row["disabled"] and failures < LOCKOUT_FAILURES
         except (VerificationError, InvalidHashError):
             valid = False
         with self.store._writing() as connection:
