@@ -70,27 +70,41 @@ def _dicom_folder(tmp_path: Path) -> Path:
     return folder
 
 
+PASSWORD = "a long browser password"
+
+
+def _account(data: Path, username: str, name: str) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
+    Accounts(store).add(username, name, PASSWORD, "reviewer", actor="test set-up")
+    store.engine.dispose()
+
+
+def _signed_in_page(playwright, url: str, username: str, height: int):
+    """A fresh headless Chromium page, signed in; it returns once the browser holds the session cookie, so a
+    reload or a link opened later stays signed in."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.set_default_timeout(120_000)
+    page.goto(url)
+    page.get_by_label("User name", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for()
+    page.wait_for_function("document.cookie.includes('skinapp_session=')")
+    return browser, page
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, tmp_path):
     url, data = running_app
-    data.mkdir(parents=True, exist_ok=True)
-    accounts = Accounts(Store.open(f"sqlite:///{data / 'skinapp.db'}"))
-    accounts.add("drbrowser", "Dr Browser", "a long browser password", "reviewer", actor="test set-up")
-    accounts.store.engine.dispose()
+    _account(data, "drbrowser", "Dr Browser")
     folder = _dicom_folder(tmp_path)
     screenshot = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR", tmp_path)) / "case_review.png"
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1900})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        page.get_by_label("User name", exact=True).fill("drbrowser")
-        page.get_by_label("Password", exact=True).fill("a long browser password")
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_text("Signed in as").wait_for()
-        page.wait_for_function("document.cookie.includes('skinapp_session=')")
+        browser, page = _signed_in_page(playwright, url, "drbrowser", height=1900)
         page.reload()  # a reload starts a new Streamlit session: the session cookie keeps the reviewer signed in
         page.get_by_text("Signed in as").wait_for()
 
@@ -136,9 +150,7 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
     from conftest import synthetic_lesion
 
     url, data = running_app
-    data.mkdir(parents=True, exist_ok=True)
-    store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
-    Accounts(store).add("drx", "Dr <b>X</b> https://evil.example", "a long browser password", "reviewer", actor="test")
+    _account(data, "drx", "Dr <b>X</b> https://evil.example")
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     names = (HOSTILE_NAME, "<a href=https:evil.example>link", "c")
@@ -147,22 +159,14 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
     (uploads / "meta.csv").write_text("image_name,patient_id\n" + "".join(
         f'"{n}","<a href=https://evil.example>P1</a> [x](https://evil.example)"\n' for n in names))
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.set_default_timeout(120_000)
-        page.goto(url)
-        page.get_by_label("User name", exact=True).fill("drx")
-        page.get_by_label("Password", exact=True).fill("a long browser password")
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_text("Signed in as").wait_for()
-        page.wait_for_function("document.cookie.includes('skinapp_session=')")  # a link opened later stays signed in
+        browser, page = _signed_in_page(playwright, url, "drx", height=1600)
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file]").nth(0).set_input_files(sorted(uploads.glob("*.png")))
         page.locator("input[type=file]").nth(2).set_input_files(uploads / "meta.csv")
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
 
+        store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
         (hostile,) = [r.case.id for r in worklist(store) if r.case.name == HOSTILE_NAME]
         page.goto(f"{url}/Case_review?case={hostile}")
         page.get_by_text("Malignancy probability").first.wait_for()
