@@ -92,20 +92,20 @@ class Accounts:
         if role not in ROLES:
             raise AccountError(f"a role is one of: {', '.join(ROLES)}")
         _check_password(password)
-        with self.store._writing() as connection:
+        with self.store.write_transaction() as connection:
             if connection.execute(select(users.c.id).where(users.c.username == username)).first():
                 raise AccountError(f"there is already an account named {username}")
             connection.execute(insert(users).values(username=username, display_name=display_name, role=role,
                                                     password_hash=_hasher.hash(password), disabled=False,
                                                     created_at=dt.datetime.now(dt.UTC)))
-            self.store._audit(connection, actor, "user added", None, username=username, role=role)
+            self.store.append_audit(connection, actor, "user added", None, username=username, role=role)
         user = self.get(username)
         assert user is not None
         return user
 
     def set_disabled(self, username: str, disabled: bool, actor: str) -> None:
         """A disabled account cannot sign in and its open sessions end at once; its history stays."""
-        with self.store._writing() as connection:
+        with self.store.write_transaction() as connection:
             row = connection.execute(select(users.c.id).where(users.c.username == username)).first()
             if row is None:
                 raise AccountError(f"there is no account named {username}")
@@ -113,16 +113,16 @@ class Accounts:
             if disabled:
                 connection.execute(update(sessions).where(sessions.c.user_id == row[0], sessions.c.ended_at.is_(None))
                                    .values(ended_at=dt.datetime.now(dt.UTC)))
-            self.store._audit(connection, actor, "user disabled" if disabled else "user enabled", None, username=username)
+            self.store.append_audit(connection, actor, "user disabled" if disabled else "user enabled", None, username=username)
 
     def set_password(self, username: str, password: str, actor: str) -> None:
         _check_password(password)
-        with self.store._writing() as connection:
+        with self.store.write_transaction() as connection:
             changed = connection.execute(update(users).where(users.c.username == username)
                                          .values(password_hash=_hasher.hash(password))).rowcount
             if not changed:
                 raise AccountError(f"there is no account named {username}")
-            self.store._audit(connection, actor, "password changed", None, username=username)
+            self.store.append_audit(connection, actor, "password changed", None, username=username)
 
     def sign_in(self, username: str, password: str) -> tuple[User, str] | None:
         """The user and a new session token, or None (unknown name, wrong password, disabled account, or a name
@@ -143,17 +143,17 @@ class Accounts:
             valid = row is not None and not row["disabled"] and failures < LOCKOUT_FAILURES
         except (VerificationError, InvalidHashError):
             valid = False
-        with self.store._writing() as connection:
+        with self.store.write_transaction() as connection:
             if not valid:
                 safe_name = username if _USERNAME.match(username) else "(not a valid user name)"
-                self.store._audit(connection, "skinapp", "sign-in failed", None, username=safe_name)
+                self.store.append_audit(connection, "skinapp", "sign-in failed", None, username=safe_name)
                 return None
             assert row is not None
             token = secrets.token_urlsafe(32)
             now = dt.datetime.now(dt.UTC)
             connection.execute(insert(sessions).values(token_sha256=_token_digest(token), user_id=row["id"], created_at=now,
                                                        expires_at=now + dt.timedelta(hours=SESSION_HOURS)))
-            self.store._audit(connection, _user(row).label, "signed in", None)
+            self.store.append_audit(connection, _user(row).label, "signed in", None)
         return _user(row), token
 
     def session_user(self, token: str | None) -> User | None:
@@ -174,8 +174,8 @@ class Accounts:
         if not token:
             return
         user = self.session_user(token)
-        with self.store._writing() as connection:
+        with self.store.write_transaction() as connection:
             connection.execute(update(sessions).where(sessions.c.token_sha256 == _token_digest(token),
                                                       sessions.c.ended_at.is_(None)).values(ended_at=dt.datetime.now(dt.UTC)))
             if user is not None:
-                self.store._audit(connection, user.label, "signed out", None)
+                self.store.append_audit(connection, user.label, "signed out", None)

@@ -148,7 +148,7 @@ class Store:
     # --- writing -----------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def write_transaction(self) -> Iterator[Connection]:
         """A write transaction; on SQLite it takes the write lock at once, so a read-then-write (is there a newer
         decision? then add mine) cannot interleave with another reviewer's."""
         with self.engine.connect() as connection:
@@ -156,7 +156,7 @@ class Store:
             with connection.begin():
                 yield connection
 
-    def _audit(self, connection: Connection, actor: str, action: str, case_id: int | None, **details) -> None:
+    def append_audit(self, connection: Connection, actor: str, action: str, case_id: int | None, **details) -> None:
         """Append one entry to the hash chain. Writers are serialised (SQLite: the write lock already taken;
         PostgreSQL: an advisory lock held to the end of the transaction), so each entry follows the last."""
         if connection.dialect.name == "postgresql":
@@ -175,13 +175,13 @@ class Store:
         offered = _fillable_values(case)  # checked before anything is written: InvalidText names the field
         name, source, notes = checked("case name", case.name), checked("file", case.source), checked_notes(list(case.notes))
         acquisition, actor = _checked_acquisition(case), self._actor(actor)
-        with self._writing() as connection:
+        with self.write_transaction() as connection:
             existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key == key)).mappings().first()
             if existing is not None:
                 filled = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
                 if filled:
                     connection.execute(cases.update().where(cases.c.id == existing["id"]).values(**filled))
-                    self._audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
+                    self.append_audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
                 return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
             case_id = _new_id(connection.execute(insert(cases).values(
                 content_key=key, name=name, source=source, frame=case.frame, **offered,
@@ -191,13 +191,13 @@ class Store:
                 acquisition=acquisition, notes=notes, image_png=png_bytes(case.image),
                 thumbnail_jpeg=thumbnail_jpeg(case.image), imported_at=_now(), imported_by=actor,
             )))
-            self._audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
+            self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
         return AddedCase(int(case_id), True, ())
 
     def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
         """prediction: an `inference.Prediction`."""
         actor = self._actor(actor)
-        with self._writing() as connection:
+        with self.write_transaction() as connection:
             prediction_id = _new_id(connection.execute(insert(predictions).values(
                 case_id=case_id, model_version=prediction.model_version, weights_sha256=weights_sha256,
                 created_at=_now(), predicted_class=prediction.predicted_class, malignancy=prediction.malignancy,
@@ -211,7 +211,7 @@ class Store:
                              prediction_set=set_mask(prediction.prediction_set),
                              suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious)),
             )))
-            self._audit(connection, actor, "prediction stored", case_id, prediction_id=prediction_id,
+            self.append_audit(connection, actor, "prediction stored", case_id, prediction_id=prediction_id,
                         model_version=prediction.model_version, weights_sha256=weights_sha256,
                         predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
         return int(prediction_id)
@@ -229,7 +229,7 @@ class Store:
         if decision == "disagree" and diagnosis not in CLASSES:
             raise ValueError("a disagreement needs the diagnosis the reviewer chose")
         diagnosis = diagnosis if decision == "disagree" else None
-        with self._writing() as connection:
+        with self.write_transaction() as connection:
             if self.engine.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises writers
                 connection.execute(select(cases.c.id).where(cases.c.id == case_id).with_for_update())
             current = self._latest_decision(connection, case_id)
@@ -249,7 +249,7 @@ class Store:
                 replaces_id=seen_decision_id, prediction_id=seen_prediction_id, model_version=model_version,
                 predicted_class=predicted_class,
             )))
-            self._audit(connection, reviewer, "decision recorded", case_id, decision_id=decision_id, decision=decision,
+            self.append_audit(connection, reviewer, "decision recorded", case_id, decision_id=decision_id, decision=decision,
                         diagnosis=diagnosis, replaces=seen_decision_id, previous=current.decision if current else None,
                         prediction_id=seen_prediction_id, model_version=model_version, predicted_class=predicted_class,
                         note_sha256=text_digest(note))
@@ -266,8 +266,8 @@ class Store:
 
     def log_export(self, actor: str, what: str, case_ids: Iterable[int] = ()) -> None:
         actor = self._actor(actor)
-        with self._writing() as connection:
-            self._audit(connection, actor, "export", None, what=what, cases=list(case_ids))
+        with self.write_transaction() as connection:
+            self.append_audit(connection, actor, "export", None, what=what, cases=list(case_ids))
 
     # --- reading -----------------------------------------------------------------------------------------------
 
