@@ -2,14 +2,16 @@
 Profile, with the Retain Patient Characteristics and Retain Longitudinal Temporal Information with Modified
 Dates options).
 
-- Names, patient IDs, birth dates, institutions, physicians, operators, devices, free-text descriptions and
-  private tags are removed or replaced; patient name and ID become a pseudonym.
-- Dates are shifted by a per-patient offset, so intervals within a patient survive.
+- Every attribute of Table E.1-1 gets its action (removed, emptied, dummy value, UID replaced; see
+  `deid_profile`); private attributes, curves (50xx) and overlays (60xx) go; patient name and ID become a
+  pseudonym; a person name the table does not know is removed too.
+- Dates are shifted by a per-patient offset, so intervals within a patient survive; times get the table's action.
 - Every non-standard UID is replaced by one derived from it (same original, same replacement, in one export
   and across exports that share a key).
-- Age and sex are kept (ages above 89 are given as 90, as HIPAA's Safe Harbor asks).
-- Pixels are never altered: a file that has or may have text burned into the image is flagged, to be checked
-  before sharing.
+- Age, sex, height and weight are kept (ages above 89 are given as 90, as HIPAA's Safe Harbor asks).
+- Compressed frames lose their EXIF/XMP/comment segments; native pixels lose old-style overlay bits. Pixel
+  values are never altered, so text burned into the image stays: every file is flagged to be looked at
+  before sharing, whatever its Burned In Annotation says.
 - Ordinary images are re-encoded as PNG, which drops EXIF (camera, GPS, dates).
 """
 
@@ -23,17 +25,22 @@ import json
 import secrets
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
 from skinapp.io.case import ImportReport
+from skinapp.io.codestream import strip_metadata
+from skinapp.io.deid_profile import DATE_VRS, TABLE_EDITION, Action, profile
 from skinapp.io.dicom import clean_text, looks_like_dicom
 from skinapp.io.images import UnreadableImage, read_image
 from skinapp.io.metadata_csv import MetadataRow, read_metadata_csv
@@ -41,34 +48,14 @@ from skinapp.io.sources import InputFile, expand_inputs
 from skinapp.vocab import parse_age
 
 DICOM_UID_ROOT = "1.2.840.10008."  # UIDs the standard itself defines (SOP classes, transfer syntaxes): not identifying
-
-# Annex E table E.1-1 attributes (by keyword) that are removed outright (action X) ...
-REMOVE = frozenset([
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
-    "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber", "DeviceUID", "PlateID",
-    "DetectorID", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "PatientBirthTime", "PatientAddress", "PatientTelephoneNumbers",
-    "PatientTelecomInformation", "MilitaryRank", "BranchOfService", "MedicalRecordLocator", "Occupation",
-    "AdditionalPatientHistory", "PatientComments", "PatientInsurancePlanCodeSequence", "PatientReligiousPreference",
-    "EthnicGroup", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "ReferringPhysicianIdentificationSequence",
-    "PhysiciansOfRecordIdentificationSequence", "PerformingPhysicianIdentificationSequence",
-    "PhysiciansReadingStudyIdentificationSequence", "OperatorIdentificationSequence", "RequestingService",
-    "RequestAttributesSequence", "RequestedProcedureDescription", "RequestedProcedureID",
-    "ScheduledProcedureStepDescription", "PerformedProcedureStepDescription", "PerformedProcedureStepID",
-    "PerformedStationName", "PerformedLocation", "StudyDescription", "SeriesDescription", "ImageComments",
-    "AcquisitionComments", "FrameComments", "DerivationDescription", "AdmittingDiagnosesDescription",
-    "AdmittingDiagnosesCodeSequence", "AdmissionID", "IssuerOfAdmissionIDSequence", "ProtocolName",
-    "ContentSequence", "CurrentPatientLocation", "PatientState", "PregnancyStatus",
-    "ReasonForTheRequestedProcedure", "ReasonForStudy", "TextComments", "TextString",
-    "AcquisitionDeviceProcessingDescription", "ResponsibleOrganization", "ResponsiblePerson",
-    "ModifiedAttributesSequence", "OriginalAttributesSequence"
-])
-# ... and those kept but emptied (action Z: type 2 attributes must be present)
-EMPTY = frozenset(["AccessionNumber", "StudyID", "PatientBirthDate", "ReferringPhysicianName", "ContentCreatorName"])
-PSEUDONYMISED = frozenset({"PatientName", "PatientID"})
 FILE_META_REMOVE = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
                     "PrivateInformationCreatorUID", "PrivateInformation")
+DUMMY_TEXT = "ANONYMIZED"
+DUMMY_BY_VR: dict[str, object] = {
+    "AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101", "DT": "19000101", "TM": "000000",
+    "PN": "Anonymized", "DS": "0", "IS": "0", "UR": "", "OB": b"", "OW": b"", "OD": b"", "OF": b"", "OL": b"",
+    "OV": b"", "UN": b"", "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0, "AT": 0,
+}
 OPTIONS = (  # DeidentificationMethodCodeSequence entries (CID 7050)
     ("113100", "Basic Application Confidentiality Profile"),
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
@@ -105,24 +92,67 @@ def _shift_date(text: str, shift: dt.timedelta) -> str:
     return (day + shift).strftime("%Y%m%d") + text[8:]
 
 
+def _dummy(vr: str) -> object:
+    return DUMMY_BY_VR.get(vr, DUMMY_TEXT)
+
+
+def _replace_values(element: DataElement, replace: Callable[[str], str]) -> None:
+    values = element.value if isinstance(element.value, MultiValue) else [element.value]
+    replaced = [replace(clean_text(v) or "") for v in values]
+    element.value = replaced if len(replaced) > 1 else replaced[0]
+
+
 def _scrub(ds: Dataset, pseudonyms: Pseudonymiser, shift: dt.timedelta) -> None:
+    table = profile()
     for element in list(ds):
-        keyword = element.keyword
-        if keyword in REMOVE or (element.VR == "PN" and keyword not in PSEUDONYMISED and keyword not in EMPTY):
-            del ds[element.tag]
+        action = table.action(element.tag, element.VR)
+        if action is Action.REMOVE or (action is None and element.VR == "PN"):
+            del ds[element.tag]  # a person's name the table does not know is still a name
+        elif action is Action.KEEP:
+            continue
         elif element.VR == "SQ":
-            for item in element.value or []:
-                _scrub(item, pseudonyms, shift)
-        elif keyword in EMPTY:
-            element.value = ""
+            if action in (Action.EMPTY, Action.DUMMY):
+                element.value = DicomSequence([])
+            else:
+                for item in element.value or []:
+                    _scrub(item, pseudonyms, shift)
+        elif action is Action.EMPTY:
+            element.value = None
         elif element.VR == "UI" and element.value:
-            values = element.value if isinstance(element.value, MultiValue) else [element.value]
-            replaced = [v if v.startswith(DICOM_UID_ROOT) else pseudonyms.uid(v) for v in (clean_text(v) or "" for v in values)]
-            element.value = replaced if len(replaced) > 1 else replaced[0]
-        elif element.VR in ("DA", "DT") and element.value:
-            values = element.value if isinstance(element.value, MultiValue) else [element.value]
-            shifted = [_shift_date(clean_text(v) or "", shift) for v in values]
-            element.value = shifted if len(shifted) > 1 else shifted[0]
+            _replace_values(element, lambda uid: uid if uid.startswith(DICOM_UID_ROOT) else pseudonyms.uid(uid))
+        elif element.VR in DATE_VRS and action in (None, Action.SHIFT_DATE):
+            if element.value:
+                _replace_values(element, lambda text: _shift_date(text, shift))
+        elif action is Action.DUMMY:
+            element.value = _dummy(element.VR)
+
+
+def _clean_pixel_data(ds: Dataset) -> list[str]:
+    """Metadata hiding in the pixel data: segments inside compressed frames, old-style overlays in the bits a
+    native pixel does not use. The coded pixel values are never changed."""
+    if "PixelData" not in ds or getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
+        return []
+    syntax = ds.file_meta.TransferSyntaxUID
+    if syntax.is_encapsulated:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+        cleaned = [strip_metadata(frame) for frame in frames]
+        if cleaned != frames:
+            ds.PixelData = encapsulate(cleaned, has_bot=len(cleaned) > 1)
+            for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+                if keyword in ds:
+                    del ds[keyword]
+        return []
+    allocated, stored = int(ds.get("BitsAllocated") or 0), int(ds.get("BitsStored") or 0)
+    if allocated not in (8, 16, 32) or not 0 < stored < allocated:
+        return []
+    high_bit = int(ds.get("HighBit", stored - 1))
+    used = ((1 << stored) - 1) << max(high_bit - stored + 1, 0)
+    dtype = np.dtype(f"{'<' if syntax.is_little_endian else '>'}u{allocated // 8}")
+    pixels = np.frombuffer(ds.PixelData, dtype=dtype, count=len(ds.PixelData) // dtype.itemsize)
+    if not (pixels & ~np.array(used, dtype=dtype)).any():
+        return []
+    ds.PixelData = (pixels & np.array(used, dtype=dtype)).tobytes() + ds.PixelData[pixels.nbytes:]
+    return ["bits outside the stored pixel values (an old-style overlay) were cleared"]
 
 
 def _capped_age(age: float | None) -> float | None:
@@ -139,7 +169,7 @@ def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonymiser, patient_key: str)
         ds.PatientAge = "" if age is None else f"{int(age):03d}Y"
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    ds.DeidentificationMethod = "skinapp: PS3.15 E basic; characteristics kept; dates shifted"
+    ds.DeidentificationMethod = "PS3.15 E.1-1 basic; patient characteristics kept; dates shifted"
     codes = []
     for value, meaning in OPTIONS:
         code = Dataset()
@@ -154,12 +184,23 @@ def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonymiser, patient_key: str)
         if "SOPClassUID" in ds:
             ds.SOPClassUID = clean_text(ds.SOPClassUID)
             ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    return _clean_pixel_data(ds) + _pixels_to_check(ds)
+
+
+def _pixels_to_check(ds: Dataset) -> list[str]:
+    """Burned-in text is never assumed absent: a file saying "NO" is as often wrong as a file saying nothing."""
     burned_in = (clean_text(ds.get("BurnedInAnnotation")) or "").upper()
+    recognisable = (clean_text(ds.get("RecognizableVisualFeatures")) or "").upper()
+    notes = []
     if burned_in == "YES":
-        return ["the image has text burned into its pixels (Burned In Annotation = YES); check it before sharing"]
-    if burned_in != "NO":
-        return ["the file does not say whether text is burned into the image; check it before sharing"]
-    return []
+        notes.append("the image has text burned into its pixels (Burned In Annotation = YES); check it before sharing")
+    elif burned_in == "NO":
+        notes.append("the file says no text is burned into the image, which is not taken on trust; check it before sharing")
+    else:
+        notes.append("the file does not say whether text is burned into the image; check it before sharing")
+    if recognisable == "YES":
+        notes.append("the image may show recognisable features of the patient (Recognizable Visual Features = YES)")
+    return notes
 
 
 @dataclass
@@ -233,7 +274,7 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
         writer.writeheader()
         writer.writerows(table)
     (out / "export.json").write_text(json.dumps({
-        "method": "DICOM PS3.15 Annex E basic profile; retain patient characteristics; modified dates",
+        "method": f"DICOM {TABLE_EDITION} basic profile; retain patient characteristics; modified dates",
         "files": [vars(item) for item in exported],  # rejected files are only printed: their names may identify
     }, indent=2))
     flagged = sum(1 for item in exported if item.warnings)
