@@ -15,6 +15,7 @@ from pydicom.uid import MediaStorageDirectoryStorage
 
 from skinapp.io.case import Acquisition, Case
 from skinapp.io.images import UnreadableImage
+from skinapp.io.integrity import DamagedImageData
 from skinapp.io.pixels import MAX_FRAMES, MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
 from skinapp.io.sources import InputFile
 from skinapp.vocab import Metadata, Site, parse_age, parse_sex, parse_site
@@ -208,6 +209,9 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
         )
     try:
         images = dicom_frames(ds, max_side)
+    except DamagedImageData as exc:
+        raise UnreadableImage(f"image data is damaged: {exc}. Not imported, as a damaged picture must not be "
+                              "diagnosed; ask for the original file") from None
     except Exception as exc:
         raise UnreadableImage(_decode_failure(ds, exc)) from None
 

@@ -1,7 +1,8 @@
 """Pixel decoding behind one function: `dicom_frames(ds, max_side)` gives RGB uint8 frames no larger than
-asked, whatever the transfer syntax. Where the codec can decode at reduced size (JPEG DCT scaling through
-Pillow's draft mode, JPEG 2000 resolution levels) the full-size array is never made; everything else goes
-through pydicom's own decoders (with pylibjpeg / pyjpegls for what Pillow cannot do) and is resized after."""
+asked, whatever the transfer syntax. Where the codec can decode at reduced size (JPEG DCT scaling in
+libjpeg-turbo, JPEG 2000 resolution levels) the full-size array is never made; everything else goes through
+pydicom's own decoders (with pylibjpeg / pyjpegls for what Pillow cannot do) and is resized after. Compressed
+frames are checked for damage (`integrity.py`) on both paths: damaged data raises DamagedImageData."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pydicom
 from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit
+
+from skinapp.io.integrity import DamagedImageData, check_frame, check_j2k, decode_jpeg_strict, jpeg_header
 
 DISPLAY_MAX_SIDE = 1024  # what the app shows and the model reads from; the model itself needs a few hundred pixels
 MAX_PIXELS = 100_000_000  # per frame; larger than any dermatoscope frame, so larger means a decompression bomb
@@ -36,35 +39,49 @@ def shrink(image: Image.Image, max_side: int | None) -> np.ndarray:
     return np.asarray(image)
 
 
-# --- reduced-size decoders: each prepares an opened, not yet loaded image to decode at least at the target size --
+# --- reduced-size decoders: each decodes one frame at least at the target size ----------------------------------
 
-def _jpeg_draft(image: Image.Image, max_side: int) -> None:
-    image.draft(image.mode, fitted_size(*image.size, max_side))  # DCT scaling by 1/2, 1/4 or 1/8
+def _jpeg_scaled(frame: bytes, size: tuple[int, int], max_side: int, grey: bool) -> np.ndarray | None:
+    # DCT scaling (1/8 … 8/8) in libjpeg-turbo, strict: a damaged stream raises instead of decoding to artefacts
+    height, width, *_ = jpeg_header(frame)
+    if (width, height) != size:
+        return None
+    decoded = decode_jpeg_strict(frame, fitted_size(*size, max_side), grey=grey)
+    return decoded[..., 0] if decoded.ndim == 3 and decoded.shape[-1] == 1 else decoded
 
 
-def _j2k_reduce(image: Image.Image, max_side: int) -> None:
+def _j2k_reduced(frame: bytes, size: tuple[int, int], max_side: int, grey: bool) -> np.ndarray | None:
+    check_j2k(frame)
+    image = Image.open(io.BytesIO(frame))
+    if image.size != size:
+        return None
     target, levels = max(fitted_size(*image.size, max_side)), 0
     while max(image.size) >> (levels + 1) >= target and levels < 5:
         levels += 1
     # Pillow's JPEG 2000 plugin decodes only the resolution levels needed when `reduce` is set to a level count
     image.reduce = levels  # type: ignore[method-assign,assignment]
+    image.load()
+    return np.asarray(image)
 
 
-_JPEG_PHOTOMETRICS = frozenset({"YBR_FULL_422", "YBR_FULL", "MONOCHROME2"})  # Pillow's decoding is then already RGB
+ReducedDecoder = Callable[[bytes, tuple[int, int], int, bool], "np.ndarray | None"]
+_JPEG_PHOTOMETRICS = frozenset({"YBR_FULL_422", "YBR_FULL", "MONOCHROME2"})  # the decoder's output is then already RGB
 _J2K_PHOTOMETRICS = frozenset({"RGB", "YBR_ICT", "YBR_RCT", "MONOCHROME2"})   # the codestream's own colour transform
-_REDUCED_DECODERS: dict[str, tuple[Callable[[Image.Image, int], None], frozenset[str]]] = {
-    JPEGBaseline8Bit: (_jpeg_draft, _JPEG_PHOTOMETRICS),
-    JPEGExtended12Bit: (_jpeg_draft, _JPEG_PHOTOMETRICS),
-    JPEG2000Lossless: (_j2k_reduce, _J2K_PHOTOMETRICS),
-    JPEG2000: (_j2k_reduce, _J2K_PHOTOMETRICS),
+_REDUCED_DECODERS: dict[str, tuple[ReducedDecoder, frozenset[str]]] = {
+    JPEGBaseline8Bit: (_jpeg_scaled, _JPEG_PHOTOMETRICS),
+    JPEGExtended12Bit: (_jpeg_scaled, _JPEG_PHOTOMETRICS),  # reached only with 8 bits stored
+    JPEG2000Lossless: (_j2k_reduced, _J2K_PHOTOMETRICS),
+    JPEG2000: (_j2k_reduced, _J2K_PHOTOMETRICS),
 }
 
 
 def _reduced_frames(ds: pydicom.Dataset, frames: int, max_side: int) -> list[np.ndarray] | None:
-    """None where no reduced decoder applies or the codestream looks odd: the general path then decides."""
+    """None where no reduced decoder applies or the codestream looks odd: the general path then decides.
+    Damaged data raises DamagedImageData."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    prepare, photometrics = _REDUCED_DECODERS.get(str(syntax), (None, frozenset()))
-    if prepare is None or str(ds.get("PhotometricInterpretation", "")).strip() not in photometrics:
+    decode, photometrics = _REDUCED_DECODERS.get(str(syntax), (None, frozenset()))
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if decode is None or photometric not in photometrics:
         return None
     if int(ds.get("BitsStored", 8)) != 8 or not ds["PixelData"].is_undefined_length:
         return None
@@ -72,12 +89,12 @@ def _reduced_frames(ds: pydicom.Dataset, frames: int, max_side: int) -> list[np.
     result = []
     try:
         for frame in generate_frames(ds.PixelData, number_of_frames=frames):
-            image = Image.open(io.BytesIO(frame))
-            if image.size != size:
+            decoded = decode(frame, size, max_side, photometric == "MONOCHROME2")
+            if decoded is None:
                 return None
-            prepare(image, max_side)
-            image.load()
-            result.append(shrink(image, max_side))
+            result.append(shrink(Image.fromarray(decoded), max_side))
+    except DamagedImageData:
+        raise
     except Exception:
         return None
     return result
@@ -106,6 +123,9 @@ def _to_display_rgb(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 
 
 def _general_frames(ds: pydicom.Dataset, frames: int, max_side: int | None) -> list[np.ndarray]:
+    if ds["PixelData"].is_undefined_length:  # encapsulated: check each compressed frame before trusting a decode
+        for frame in generate_frames(ds.PixelData, number_of_frames=frames):
+            check_frame(frame)
     pixels = ds.pixel_array
     stack = pixels if frames > 1 else pixels[None]
     return [shrink(Image.fromarray(_to_display_rgb(frame, ds)), max_side) for frame in stack]
