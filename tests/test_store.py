@@ -220,3 +220,32 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     assert model_label(stored_old, new_sha) == f"older model ({old.model_version})"
     page = case_report_html(store.case(case_id), store.case_image(case_id), stored_new, [], "Dr A")
     assert "the single most probable diagnosis" in page and "Diagnoses the model cannot exclude" in page
+
+
+def test_a_large_batch_is_read_analysed_and_let_go_a_chunk_at_a_time(tmp_path, tiny_weights):
+    """Memory holds one chunk of cases, not the batch: analysis starts before the later files are read."""
+    from PIL import Image
+
+    from skinapp.io import InputFile
+
+    store = Store.open(f"sqlite:///{tmp_path / 'batch.db'}")
+    predictor = Predictor.from_weights(tiny_weights)
+    uploads = []
+    for i in range(11):
+        buffer = io.BytesIO()
+        Image.fromarray(synthetic_lesion(seed=i)[0]).save(buffer, "PNG")
+        uploads.append(InputFile.from_bytes(f"c{i}.png", buffer.getvalue()))
+    files_read: list[int] = []
+    predicted_after: list[tuple[int, int]] = []
+    original = predictor.predict
+
+    def counting_predict(images, metadata):
+        predicted_after.append((max(files_read), len(images)))
+        return original(images, metadata)
+
+    predictor.predict = counting_predict  # type: ignore[method-assign]
+    result = import_and_analyse(uploads, store, predictor, "Dr A", chunk=4,
+                                progress=lambda f, text: files_read.append(round(f * len(uploads))))
+    assert result.analysed == 11
+    assert [n for _, n in predicted_after] == [4, 4, 3]
+    assert [read for read, _ in predicted_after][:2] == [3, 7]  # 4 and 8 files read (progress counts the files done)

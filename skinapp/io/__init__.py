@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +24,7 @@ from skinapp.vocab import Metadata
 
 __all__ = [
     "DISPLAY_MAX_SIDE", "Acquisition", "Case", "ImportReport", "InputFile", "Rejection", "UnreadableImage",
-    "load_cases", "read_image",
+    "iter_cases", "load_cases", "read_image",
 ]
 
 MAX_FILE_BYTES = 2 << 30
@@ -79,8 +79,25 @@ def load_cases(
     overrides the files' metadata and gives the patient grouping. Duplicate files and duplicate DICOM SOP
     Instance UIDs are imported once and reported; with `keep_duplicates` (the `predict` command, which owes a
     row to every input) each copy becomes its own case with a note naming the file it repeats.
+    All cases are held in memory: a large batch goes through `iter_cases` instead.
     """
     report = ImportReport()
+    cases = list(iter_cases(paths, report, metadata_csv, max_side=max_side, progress=progress,
+                            keep_duplicates=keep_duplicates))
+    return cases, report
+
+
+def iter_cases(
+    paths: Iterable[str | Path | InputFile],
+    report: ImportReport,
+    metadata_csv: str | Path | BinaryIO | None = None,
+    *,
+    max_side: int | None = DISPLAY_MAX_SIDE,
+    progress: FileProgress | None = None,
+    keep_duplicates: bool = False,
+) -> Iterator[Case]:
+    """`load_cases` one file at a time: the cases of a file are made when the caller asks for them, so memory
+    holds what the caller keeps, not the batch. `report` fills as the files are read."""
     rows: dict[str, MetadataRow] = {}
     csv_digest = None
     if metadata_csv is not None:
@@ -94,7 +111,6 @@ def load_cases(
         except ValueError as exc:
             report.reject(csv_name, str(exc))
     files = expand_inputs(paths, report)
-    cases: list[Case] = []
     seen_content: dict[str, str] = {}
     seen_uid: dict[str, str] = {}
     matched_rows: set[str] = set()
@@ -140,10 +156,9 @@ def load_cases(
                 matched_rows.add(case.image_name)
             case.name = _unique_id(case.name, taken)
             taken.add(case.name)
-            cases.append(case)
             report.imported.append(case.name)
+            yield case
     if progress is not None:
         progress(len(files), len(files), "")
-    if rows and not matched_rows and cases:
+    if rows and not matched_rows and report.imported:
         report.notes.append("the metadata CSV matched none of the imported images by name")
-    return cases, report

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from skinapp.inference import Predictor
-from skinapp.io import Case, ImportReport, InputFile, load_cases
+from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.store import InvalidText, Store
 from skinapp.trust.assessment import Assessor
 
@@ -41,12 +41,17 @@ def import_and_analyse(
         if progress is not None:
             progress(min(max(fraction, 0.0), 1.0), text)
 
-    cases, report = load_cases(inputs, metadata_csv, progress=lambda done, total, name: tell(
-        0.4 * done / max(total, 1), f"Reading file {min(done + 1, total)} of {total}"))
+    report = ImportReport()
     result = ImportResult(report)
-    to_analyse: list[tuple[int, Case]] = []
+    assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
+
+    def read_progress(done: int, total: int, name: str) -> None:
+        tell(done / max(total, 1), f"Reading and analysing file {min(done + 1, total)} of {total}")
+
+    # One chunk of cases in memory at a time: each is stored, analysed and dropped before the next files are read.
+    waiting: list[tuple[int, Case]] = []
     filled = 0
-    for case in cases:
+    for case in iter_cases(inputs, report, metadata_csv, progress=read_progress):
         try:
             added = store.add_case(case, actor)
         except InvalidText as exc:
@@ -60,14 +65,15 @@ def import_and_analyse(
         result.new_cases += added.new
         filled += bool(added.filled)
         if added.model_input_changed or store.latest_weights(added.id) != predictor.card.identity:
-            to_analyse.append((added.id, case))
-    assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
+            waiting.append((added.id, case))
+        if len(waiting) >= chunk:
+            _analyse_chunk(waiting, store, predictor, assessor, actor, result)
+            waiting = []
+    if waiting:
+        _analyse_chunk(waiting, store, predictor, assessor, actor, result)
     if len(result.case_ids) > result.new_cases:
         report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist; what they "
                             f"were stored with was kept, and {filled} gained metadata they lacked")
-    for start in range(0, len(to_analyse), chunk):
-        tell(0.4 + 0.6 * start / len(to_analyse), f"Analysing case {start + 1} of {len(to_analyse)}")
-        _analyse_chunk(to_analyse[start:start + chunk], store, predictor, assessor, actor, result)
     tell(1.0, "Done")
     return result
 
