@@ -5,6 +5,7 @@ guard that turns an internal error into a short message."""
 from __future__ import annotations
 
 import base64
+import contextvars
 import logging
 import uuid
 from collections.abc import Callable
@@ -128,9 +129,17 @@ def get_accounts() -> Accounts:
     return Accounts(get_store())
 
 
+_RUN_USER: contextvars.ContextVar[User | None] = contextvars.ContextVar("skinapp_run_user", default=None)
+
+
 def current_user() -> User | None:
-    """The signed-in user. A reload starts a new Streamlit session: the browser's session cookie brings the user
-    back. Checked on every run, so a disabled account or an ended session stops at once."""
+    """The signed-in user of this run (looked up once per run by `run_guarded`)."""
+    return _RUN_USER.get()
+
+
+def _session_user() -> User | None:
+    """A reload starts a new Streamlit session: the browser's session cookie brings the user back. Looked up on
+    every run, so a disabled account or an ended session stops at once."""
     token = st.session_state.get("session_token") or st.context.cookies.get(SESSION_COOKIE)
     user = get_accounts().session_user(token)
     if user is None:
@@ -222,7 +231,8 @@ def run_guarded(page: Callable[[], None], admin_only: bool = False) -> None:
     st.set_page_config(page_title="skinapp — dermoscopy review", layout="wide")
     try:
         _logging()  # inside the guard: an unwritable data folder is an error message, not a trace
-        user = current_user()
+        user = _session_user()
+        _RUN_USER.set(user)
         if user is None:
             _sign_in()
             if st.session_state.pop("write_cookie", None) == "":

@@ -54,13 +54,11 @@ def assessed_cases(predictions: Sequence[Prediction], images: Sequence[np.ndarra
         prediction_set = fit.conformal.prediction_set(scores) if fit.conformal.active else None
         if set_masks is not None:
             prediction_set = tuple(CLASSES[k] for k in np.argsort(-scores, kind="stable") if set_masks[i, k])
-        net = fit.safety_net
-        if suspicious is not None:  # a net that marks exactly the cross-fitted decision
-            net = SafetyNet(0.0 if suspicious[i] else np.inf, fit.safety_net.target_sensitivity)
         evidence = Evidence(probabilities, apply_temperature(prediction.view_probabilities, fit.temperature),
                             prediction.attention_grid, True, meta, ood_distance=far, neighbour_agreement=agree,
                             colourfulness=colourfulness, contrast=contrast, call=call, prediction_set=prediction_set,
-                            safety_net=net)
+                            safety_net=fit.safety_net,
+                            marked_suspicious=None if suspicious is None else bool(suspicious[i]))
         flags = fit.policy.assess(evidence)
         rows.append({
             "label": int(label), "call": call, "correct": call == int(label),

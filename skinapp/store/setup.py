@@ -72,12 +72,18 @@ def _start_chain(connection: Connection) -> None:
     previous = GENESIS
     for r in rows:
         previous = entry_hash(previous, r["at"], r["actor"], r["action"], r["case_id"], r["details"])
-    at = dt.datetime.now(dt.UTC)
     latest_decision = connection.execute(select(func.max(decisions.c.id))).scalar()
-    details = {"entries_before": len(rows), "decisions_before": latest_decision or 0}
+    insert_audit_entry(connection, previous, SYSTEM_ACTOR, CHAIN_STARTED, None,
+                       {"entries_before": len(rows), "decisions_before": latest_decision or 0})
+
+
+def insert_audit_entry(connection: Connection, previous: str, actor: str, action: str, case_id: int | None,
+                       details: dict) -> None:
+    """Write one entry chained to `previous` (the caller holds the lock that makes `previous` the last one)."""
+    at = dt.datetime.now(dt.UTC)
     connection.execute(insert(audit_log).values(
-        at=at, actor=SYSTEM_ACTOR, action=CHAIN_STARTED, case_id=None, details=details, prev_hash=previous,
-        entry_hash=entry_hash(previous, at, SYSTEM_ACTOR, CHAIN_STARTED, None, details)))
+        at=at, actor=actor, action=action, case_id=case_id, details=details, prev_hash=previous,
+        entry_hash=entry_hash(previous, at, actor, action, case_id, details)))
 
 
 def initialise(engine: Engine, app_role: str | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from skinapp.config import database_url
 from skinapp.io.case import Case
-from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, entry_hash, text_digest
+from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
 from skinapp.store.codec import (
     as_utc,
     case_from_row,
@@ -48,7 +48,7 @@ from skinapp.store.records import (
     StoredPrediction,
 )
 from skinapp.store.schema import audit_log, cases, decisions, predictions
-from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, missing_parts
+from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, insert_audit_entry, missing_parts
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES
 
@@ -162,11 +162,7 @@ class Store:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
         previous = connection.execute(select(audit_log.c.entry_hash).order_by(audit_log.c.id.desc()).limit(1)).scalar()
-        previous = previous or GENESIS
-        at = _now()
-        connection.execute(insert(audit_log).values(
-            at=at, actor=actor, action=action, case_id=case_id, details=details, prev_hash=previous,
-            entry_hash=entry_hash(previous, at, actor, action, case_id, details)))
+        insert_audit_entry(connection, previous or GENESIS, actor, action, case_id, details)
 
     def add_case(self, case: Case, actor: str) -> AddedCase:
         """The same image imported again is the same case. What it was stored with is never overwritten, but

@@ -45,6 +45,7 @@ class Assessor:
             prediction.metadata_used, ood_distance=far, neighbour_agreement=agreement,
             colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
             prediction_set=prediction.prediction_set, safety_net=self.safety_net,
+            marked_suspicious=prediction.suspicious,  # decided once, by the predictor, from the same card
         )
 
     def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True) -> list[Flag]:

@@ -34,6 +34,7 @@ class Evidence:
     call: int | None = None            # the top diagnosis shown (decision rule); None: the most probable class
     prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
     safety_net: SafetyNet | None = None  # the melanoma safety net shipped with the model
+    marked_suspicious: bool | None = None  # the net's decision where already taken (the prediction carries it)
 
     @property
     def top_call(self) -> int:
@@ -54,6 +55,8 @@ class Evidence:
 
     @property
     def suspicious(self) -> bool:
+        if self.marked_suspicious is not None:
+            return self.marked_suspicious
         return self.safety_net is not None and bool(self.safety_net.suspicious(self.malignancy))
 
 
