@@ -61,7 +61,7 @@ def page() -> None:
     )
     selected = event.selection.rows if event is not None else []
     if selected:
-        open_case(shown[selected[0]].case.id)
+        open_case(shown[selected[0]].case.id, queue=[r.case.id for r in shown])
 
     who = reviewer() or "unnamed"
 

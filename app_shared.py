@@ -216,8 +216,11 @@ def _user_sidebar(user: User) -> None:
             _write_cookie(cookie)
 
 
-def open_case(case_id: int) -> None:
+def open_case(case_id: int, queue: list[int] | None = None) -> None:
+    """queue: the cases in the order the reviewer sees them, kept as the review queue (J/K, next after saving)."""
     st.session_state["case_id"] = int(case_id)
+    if queue is not None:
+        st.session_state["review_queue"] = tuple(int(c) for c in queue)
     st.switch_page(REVIEW_PAGE)
 
 

@@ -14,6 +14,7 @@ from skinapp.store.limits import LIMITS
 from skinapp.trust.assessment import training_image_path
 from skinapp.trust.flags import SUSPICIOUS
 from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.worklist import worklist
 
 
@@ -26,24 +27,65 @@ def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> object:
     return predictor.explain_class(store.case_image(case_id), class_name, case.metadata)
 
 
-def _current_case_id(order: list[int]) -> int | None:
+def _review_queue(store) -> ReviewQueue:
+    """The queue the reviewer entered from the worklist; entered any other way, the worklist's order now."""
+    kept = st.session_state.get("review_queue")
+    if kept:
+        return ReviewQueue(tuple(kept))
+    queue = ReviewQueue(tuple(r.case.id for r in worklist(store)))
+    st.session_state["review_queue"] = queue.case_ids
+    return queue
+
+
+def _current_case_id(store, queue: ReviewQueue) -> int | None:
     wanted = st.query_params.get("case") or st.session_state.get("case_id")
     try:
         wanted = int(wanted)
     except (TypeError, ValueError):
         wanted = None
-    return wanted if wanted in order else (order[0] if order else None)
+    if wanted is not None and wanted not in queue and store.case(wanted) is not None:
+        return wanted
+    return wanted if wanted in queue else (queue.case_ids[0] if len(queue) else None)
 
 
-def _navigation(order: list[int], case_id: int) -> None:
-    position = order.index(case_id)
+def _draft_keys(case_id: int) -> tuple[str, str, str]:
+    return f"decision_{case_id}", f"diagnosis_{case_id}", f"note_{case_id}"
+
+
+def _has_draft(case_id: int) -> bool:
+    choice, diagnosis, note = (st.session_state.get(k) for k in _draft_keys(case_id))
+    return choice is not None or diagnosis is not None or bool((note or "").strip())
+
+
+def _move(case_id: int, target: int) -> None:
+    """Go to another case, unless that would drop what the reviewer started here without saving."""
+    if _has_draft(case_id):
+        st.session_state["pending_move"] = (case_id, target)
+        st.rerun()
+    open_case(target)
+
+
+def _navigation(queue: ReviewQueue, case_id: int) -> None:
+    previous_id, next_id = queue.previous(case_id), queue.next(case_id)
     previous, counter, following = st.columns([1, 2, 1])
-    if previous.button("← Previous (K)", shortcut="K", disabled=position == 0, key="previous_case", width="stretch"):
-        open_case(order[position - 1])
-    counter.markdown(f"<div style='text-align:center'>Case {position + 1} of {len(order)} in the worklist</div>",
-                     unsafe_allow_html=True)  # fixed text only: no user string goes into HTML
-    if following.button("Next (J) →", shortcut="J", disabled=position == len(order) - 1, key="next_case", width="stretch"):
-        open_case(order[position + 1])
+    if previous.button("← Previous (K)", shortcut="K", disabled=previous_id is None, key="previous_case", width="stretch"):
+        _move(case_id, previous_id)
+    counter.markdown(f"<div style='text-align:center'>Case {queue.position(case_id)} of {len(queue)} in your review "
+                     "queue</div>", unsafe_allow_html=True)  # fixed text only: no user string goes into HTML
+    if following.button("Next (J) →", shortcut="J", disabled=next_id is None, key="next_case", width="stretch"):
+        _move(case_id, next_id)
+    pending = st.session_state.get("pending_move")
+    if pending and pending[0] == case_id:
+        st.warning("Your decision or note on this case is not saved. Save it below, or leave it unsaved.")
+        leave, stay, _ = st.columns([1, 1, 2])
+        if leave.button("Leave without saving", key="leave_unsaved"):
+            st.session_state.pop("pending_move", None)
+            for key in _draft_keys(case_id):
+                st.session_state.pop(key, None)
+            open_case(pending[1])
+        if stay.button("Stay on this case", key="stay_unsaved"):
+            st.session_state.pop("pending_move", None)
+            st.rerun()
 
 
 def _probability_chart(probabilities: dict[str, float]) -> go.Figure:
@@ -73,21 +115,32 @@ def _similar_cases(stored) -> None:
                            f"{neighbour.image_id}")
 
 
-def _decision_form(store, case_id: int, latest, stored) -> None:
+_DECISION_KEYS = dict(zip(DECISIONS, ("1", "2", "3", "4", "5"), strict=True))
+_SHORT_LABELS = {"agree": "Agree", "disagree": "Disagree", "biopsy": "Biopsy", "follow_up": "Follow-up",
+                 "manual_check": "Manual check"}
+
+
+def _decision_form(store, queue: ReviewQueue, case, latest, stored) -> None:
     """The decision is saved on what this page showed when the reviewer read it: the ids of the decision and
     the result on screen are kept from that run, so a colleague's decision or a re-analysis in between stops
-    the save instead of slipping under it."""
-    st.subheader("Your decision")
+    the save instead of slipping under it. Saved, the next case still to review in the queue opens."""
+    st.subheader("Your decision", anchor=False)
+    case_id = case.id
     name = reviewer()
     if not name:
         return  # signed out in another tab since the page was drawn
+    choice_key, diagnosis_key, note_key = _draft_keys(case_id)
     seen_key, seen_result_key = f"seen_decision_{case_id}", f"seen_result_{case_id}"
-    with st.form(f"decision_form_{case_id}", clear_on_submit=False):
-        choice = st.radio("Decision", list(DECISIONS), format_func=DECISIONS.get, key=f"decision_{case_id}", index=None)
-        diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=f"diagnosis_{case_id}",
-                                 format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
-        note = st.text_area("Note", key=f"note_{case_id}", max_chars=LIMITS["note"])
-        submitted = st.form_submit_button("Save decision", type="primary")
+    for column, (decision, key) in zip(st.columns(len(_DECISION_KEYS)), _DECISION_KEYS.items(), strict=True):
+        column.button(_SHORT_LABELS.get(decision, decision), shortcut=key, key=f"pick_{decision}",
+                      help=f"{DECISIONS[decision]} (key {key})", width="stretch",
+                      on_click=st.session_state.__setitem__, args=(choice_key, decision))
+    choice = st.radio("Decision (keys 1–5)", list(DECISIONS), key=choice_key, index=None,
+                      format_func=lambda d: f"{_DECISION_KEYS[d]} · {DECISIONS[d]}")
+    diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=diagnosis_key,
+                             format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
+    note = st.text_area("Note", key=note_key, max_chars=LIMITS["note"], height=80)
+    submitted = st.button("Save decision (Ctrl+Enter)", type="primary", shortcut="Ctrl+Enter", key="save_decision")
     shown_result = stored.id if stored is not None else None
     if submitted:
         if choice is None:
@@ -100,8 +153,6 @@ def _decision_form(store, case_id: int, latest, stored) -> None:
             try:
                 saved = store.record_decision(case_id, name, choice, diagnosis=diagnosis, note=note, seen_decision_id=seen,
                                               seen_prediction_id=seen_result)
-                st.success(f"Saved: {saved.label}.")
-                latest = saved
             except DecisionConflict as conflict:
                 other = conflict.current
                 st.warning(f"Not saved: {plain_markdown(other.reviewer)} recorded “{plain_markdown(other.label)}” on this "
@@ -113,19 +164,29 @@ def _decision_form(store, case_id: int, latest, stored) -> None:
                            "above is new. Read it, then press Save again to record your decision on it.")
             except InvalidText as exc:
                 st.error(f"Not saved: {plain_markdown(str(exc))}.")
+            else:
+                for key in (*_draft_keys(case_id), seen_key, seen_result_key, "pending_move"):
+                    st.session_state.pop(key, None)
+                following = queue.next_unreviewed(case_id, store.reviewed_cases(queue.case_ids))
+                st.session_state["saved_message"] = (f"Saved on {plain_markdown(case.name)}: {plain_markdown(saved.label)}."
+                                                     + ("" if following else " Every case in your queue is reviewed."))
+                if following is not None:
+                    open_case(following)
+                st.rerun()
     st.session_state[seen_key] = latest.id if latest else None
     st.session_state[seen_result_key] = shown_result
 
 
 def page() -> None:
     store = get_store()
-    rows = worklist(store)
-    order = [r.case.id for r in rows]
-    case_id = _current_case_id(order)
+    queue = _review_queue(store)
+    case_id = _current_case_id(store, queue)
     if case_id is None:
         st.title("Case review")
         st.info("No cases yet. Import dermoscopy images or DICOM files to start.")
         return
+    queue = queue.including(case_id)
+    st.session_state["review_queue"] = queue.case_ids
     st.session_state["case_id"] = case_id
     st.query_params["case"] = str(case_id)
     case = store.case(case_id)
@@ -133,7 +194,10 @@ def page() -> None:
     image = store.case_image(case_id)
 
     st.title(f"Case {plain_markdown(case.name)}", anchor=False)
-    _navigation(order, case_id)
+    saved_message = st.session_state.pop("saved_message", None)
+    if saved_message:
+        st.success(saved_message)
+    _navigation(queue, case_id)
     if case.notes:
         for note in case.notes:
             st.caption(f"About this file: {plain_markdown(note)}")
@@ -217,7 +281,7 @@ def page() -> None:
                        f"{plain_markdown(latest.reviewer)}) was made on an earlier result "
                        f"({plain_markdown(latest.made_on_text)}). The case was analysed again since; it is kept below "
                        "beside the result it was made on.")
-        _decision_form(store, case_id, latest, stored)
+        _decision_form(store, queue, case, latest, stored)
         history = store.decisions(case_id)
         if history:
             st.subheader("Decisions on this case")

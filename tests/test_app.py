@@ -187,6 +187,14 @@ def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, s
     assert list(app.dataframe[0].value["case"]) == ["ISIC_0076742"]
 
 
+def store_case_name(data_dir, case_id: int) -> str:
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    try:
+        return store.case(case_id).name
+    finally:
+        store.engine.dispose()
+
+
 def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shipped_weights):
     case_ids = _seed_cases(data_dir)
     app = _page(_app("Dr A"), "case_review")
@@ -198,15 +206,19 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     assert stored.suspicious is not None and ("Suspicious — consider excision" in _texts(app)) == stored.suspicious
     assert case_id in case_ids
 
-    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    app.button(key="save_decision").click().run()
     assert "Choose a decision, then save." in _texts(app)  # nothing is preselected: no accidental "agree"
     app.radio(key=f"decision_{case_id}").set_value("disagree")
-    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
+    app.button(key="save_decision").click().run()
     assert "Choose the diagnosis you think is right" in _texts(app)
     app.selectbox(key=f"diagnosis_{case_id}").set_value("MEL")
     app.text_area(key=f"note_{case_id}").input("irregular network **check**")
-    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
-    assert "Saved: Disagree: MEL." in _texts(app)
+    app.button(key="save_decision").click().run()
+    assert (f"Saved on {plain_markdown(store_case_name(data_dir, case_id))}: {plain_markdown('Disagree: MEL')}."
+            in _texts(app))
+    assert app.session_state["case_id"] != case_id  # on to the next case to review …
+    app.button(key="previous_case").click().run()  # … and back along the same queue
+    assert app.session_state["case_id"] == case_id
 
     other = _app("Dr B")  # a second reviewer, another session, same case
     other.session_state["case_id"] = case_id
@@ -216,13 +228,13 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
 
     app.radio(key=f"decision_{case_id}").set_value("biopsy")  # Dr A changes their mind …
     other.radio(key=f"decision_{case_id}").set_value("follow_up")
-    app.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
-    other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()  # … B saw the old one
+    app.button(key="save_decision").click().run()
+    other.button(key="save_decision").click().run()  # … B saw the old one
     assert f"Not saved: {plain_markdown(_label('Dr A'))} recorded" in _texts(other)
-    other.button(key="FormSubmitter:decision_form_" + str(case_id) + "-Save decision").click().run()
-    assert "Saved: Follow-up." in _texts(other)
-    reviewers = list(other.dataframe[0].value["reviewer"])
-    assert reviewers == [_label("Dr B"), _label("Dr A"), _label("Dr A")]  # newest first, nothing lost
+    other.button(key="save_decision").click().run()
+    assert plain_markdown("Follow-up") in " ".join(s.value for s in other.success)
+    reviewers = [d.reviewer for d in Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").decisions(case_id)]
+    assert reviewers == [_label("Dr A"), _label("Dr A"), _label("Dr B")]  # nothing lost
 
     st.cache_resource.clear()  # a restart of the app
     after_restart = _page(_app("Dr C"), "worklist")
@@ -233,7 +245,7 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
 def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_case_back_to_review(data_dir, shipped_weights):
     (case_id,) = _seed_cases(data_dir, count=1)
     app = _page(_app("Dr A"), "case_review")
-    save = "FormSubmitter:decision_form_" + str(case_id) + "-Save decision"
+    save = "save_decision"
     store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
     predictor = Predictor.from_weights(shipped_weights)
 
@@ -247,7 +259,7 @@ def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_ca
     assert "Not saved: the model analysed this case again while you had it open" in _texts(app)
     assert store.decisions(case_id) == []
     app.button(key=save).click().run()
-    assert "Saved: Agree with the model." in _texts(app)
+    assert "Agree with the model. Every case in your queue is reviewed." in _texts(app)
     assert store.decisions(case_id)[0].prediction_id == store.latest_prediction(case_id).id
 
     analyse_again()
@@ -363,3 +375,32 @@ def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_
     texts = _texts(app)
     assert "made by an older model (test\\-untrained)" in texts
     assert "Here the single most probable diagnosis is" in texts
+
+
+def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_first(data_dir, shipped_weights):
+    _seed_cases(data_dir)
+    app = _page(_app("Dr A"), "case_review")
+    queue = list(app.session_state["review_queue"])
+    first, second, third = queue
+    assert app.session_state["case_id"] == first and "Case 1 of 3 in your review queue" in _texts(app)
+
+    app.button(key="pick_agree").click().run()  # key 1
+    assert app.radio(key=f"decision_{first}").value == "agree"
+    app.button(key="save_decision").click().run()
+    assert app.session_state["case_id"] == second  # the reviewed case went to the end of the worklist, not the queue
+    assert "Case 2 of 3 in your review queue" in _texts(app) and not app.button(key="next_case").disabled
+
+    app.text_area(key=f"note_{second}").input("pigment network irregular at 3 o'clock").run()
+    app.button(key="next_case").click().run()
+    assert app.session_state["case_id"] == second and "is not saved" in _texts(app)
+    app.button(key="stay_unsaved").click().run()
+    assert app.text_area(key=f"note_{second}").value == "pigment network irregular at 3 o'clock"
+    app.button(key="next_case").click().run()
+    app.button(key="leave_unsaved").click().run()
+    assert app.session_state["case_id"] == third
+
+    app.button(key="pick_follow_up").click().run()
+    app.button(key="save_decision").click().run()
+    assert app.session_state["case_id"] == second  # round to the one case left to review
+    app.button(key="previous_case").click().run()
+    assert app.session_state["case_id"] == first  # K follows the queue too

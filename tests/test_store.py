@@ -249,3 +249,22 @@ def test_a_large_batch_is_read_analysed_and_let_go_a_chunk_at_a_time(tmp_path, t
     assert result.analysed == 11
     assert [n for _, n in predicted_after] == [4, 4, 3]
     assert [read for read, _ in predicted_after][:2] == [3, 7]  # 4 and 8 files read (progress counts the files done)
+
+
+def test_reviewed_cases_matches_the_worklist_without_loading_it(db_url, tiny_weights):
+    store = Store.open(db_url)
+    predictor = Predictor.from_weights(tiny_weights)
+    ids = []
+    for i in range(4):
+        case = _case(f"q{i}", 20 + i)
+        ids.append(store.add_case(case, "importer").id)
+        if i < 3:
+            (prediction,) = predictor.predict([case.image], [case.metadata])
+            store.add_prediction(ids[-1], prediction, [], predictor.card.identity, "importer")
+    for case_id in ids[:2]:
+        store.record_decision(case_id, "Dr A", "agree", seen_prediction_id=store.latest_prediction(case_id).id)
+    store.record_decision(ids[3], "Dr A", "manual_check", seen_prediction_id=None)  # never analysed: decided as is
+    (again,) = predictor.predict([_case("q1", 21).image], [_case("q1", 21).metadata])
+    store.add_prediction(ids[1], again, [], predictor.card.identity, "importer")  # analysed again after its decision
+    assert store.reviewed_cases(ids) == {r.case.id for r in worklist(store) if r.reviewed} == {ids[0], ids[3]}
+    assert store.reviewed_cases([]) == set()

@@ -3,11 +3,13 @@
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from skinapp.io.case import Acquisition
 from skinapp.store import CaseRecord, Decision, StoredCase, StoredPrediction
 from skinapp.trust.flags import Flag
 from skinapp.vocab import Metadata
+from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.worklist import Filters, apply_filters, build_worklist
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -77,3 +79,15 @@ def test_filters():
     assert [r.case.id for r in apply_filters(rows, Filters(flagged_only=True))] == [2]
     assert [r.case.id for r in apply_filters(rows, Filters(diagnosis="MEL"))] == [2, 3]
     assert [r.case.id for r in apply_filters(rows, Filters(text="CASE1"))] == [1]
+
+
+def test_the_review_queue_follows_its_own_order_and_finds_the_next_case_to_review():
+    queue = ReviewQueue((7, 3, 9, 4))
+    assert queue.position(9) == 3 and len(queue) == 4
+    assert queue.previous(7) is None and queue.next(4) is None and queue.next(3) == 9 and queue.previous(3) == 7
+    assert queue.next_unreviewed(3, reviewed={9}) == 4
+    assert queue.next_unreviewed(4, reviewed={3}) == 7  # round to the start
+    assert queue.next_unreviewed(4, reviewed={7, 3, 9}) is None
+    assert queue.including(12).case_ids == (7, 3, 9, 4, 12) and queue.including(3) is queue
+    with pytest.raises(ValueError):
+        ReviewQueue((1, 2, 1))

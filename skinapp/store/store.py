@@ -320,6 +320,21 @@ class Store:
         return [CaseRecord(case_from_row(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
                 for r in case_rows]
 
+    def reviewed_cases(self, case_ids: Iterable[int]) -> set[int]:
+        """Which of these cases have a decision on their latest result (what the worklist calls reviewed),
+        without loading the cases themselves."""
+        ids = list(case_ids)
+        if not ids:
+            return set()
+        with self.engine.connect() as connection:
+            latest_p = select(predictions.c.case_id, func.max(predictions.c.id)).where(
+                predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
+            latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
+            latest_result = dict(connection.execute(latest_p).tuples().all())
+            decided_on = connection.execute(select(decisions.c.case_id, decisions.c.prediction_id).where(
+                decisions.c.id.in_(latest_d))).tuples().all()
+        return {case_id for case_id, prediction_id in decided_on if latest_result.get(case_id) == prediction_id}
+
     def audit_entries(self, case_id: int | None = None) -> list[AuditEntry]:
         with self.engine.connect() as connection:
             query = select(audit_log).order_by(audit_log.c.id)
