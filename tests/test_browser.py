@@ -2,6 +2,7 @@
 Playwright's Python package through `executable_path`; no browser is downloaded)."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -120,7 +121,7 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_text("Needs biopsy or excision").click()
         page.get_by_label("Note").fill("asymmetric, regression structures")
         page.get_by_role("button", name="Save decision").click()
-        page.get_by_text("Saved: Needs biopsy or excision.").wait_for()
+        page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()  # and on to the next case
         page.screenshot(path=str(screenshot), full_page=True)
 
         page.get_by_role("button", name="Sign out").click()
@@ -172,7 +173,9 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("Agree with the model").click()
         page.get_by_role("button", name="Save decision").click()
-        page.get_by_text("Saved: Agree with the model.").wait_for()
+        page.get_by_text(re.compile(r"^Saved on .*: Agree with the model\.")).wait_for()
+        page.goto(f"{url}/Case_review?case={hostile}")  # saving moved on to the next case: back to this one
+        page.get_by_text("Malignancy probability").first.wait_for()
         main = page.get_by_test_id("stMain")
         shown = main.inner_text().replace("\u2060", "")  # the invisible joiners that stop link detection
         headings = [h.replace("\u2060", "") for h in main.get_by_role("heading").all_inner_texts()]
