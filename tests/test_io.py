@@ -367,8 +367,8 @@ def test_hostile_inputs_of_issue_11_are_named_and_the_batch_goes_on(tmp_path, ca
 # --- damaged pixels, deep greys, duplicate UIDs (issue 11, finding 7) -----------------------------------------
 
 def _flip_bytes_in_coded_data(frame: bytes, count: int = 20, seed: int = 1) -> bytes:
-    """JPEG has no checksum: a flip is found only where it breaks the decoding (measured: 1 flip in about half of
-    the real files' cases, 6 flips in 93 %, 20 flips in 96 % of small images); these seeds break it."""
+    """JPEG has no checksum: a flip is found only where it breaks the decoding (bench/bench_integrity.py measures
+    how often); the seed used here breaks it, so the test is about what happens to a file the decoder flags."""
     damaged = bytearray(frame)
     coded = frame.index(b"\xff\xda") + 20  # past the scan header, inside the entropy-coded data
     for position in np.random.default_rng(seed).integers(coded, len(frame) - 4, count):
