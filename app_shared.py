@@ -83,8 +83,7 @@ def _load_predictor() -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
-    weights = skinapp.config.DEFAULT_WEIGHTS
-    return Assessor.from_weights(weights, ModelCard.load(weights))
+    return Assessor.from_weights(skinapp.config.DEFAULT_WEIGHTS, _installed_card())
 
 
 @st.cache_resource(show_spinner=False)
