@@ -128,8 +128,12 @@ def test_the_application_cannot_rewrite_the_record(db):
     store = Store.open(db.url)
     case_id = store.add_case(_case("a", 1), "importer").id
     store.record_decision(case_id, "Dr A", "agree", seen_prediction_id=None)
+    store.edit_case(case_id, "Dr A", {"age": 61})
+    store.add_measurement(case_id, "Dr A", "scale", [[0, 0], [50, 0]], 5.0)
     sqlite = db.admin_url is None
     attempts = [
+        "UPDATE case_edits SET changes = '{\"age\": 12}'", "DELETE FROM case_edits",
+        "UPDATE case_measurements SET length_mm = 1", "DELETE FROM case_measurements",
         "UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log", "UPDATE decisions SET decision = 'biopsy'",
         "DELETE FROM decisions", "DELETE FROM cases", "UPDATE cases SET name = 'other'",
         "UPDATE cases SET age = 12",  # stored metadata is never overwritten, only missing metadata filled in
@@ -152,7 +156,8 @@ def test_the_application_cannot_rewrite_the_record(db):
     for statement in attempts:
         with pytest.raises(sqlalchemy.exc.DBAPIError), store.engine.begin() as connection:
             connection.exec_driver_sql(statement)
-    assert store.verify_audit().ok and len(store.decisions(case_id)) == 1 and store.case(case_id).metadata.age == 50
+    assert store.verify_audit().ok and len(store.decisions(case_id)) == 1 and store.case(case_id).metadata.age == 61
+    assert store.case(case_id).mm_per_pixel == pytest.approx(0.1)
     assert not store.connected_as_owner
 
     if not sqlite:  # even the tables' owner cannot empty them, and the app warns when it connects as the owner

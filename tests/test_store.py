@@ -268,3 +268,104 @@ def test_reviewed_cases_matches_the_worklist_without_loading_it(db_url, tiny_wei
     store.add_prediction(ids[1], again, [], predictor.card.identity, "importer")  # analysed again after its decision
     assert store.reviewed_cases(ids) == {r.case.id for r in worklist(store) if r.reviewed} == {ids[0], ids[3]}
     assert store.reviewed_cases([]) == set()
+
+
+def test_a_metadata_correction_is_kept_beside_the_imported_values_audited_and_read_everywhere(db_url):
+    from sqlalchemy import select
+
+    from skinapp.store.schema import cases
+
+    store = Store.open(db_url)
+    case_id = store.add_case(_case("a", 1, patient="P1"), "importer").id
+    other = store.add_case(_case("b", 2, patient="P1"), "importer").id
+    edited, model_input = store.edit_case(case_id, "Dr A", {"age": 63, "patient_id": " P2 ", "lesion_id": "L7"})
+    assert model_input and edited.metadata.age == 63 and edited.patient_id == "P2" and edited.lesion_id == "L7"
+    assert set(edited.edited) == {"age", "patient_id", "lesion_id"}
+    assert store.case(case_id) == edited
+    with store.engine.connect() as connection:  # what the import said is still there
+        assert connection.execute(select(cases.c.age, cases.c.patient_id).where(cases.c.id == case_id)).one() == (50, "P1")
+    assert [r.case.id for r in store.case_records(patient_id="P2")] == [case_id]
+    assert [r.case.id for r in store.case_records(patient_id="P1")] == [other]
+    assert {r.case.id: r.case.metadata.age for r in store.case_records()} == {case_id: 63, other: 50}
+    (entry,) = [e for e in store.audit_entries(case_id) if e.action == "case metadata corrected"]
+    assert entry.actor == "Dr A" and entry.details["fields"] == ["age", "lesion_id", "patient_id"]
+
+    _, model_input = store.edit_case(case_id, "Dr B", {"lesion_id": "L8", "age": 63})  # the age did not change
+    assert not model_input and store.case(case_id).lesion_id == "L8"
+    corrections = [e.details["fields"] for e in store.audit_entries(case_id) if e.action == "case metadata corrected"]
+    assert corrections[-1] == ["lesion_id"]
+    _, model_input = store.edit_case(case_id, "Dr B", {"age": None, "site_region": "head/neck", "site_fine": "face"})
+    assert model_input and store.case(case_id).metadata == Metadata(None, "female", Site("head/neck", "face"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"age": 130}, "between 0 and 120"), ({"age": "old"}, "not a number"), ({"sex": "x"}, "male, female"),
+    ({"site_region": "torso", "site_fine": "face"}, "does not lie in the region"), ({"site_region": "moon"}, "region"),
+    ({"name": "other"}, "cannot be corrected"), ({"patient_id": "P\x00"}, "control character"),
+])
+def test_a_bad_correction_is_refused_with_the_field_and_rule_and_nothing_is_written(db_url, changes, message):
+    from skinapp.store import InvalidText
+
+    store = Store.open(db_url)
+    case_id = store.add_case(_case("a", 1), "importer").id
+    before = store.case(case_id)
+    with pytest.raises(InvalidText, match=message):
+        store.edit_case(case_id, "Dr A", changes)
+    assert store.case(case_id) == before
+
+
+def test_a_ruler_calibration_gives_the_image_a_scale_and_the_diameter_is_measured_in_mm(db_url):
+    from skinapp.store import InvalidText
+
+    store = Store.open(db_url)
+    case_id = store.add_case(_case("a", 1), "importer").id
+    assert store.case(case_id).mm_per_pixel is None
+    with pytest.raises(InvalidText, match="no scale yet"):
+        store.add_measurement(case_id, "Dr A", "diameter", [[10, 10], [60, 10]])
+    with pytest.raises(InvalidText, match="too close"):
+        store.add_measurement(case_id, "Dr A", "scale", [[10, 10], [12, 10]], 1.0)
+    with pytest.raises(InvalidText, match="outside the image"):
+        store.add_measurement(case_id, "Dr A", "scale", [[10, 10], [500, 10]], 1.0)
+    store.add_measurement(case_id, "Dr A", "scale", [[10, 80], [40, 80]], 3.0)   # 3 mm over 30 px
+    assert store.case(case_id).mm_per_pixel == pytest.approx(0.1)
+    assert store.case(case_id).scale_source == "calibrated on the ruler in the image"
+    diameter = store.add_measurement(case_id, "Dr A", "diameter", [[20, 20], [50, 60]])   # 50 px
+    assert diameter.length_mm == pytest.approx(5.0) and diameter.length_px == pytest.approx(50)
+    store.add_measurement(case_id, "Dr B", "scale", [[10, 80], [70, 80]], 3.0)   # a better calibration: 0.05 mm/px
+    assert store.case(case_id).mm_per_pixel == pytest.approx(0.05)
+    kinds = [(m.kind, m.measured_by, round(m.length_mm, 2)) for m in store.measurements(case_id)]
+    assert kinds == [("scale", "Dr A", 3.0), ("diameter", "Dr A", 5.0), ("scale", "Dr B", 3.0)]
+    assert [e.action for e in store.audit_entries(case_id)][-3:] == ["scale measured", "diameter measured", "scale measured"]
+
+
+def test_a_corrected_case_is_analysed_again_with_its_new_metadata_and_is_back_to_review(db_url, tiny_weights):
+    from skinapp.workflow.analysis import reanalyse_case
+
+    store, predictor = Store.open(db_url), Predictor.from_weights(tiny_weights)
+    result = import_and_analyse([_case_file("a", 1)], store, predictor, "importer")
+    (case_id,) = result.case_ids
+    first = store.latest_prediction(case_id)
+    store.record_decision(case_id, "Dr A", "agree", seen_prediction_id=first.id)
+    store.edit_case(case_id, "Dr A", {"age": 80, "sex": "male"})
+    second = reanalyse_case(case_id, store, predictor, "Dr A")
+    latest = store.latest_prediction(case_id)
+    assert latest.id == second != first.id and latest.metadata_used.age == 80 and latest.metadata_used.sex == "male"
+    (row,) = worklist(store)
+    assert not row.reviewed and row.earlier_decision is not None
+    # under a new model (here: recalibrated) the same image imported again is analysed with the corrected
+    # metadata, not the file's (which has none)
+    predictor.card.calibration = {"temperature": 1.5}
+    again = import_and_analyse([_case_file("a", 1)], store, predictor, "importer")
+    assert again.case_ids == [case_id] and again.analysed == 1
+    latest = store.latest_prediction(case_id)
+    assert latest.id > second and latest.metadata_used.age == 80 and latest.metadata_used.sex == "male"
+
+
+def _case_file(name: str, seed: int):
+    from PIL import Image
+
+    from skinapp.io import InputFile
+
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_lesion(seed=seed)[0]).save(buffer, "PNG")
+    return InputFile.from_bytes(f"{name}.png", buffer.getvalue())

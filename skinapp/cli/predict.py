@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from skinapp.inference.measurements import measure_lesion
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.io import Case, load_cases
@@ -20,7 +21,9 @@ from skinapp.vocab import CLASSES
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
     *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious",
-    "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm", "flag", "flag_reasons",
+    "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm",
+    "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "asymmetry_long_axis",
+    "asymmetry_short_axis", "asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag", "flag_reasons",
     "patient_id", "dermoscopic", "source", "model_version",
 ]
 
@@ -33,7 +36,8 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
     """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
     calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it, the
     90 % conformal set (`prediction_set`, e.g. "MEL|NV", the call first) and the melanoma safety net
-    (`suspicious`: 1 at or above it; both empty for a model without them)."""
+    (`suspicious`: 1 at or above it; both empty for a model without them), and the lesion measurements from the
+    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size)."""
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
         values = prediction.decision_scores
@@ -50,10 +54,25 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
+            **_measurement_columns(case, prediction, scale),
             patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
             model_version=prediction.model_version,
         )
     return row
+
+
+def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> dict[str, object]:
+    measured = measure_lesion(prediction.outline.mask, case.image, case.mm_per_pixel)
+    if measured is None:
+        return {}
+    area_mm2, diameter_mm = measured.area_mm2, measured.longest_diameter_mm
+    return dict(
+        lesion_area_px=round(measured.area_px * scale ** 2), lesion_area_mm2="" if area_mm2 is None else f"{area_mm2:.2f}",
+        longest_diameter_px=f"{measured.longest_diameter_px * scale:.1f}",
+        longest_diameter_mm="" if diameter_mm is None else f"{diameter_mm:.2f}",
+        asymmetry_long_axis=f"{measured.asymmetry[0]:.3f}", asymmetry_short_axis=f"{measured.asymmetry[1]:.3f}",
+        asymmetric_axes=measured.asymmetric_axes, border_irregularity=f"{measured.border_irregularity:.3f}",
+        colour_count=len(measured.colours), colours="|".join(measured.colours))
 
 
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",

@@ -51,3 +51,37 @@ def prediction_set_text(prediction_set: tuple[str, ...], coverage: float = 0.9) 
                 "the model's set of possible diagnoses holds this one only.")
     return (f"**The diagnosis is one of: {', '.join(names)}.** On held-out images such a set held the true diagnosis "
             f"about {coverage:.0%} of the time; the model cannot narrow it further.")
+
+
+def percent_text(probability: float) -> str:
+    """A calibrated probability as a clinician should read it: never a flat 0 % or 100 %."""
+    if probability < 0.01:
+        return "< 1 %"
+    if probability > 0.99:
+        return "> 99 %"
+    return f"{probability * 100:.0f} %"
+
+
+_PLURAL_NAMES = {
+    "MEL": "melanomas", "NV": "melanocytic nevi", "BCC": "basal cell carcinomas",
+    "AKIEC": "actinic keratoses / intraepithelial carcinomas", "BKL": "benign keratosis-like lesions",
+    "DF": "dermatofibromas", "VASC": "vascular lesions",
+}
+
+
+def class_recall_text(metrics: dict, class_name: str) -> str | None:
+    """How often the model's call finds this diagnosis, from the model card's own held-out evaluation: the
+    balanced rule's cross-fitted recall where the model uses the rule, and the external ISIC 2017 check where
+    the diagnosis occurs there. None when the card has no such figure."""
+    rule = metrics.get("decision_rule") or {}
+    held_out = (rule.get("recall_balanced_rule") if rule else None) or (metrics.get("with_metadata") or {}).get("recall")
+    if not held_out or held_out.get(class_name) is None:
+        return None
+    text = f"This model finds {held_out[class_name] * 100:.0f} % of {_PLURAL_NAMES[class_name]} in held-out HAM10000 images"
+    external = metrics.get("external") or {}
+    external_recall = (external.get("recall_balanced_rule" if rule else "recall_argmax") or {}).get(class_name)
+    if external_recall is not None:
+        count = (external.get("classes_present") or {}).get(class_name)
+        text += f" and {external_recall * 100:.0f} % in images from other clinics (ISIC 2017" + (
+            f", {count} images)" if count else ")")
+    return text + "."

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -68,14 +69,21 @@ def metadata_from(values: dict) -> Metadata:
     return Metadata(values.get("age"), values.get("sex"), Site(values.get("site_region"), values.get("site_fine")))
 
 
-def case_from_row(row) -> StoredCase:
+def case_from_row(row, edits: Sequence[dict] = (), ruler_mm_per_pixel: float | None = None) -> StoredCase:
+    """edits: a reviewer's corrections in the order they were made, each {column: value}; the latest wins."""
     spacing = row["pixel_spacing_mm"]
+    row = dict(row)
+    edited: dict[str, None] = {}
+    for changes in edits:
+        row.update(changes)
+        edited.update(dict.fromkeys(changes))
     return StoredCase(
         id=row["id"], name=row["name"], source=row["source"], frame=row["frame"], patient_id=row["patient_id"],
         lesion_id=row["lesion_id"], study_date=row["study_date"], metadata=metadata_from(row),
         is_dermoscopic=row["is_dermoscopic"], original_size=(row["original_width"] or 0, row["original_height"] or 0),
         pixel_spacing_mm=tuple(spacing) if spacing else None, acquisition=Acquisition(**(row["acquisition"] or {})),
         notes=list(row["notes"] or []), imported_at=as_utc(row["imported_at"]), imported_by=row["imported_by"],
+        edited=tuple(edited), ruler_mm_per_pixel=ruler_mm_per_pixel,
     )
 
 

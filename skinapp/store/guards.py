@@ -1,8 +1,9 @@
 """What the database itself refuses, so that the record holds whoever writes to it.
 
-- Predictions, decisions and audit entries are append-only: no UPDATE, DELETE, TRUNCATE, and no INSERT that
-  would replace an existing row (SQLite's `INSERT OR REPLACE`, an UPSERT).
-- A case is never deleted or replaced and only gains metadata it lacked; a user account is never deleted.
+- Predictions, decisions, audit entries, metadata corrections and measurements are append-only: no UPDATE,
+  DELETE, TRUNCATE, and no INSERT that would replace an existing row (SQLite's `INSERT OR REPLACE`, an UPSERT).
+- A case is never deleted or replaced and only gains metadata it lacked (a reviewer's correction is a new row
+  in `case_edits`, the imported value stays); a user account is never deleted.
 - SQLite: the application's own connections also run under an authorizer that refuses DROP, ALTER, new
   triggers, ATTACH and `PRAGMA writable_schema`, so not even SQL run through the app can remove the triggers.
 - PostgreSQL: the tables belong to an owner role; the application connects as a role that may only read,
@@ -20,7 +21,9 @@ from sqlalchemy import JSON
 from skinapp.store.schema import APPEND_ONLY, FILLABLE_CASE_COLUMNS, USER_UPDATABLE_COLUMNS, cases, users
 
 _MESSAGES = {"audit_log": "the audit log is append-only", "decisions": "decisions are append-only",
-             "predictions": "predictions are append-only", "cases": "a stored case is never removed or replaced",
+             "predictions": "predictions are append-only",
+             "case_edits": "metadata corrections are append-only", "case_measurements": "measurements are append-only",
+             "cases": "a stored case is never removed or replaced",
              "users": "a user account is never removed (disable it instead)"}
 _IMMUTABLE_CASE = [c.name for c in cases.c if c.name not in FILLABLE_CASE_COLUMNS]
 _IMMUTABLE_USER = [c.name for c in users.c if c.name not in USER_UPDATABLE_COLUMNS]

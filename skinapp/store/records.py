@@ -49,6 +49,43 @@ class StoredCase:
     notes: list[str]
     imported_at: dt.datetime
     imported_by: str
+    edited: tuple[str, ...] = ()                 # metadata a reviewer corrected after import (`Store.edit_case`)
+    ruler_mm_per_pixel: float | None = None      # the latest ruler calibration on the stored image, if any
+
+    @property
+    def mm_per_pixel(self) -> float | None:
+        """A pixel's size on the stored image: a reviewer's ruler calibration first, else the DICOM pixel spacing."""
+        if self.ruler_mm_per_pixel is not None:
+            return self.ruler_mm_per_pixel
+        return None if self.pixel_spacing_mm is None else float(np.mean(self.pixel_spacing_mm))
+
+    @property
+    def scale_source(self) -> str | None:
+        if self.ruler_mm_per_pixel is not None:
+            return "calibrated on the ruler in the image"
+        return "pixel spacing in the DICOM file" if self.pixel_spacing_mm is not None else None
+
+
+SCALE, DIAMETER = "scale", "diameter"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A length a reviewer measured on the stored image: a known length on the ruler (SCALE) or the lesion's
+    longest diameter (DIAMETER, in mm by the scale in force when it was measured)."""
+
+    id: int
+    case_id: int
+    at: dt.datetime
+    measured_by: str
+    kind: str
+    points: tuple[tuple[float, float], tuple[float, float]]
+    length_mm: float
+
+    @property
+    def length_px(self) -> float:
+        (x0, y0), (x1, y1) = self.points
+        return float(np.hypot(x1 - x0, y1 - y0))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,26 @@ decisions = Table(
     Column("predicted_class", String(8)),                            # …and its call
 )
 
+case_edits = Table(  # a reviewer's corrections of a case's metadata; the imported values stay in `cases`
+    "case_edits", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("editor", String(128), nullable=False),
+    Column("changes", JSON, nullable=False),    # {column: new value or null}, columns of EDITABLE_CASE_COLUMNS
+)
+
+case_measurements = Table(  # lengths a reviewer measured on the stored image
+    "case_measurements", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("measured_by", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),   # "scale": a known length on the ruler; "diameter": the lesion's
+    Column("points", JSON, nullable=False),       # [[x, y], [x, y]] in the stored image's pixels
+    Column("length_mm", Float, nullable=False),   # scale: as the reviewer gave it; diameter: by the scale then in force
+)
+
 audit_log = Table(
     "audit_log", metadata,
     Column("id", Integer, primary_key=True),
@@ -112,7 +132,8 @@ sessions = Table(  # signed-in browser sessions; the browser holds the token, th
     Column("ended_at", DateTime(timezone=True)),
 )
 
-APPEND_ONLY = ("audit_log", "decisions", "predictions")
+APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
+EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine")
 USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")
 

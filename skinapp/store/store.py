@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import math
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,21 +35,24 @@ from skinapp.store.codec import (
     set_mask,
     thumbnail_jpeg,
 )
+from skinapp.store.edits import changes_model_input, checked_case_changes, checked_points, checked_ruler_length
 from skinapp.store.guards import sqlite_authorizer
-from skinapp.store.limits import checked, checked_notes
+from skinapp.store.limits import InvalidText, checked, checked_notes
 from skinapp.store.records import (
     DECISIONS,
+    SCALE,
     AddedCase,
     AuditCheck,
     AuditEntry,
     CaseRecord,
     Decision,
     DecisionConflict,
+    Measurement,
     PredictionChanged,
     StoredCase,
     StoredPrediction,
 )
-from skinapp.store.schema import audit_log, cases, decisions, predictions
+from skinapp.store.schema import audit_log, case_edits, case_measurements, cases, decisions, predictions
 from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, insert_audit_entry, missing_parts
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES
@@ -253,6 +258,56 @@ class Store:
             assert recorded is not None  # just inserted, in this transaction
             return recorded
 
+    def edit_case(self, case_id: int, editor: str, changes: dict[str, object]) -> tuple[StoredCase, bool]:
+        """Correct a case's metadata (patient, lesion, age, sex, site). The imported values stay in the record and
+        the correction is a new row, audited. Returns the case as it now reads and whether what the model reads
+        changed (then the case should be analysed again). Values equal to the current ones are not recorded."""
+        editor = self._actor(editor)
+        wanted = checked_case_changes(changes)
+        with self.write_transaction() as connection:
+            current = self._case(connection, case_id)
+            if current is None:
+                raise InvalidText(f"there is no case {case_id}")
+            now = {"patient_id": current.patient_id, "lesion_id": current.lesion_id,
+                   **metadata_columns(current.metadata)}
+            changed = {k: v for k, v in wanted.items() if now[k] != v}
+            if changed:
+                connection.execute(insert(case_edits).values(case_id=case_id, at=_now(), editor=editor, changes=changed))
+                self.append_audit(connection, editor, "case metadata corrected", case_id, fields=sorted(changed))
+            edited = self._case(connection, case_id)
+        assert edited is not None
+        return edited, changes_model_input(changed)
+
+    def add_measurement(self, case_id: int, measured_by: str, kind: str, points: object,
+                        length_mm: float | None = None) -> Measurement:
+        """kind SCALE: two points on the image's ruler `length_mm` apart, which calibrates the image; kind
+        DIAMETER: the lesion's longest diameter, in mm by the scale in force (the file's or a calibration)."""
+        measured_by = self._actor(measured_by)
+        ruler_mm = checked_ruler_length(kind, length_mm)
+        with self.write_transaction() as connection:
+            case = self._case(connection, case_id)
+            if case is None:
+                raise InvalidText(f"there is no case {case_id}")
+            size = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
+            width, height = Image.open(io.BytesIO(size)).size
+            kept = checked_points(points, (width, height))
+            if ruler_mm is None:
+                if case.mm_per_pixel is None:
+                    raise InvalidText("the image has no scale yet: click two marks on the ruler a known distance apart first")
+                ruler_mm = math.dist(*kept) * case.mm_per_pixel
+            measurement_id = _new_id(connection.execute(insert(case_measurements).values(
+                case_id=case_id, at=_now(), measured_by=measured_by, kind=kind, points=kept, length_mm=ruler_mm)))
+            self.append_audit(connection, measured_by, f"{kind} measured", case_id, measurement_id=measurement_id,
+                              length_mm=round(ruler_mm, 3))
+            row = connection.execute(select(case_measurements).where(case_measurements.c.id == measurement_id)).mappings().one()
+        return _measurement(row)
+
+    def measurements(self, case_id: int) -> list[Measurement]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(case_measurements).where(case_measurements.c.case_id == case_id)
+                                      .order_by(case_measurements.c.id)).mappings()
+            return [_measurement(r) for r in rows]
+
     @staticmethod
     def _actor(name: str) -> str:
         name = (checked("reviewer", name) or "").strip()
@@ -281,10 +336,31 @@ class Store:
             rows = connection.execute(select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id))
             return [decision_from_row(r) for r in rows.mappings()]
 
+    @staticmethod
+    def _corrections(connection: Connection, ids: list[int]) -> tuple[dict[int, list[dict]], dict[int, float]]:
+        """Per case: the metadata corrections in order, and the pixel size of its latest ruler calibration."""
+        edits: dict[int, list[dict]] = defaultdict(list)
+        for case_id, changes in connection.execute(select(case_edits.c.case_id, case_edits.c.changes)
+                                                   .where(case_edits.c.case_id.in_(ids)).order_by(case_edits.c.id)):
+            edits[case_id].append(changes)
+        latest = (select(func.max(case_measurements.c.id)).where(case_measurements.c.case_id.in_(ids),
+                                                                  case_measurements.c.kind == SCALE)
+                  .group_by(case_measurements.c.case_id))
+        scales = {r["case_id"]: r["length_mm"] / math.dist(*r["points"]) for r in connection.execute(
+            select(case_measurements).where(case_measurements.c.id.in_(latest))).mappings()}
+        return edits, scales
+
+    def _case(self, connection: Connection, case_id: int) -> StoredCase | None:
+        row = connection.execute(select(*_CASE_COLUMNS).where(cases.c.id == case_id)).mappings().first()
+        if row is None:
+            return None
+        edits, scales = self._corrections(connection, [case_id])
+        return case_from_row(row, edits.get(case_id, ()), scales.get(case_id))
+
     def case(self, case_id: int) -> StoredCase | None:
+        """The case as it now reads: its imported values with a reviewer's corrections on top."""
         with self.engine.connect() as connection:
-            row = connection.execute(select(*_CASE_COLUMNS).where(cases.c.id == case_id)).mappings().first()
-            return case_from_row(row) if row else None
+            return self._case(connection, case_id)
 
     def case_image(self, case_id: int) -> np.ndarray:
         with self.engine.connect() as connection:
@@ -304,12 +380,17 @@ class Store:
             return prediction_from_row(row) if row else None
 
     def case_records(self, patient_id: str | None = None) -> list[CaseRecord]:
-        """Every case (or one patient's) with its latest prediction and decision, in import order."""
+        """Every case (or one patient's, as corrected) with its latest prediction and decision, in import order."""
         with self.engine.connect() as connection:
             query = select(*_CASE_COLUMNS, cases.c.thumbnail_jpeg)
-            if patient_id is not None:
-                query = query.where(cases.c.patient_id == patient_id)
+            if patient_id is not None:  # imported with this patient id, or corrected to or from it
+                corrected = select(case_edits.c.case_id)
+                query = query.where((cases.c.patient_id == patient_id) | cases.c.id.in_(corrected))
             case_rows = list(connection.execute(query.order_by(cases.c.id)).mappings())
+            edits, scales = self._corrections(connection, [r["id"] for r in case_rows])
+            stored = {r["id"]: case_from_row(r, edits.get(r["id"], ()), scales.get(r["id"])) for r in case_rows}
+            if patient_id is not None:
+                case_rows = [r for r in case_rows if stored[r["id"]].patient_id == patient_id]
             ids = [r["id"] for r in case_rows]
             latest_p = select(func.max(predictions.c.id)).where(predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
             latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
@@ -317,7 +398,7 @@ class Store:
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
             by_case_p = {r["case_id"]: prediction_from_row(r) for r in prediction_rows}
             by_case_d = {r["case_id"]: decision_from_row(r) for r in decision_rows}
-        return [CaseRecord(case_from_row(r), by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
+        return [CaseRecord(stored[r["id"]], by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
                 for r in case_rows]
 
     def reviewed_cases(self, case_ids: Iterable[int]) -> set[int]:
@@ -370,6 +451,12 @@ class Store:
                 problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
         return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems))
+
+
+def _measurement(row) -> Measurement:
+    (x0, y0), (x1, y1) = row["points"]
+    return Measurement(row["id"], row["case_id"], as_utc(row["at"]), row["measured_by"], row["kind"],
+                       ((x0, y0), (x1, y1)), row["length_mm"])
 
 
 _CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "content_key")]

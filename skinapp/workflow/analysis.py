@@ -65,6 +65,10 @@ def import_and_analyse(
         result.new_cases += added.new
         filled += bool(added.filled)
         if added.model_input_changed or store.latest_weights(added.id) != predictor.card.identity:
+            if not added.new:  # a case already known is analysed as it now reads, a reviewer's corrections included
+                known = store.case(added.id)
+                if known is not None:
+                    case.metadata = known.metadata
             waiting.append((added.id, case))
         if len(waiting) >= chunk:
             _analyse_chunk(waiting, store, predictor, assessor, actor, result)
@@ -76,6 +80,20 @@ def import_and_analyse(
                             f"were stored with was kept, and {filled} gained metadata they lacked")
     tell(1.0, "Done")
     return result
+
+
+def reanalyse_case(case_id: int, store: Store, predictor: Predictor, actor: str,
+                   assessor: Assessor | None = None) -> int:
+    """Analyse a stored case again as it now reads (after a metadata correction); returns the new result's id.
+    A decision made on the earlier result stays beside it, and the case is back to review."""
+    case = store.case(case_id)
+    if case is None:
+        raise ValueError(f"there is no case {case_id}")
+    image = store.case_image(case_id)
+    assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
+    prediction = predictor.predict([image], [case.metadata])[0]
+    flags = assessor.assess(prediction, image, case.is_dermoscopic)
+    return store.add_prediction(case_id, prediction, flags, predictor.card.identity, actor)
 
 
 def _refuse(report: ImportReport, case: Case, reason: str) -> None:
