@@ -297,7 +297,7 @@ def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, ship
     assert any("calibrated" in c.value for c in app.caption)
     app.button(key="next_case").click().run()
     assert app.session_state["case_id"] != first
-    app.radio(key="overlay_kind").set_value("Grad-CAM").run()
+    app.radio(key="overlay_kind").set_value("What drove the diagnosis").run()
     app.selectbox(key="gradcam_class").set_value("BCC").run()
     assert not app.exception and not any("Something went wrong" in e.value for e in app.error)
     app.slider(key="overlay_opacity").set_value(0.8).run()

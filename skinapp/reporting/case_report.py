@@ -1,84 +1,88 @@
-"""One case as a self-contained HTML page (images inline); every user or file string is escaped."""
+"""Case reports a clinic can keep: a small self-contained HTML page and a PDF, for one case or for every case of
+a patient. Both draw the same `CaseReport` content; every user or file string is escaped."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
-from skinapp.reporting.overlay import OVERLAYS, as_prediction, overlay
-from skinapp.reporting.text import decision_rule_text
+from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report, file_stem
 from skinapp.store import Decision, StoredCase, StoredPrediction
-from skinapp.vocab import CLASS_NAMES, CLASSES
-from skinapp.workflow.worklist import site_label
+
+__all__ = ["case_report_html", "case_reports_html", "case_reports_pdf", "file_stem", "report_jpeg"]
+REPORT_IMAGE_SIDE = 640   # pictures in reports: enough to see the lesion, small enough to mail
 
 
-def _png_data_url(image: np.ndarray) -> str:
+def report_jpeg(image: np.ndarray, side: int = REPORT_IMAGE_SIDE, quality: int = 85) -> bytes:
+    picture = Image.fromarray(image)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    picture.save(buffer, "JPEG", quality=quality, optimize=True)
+    return buffer.getvalue()
 
 
-def case_report_html(case: StoredCase, image: np.ndarray, stored: StoredPrediction | None,
-                     history: list[Decision], generated_by: str) -> str:
-    """A self-contained HTML page (images inline) for one case. Every user or file string is escaped."""
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
     e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>skinapp case report — {e(case.name)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}img{max-width:32%;margin:0.3%}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}</style>",
-        "</head><body>",
-        f"<h1>Case {e(case.name)}</h1>",
-        "<p><b>Decision support only.</b> The model's output is not a diagnosis.</p>",
-        "<table>",
-        f"<tr><th>Patient</th><td>{e(case.patient_id or 'not given')}</td></tr>",
-        f"<tr><th>Site</th><td>{e(site_label(case))}</td></tr>",
-        f"<tr><th>Age / sex</th><td>{e(str(case.metadata.age or 'unknown'))} / {e(case.metadata.sex or 'unknown')}</td></tr>",
-        f"<tr><th>Source</th><td>{e(case.source)}</td></tr>",
-        "</table>",
-    ]
-    if stored is not None:
-        prediction = as_prediction(stored, image.shape)
-        pictures = [image, overlay(image, prediction, OVERLAYS[1]), overlay(image, prediction, OVERLAYS[2])]
-        if stored.gradcam_grid is not None:
-            pictures.append(overlay(image, prediction, OVERLAYS[4]))
-        parts.append("<h2>Model output</h2><div>" + "".join(
-            f"<img alt='{e(alt)}' src='{_png_data_url(p)}'>" for alt, p in zip(
-                ("image", "lesion outline", "attention", "Grad-CAM"), pictures, strict=False)) + "</div>")
-        parts.append(f"<p>Model {e(stored.model_version)} (model id {e(stored.weights_sha256[:12])}), "
-                     f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.</p>")
-        top = stored.predicted_class
-        parts.append(f"<p>Top diagnosis: <b>{e(CLASS_NAMES[top])} ({top})</b>, "
-                     f"{stored.probabilities[CLASSES.index(top)]:.0%}.</p>")
-        if stored.follows_decision_rule:
-            parts.append(f"<p>{e(decision_rule_text(top, stored.most_probable_class, float(stored.probabilities.max())))}</p>")
-        if stored.prediction_set:
-            parts.append("<p>Diagnoses the model cannot exclude (a set that held the true diagnosis about 90 % of the "
-                         "time on held-out images): " + ", ".join(f"{e(CLASS_NAMES[c])} ({c})" for c in stored.prediction_set)
-                         + ".</p>")
-        parts.append(f"<p>Malignancy probability {stored.malignancy:.0%} (± {stored.malignancy_spread:.0%} across views).</p>")
-        parts.append("<table><tr><th>Diagnosis</th><th>Probability</th></tr>" + "".join(
-            f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{p:.1%}</td></tr>"
-            for c, p in prediction.class_probabilities().items()) + "</table>")
-        if stored.flags:
-            reasons = "".join(f"<li>{e(f.reason)}</li>" for f in stored.flags)
-            parts.append(f"<h2>Why to check this case</h2><ul>{reasons}</ul>")
-    else:
+    head = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _case_html(report: CaseReport) -> str:
+    e = html.escape
+    parts = [f"<section><h1>Case {e(report.case_name)}</h1>", f"<p><b>{e(DISCLAIMER)}</b></p>",
+             _table([(k, v) for k, v in report.facts])]
+    if report.call is None:
         parts.append("<p>The model did not analyse this image.</p>")
+    else:
+        parts += [f"<h2>Model result</h2><p>Top diagnosis: <b>{e(report.call)}</b></p>",
+                  *(f"<p>{e(note)}</p>" for note in report.call_notes),
+                  _table(report.probabilities, ("Diagnosis", "Probability")), f"<p>{e(report.model or '')}</p>"]
+        if report.flags:
+            parts.append("<h2>Why to check this case</h2><ul>" + "".join(f"<li>{e(f)}</li>" for f in report.flags) + "</ul>")
+    if report.measurements:
+        parts.append("<h2>Measurements</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in report.measurements) + "</ul>")
+    parts.append("<h2>Images</h2><div class='pictures'>" + "".join(
+        f"<figure><img alt='{e(p.title)}' src='data:image/jpeg;base64,{base64.b64encode(report_jpeg(p.image)).decode()}'>"
+        f"<figcaption><b>{e(p.title)}</b>. {e(p.legend)}</figcaption></figure>" for p in report.pictures) + "</div>")
     parts.append("<h2>Decisions</h2>")
-    if history:
-        latest = history[-1]
-        if not latest.made_on(stored):
-            parts.append(f"<p><strong>The latest decision was made on an earlier result ({e(latest.made_on_text)}); the "
-                         "case was analysed again since and awaits review of the result above.</strong></p>")
-        parts.append("<table><tr><th>When (UTC)</th><th>Reviewer</th><th>Decision</th><th>Made on</th><th>Note</th></tr>"
-                     + "".join(f"<tr><td>{d.created_at:%Y-%m-%d %H:%M}</td><td>{e(d.reviewer)}</td><td>{e(d.label)}</td>"
-                               f"<td>{e(d.made_on_text)}</td><td>{e(d.note)}</td></tr>" for d in history) + "</table>")
+    if report.decision_warning:
+        parts.append(f"<p><strong>{e(report.decision_warning)}</strong></p>")
+    if report.decisions:
+        parts.append(_table([(d.when, d.reviewer, d.decision, d.made_on, d.note) for d in report.decisions],
+                            ("When", "Reviewer", "Decision", "Made on", "Note")))
     else:
         parts.append("<p>No decision recorded yet.</p>")
-    parts.append(f"<p><small>Report generated by {e(generated_by)}.</small></p></body></html>")
-    return "\n".join(parts)
+    return "\n".join(parts) + "</section>"
+
+
+def case_reports_html(reports: Sequence[CaseReport], title: str) -> str:
+    e = html.escape
+    first = reports[0]
+    return "\n".join([
+        "<!doctype html><html><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}.pictures{display:flex;flex-wrap:wrap;gap:1em}"
+        "figure{width:18em;margin:0}figure img{width:100%}figcaption{font-size:0.85em}"
+        "section{page-break-after:always}</style></head><body>",
+        *(_case_html(r) for r in reports),
+        f"<p><small>Report made {first.generated_at:%Y-%m-%d %H:%M} UTC by {e(first.generated_by)} with skinapp.</small></p>",
+        "</body></html>"])
+
+
+def case_report_html(case: StoredCase, image: np.ndarray, stored: StoredPrediction | None, history: list[Decision],
+                     generated_by: str, **content) -> str:
+    """One case as a small self-contained HTML page (JPEG pictures inline, each labelled)."""
+    report = case_report(case, image, stored, history, generated_by, **content)
+    return case_reports_html([report], f"skinapp case report — {case.name} — {report.date}")
+
+
+def case_reports_pdf(reports: Sequence[CaseReport], title: str) -> bytes:
+    from skinapp.reporting.pdf import reports_pdf  # reportlab only when a PDF is asked for
+
+    return reports_pdf(reports, title)

@@ -9,7 +9,19 @@ from skinapp.inference.outline import lesion_outline
 from skinapp.inference.prediction import Prediction
 from skinapp.store import StoredPrediction
 
-OVERLAYS = ("Image only", "Lesion outline and box", "Attention (σ(M))", "Refined mask (σ(M)·C)", "Grad-CAM")
+OVERLAYS = ("Image only", "Lesion outline", "Where the model looked", "Where it found the diagnosis",
+            "What drove the diagnosis")
+# What each layer means, in plain words first and the method's name after, for legends and captions.
+LAYER_LEGENDS = {
+    OVERLAYS[0]: "The image as stored.",
+    OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it (Otsu threshold and opening of its attention "
+                 "map). Yellow box: the outline's extent.",
+    OVERLAYS[2]: "Red and yellow: where the model looked hardest; blue: what it ignored (its attention map, σ(M)).",
+    OVERLAYS[3]: "Red and yellow: where the evidence for the top diagnosis lies; blue: little evidence (the refined "
+                 "mask, σ(M)·C).",
+    OVERLAYS[4]: "Red and yellow: the parts of the image that pushed the model towards the chosen diagnosis most "
+                 "(Grad-CAM).",
+}
 
 
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:

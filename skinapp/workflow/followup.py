@@ -1,0 +1,124 @@
+"""The same lesion over time: images grouped by patient and lesion id (or, without a lesion id, by patient and
+anatomic site), in date order, and the change between two of them in area, diameter and malignancy.
+
+Sizes are compared in millimetres only: two photographs are rarely taken at the same magnification, so a
+change in pixels says nothing about the lesion. Pure functions over stored records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinapp.inference.measurements import LesionMeasurements, measure_lesion
+from skinapp.reporting.overlay import as_prediction
+from skinapp.reporting.text import percent_text
+from skinapp.store import CaseRecord, StoredCase, StoredPrediction
+from skinapp.store.records import DIAMETER, Measurement
+
+
+@dataclass(frozen=True, order=True)
+class LesionKey:
+    patient_id: str
+    lesion: str
+    by_site: bool = False   # grouped by anatomic site because the files give no lesion id: may mix lesions
+
+    @property
+    def label(self) -> str:
+        who = f"patient {self.patient_id}, " if self.patient_id else ""
+        if self.by_site:
+            return f"{who}lesions on the {self.lesion} (grouped by site: there is no lesion id)"
+        return f"{who}lesion {self.lesion}"
+
+
+def lesion_key(case: StoredCase) -> LesionKey | None:
+    if case.lesion_id:
+        return LesionKey(case.patient_id or "", case.lesion_id)
+    site = case.metadata.site
+    if case.patient_id and site.region is not None:
+        return LesionKey(case.patient_id, site.label, by_site=True)
+    return None
+
+
+def _when(record: CaseRecord) -> tuple[str, int]:
+    return record.case.study_date or f"{record.case.imported_at:%Y-%m-%d}", record.case.id
+
+
+def lesion_series(records: Iterable[CaseRecord]) -> dict[LesionKey, list[CaseRecord]]:
+    """Every lesion with two or more images, each series in date order (study date, else import date)."""
+    groups: dict[LesionKey, list[CaseRecord]] = {}
+    for record in records:
+        key = lesion_key(record.case)
+        if key is not None:
+            groups.setdefault(key, []).append(record)
+    return {key: sorted(group, key=_when) for key, group in sorted(groups.items()) if len(group) > 1}
+
+
+def case_date(record: CaseRecord) -> str:
+    return _when(record)[0]
+
+
+def outline_measurements(case: StoredCase, image: np.ndarray, prediction: StoredPrediction | None) -> LesionMeasurements | None:
+    """The measurements of the model's outline on the stored image, in mm where the image has a scale."""
+    if prediction is None:
+        return None
+    outline = as_prediction(prediction, image.shape).outline
+    return measure_lesion(outline.mask, image, case.mm_per_pixel)
+
+
+@dataclass(frozen=True)
+class LesionState:
+    """What is known about the lesion on one date."""
+
+    date: str
+    area_mm2: float | None
+    diameter_mm: float | None
+    diameter_source: str | None        # "measured by <reviewer>" or "from the model's outline"
+    malignancy: float | None
+
+    @classmethod
+    def of(cls, record: CaseRecord, measured: LesionMeasurements | None, lengths: Iterable[Measurement] = ()) -> LesionState:
+        by_hand = [m for m in lengths if m.kind == DIAMETER]
+        if by_hand:
+            diameter, source = by_hand[-1].length_mm, f"measured by {by_hand[-1].measured_by}"
+        elif measured is not None and measured.longest_diameter_mm is not None:
+            diameter, source = measured.longest_diameter_mm, "from the model's outline"
+        else:
+            diameter, source = None, None
+        return cls(case_date(record), measured.area_mm2 if measured else None, diameter, source,
+                   record.prediction.malignancy if record.prediction is not None else None)
+
+
+@dataclass(frozen=True)
+class LesionChange:
+    earlier: LesionState
+    later: LesionState
+
+    @property
+    def days(self) -> int | None:
+        try:
+            return int((np.datetime64(self.later.date) - np.datetime64(self.earlier.date)).astype(int))
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _change(before: float | None, after: float | None, unit: str, name: str) -> str:
+        if before is None or after is None:
+            return f"{name}: cannot be compared (an image without a scale; calibrate it on its ruler)"
+        relative = f" ({(after - before) / before:+.0%})" if before > 0 else ""
+        return f"{name}: {before:.1f} → {after:.1f} {unit}{relative}"
+
+    def describe(self) -> list[str]:
+        days = self.days
+        span = f"{self.earlier.date} → {self.later.date}" + (f" ({days} days)" if days is not None else "")
+        lines = [span, self._change(self.earlier.area_mm2, self.later.area_mm2, "mm²", "Area"),
+                 self._change(self.earlier.diameter_mm, self.later.diameter_mm, "mm", "Longest diameter")]
+        before, after = self.earlier.malignancy, self.later.malignancy
+        if before is None or after is None:
+            lines.append("Malignancy probability: one of the images has no model result")
+        else:
+            lines.append(f"Malignancy probability: {percent_text(before)} → {percent_text(after)} "
+                         f"({(after - before) * 100:+.0f} percentage points)")
+        return lines

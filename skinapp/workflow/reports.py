@@ -1,0 +1,52 @@
+"""Reports on stored cases, for one case or every case of a patient, as PDF or HTML, named with the case id (or
+patient id) and the date. Reads the store; the export is audited by the caller's `Store.log_export`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from skinapp.model.checkpoint import ModelCard
+from skinapp.reporting.case_content import CaseReport, case_report, file_stem
+from skinapp.reporting.case_report import case_reports_html, case_reports_pdf
+from skinapp.store import Store
+
+FORMATS = {"pdf": "application/pdf", "html": "text/html"}
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    name: str
+    mime: str
+    data: bytes
+
+
+def _reports(store: Store, case_ids: Sequence[int], generated_by: str, installed: ModelCard | None,
+             now: dt.datetime) -> list[CaseReport]:
+    reports = []
+    for case_id in case_ids:
+        case, stored = store.case(case_id), store.latest_prediction(case_id)
+        if case is None:
+            continue
+        # The recall quoted next to the call belongs to the model that made it: known only for the installed one.
+        metrics = installed.metrics if installed is not None and stored is not None and \
+            stored.weights_sha256 == installed.identity else None
+        reports.append(case_report(case, store.case_image(case_id), stored, store.decisions(case_id), generated_by,
+                                   lengths=store.measurements(case_id), card_metrics=metrics, now=now))
+    return reports
+
+
+def report_file(store: Store, case_ids: Sequence[int], generated_by: str, kind: str = "pdf",
+                installed: ModelCard | None = None, patient_id: str | None = None) -> ReportFile:
+    """One case (`case_ids` of one) or a patient's cases (`patient_id` names the file) in one file."""
+    now = dt.datetime.now(dt.UTC)
+    reports = _reports(store, case_ids, generated_by, installed, now)
+    if not reports:
+        raise ValueError("none of these cases is in the store")
+    subject = f"patient_{patient_id}" if patient_id is not None else reports[0].case_name
+    stem = file_stem(subject, f"{now:%Y-%m-%d}")
+    title = (f"skinapp report — patient {patient_id} — {len(reports)} case(s)" if patient_id is not None
+             else f"skinapp case report — {reports[0].case_name}") + f" — {now:%Y-%m-%d}"
+    data = case_reports_pdf(reports, title) if kind == "pdf" else case_reports_html(reports, title).encode()
+    return ReportFile(f"{stem}.{kind}", FORMATS[kind], data)
