@@ -25,11 +25,13 @@ from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger("skinapp.app")
 REVIEW_PAGE = "pages/2_Case_review.py"
+LESION_PAGE = "pages/6_Lesion_over_time.py"
 PAGES = (  # the sidebar's own navigation (Streamlit's is off in .streamlit/config.toml: it would call the home "app")
     ("app.py", "Worklist", ":material/list:"),
     ("pages/1_Import.py", "Import", ":material/upload:"),
     (REVIEW_PAGE, "Case review", ":material/visibility:"),
     ("pages/3_Patient_context.py", "Patient context", ":material/group:"),
+    (LESION_PAGE, "Lesion over time", ":material/compare:"),
     ("pages/4_Model_card.py", "Model card", ":material/info:"),
     ("pages/5_Administration.py", "Administration", ":material/admin_panel_settings:"),
 )

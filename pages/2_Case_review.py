@@ -1,20 +1,46 @@
 """Case review: the image with switchable overlays, the model's answer with its uncertainty and flags, the
 metadata it used, and the reviewer's decision (saved at once, never silently over a colleague's)."""
 
-import pandas as pd
-import plotly.graph_objects as go
-import streamlit as st
+import datetime as dt
 
-from app_shared import get_assessor, get_predictor, get_store, installed_card, open_case, reviewer, run_guarded
-from skinapp.reporting.case_report import case_report_html
-from skinapp.reporting.overlay import OVERLAYS, as_prediction, overlay
-from skinapp.reporting.text import decision_rule_text, older_model_text, plain_markdown, prediction_set_text
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from app_shared import (
+    LESION_PAGE,
+    get_assessor,
+    get_predictor,
+    get_store,
+    installed_card,
+    open_case,
+    reviewer,
+    run_guarded,
+)
+from skinapp.inference.measurements import LesionMeasurements, measure_lesion
+from skinapp.reporting.case_content import file_stem
+from skinapp.reporting.charts import CHART_CONFIG, probability_chart
+from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, as_prediction, overlay
+from skinapp.reporting.text import (
+    class_recall_text,
+    decision_rule_text,
+    older_model_text,
+    percent_text,
+    plain_markdown,
+    prediction_set_text,
+)
+from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
 from skinapp.store import DECISIONS, DecisionConflict, InvalidText, PredictionChanged
 from skinapp.store.limits import LIMITS
+from skinapp.store.records import DIAMETER, SCALE
 from skinapp.trust.assessment import training_image_path
 from skinapp.trust.flags import SUSPICIOUS
-from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.vocab import CLASS_NAMES, CLASSES, FINE_SITES, REGION_OF_SITE, REGIONS, SEXES
+from skinapp.workflow.analysis import reanalyse_case
+from skinapp.workflow.followup import series_of_case
 from skinapp.workflow.queue import ReviewQueue
+from skinapp.workflow.reports import report_file
 from skinapp.workflow.worklist import worklist
 
 
@@ -25,6 +51,31 @@ def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> object:
         return None  # the model that made this prediction is not the one loaded: do not mix them
     case = store.case(case_id)
     return predictor.explain_class(store.case_image(case_id), class_name, case.metadata)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _case_image(case_id: int) -> np.ndarray:
+    return get_store().case_image(case_id)  # a stored image never changes: safe to keep
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _outline(case_id: int, prediction_id: int, mm_per_pixel: float | None) -> tuple[list, LesionMeasurements | None]:
+    stored = get_store().latest_prediction(case_id)
+    if stored is None or stored.id != prediction_id:
+        return [], None
+    image = _case_image(case_id)
+    outline = as_prediction(stored, image.shape).outline
+    return outline.contour.tolist(), measure_lesion(outline.mask, image, mm_per_pixel)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _picture_url(case_id: int, prediction_id: int, kind: str, opacity: float, cam_class: str | None) -> str:
+    """The image with a heat-map overlay drawn in, as a JPEG data URL (outlines are drawn by the viewer)."""
+    image, stored = _case_image(case_id), get_store().latest_prediction(case_id)
+    if stored is None or stored.id != prediction_id or kind in (OVERLAYS[0], OVERLAYS[1]):
+        return jpeg_data_url(image)
+    cam = _gradcam_for(case_id, cam_class, stored.weights_sha256) if cam_class else None
+    return jpeg_data_url(overlay(image, as_prediction(stored, image.shape), kind, opacity, cam))
 
 
 def _review_queue(store) -> ReviewQueue:
@@ -88,15 +139,6 @@ def _navigation(queue: ReviewQueue, case_id: int) -> None:
             st.rerun()
 
 
-def _probability_chart(probabilities: dict[str, float]) -> go.Figure:
-    names = [f"{CLASS_NAMES[c]} ({c})" for c in probabilities]
-    figure = go.Figure(go.Bar(x=list(probabilities.values()), y=names, orientation="h",
-                              text=[f"{p:.0%}" for p in probabilities.values()], textposition="auto"))
-    figure.update_layout(height=280, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
-                         yaxis=dict(autorange="reversed"))
-    return figure
-
-
 def _similar_cases(stored) -> None:
     assessor = get_assessor()
     neighbours = assessor.similar_cases(stored.embedding, k=5) if assessor is not None else []
@@ -104,15 +146,17 @@ def _similar_cases(stored) -> None:
         if not neighbours:
             st.caption("No similar-case index ships with this model.")
             return
-        st.caption("The five HAM10000 images the model finds most alike (cosine similarity of its embedding), with "
-                   "their confirmed diagnoses. Pictures appear where the training images are configured "
-                   "(SKINAPP_TRAINING_IMAGES).")
+        st.caption("The five HAM10000 images the model finds most alike, with their confirmed diagnoses. Closeness: "
+                   "100 is the same image to the model, 0 is as alike as a typical training image. Pictures appear "
+                   "where the training images are configured (SKINAPP_TRAINING_IMAGES).")
         for column, neighbour in zip(st.columns(len(neighbours)), neighbours, strict=True):
             picture = training_image_path(neighbour.image_id)
             if picture is not None:
                 column.image(str(picture), width="stretch")
-            column.caption(f"{CLASS_NAMES[neighbour.label]} ({neighbour.label}) · similarity {neighbour.similarity:.2f} · "
-                           f"{neighbour.image_id}")
+            column.markdown(f"**{CLASS_NAMES[neighbour.label]}** ({neighbour.label})")
+            if neighbour.closeness is not None:
+                column.progress(float(min(max(neighbour.closeness, 0.0), 1.0)))
+            column.caption(f"{neighbour.closeness_text} · similarity {neighbour.similarity:.4f} · {neighbour.image_id}")
 
 
 _DECISION_KEYS = dict(zip(DECISIONS, ("1", "2", "3", "4", "5"), strict=True))
@@ -177,6 +221,206 @@ def _decision_form(store, queue: ReviewQueue, case, latest, stored) -> None:
     st.session_state[seen_result_key] = shown_result
 
 
+_SITE_CHOICES = [(None, None), *((r, None) for r in REGIONS), *((REGION_OF_SITE[f], f) for f in FINE_SITES)]
+
+
+def _site_label(choice: tuple[str | None, str | None]) -> str:
+    region, fine = choice
+    return "unknown" if region is None else fine if fine is not None and fine != region else f"{region} (region)"
+
+
+def _viewer(case, stored, image: np.ndarray) -> None:
+    """The zoomable image with the chosen layer, its legend in words, and what was measured on it."""
+    lines: list[Line] = []
+    height, width = image.shape[:2]
+    if stored is None:
+        url = jpeg_data_url(image)
+        measured = None
+    else:
+        kind = st.radio("Show", OVERLAYS, index=1, horizontal=True, key="overlay_kind")
+        opacity = st.slider("Overlay strength", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity",
+                            disabled=kind in (OVERLAYS[0], OVERLAYS[1]))
+        cam_class = None
+        if kind == OVERLAYS[4]:
+            target = st.selectbox("Show what drove the model towards", CLASSES, index=CLASSES.index(stored.predicted_class),
+                                  format_func=lambda c: f"{CLASS_NAMES[c]} ({c})", key="gradcam_class")
+            if target != stored.predicted_class:
+                cam_class = target
+                if _gradcam_for(case.id, target, stored.weights_sha256) is None:
+                    st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
+                    cam_class = None
+        url = _picture_url(case.id, stored.id, kind, opacity, cam_class)
+        contour, measured = _outline(case.id, stored.id, case.mm_per_pixel)
+        if kind != OVERLAYS[0] and contour:
+            lines.append(Line("lesion outline (the model's)", [tuple(p) for p in contour], "#00d000", closed=True))
+            if measured is not None:
+                lines.append(Line("longest diameter (outline)", list(measured.diameter_ends), "#ffd400", dash="dot"))
+        st.caption(LAYER_LEGENDS[kind])
+    for length in get_store().measurements(case.id):
+        name = (f"ruler, {length.length_mm:g} mm" if length.kind == SCALE else f"diameter {length.length_mm:.1f} mm "
+                f"(by {length.measured_by})")
+        lines.append(Line(name, list(length.points), "#ff00ff" if length.kind == SCALE else "#00c8ff"))
+    st.plotly_chart(viewer_figure(url, width, height, lines), config=VIEWER_CONFIG, width="stretch", key="case_viewer")
+    st.caption("Scroll to zoom, drag to move; double-click to see the whole image again.")
+    if measured is not None:
+        st.markdown("**Measured on the model's lesion outline** (approximate: a poor outline gives poor measurements)")
+        st.markdown("\n".join(f"- {plain_markdown(line)}" for line in measured.describe()))
+        if case.scale_source:
+            st.caption(f"Scale: {case.scale_source}.")
+
+
+def _measure_tool(store, case, image: np.ndarray) -> None:
+    """Calibrate on the ruler, then measure the longest diameter, by dragging across the image."""
+    with st.expander("Measure in millimetres", expanded=False):
+        kind = st.radio("What to measure", (SCALE, DIAMETER), horizontal=True, key="measure_kind",
+                        format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
+                                               else "2. Measure: drag across the lesion's longest diameter"))
+        drag = streamlit_image_coordinates(image, key=f"measure_drag_{case.id}", click_and_drag=True,
+                                           use_column_width="always", cursor="crosshair", image_format="JPEG",
+                                           jpeg_quality=90)
+        if not drag or drag.get("x2") is None or not drag.get("width"):
+            st.caption("Drag with the mouse from one end of the length to the other.")
+            return
+        factor = image.shape[1] / float(drag["width"])
+        points = [[drag["x1"] * factor, drag["y1"] * factor], [drag["x2"] * factor, drag["y2"] * factor]]
+        pixels = float(np.hypot(points[1][0] - points[0][0], points[1][1] - points[0][1]))
+        name = reviewer() or ""
+        try:
+            if kind == SCALE:
+                millimetres = st.number_input("Distance between the two marks (mm)", 0.1, 100.0, 5.0, 0.5,
+                                              key="ruler_mm")
+                st.caption(f"{pixels:.0f} pixels dragged: {millimetres / max(pixels, 1e-9) * 1000:.1f} µm per pixel.")
+                if st.button("Save the scale", key="save_scale"):
+                    store.add_measurement(case.id, name, SCALE, points, millimetres)
+                    st.session_state["saved_message"] = f"Scale saved: {millimetres:g} mm over {pixels:.0f} pixels."
+                    _outline.clear()
+                    st.rerun()
+            else:
+                if case.mm_per_pixel is None:
+                    st.warning("The image has no scale yet: calibrate on the ruler first.")
+                    return
+                st.caption(f"{pixels:.0f} pixels dragged ≈ {pixels * case.mm_per_pixel:.1f} mm ({case.scale_source}).")
+                if st.button("Save the diameter", key="save_diameter"):
+                    saved = store.add_measurement(case.id, name, DIAMETER, points)
+                    st.session_state["saved_message"] = f"Longest diameter saved: {saved.length_mm:.1f} mm."
+                    st.rerun()
+        except InvalidText as exc:
+            st.error(f"Not saved: {plain_markdown(str(exc))}.")
+
+
+def _correction_form(store, case) -> None:
+    """Patient id, lesion id, age, sex and site, corrected on the record (the imported values are kept)."""
+    with st.expander("Correct the patient or lesion details", expanded=False):
+        site_now = (case.metadata.site.region, case.metadata.site.fine)
+        with st.form(f"correct_{case.id}"):
+            patient = st.text_input("Patient id", case.patient_id or "", max_chars=LIMITS["patient id"],
+                                    key=f"fix_patient_{case.id}")
+            lesion = st.text_input("Lesion id", case.lesion_id or "", max_chars=LIMITS["lesion id"], key=f"fix_lesion_{case.id}")
+            age = st.number_input("Age (years)", 0.0, 120.0, case.metadata.age, 1.0, key=f"fix_age_{case.id}",
+                                  placeholder="unknown")
+            sex = st.selectbox("Sex", [None, *SEXES], index=[None, *SEXES].index(case.metadata.sex), key=f"fix_sex_{case.id}",
+                               format_func=lambda v: v or "unknown")
+            site = st.selectbox("Anatomic site", _SITE_CHOICES, key=f"fix_site_{case.id}", format_func=_site_label,
+                                index=_SITE_CHOICES.index(site_now) if site_now in _SITE_CHOICES else 0)
+            submitted = st.form_submit_button("Save the corrections")
+        if case.edited:
+            st.caption("Corrected in the app before: " + ", ".join(c.replace("_", " ") for c in case.edited)
+                       + ". The imported values stay on record.")
+        if not submitted:
+            return
+        changes = {"patient_id": patient, "lesion_id": lesion, "age": age, "sex": sex, "site_region": site[0],
+                   "site_fine": site[1]}
+        try:
+            _, model_input_changed = store.edit_case(case.id, reviewer() or "", changes)
+        except InvalidText as exc:
+            st.error(f"Not saved: {plain_markdown(str(exc))}.")
+            return
+        message = "Corrections saved."
+        predictor = get_predictor() if model_input_changed else None
+        if predictor is not None:
+            with st.spinner("Analysing the case again with the corrected details …"):
+                reanalyse_case(case.id, store, predictor, reviewer() or "", get_assessor())
+            message += (" The model analysed the case again with them; a decision made before stays beside the earlier "
+                        "result, and the case is back to review.")
+        elif model_input_changed:
+            message += " The model is not available, so the result shown is still the one made with the old details."
+        st.session_state["saved_message"] = message
+        st.rerun()
+
+
+def _downloads(store, case) -> None:
+    who = reviewer() or "unnamed"
+    installed = installed_card()
+    left, right = st.columns(2)
+    for column, kind, label in ((left, "pdf", "Download the case report (PDF)"), (right, "html", "HTML report")):
+        def make(kind: str = kind) -> bytes:  # made only when asked for: it draws and encodes every picture
+            store.log_export(who, f"case report ({kind})", [case.id])
+            return report_file(store, [case.id], who, kind, installed).data
+
+        column.download_button(label, make, file_name=_report_name(case, kind), mime="application/pdf" if kind == "pdf"
+                               else "text/html", key=f"case_report_{kind}", on_click="ignore")
+    if case.patient_id:
+        patient_ids = [r.case.id for r in store.case_records(patient_id=case.patient_id)]
+
+        def patient_pdf() -> bytes:
+            store.log_export(who, "patient report (pdf)", patient_ids)
+            return report_file(store, patient_ids, who, "pdf", installed, patient_id=case.patient_id).data
+
+        st.download_button(f"Download all {len(patient_ids)} case(s) of this patient (PDF)", patient_pdf,
+                           file_name=_report_name(case, "pdf", patient=True), mime="application/pdf",
+                           key="patient_report", on_click="ignore")
+
+
+def _report_name(case, kind: str, patient: bool = False) -> str:
+    subject = f"patient_{case.patient_id}" if patient else case.name
+    return f"{file_stem(subject, f'{dt.datetime.now(dt.UTC):%Y-%m-%d}')}.{kind}"
+
+
+def _model_answer(case, stored) -> None:
+    top = stored.predicted_class
+    st.caption("Model's top diagnosis")
+    st.subheader(f"{CLASS_NAMES[top]} ({top}): {percent_text(float(stored.probabilities[CLASSES.index(top)]))}",
+                 anchor=False)
+    installed = installed_card()
+    same_model = installed is not None and installed.identity == stored.weights_sha256
+    recall = class_recall_text(installed.metrics, top) if same_model and installed is not None else None
+    if recall:
+        st.caption(recall)
+    if stored.follows_decision_rule:
+        st.caption(decision_rule_text(stored.predicted_class, stored.most_probable_class, float(stored.probabilities.max())))
+    st.metric("Malignancy probability", percent_text(stored.malignancy),
+              f"± {stored.malignancy_spread * 100:.0f} points across views", delta_color="off", delta_arrow="off",
+              help="P(melanoma) + P(basal cell carcinoma) + P(actinic keratosis / intraepithelial carcinoma); "
+                   "the ± is the standard deviation over the flipped and turned views the model looked at.")
+    if stored.prediction_set:
+        st.markdown(prediction_set_text(stored.prediction_set))
+    for flag in stored.flags:
+        if flag.code == SUSPICIOUS:
+            st.error(f"**{plain_markdown(flag.reason)}**", icon=":material/priority_high:")
+    if stored.needs_manual_check:
+        st.error("**Manual check needed.** " + " ".join(plain_markdown(f.reason) for f in stored.flags if f.serious))
+    for flag in [f for f in stored.flags if not f.serious and f.code != SUSPICIOUS]:
+        st.warning(plain_markdown(flag.reason))
+    if not stored.flags:
+        st.success("No warning signs found for this prediction.")
+    highlighted = stored.prediction_set or (top,)
+    st.plotly_chart(probability_chart(dict(zip(CLASSES, map(float, stored.probabilities), strict=True)), highlighted),
+                    config=CHART_CONFIG, width="stretch", key="probability_chart")
+    st.caption(("Dark bars: the diagnoses the model cannot exclude. " if stored.prediction_set else "Dark bar: the top "
+                "diagnosis. ") + ("Probabilities are calibrated (temperature scaling on held-out data): in the "
+                                  "evaluation, a diagnosis shown at 80 % was right about 80 % of the time."
+                                  if stored.calibrated else "These probabilities are not calibrated: read them as a "
+                                                            "ranking, not as frequencies."))
+    meta = stored.metadata_used
+    st.caption("Metadata the model used: "
+               f"age {plain_markdown(f'{meta.age:g}') if meta.age is not None else 'unknown'}, "
+               f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
+    st.caption(f"Model {plain_markdown(stored.model_version)}, model id {stored.weights_sha256[:12]}, "
+               f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
+    if installed is not None and not same_model:
+        st.info(older_model_text(stored.model_version, installed.version))
+
+
 def page() -> None:
     store = get_store()
     queue = _review_queue(store)
@@ -191,7 +435,7 @@ def page() -> None:
     st.query_params["case"] = str(case_id)
     case = store.case(case_id)
     stored = store.latest_prediction(case_id)
-    image = store.case_image(case_id)
+    image = _case_image(case_id)
 
     st.title(f"Case {plain_markdown(case.name)}", anchor=False)
     saved_message = st.session_state.pop("saved_message", None)
@@ -205,73 +449,23 @@ def page() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         if stored is None:
-            st.image(image, width="stretch")
             st.warning("The model did not analyse this image. Review it without model support.")
-        else:
-            prediction = as_prediction(stored, image.shape)
-            kind = st.radio("Show", OVERLAYS, index=1, horizontal=True, key="overlay_kind")
-            opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity")
-            cam = None
-            if kind == OVERLAYS[4]:
-                target = st.selectbox("Grad-CAM for", CLASSES, index=CLASSES.index(stored.predicted_class),
-                                      format_func=lambda c: f"{CLASS_NAMES[c]} ({c})", key="gradcam_class")
-                if target != stored.predicted_class:
-                    cam = _gradcam_for(case_id, target, stored.weights_sha256)
-                    if cam is None:
-                        st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
-            st.image(overlay(image, prediction, kind, opacity, cam), width="stretch")
-            outline = prediction.outline
-            if outline.bbox is not None:
-                _, _, w, h = outline.bbox
-                size = (f"; about {max(w, h) * case.pixel_spacing_mm[1]:.1f} mm across" if case.pixel_spacing_mm else
-                        "; the file does not say how large a pixel is, so no size in mm")
-                st.caption(f"Lesion outline from the refined attention mask (Otsu threshold + opening): "
-                           f"{outline.area_fraction:.0%} of the image{size}.")
+        _viewer(case, stored, image)
+        _measure_tool(store, case, image)
     with right:
         if stored is not None:
-            top = stored.predicted_class
-            st.caption("Model's top diagnosis")
-            st.subheader(f"{CLASS_NAMES[top]} ({top}): {stored.probabilities[CLASSES.index(top)]:.0%}", anchor=False)
-            if stored.follows_decision_rule:
-                st.caption(decision_rule_text(stored.predicted_class, stored.most_probable_class,
-                                              float(stored.probabilities.max())))
-            st.metric("Malignancy probability", f"{stored.malignancy:.0%}", f"± {stored.malignancy_spread:.0%} across views",
-                      delta_color="off", delta_arrow="off",
-                      help="P(melanoma) + P(basal cell carcinoma) + P(actinic keratosis / intraepithelial carcinoma); "
-                           "the ± is the standard deviation over the flipped and turned views the model looked at.")
-            if stored.prediction_set:
-                st.markdown(prediction_set_text(stored.prediction_set))
-            for flag in stored.flags:
-                if flag.code == SUSPICIOUS:
-                    st.error(f"**{plain_markdown(flag.reason)}**", icon=":material/priority_high:")
-            if stored.needs_manual_check:
-                st.error("**Manual check needed.** " + " ".join(plain_markdown(f.reason) for f in stored.flags if f.serious))
-            other_flags = [f for f in stored.flags if not f.serious and f.code != SUSPICIOUS]
-            for flag in other_flags:
-                st.warning(plain_markdown(flag.reason))
-            if not stored.flags:
-                st.success("No warning signs found for this prediction.")
-            st.plotly_chart(_probability_chart(dict(zip(CLASSES, map(float, stored.probabilities), strict=True))),
-                            width="stretch", key="probability_chart")
-            st.caption("Probabilities are calibrated (temperature scaling on held-out data): in the evaluation, a "
-                       "diagnosis shown at 80 % was right about 80 % of the time. See the model card."
-                       if stored.calibrated else "These probabilities are not calibrated: read them as a ranking, not as "
-                                                 "frequencies.")
-            _similar_cases(stored)
-            meta = stored.metadata_used
-            st.caption("Metadata the model used: "
-                       f"age {plain_markdown(f'{meta.age:g}') if meta.age is not None else 'unknown'}, "
-                       f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
-            st.caption(f"Model {plain_markdown(stored.model_version)}, model id {stored.weights_sha256[:12]}, "
-                       f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
-            installed = installed_card()
-            if installed is not None and installed.identity != stored.weights_sha256:
-                st.info(older_model_text(stored.model_version, installed.version))
+            _model_answer(case, stored)
         patient = case.patient_id
-        st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · imported "
+        st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · lesion "
+                   f"{plain_markdown(case.lesion_id) if case.lesion_id else 'not given'} · imported "
                    f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
                    + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
-        if patient and st.button("Compare with this patient's other lesions", key="to_patient"):
+        compare, other_lesions = st.columns(2)
+        series = series_of_case(store, case)
+        if series is not None and compare.button(f"Compare {len(series[1])} images of this lesion", key="to_lesion"):
+            st.session_state["lesion_case_id"] = case_id
+            st.switch_page(LESION_PAGE)
+        if patient and other_lesions.button("This patient's other lesions", key="to_patient"):
             st.session_state["patient_id"] = patient
             st.switch_page("pages/3_Patient_context.py")
 
@@ -284,19 +478,15 @@ def page() -> None:
         _decision_form(store, queue, case, latest, stored)
         history = store.decisions(case_id)
         if history:
-            st.subheader("Decisions on this case")
+            st.subheader("Decisions on this case", anchor=False)
             st.dataframe(pd.DataFrame([{"when (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}", "reviewer": d.reviewer,
                                         "decision": d.label, "made on": d.made_on_text, "note": d.note}
                                        for d in reversed(history)]),
                          hide_index=True, width="stretch")
-        who = reviewer() or "unnamed"
-
-        def report() -> str:  # made only when asked for: it draws and encodes every overlay
-            store.log_export(who, "case report", [case_id])
-            return case_report_html(case, image, stored, history, who)
-
-        st.download_button("Download a report of this case (HTML)", report, file_name=f"case_{case.id}.html",
-                           mime="text/html", key="case_report", on_click="ignore")
+        _correction_form(store, case)
+        _downloads(store, case)
+    if stored is not None:
+        _similar_cases(stored)
 
 
 run_guarded(page)

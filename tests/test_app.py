@@ -1,6 +1,7 @@
 """Every page of the app under Streamlit's own AppTest, against a fresh database in a temporary data folder."""
 
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -73,7 +74,7 @@ def _label(name: str) -> str:
 
 PAGES = {"worklist": "app.py", "import_cases": "pages/1_Import.py", "case_review": "pages/2_Case_review.py",
          "patient_context": "pages/3_Patient_context.py", "model_card": "pages/4_Model_card.py",
-         "administration": "pages/5_Administration.py"}
+         "administration": "pages/5_Administration.py", "lesion_over_time": "pages/6_Lesion_over_time.py"}
 
 
 def _page(app: AppTest, page: str) -> AppTest:
@@ -404,3 +405,41 @@ def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_f
     assert app.session_state["case_id"] == second  # round to the one case left to review
     app.button(key="previous_case").click().run()
     assert app.session_state["case_id"] == first  # K follows the queue too
+
+
+def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed_again(data_dir, shipped_weights):
+    _seed_cases(data_dir)
+    app = _page(_app("Dr Edit"), "case_review")
+    first = app.session_state["case_id"]
+    (bars,) = [json.loads(c.proto.spec)["data"][0] for c in app.get("plotly_chart") if "Melanoma (MEL)" in c.proto.spec]
+    assert bars["orientation"] == "h" and bars["y"][0] == "Melanoma (MEL)" and bars["textposition"] == "outside"
+    assert all(re.fullmatch(r"< 1 %|> 99 %|\d{1,2} %", t) for t in bars["text"]), bars["text"]
+    texts = _texts(app)
+    assert re.search(r"This model finds \d+ % of [a-z /-]+ in held-out HAM10000 images", texts)
+    assert "Measured on the model's lesion outline" in texts and "Border irregularity" in texts
+    assert "Where the model looked" in app.radio(key="overlay_kind").options
+    before = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").latest_prediction(first)
+    app.number_input(key=f"fix_age_{first}").set_value(35.0)
+    app.button(key=f"FormSubmitter:correct_{first}-Save the corrections").click().run()
+    assert not app.exception
+    assert "analysed the case again" in _texts(app)
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    after = store.latest_prediction(first)
+    assert after.id != before.id and after.metadata_used.age == 35 and store.case(first).edited == ("age",)
+    (entry,) = [e for e in store.audit_entries(first) if e.action == "case metadata corrected"]
+    assert entry.actor == _label("Dr Edit") and entry.details["fields"] == ["age"]
+
+
+def test_lesion_over_time_compares_two_images_of_one_lesion(data_dir, shipped_weights):
+    case_ids = _seed_cases(data_dir, count=2)
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    for case_id in case_ids:
+        store.edit_case(case_id, "Dr A", {"lesion_id": "L-1"})
+    app = _page(_app(), "lesion_over_time")
+    lesion = app.selectbox(key="lesion_select")
+    assert lesion.value.lesion == "L-1" and lesion.value.patient_id == "P7" and len(lesion.options) == 1
+    texts = _texts(app)
+    assert plain_markdown("Malignancy probability") in texts and plain_markdown("cannot be compared (an image without") in texts
+    assert len(app.get("plotly_chart")) == 2
+    app.button(key="open_later").click().run()
+    assert not app.exception and app.session_state["case_id"] == case_ids[1]

@@ -15,9 +15,9 @@ from skinapp.vocab import Metadata, Site
 from skinapp.workflow.followup import LesionChange, LesionKey, LesionState, lesion_key, lesion_series
 
 
-def _record(case_id: int, patient=None, lesion=None, site=Site(), date=None) -> CaseRecord:
+def _record(case_id: int, patient=None, lesion=None, site=None, date=None) -> CaseRecord:
     case = StoredCase(id=case_id, name=f"c{case_id}", source="x.png", frame=None, patient_id=patient, lesion_id=lesion,
-                      study_date=date, metadata=Metadata(50, "male", site), is_dermoscopic=True, original_size=(0, 0),
+                      study_date=date, metadata=Metadata(50, "male", site or Site()), is_dermoscopic=True, original_size=(0, 0),
                       pixel_spacing_mm=None, acquisition=Acquisition(), notes=[],
                       imported_at=dt.datetime(2026, 1, case_id, tzinfo=dt.UTC), imported_by="x")
     return CaseRecord(case, None, None, b"")

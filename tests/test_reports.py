@@ -45,7 +45,7 @@ def test_a_case_pdf_is_named_by_case_and_date_and_says_who_decided_what_on_which
     today = f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"
     report = report_file(store, [case_id], "Dr Ω Reviewer", "pdf")
     assert report.name == f"lesion0_{today}.pdf" and report.mime == "application/pdf"
-    pages, text = _pdf_text(report.data)
+    _, text = _pdf_text(report.data)
     for expected in ("Case lesion0", "Patient", "P<7>", f"Model {shown.model_version}", "Needs biopsy or excision",
                      "Dr Ω Reviewer", "raised <b>edge</b>", "Decision support only", OVERLAYS[1], OVERLAYS[2],
                      "Longest diameter measured by Dr Ω Reviewer: 5.0 mm", "Scale: calibrated on the ruler"):

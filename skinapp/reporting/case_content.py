@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -98,8 +99,8 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
                 now: dt.datetime | None = None) -> CaseReport:
     """card_metrics: the metrics of the model card of the model that made `stored` (for its recall), if known."""
     lengths = list(lengths)
-    report = dict(case_id=case.id, case_name=case.name, generated_at=now or dt.datetime.now(dt.UTC),
-                  generated_by=generated_by, facts=_facts(case))
+    report = partial(CaseReport, case_id=case.id, case_name=case.name, generated_at=now or dt.datetime.now(dt.UTC),
+                     generated_by=generated_by, facts=_facts(case))
     decisions = [DecisionLine(f"{d.created_at:%Y-%m-%d %H:%M} UTC", d.reviewer, d.label, d.made_on_text, d.note)
                  for d in history]
     warning = None
@@ -107,7 +108,7 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
         warning = (f"The latest decision was made on an earlier result ({history[-1].made_on_text}); the case was "
                    "analysed again since and awaits review of the result in this report.")
     if stored is None:
-        return CaseReport(**report, model=None, call=None, pictures=[Picture("The image", LAYER_LEGENDS[OVERLAYS[0]], image)],
+        return report(model=None, call=None, pictures=[Picture("The image", LAYER_LEGENDS[OVERLAYS[0]], image)],
                           decisions=decisions, decision_warning=warning,
                           measurements=_measurement_lines(case, None, lengths))
     prediction = as_prediction(stored, image.shape)
@@ -128,8 +129,7 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
     layers = [OVERLAYS[1], OVERLAYS[2]] + ([OVERLAYS[4]] if stored.gradcam_grid is not None else [])
     pictures = [Picture("The image", LAYER_LEGENDS[OVERLAYS[0]], image)] + [
         Picture(layer, LAYER_LEGENDS[layer], overlay(image, prediction, layer)) for layer in layers]
-    return CaseReport(
-        **report,
+    return report(
         model=(f"Model {stored.model_version} (model id {stored.weights_sha256[:12]}), analysed "
                f"{stored.created_at:%Y-%m-%d %H:%M} UTC."),
         call=f"{CLASS_NAMES[top]} ({top}): {percent_text(float(stored.probabilities[CLASSES.index(top)]))}",

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-
 from pathlib import Path
 
 import matplotlib
 from reportlab.lib import colors
+from reportlab.lib.fonts import addMapping
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.lib.fonts import addMapping
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
@@ -85,7 +84,7 @@ def _case_story(report: CaseReport) -> list:
     if report.measurements:
         story += [_text("Measurements", _STYLES["Heading2"]), *(_text(f"• {m}") for m in report.measurements)]
     cells = [_picture(p) for p in report.pictures]
-    rows = [cells[i:i + 3] for i in range(0, len(cells), 3)]
+    rows: list[list[object]] = [list(cells[i:i + 3]) for i in range(0, len(cells), 3)]
     rows[-1] += [""] * (3 - len(rows[-1]))
     story.append(KeepTogether([_text("Images", _STYLES["Heading2"]),
                                Table(rows, colWidths=[_PICTURE_WIDTH + 2 * mm] * 3,

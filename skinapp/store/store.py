@@ -379,18 +379,21 @@ class Store:
                                      .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
             return prediction_from_row(row) if row else None
 
-    def case_records(self, patient_id: str | None = None) -> list[CaseRecord]:
-        """Every case (or one patient's, as corrected) with its latest prediction and decision, in import order."""
+    def case_records(self, patient_id: str | None = None, lesion_id: str | None = None) -> list[CaseRecord]:
+        """Every case (or one patient's, or one lesion's, as corrected) with its latest prediction and decision, in
+        import order."""
         with self.engine.connect() as connection:
             query = select(*_CASE_COLUMNS, cases.c.thumbnail_jpeg)
-            if patient_id is not None:  # imported with this patient id, or corrected to or from it
-                corrected = select(case_edits.c.case_id)
+            corrected = select(case_edits.c.case_id)  # a correction may have moved a case to or from the one asked for
+            if patient_id is not None:
                 query = query.where((cases.c.patient_id == patient_id) | cases.c.id.in_(corrected))
+            if lesion_id is not None:
+                query = query.where((cases.c.lesion_id == lesion_id) | cases.c.id.in_(corrected))
             case_rows = list(connection.execute(query.order_by(cases.c.id)).mappings())
             edits, scales = self._corrections(connection, [r["id"] for r in case_rows])
             stored = {r["id"]: case_from_row(r, edits.get(r["id"], ()), scales.get(r["id"])) for r in case_rows}
-            if patient_id is not None:
-                case_rows = [r for r in case_rows if stored[r["id"]].patient_id == patient_id]
+            case_rows = [r for r in case_rows if (patient_id is None or stored[r["id"]].patient_id == patient_id)
+                         and (lesion_id is None or stored[r["id"]].lesion_id == lesion_id)]
             ids = [r["id"] for r in case_rows]
             latest_p = select(func.max(predictions.c.id)).where(predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
             latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)

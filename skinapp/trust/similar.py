@@ -30,6 +30,11 @@ class Neighbour:
     label: str          # diagnosis code, e.g. "MEL"
     similarity: float   # cosine similarity in [-1, 1]
     lesion_id: str = ""
+    closeness: float | None = None  # 1: the same point; 0: as far as the typical training image is from the query
+
+    @property
+    def closeness_text(self) -> str:
+        return "" if self.closeness is None else f"closeness {max(0.0, self.closeness) * 100:.0f} / 100"
 
 
 @dataclass
@@ -49,8 +54,12 @@ class EmbeddingIndex:
         similarities = self._similarities(embedding, exclude_lesion)
         top = np.argpartition(-similarities, min(k, len(similarities) - 1))[:k]
         top = top[np.argsort(-similarities[top])]
+        # Cosine similarities in a trained embedding crowd near 1 (0.999 against 0.996 for a typical image), so
+        # they are shown as the distance relative to the typical training image's distance from this query.
+        typical = 1.0 - float(np.median(similarities[np.isfinite(similarities)]))
         return [Neighbour(str(self.image_ids[i]), CLASSES[int(self.labels[i])], float(similarities[i]),
-                          str(self.lesion_ids[i])) for i in top]
+                          str(self.lesion_ids[i]), 1.0 - (1.0 - float(similarities[i])) / max(typical, 1e-9))
+                for i in top]
 
     def agreement(self, embedding: np.ndarray, class_name: str, exclude_lesion: str | None = None) -> float:
         """Share of the VOTE_K nearest labelled images that have `class_name`."""

@@ -122,3 +122,13 @@ class LesionChange:
             lines.append(f"Malignancy probability: {percent_text(before)} → {percent_text(after)} "
                          f"({(after - before) * 100:+.0f} percentage points)")
         return lines
+
+
+def series_of_case(store, case: StoredCase) -> tuple[LesionKey, list[CaseRecord]] | None:
+    """The lesion series this case belongs to (two or more images), reading only that patient's or lesion's cases."""
+    key = lesion_key(case)
+    if key is None:
+        return None
+    records = store.case_records(patient_id=case.patient_id) if case.patient_id else store.case_records(lesion_id=case.lesion_id)
+    series = lesion_series(records).get(key)
+    return (key, series) if series else None
