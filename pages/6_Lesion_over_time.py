@@ -25,7 +25,7 @@ def _side(store, record, column, key: str) -> LesionState:
     lines += [Line(f"diameter {m.length_mm:.1f} mm", list(m.points), "#00c8ff") for m in lengths if m.kind == DIAMETER]
     with column:
         st.subheader(f"{case_date(record)} · {plain_markdown(case.name)}", anchor=False)
-        st.plotly_chart(viewer_figure(jpeg_data_url(image), image.shape[1], image.shape[0], lines, view_height=420),
+        st.plotly_chart(viewer_figure(jpeg_data_url(image), image.shape[1], image.shape[0], lines, view_width=600),
                         config=VIEWER_CONFIG, width="stretch", key=f"viewer_{key}")
         if stored is not None:
             st.caption(f"Model: {CLASS_NAMES[stored.predicted_class]} ({stored.predicted_class}); malignancy "

@@ -412,7 +412,7 @@ def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed
     app = _page(_app("Dr Edit"), "case_review")
     first = app.session_state["case_id"]
     (bars,) = [json.loads(c.proto.spec)["data"][0] for c in app.get("plotly_chart") if "Melanoma (MEL)" in c.proto.spec]
-    assert bars["orientation"] == "h" and bars["y"][0] == "Melanoma (MEL)" and bars["textposition"] == "outside"
+    assert bars["orientation"] == "h" and bars["customdata"][0] == "Melanoma (MEL)" and bars["textposition"] == "outside"
     assert all(re.fullmatch(r"< 1 %|> 99 %|\d{1,2} %", t) for t in bars["text"]), bars["text"]
     texts = _texts(app)
     assert re.search(r"This model finds \d+ % of [a-z /-]+ in held-out HAM10000 images", texts)

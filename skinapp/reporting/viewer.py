@@ -33,8 +33,10 @@ def jpeg_data_url(image: np.ndarray, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def viewer_figure(picture_url: str, width: int, height: int, lines: Sequence[Line] = (), view_height: int = 560) -> go.Figure:
-    """picture_url: the image (with its overlay) as a data URL, `width` × `height` pixels."""
+def viewer_figure(picture_url: str, width: int, height: int, lines: Sequence[Line] = (), view_width: int = 540) -> go.Figure:
+    """picture_url: the image (with its overlay) as a data URL, `width` × `height` pixels; drawn about
+    `view_width` pixels wide, so the figure is as tall as the image needs (no empty bands)."""
+    view_height = int(min(max(view_width * height / max(width, 1), 280), 760))
     figure = go.Figure(go.Image(source=picture_url, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
     for line in lines:
         xs = [p[0] for p in line.points] + ([line.points[0][0]] if line.closed and len(line.points) else [])
