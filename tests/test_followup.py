@@ -64,6 +64,8 @@ def test_a_diameter_measured_by_hand_wins_over_the_outline_and_images_without_sc
     unscaled = LesionState.of(_record(2, date="2025-03-01"), _disc_measurements(60, None))
     lines = LesionChange(state, unscaled).describe()
     assert "cannot be compared" in lines[1] and "cannot be compared" in lines[2]
+    by_outline = LesionState.of(_record(3, date="2025-06-01"), _disc_measurements(60, 0.1))
+    assert "measured by Dr A then from the model's outline" in LesionChange(state, by_outline).describe()[2]
 
 
 @pytest.mark.slow

@@ -106,15 +106,18 @@ class LesionChange:
     @staticmethod
     def _change(before: float | None, after: float | None, unit: str, name: str) -> str:
         if before is None or after is None:
-            return f"{name}: cannot be compared (an image without a scale; calibrate it on its ruler)"
+            return f"{name}: cannot be compared (an image without a scale or without an outline; calibrate it on its ruler)"
         relative = f" ({(after - before) / before:+.0%})" if before > 0 else ""
         return f"{name}: {before:.1f} → {after:.1f} {unit}{relative}"
 
     def describe(self) -> list[str]:
         days = self.days
         span = f"{self.earlier.date} → {self.later.date}" + (f" ({days} days)" if days is not None else "")
-        lines = [span, self._change(self.earlier.area_mm2, self.later.area_mm2, "mm²", "Area"),
-                 self._change(self.earlier.diameter_mm, self.later.diameter_mm, "mm", "Longest diameter")]
+        diameter = self._change(self.earlier.diameter_mm, self.later.diameter_mm, "mm", "Longest diameter")
+        sources = (self.earlier.diameter_source, self.later.diameter_source)
+        if None not in sources and sources[0] != sources[1]:
+            diameter += f" — {sources[0]} then {sources[1]}, so part of the change may be the method"
+        lines = [span, self._change(self.earlier.area_mm2, self.later.area_mm2, "mm²", "Area"), diameter]
         before, after = self.earlier.malignancy, self.later.malignancy
         if before is None or after is None:
             lines.append("Malignancy probability: one of the images has no model result")
