@@ -19,7 +19,6 @@ from app_shared import (
     run_guarded,
 )
 from skinapp.inference.measurements import LesionMeasurements, measure_lesion
-from skinapp.reporting.case_content import file_stem
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
 from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, as_prediction, overlay
 from skinapp.reporting.text import (
@@ -40,7 +39,7 @@ from skinapp.vocab import CLASS_NAMES, CLASSES, FINE_SITES, REGION_OF_SITE, REGI
 from skinapp.workflow.analysis import reanalyse_case
 from skinapp.workflow.followup import series_of_case
 from skinapp.workflow.queue import ReviewQueue
-from skinapp.workflow.reports import report_file
+from skinapp.workflow.reports import metrics_of, patient_subject, report_file, report_name
 from skinapp.workflow.worklist import worklist
 
 
@@ -50,7 +49,7 @@ def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> object:
     if predictor is None or predictor.card.identity != weights_sha256:
         return None  # the model that made this prediction is not the one loaded: do not mix them
     case = store.case(case_id)
-    return predictor.explain_class(store.case_image(case_id), class_name, case.metadata)
+    return predictor.explain_class(_case_image(case_id), class_name, case.metadata)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -65,7 +64,7 @@ def _outline(case_id: int, prediction_id: int, mm_per_pixel: float | None) -> tu
         return [], None
     image = _case_image(case_id)
     outline = as_prediction(stored, image.shape).outline
-    return outline.contour.tolist(), measure_lesion(outline.mask, image, mm_per_pixel)
+    return outline.contour.tolist(), measure_lesion(outline.mask, image, mm_per_pixel)  # mm_per_pixel: part of the key
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -221,12 +220,14 @@ def _decision_form(store, queue: ReviewQueue, case, latest, stored) -> None:
     st.session_state[seen_result_key] = shown_result
 
 
-_SITE_CHOICES = [(None, None), *((r, None) for r in REGIONS), *((REGION_OF_SITE[f], f) for f in FINE_SITES)]
+# A fine site named like its region ("upper extremity") is the region itself, as `parse_site` reads it.
+_SITE_CHOICES = [(None, None), *((r, None) for r in REGIONS),
+                 *((REGION_OF_SITE[f], f) for f in FINE_SITES if f not in REGIONS)]
 
 
 def _site_label(choice: tuple[str | None, str | None]) -> str:
     region, fine = choice
-    return "unknown" if region is None else fine if fine is not None and fine != region else f"{region} (region)"
+    return "unknown" if region is None else fine if fine is not None else f"{region} (region)"
 
 
 def _viewer(case, stored, image: np.ndarray) -> None:
@@ -293,7 +294,6 @@ def _measure_tool(store, case, image: np.ndarray) -> None:
                 if st.button("Save the scale", key="save_scale"):
                     store.add_measurement(case.id, name, SCALE, points, millimetres)
                     st.session_state["saved_message"] = f"Scale saved: {millimetres:g} mm over {pixels:.0f} pixels."
-                    _outline.clear()
                     st.rerun()
             else:
                 if case.mm_per_pixel is None:
@@ -312,6 +312,8 @@ def _correction_form(store, case) -> None:
     """Patient id, lesion id, age, sex and site, corrected on the record (the imported values are kept)."""
     with st.expander("Correct the patient or lesion details", expanded=False):
         site_now = (case.metadata.site.region, case.metadata.site.fine)
+        # The site as stored is always offered, so saving another field never changes it unasked.
+        sites = _SITE_CHOICES if site_now in _SITE_CHOICES else [*_SITE_CHOICES, site_now]
         with st.form(f"correct_{case.id}"):
             patient = st.text_input("Patient id", case.patient_id or "", max_chars=LIMITS["patient id"],
                                     key=f"fix_patient_{case.id}")
@@ -320,8 +322,8 @@ def _correction_form(store, case) -> None:
                                   placeholder="unknown")
             sex = st.selectbox("Sex", [None, *SEXES], index=[None, *SEXES].index(case.metadata.sex), key=f"fix_sex_{case.id}",
                                format_func=lambda v: v or "unknown")
-            site = st.selectbox("Anatomic site", _SITE_CHOICES, key=f"fix_site_{case.id}", format_func=_site_label,
-                                index=_SITE_CHOICES.index(site_now) if site_now in _SITE_CHOICES else 0)
+            site = st.selectbox("Anatomic site", sites, key=f"fix_site_{case.id}", format_func=_site_label,
+                                index=sites.index(site_now))
             submitted = st.form_submit_button("Save the corrections")
         if case.edited:
             st.caption("Corrected in the app before: " + ", ".join(c.replace("_", " ") for c in case.edited)
@@ -348,32 +350,26 @@ def _correction_form(store, case) -> None:
         st.rerun()
 
 
-def _downloads(store, case) -> None:
+def _downloads(store, case, patient_ids: list[int]) -> None:
     who = reviewer() or "unnamed"
     installed = installed_card()
+    today = dt.datetime.now(dt.UTC)
     left, right = st.columns(2)
     for column, kind, label in ((left, "pdf", "Download the case report (PDF)"), (right, "html", "HTML report")):
         def make(kind: str = kind) -> bytes:  # made only when asked for: it draws and encodes every picture
             store.log_export(who, f"case report ({kind})", [case.id])
             return report_file(store, [case.id], who, kind, installed).data
 
-        column.download_button(label, make, file_name=_report_name(case, kind), mime="application/pdf" if kind == "pdf"
-                               else "text/html", key=f"case_report_{kind}", on_click="ignore")
+        column.download_button(label, make, file_name=report_name(case.name, kind, today), mime="application/pdf"
+                               if kind == "pdf" else "text/html", key=f"case_report_{kind}", on_click="ignore")
     if case.patient_id:
-        patient_ids = [r.case.id for r in store.case_records(patient_id=case.patient_id)]
-
         def patient_pdf() -> bytes:
             store.log_export(who, "patient report (pdf)", patient_ids)
             return report_file(store, patient_ids, who, "pdf", installed, patient_id=case.patient_id).data
 
         st.download_button(f"Download all {len(patient_ids)} case(s) of this patient (PDF)", patient_pdf,
-                           file_name=_report_name(case, "pdf", patient=True), mime="application/pdf",
+                           file_name=report_name(patient_subject(case.patient_id), "pdf", today), mime="application/pdf",
                            key="patient_report", on_click="ignore")
-
-
-def _report_name(case, kind: str, patient: bool = False) -> str:
-    subject = f"patient_{case.patient_id}" if patient else case.name
-    return f"{file_stem(subject, f'{dt.datetime.now(dt.UTC):%Y-%m-%d}')}.{kind}"
 
 
 def _model_answer(case, stored) -> None:
@@ -382,8 +378,8 @@ def _model_answer(case, stored) -> None:
     st.subheader(f"{CLASS_NAMES[top]} ({top}): {percent_text(float(stored.probabilities[CLASSES.index(top)]))}",
                  anchor=False)
     installed = installed_card()
-    same_model = installed is not None and installed.identity == stored.weights_sha256
-    recall = class_recall_text(installed.metrics, top) if same_model and installed is not None else None
+    metrics = metrics_of(installed, stored.weights_sha256)
+    recall = class_recall_text(metrics, top) if metrics is not None else None
     if recall:
         st.caption(recall)
     if stored.follows_decision_rule:
@@ -417,7 +413,7 @@ def _model_answer(case, stored) -> None:
                f"sex {plain_markdown(meta.sex or 'unknown')}, site {plain_markdown(meta.site.label)}.")
     st.caption(f"Model {plain_markdown(stored.model_version)}, model id {stored.weights_sha256[:12]}, "
                f"analysed {stored.created_at:%Y-%m-%d %H:%M} UTC.")
-    if installed is not None and not same_model:
+    if installed is not None and metrics is None:
         st.info(older_model_text(stored.model_version, installed.version))
 
 
@@ -461,8 +457,11 @@ def page() -> None:
                    f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
                    + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
         compare, other_lesions = st.columns(2)
-        series = series_of_case(store, case)
-        if series is not None and compare.button(f"Compare {len(series[1])} images of this lesion", key="to_lesion"):
+        # One read of the patient's (or, without a patient id, the lesion's) cases serves the comparison and reports.
+        related = (store.case_records(patient_id=patient) if patient else
+                   store.case_records(lesion_id=case.lesion_id) if case.lesion_id else [])
+        series = series_of_case(related, case)
+        if series and compare.button(f"Compare {len(series)} images of this lesion", key="to_lesion"):
             st.session_state["lesion_case_id"] = case_id
             st.switch_page(LESION_PAGE)
         if patient and other_lesions.button("This patient's other lesions", key="to_patient"):
@@ -484,7 +483,7 @@ def page() -> None:
                                        for d in reversed(history)]),
                          hide_index=True, width="stretch")
         _correction_form(store, case)
-        _downloads(store, case)
+        _downloads(store, case, [r.case.id for r in related] if patient else [])
     if stored is not None:
         _similar_cases(stored)
 

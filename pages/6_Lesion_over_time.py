@@ -4,24 +4,26 @@ diameter and malignancy between them."""
 import streamlit as st
 
 from app_shared import get_store, open_case, run_guarded
+from skinapp.inference.measurements import measure_lesion
 from skinapp.reporting.overlay import as_prediction
 from skinapp.reporting.text import percent_text, plain_markdown
 from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
 from skinapp.store.records import DIAMETER
 from skinapp.vocab import CLASS_NAMES
-from skinapp.workflow.followup import LesionChange, LesionState, case_date, lesion_key, lesion_series, outline_measurements
+from skinapp.workflow.followup import LesionChange, LesionState, case_date, lesion_key, lesion_series
 
 
 def _side(store, record, column, key: str) -> LesionState:
     case, stored = record.case, record.prediction
     image = store.case_image(case.id)
     lengths = store.measurements(case.id)
-    measured = outline_measurements(case, image, stored)
-    lines = []
+    measured, lines = None, []
     if stored is not None:
-        contour = as_prediction(stored, image.shape).outline.contour.tolist()
-        if contour:
-            lines.append(Line("lesion outline (the model's)", [tuple(p) for p in contour], "#00d000", closed=True))
+        outline = as_prediction(stored, image.shape).outline
+        measured = measure_lesion(outline.mask, image, case.mm_per_pixel)
+        if len(outline.contour):
+            lines.append(Line("lesion outline (the model's)", [tuple(p) for p in outline.contour.tolist()], "#00d000",
+                              closed=True))
     lines += [Line(f"diameter {m.length_mm:.1f} mm", list(m.points), "#00c8ff") for m in lengths if m.kind == DIAMETER]
     with column:
         st.subheader(f"{case_date(record)} · {plain_markdown(case.name)}", anchor=False)

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
-from skinapp.inference.measurements import LesionMeasurements
+from skinapp.inference.measurements import LesionMeasurements, measure_lesion
 from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, as_prediction, overlay
 from skinapp.reporting.text import class_recall_text, decision_rule_text, percent_text
 from skinapp.store import Decision, StoredCase, StoredPrediction
 from skinapp.store.records import DIAMETER, Measurement
 from skinapp.vocab import CLASS_NAMES, CLASSES
-from skinapp.workflow.followup import outline_measurements
 from skinapp.workflow.worklist import site_label
 
 DISCLAIMER = "Decision support only: the model's output is not a diagnosis."
@@ -95,7 +95,7 @@ def _measurement_lines(case: StoredCase, measured: LesionMeasurements | None, le
 
 
 def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | None, history: list[Decision],
-                generated_by: str, lengths: list[Measurement] = (), card_metrics: dict | None = None,  # type: ignore[assignment]
+                generated_by: str, lengths: Sequence[Measurement] = (), card_metrics: dict | None = None,
                 now: dt.datetime | None = None) -> CaseReport:
     """card_metrics: the metrics of the model card of the model that made `stored` (for its recall), if known."""
     lengths = list(lengths)
@@ -137,6 +137,6 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
         probabilities=[(f"{CLASS_NAMES[c]} ({c})", percent_text(float(p)))
                        for c, p in zip(CLASSES, stored.probabilities, strict=True)],
         flags=[f.reason for f in stored.flags],
-        measurements=_measurement_lines(case, outline_measurements(case, image, stored), lengths),
+        measurements=_measurement_lines(case, measure_lesion(prediction.outline.mask, image, case.mm_per_pixel), lengths),
         pictures=pictures, decisions=decisions, decision_warning=warning,
     )

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report, file_stem
+from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report
 from skinapp.store import Decision, StoredCase, StoredPrediction
 
-__all__ = ["case_report_html", "case_reports_html", "case_reports_pdf", "file_stem", "report_jpeg"]
 REPORT_IMAGE_SIDE = 640   # pictures in reports: enough to see the lesion, small enough to mail
 
 

@@ -288,8 +288,8 @@ class Store:
             case = self._case(connection, case_id)
             if case is None:
                 raise InvalidText(f"there is no case {case_id}")
-            size = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
-            width, height = Image.open(io.BytesIO(size)).size
+            png = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
+            width, height = Image.open(io.BytesIO(png)).size  # reads the header only
             kept = checked_points(points, (width, height))
             if ruler_mm is None:
                 if case.mm_per_pixel is None:

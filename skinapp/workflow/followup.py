@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skinapp.inference.measurements import LesionMeasurements, measure_lesion
-from skinapp.reporting.overlay import as_prediction
+from skinapp.inference.measurements import LesionMeasurements
 from skinapp.reporting.text import percent_text
-from skinapp.store import CaseRecord, StoredCase, StoredPrediction
+from skinapp.store import CaseRecord, StoredCase
 from skinapp.store.records import DIAMETER, Measurement
 
 
@@ -58,14 +57,6 @@ def lesion_series(records: Iterable[CaseRecord]) -> dict[LesionKey, list[CaseRec
 
 def case_date(record: CaseRecord) -> str:
     return _when(record)[0]
-
-
-def outline_measurements(case: StoredCase, image: np.ndarray, prediction: StoredPrediction | None) -> LesionMeasurements | None:
-    """The measurements of the model's outline on the stored image, in mm where the image has a scale."""
-    if prediction is None:
-        return None
-    outline = as_prediction(prediction, image.shape).outline
-    return measure_lesion(outline.mask, image, case.mm_per_pixel)
 
 
 @dataclass(frozen=True)
@@ -127,11 +118,8 @@ class LesionChange:
         return lines
 
 
-def series_of_case(store, case: StoredCase) -> tuple[LesionKey, list[CaseRecord]] | None:
-    """The lesion series this case belongs to (two or more images), reading only that patient's or lesion's cases."""
+def series_of_case(records: Iterable[CaseRecord], case: StoredCase) -> list[CaseRecord]:
+    """The images of this case's lesion among `records` (its patient's, or its lesion id's), when there are two or
+    more; else empty."""
     key = lesion_key(case)
-    if key is None:
-        return None
-    records = store.case_records(patient_id=case.patient_id) if case.patient_id else store.case_records(lesion_id=case.lesion_id)
-    series = lesion_series(records).get(key)
-    return (key, series) if series else None
+    return lesion_series(records).get(key, []) if key is not None else []

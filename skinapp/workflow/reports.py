@@ -30,11 +30,24 @@ def _reports(store: Store, case_ids: Sequence[int], generated_by: str, installed
         if case is None:
             continue
         # The recall quoted next to the call belongs to the model that made it: known only for the installed one.
-        metrics = installed.metrics if installed is not None and stored is not None and \
-            stored.weights_sha256 == installed.identity else None
+        metrics = metrics_of(installed, stored.weights_sha256 if stored is not None else None)
         reports.append(case_report(case, store.case_image(case_id), stored, store.decisions(case_id), generated_by,
                                    lengths=store.measurements(case_id), card_metrics=metrics, now=now))
     return reports
+
+
+def report_name(subject: str, kind: str, when: dt.datetime) -> str:
+    """`<case id>_<date>.pdf`, or `patient_<id>_<date>.pdf` for a patient's cases."""
+    return f"{file_stem(subject, f'{when:%Y-%m-%d}')}.{kind}"
+
+
+def patient_subject(patient_id: str) -> str:
+    return f"patient_{patient_id}"
+
+
+def metrics_of(installed: ModelCard | None, weights_sha256: str | None) -> dict | None:
+    """The installed card's measured figures, where it is the model that made a result (else unknown here)."""
+    return installed.metrics if installed is not None and installed.identity == weights_sha256 else None
 
 
 def report_file(store: Store, case_ids: Sequence[int], generated_by: str, kind: str = "pdf",
@@ -44,9 +57,8 @@ def report_file(store: Store, case_ids: Sequence[int], generated_by: str, kind: 
     reports = _reports(store, case_ids, generated_by, installed, now)
     if not reports:
         raise ValueError("none of these cases is in the store")
-    subject = f"patient_{patient_id}" if patient_id is not None else reports[0].case_name
-    stem = file_stem(subject, f"{now:%Y-%m-%d}")
+    subject = patient_subject(patient_id) if patient_id is not None else reports[0].case_name
     title = (f"skinapp report — patient {patient_id} — {len(reports)} case(s)" if patient_id is not None
              else f"skinapp case report — {reports[0].case_name}") + f" — {now:%Y-%m-%d}"
     data = case_reports_pdf(reports, title) if kind == "pdf" else case_reports_html(reports, title).encode()
-    return ReportFile(f"{stem}.{kind}", FORMATS[kind], data)
+    return ReportFile(report_name(subject, kind, now), FORMATS[kind], data)
