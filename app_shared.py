@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
@@ -49,7 +50,10 @@ def _logging() -> None:
 
 @st.cache_resource(show_spinner="Opening the case database …")
 def get_store() -> Store:
-    return Store.open()
+    store = Store.open()
+    # While the first user signs in, the stored predictions are decoded, so their first worklist is quick.
+    threading.Thread(target=store.warm, name="skinapp-store-warm-up", daemon=True).start()
+    return store
 
 
 @st.cache_resource(show_spinner="Checking the audit trail …")

@@ -20,7 +20,7 @@ from app_shared import (
 )
 from skinapp.inference.measurements import LesionMeasurements, measure_lesion
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
-from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, as_prediction, overlay
+from skinapp.reporting.overlay import OVERLAYS, VIEWER_LEGENDS, as_prediction, overlay
 from skinapp.reporting.text import (
     class_recall_text,
     decision_rule_text,
@@ -139,9 +139,12 @@ def _navigation(queue: ReviewQueue, case_id: int) -> None:
 
 
 def _similar_cases(stored) -> None:
-    assessor = get_assessor()
-    neighbours = assessor.similar_cases(stored.embedding, k=5) if assessor is not None else []
-    with st.expander("Similar labelled cases from the training data", expanded=False):
+    shown = st.expander("Similar labelled cases from the training data", key="similar_open", on_change="rerun")
+    with shown:
+        if not shown.open:
+            return
+        assessor = get_assessor()
+        neighbours = assessor.similar_cases(stored.embedding, k=5) if assessor is not None else []
         if not neighbours:
             st.caption("No similar-case index ships with this model.")
             return
@@ -159,8 +162,6 @@ def _similar_cases(stored) -> None:
 
 
 _DECISION_KEYS = dict(zip(DECISIONS, ("1", "2", "3", "4", "5"), strict=True))
-_SHORT_LABELS = {"agree": "Agree", "disagree": "Disagree", "biopsy": "Biopsy", "follow_up": "Follow-up",
-                 "manual_check": "Manual check"}
 
 
 def _decision_form(store, queue: ReviewQueue, case, latest, stored) -> None:
@@ -174,16 +175,16 @@ def _decision_form(store, queue: ReviewQueue, case, latest, stored) -> None:
         return  # signed out in another tab since the page was drawn
     choice_key, diagnosis_key, note_key = _draft_keys(case_id)
     seen_key, seen_result_key = f"seen_decision_{case_id}", f"seen_result_{case_id}"
-    for column, (decision, key) in zip(st.columns(len(_DECISION_KEYS)), _DECISION_KEYS.items(), strict=True):
-        column.button(_SHORT_LABELS.get(decision, decision), shortcut=key, key=f"pick_{decision}",
-                      help=f"{DECISIONS[decision]} (key {key})", width="stretch",
-                      on_click=st.session_state.__setitem__, args=(choice_key, decision))
-    choice = st.radio("Decision (keys 1–5)", list(DECISIONS), key=choice_key, index=None,
-                      format_func=lambda d: f"{_DECISION_KEYS[d]} · {DECISIONS[d]}")
+    choice = st.session_state.get(choice_key)
+    for decision, key in _DECISION_KEYS.items():  # the keys 1–5 press them; the chosen one carries a tick
+        st.button(DECISIONS[decision], shortcut=key, key=f"pick_{decision}", width="stretch",
+                  icon=":material/check_circle:" if decision == choice else None,
+                  on_click=st.session_state.__setitem__, args=(choice_key, decision))
     diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=diagnosis_key,
                              format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
-    note = st.text_area("Note", key=note_key, max_chars=LIMITS["note"], height=80)
-    submitted = st.button("Save decision (Ctrl+Enter)", type="primary", shortcut="Ctrl+Enter", key="save_decision")
+    note = st.text_area("Note", key=note_key, max_chars=LIMITS["note"], height=68)
+    submitted = st.button("Save decision", type="primary", shortcut="Ctrl+Enter", key="save_decision",
+                          width="stretch")
     shown_result = stored.id if stored is not None else None
     if submitted:
         if choice is None:
@@ -238,9 +239,10 @@ def _viewer(case, stored, image: np.ndarray) -> None:
         url = jpeg_data_url(image)
         measured = None
     else:
-        kind = st.radio("Show", OVERLAYS, index=1, horizontal=True, key="overlay_kind")
-        opacity = st.slider("Overlay strength", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity",
-                            disabled=kind in (OVERLAYS[0], OVERLAYS[1]))
+        layer, strength = st.columns([3, 2])
+        kind = layer.selectbox("Show", OVERLAYS, index=1, key="overlay_kind")
+        opacity = strength.slider("Overlay strength", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity",
+                                  disabled=kind in (OVERLAYS[0], OVERLAYS[1]))
         cam_class = None
         if kind == OVERLAYS[4]:
             target = st.selectbox("Show what drove the model towards", CLASSES, index=CLASSES.index(stored.predicted_class),
@@ -256,12 +258,13 @@ def _viewer(case, stored, image: np.ndarray) -> None:
             lines.append(Line("lesion outline (the model's)", [tuple(p) for p in contour], "#00d000", closed=True))
             if measured is not None:
                 lines.append(Line("longest diameter (outline)", list(measured.diameter_ends), "#ffd400", dash="dot"))
-        st.caption(LAYER_LEGENDS[kind])
+        st.caption(VIEWER_LEGENDS[kind])
     for length in get_store().measurements(case.id):
         name = (f"ruler, {length.length_mm:g} mm" if length.kind == SCALE else f"diameter {length.length_mm:.1f} mm "
                 f"(by {length.measured_by})")
         lines.append(Line(name, list(length.points), "#ff00ff" if length.kind == SCALE else "#00c8ff"))
-    st.plotly_chart(viewer_figure(url, width, height, lines), config=VIEWER_CONFIG, width="stretch", key="case_viewer")
+    st.plotly_chart(viewer_figure(url, width, height, lines, view_width=400), config=VIEWER_CONFIG, width="stretch",
+                    key="case_viewer")
     st.caption("Scroll to zoom, drag to move; double-click to see the whole image again.")
     if measured is not None:
         st.markdown("**Measured on the model's lesion outline** (approximate: a poor outline gives poor measurements)")
@@ -272,7 +275,12 @@ def _viewer(case, stored, image: np.ndarray) -> None:
 
 def _measure_tool(store, case, image: np.ndarray) -> None:
     """Calibrate on the ruler, then measure the longest diameter, by dragging across the image."""
-    with st.expander("Measure in millimetres", expanded=False):
+    # The expanders open and close with a rerun: their state survives the page's reruns, and what is inside
+    # (here a full-size picture for the browser) is only made while open.
+    tool = st.expander("Measure in millimetres", key="measure_open", on_change="rerun")
+    with tool:
+        if not tool.open:
+            return
         kind = st.radio("What to measure", (SCALE, DIAMETER), horizontal=True, key="measure_kind",
                         format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
                                                else "2. Measure: drag across the lesion's longest diameter"))
@@ -310,7 +318,10 @@ def _measure_tool(store, case, image: np.ndarray) -> None:
 
 def _correction_form(store, case) -> None:
     """Patient id, lesion id, age, sex and site, corrected on the record (the imported values are kept)."""
-    with st.expander("Correct the patient or lesion details", expanded=False):
+    corrections = st.expander("Correct the patient or lesion details", key="correct_open", on_change="rerun")
+    with corrections:
+        if not corrections.open:
+            return
         site_now = (case.metadata.site.region, case.metadata.site.fine)
         # The site as stored is always offered, so saving another field never changes it unasked.
         sites = _SITE_CHOICES if site_now in _SITE_CHOICES else [*_SITE_CHOICES, site_now]
@@ -354,22 +365,22 @@ def _downloads(store, case, patient_ids: list[int]) -> None:
     who = reviewer() or "unnamed"
     installed = installed_card()
     today = dt.datetime.now(dt.UTC)
-    left, right = st.columns(2)
-    for column, kind, label in ((left, "pdf", "Download the case report (PDF)"), (right, "html", "HTML report")):
+    for kind, label in (("pdf", "Case report (PDF)"), ("html", "Case report (HTML, for e-mail)")):
         def make(kind: str = kind) -> bytes:  # made only when asked for: it draws and encodes every picture
             store.log_export(who, f"case report ({kind})", [case.id])
             return report_file(store, [case.id], who, kind, installed).data
 
-        column.download_button(label, make, file_name=report_name(case.name, kind, today), mime="application/pdf"
-                               if kind == "pdf" else "text/html", key=f"case_report_{kind}", on_click="ignore")
+        st.download_button(label, make, file_name=report_name(case.name, kind, today), mime="application/pdf"
+                           if kind == "pdf" else "text/html", key=f"case_report_{kind}", on_click="ignore",
+                           icon=":material/download:", width="stretch")
     if case.patient_id:
         def patient_pdf() -> bytes:
             store.log_export(who, "patient report (pdf)", patient_ids)
             return report_file(store, patient_ids, who, "pdf", installed, patient_id=case.patient_id).data
 
-        st.download_button(f"Download all {len(patient_ids)} case(s) of this patient (PDF)", patient_pdf,
+        st.download_button(f"All {len(patient_ids)} case(s) of this patient (PDF)", patient_pdf,
                            file_name=report_name(patient_subject(case.patient_id), "pdf", today), mime="application/pdf",
-                           key="patient_report", on_click="ignore")
+                           key="patient_report", on_click="ignore", icon=":material/download:", width="stretch")
 
 
 def _model_answer(case, stored) -> None:
@@ -417,6 +428,10 @@ def _model_answer(case, stored) -> None:
         st.info(older_model_text(stored.model_version, installed.version))
 
 
+# Streamlit leaves 6 rem above the title; with 3 rem the decision form fits a 1440×900 screen unscrolled.
+_LESS_SPACE_ABOVE = "<style>[data-testid='stMainBlockContainer']{padding-top:3rem}</style>"
+
+
 def page() -> None:
     store = get_store()
     queue = _review_queue(store)
@@ -433,6 +448,7 @@ def page() -> None:
     stored = store.latest_prediction(case_id)
     image = _case_image(case_id)
 
+    st.html(_LESS_SPACE_ABOVE)
     st.title(f"Case {plain_markdown(case.name)}", anchor=False)
     saved_message = st.session_state.pop("saved_message", None)
     if saved_message:
@@ -442,32 +458,12 @@ def page() -> None:
         for note in case.notes:
             st.caption(f"About this file: {plain_markdown(note)}")
 
-    left, right = st.columns([3, 2], gap="large")
-    with left:
+    picture, answer, decision = st.columns([5, 4, 3], gap="medium")
+    with picture:
         if stored is None:
             st.warning("The model did not analyse this image. Review it without model support.")
         _viewer(case, stored, image)
-        _measure_tool(store, case, image)
-    with right:
-        if stored is not None:
-            _model_answer(case, stored)
-        patient = case.patient_id
-        st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · lesion "
-                   f"{plain_markdown(case.lesion_id) if case.lesion_id else 'not given'} · imported "
-                   f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
-                   + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
-        compare, other_lesions = st.columns(2)
-        # One read of the patient's (or, without a patient id, the lesion's) cases serves the comparison and reports.
-        related = (store.case_records(patient_id=patient) if patient else
-                   store.case_records(lesion_id=case.lesion_id) if case.lesion_id else [])
-        series = series_of_case(related, case)
-        if series and compare.button(f"Compare {len(series)} images of this lesion", key="to_lesion"):
-            st.session_state["lesion_case_id"] = case_id
-            st.switch_page(LESION_PAGE)
-        if patient and other_lesions.button("This patient's other lesions", key="to_patient"):
-            st.session_state["patient_id"] = patient
-            st.switch_page("pages/3_Patient_context.py")
-
+    with decision:
         latest = store.latest_decision(case_id)
         if latest is not None and not latest.made_on(stored):
             st.warning(f"Back to review: the last decision ({plain_markdown(latest.label)}, by "
@@ -477,13 +473,32 @@ def page() -> None:
         _decision_form(store, queue, case, latest, stored)
         history = store.decisions(case_id)
         if history:
-            st.subheader("Decisions on this case", anchor=False)
+            st.markdown("**Decisions on this case**")
             st.dataframe(pd.DataFrame([{"when (UTC)": f"{d.created_at:%Y-%m-%d %H:%M}", "reviewer": d.reviewer,
                                         "decision": d.label, "made on": d.made_on_text, "note": d.note}
                                        for d in reversed(history)]),
                          hide_index=True, width="stretch")
+    with answer:
+        if stored is not None:
+            _model_answer(case, stored)
+        patient = case.patient_id
+        st.caption(f"Patient: {plain_markdown(patient) if patient else 'not given'} · lesion "
+                   f"{plain_markdown(case.lesion_id) if case.lesion_id else 'not given'} · imported "
+                   f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {plain_markdown(case.imported_by)}"
+                   + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
+        # One read of the patient's (or, without a patient id, the lesion's) cases serves the comparison and reports.
+        related = (store.case_records(patient_id=patient) if patient else
+                   store.case_records(lesion_id=case.lesion_id) if case.lesion_id else [])
+        series = series_of_case(related, case)
+        if series and st.button(f"Compare {len(series)} images of this lesion", key="to_lesion", width="stretch"):
+            st.session_state["lesion_case_id"] = case_id
+            st.switch_page(LESION_PAGE)
+        if patient and st.button("This patient's other lesions", key="to_patient", width="stretch"):
+            st.session_state["patient_id"] = patient
+            st.switch_page("pages/3_Patient_context.py")
         _correction_form(store, case)
         _downloads(store, case, [r.case.id for r in related] if patient else [])
+    _measure_tool(store, case, image)  # the page's full width: a wide picture is measured more precisely
     if stored is not None:
         _similar_cases(stored)
 

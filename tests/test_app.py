@@ -209,7 +209,7 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
 
     app.button(key="save_decision").click().run()
     assert "Choose a decision, then save." in _texts(app)  # nothing is preselected: no accidental "agree"
-    app.radio(key=f"decision_{case_id}").set_value("disagree")
+    app.button(key="pick_disagree").click().run()
     app.button(key="save_decision").click().run()
     assert "Choose the diagnosis you think is right" in _texts(app)
     app.selectbox(key=f"diagnosis_{case_id}").set_value("MEL")
@@ -227,8 +227,8 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     history = other.dataframe[0].value
     assert list(history["reviewer"]) == [_label("Dr A")] and history["note"][0] == "irregular network **check**"
 
-    app.radio(key=f"decision_{case_id}").set_value("biopsy")  # Dr A changes their mind …
-    other.radio(key=f"decision_{case_id}").set_value("follow_up")
+    app.button(key="pick_biopsy").click().run()  # Dr A changes their mind …
+    other.button(key="pick_follow_up").click().run()
     app.button(key="save_decision").click().run()
     other.button(key="save_decision").click().run()  # … B saw the old one
     assert f"Not saved: {plain_markdown(_label('Dr A'))} recorded" in _texts(other)
@@ -254,7 +254,7 @@ def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_ca
         (prediction,) = predictor.predict([store.case_image(case_id)], [store.case(case_id).metadata])
         store.add_prediction(case_id, prediction, [], predictor.card.identity, "importer")
 
-    app.radio(key=f"decision_{case_id}").set_value("agree")
+    app.button(key="pick_agree").click().run()
     analyse_again()  # while Dr A reads the first result
     app.button(key=save).click().run()
     assert "Not saved: the model analysed this case again while you had it open" in _texts(app)
@@ -293,12 +293,15 @@ def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, ship
     app = _page(_app(), "case_review")
     first = app.session_state["case_id"]
     assert app.button(key="previous_case").disabled
+    assert not [c.value for c in app.caption if "· similarity" in c.value]  # made only when opened
+    app.session_state["similar_open"] = True
+    app.run()
     similar = [c.value for c in app.caption if "· similarity" in c.value]
     assert len(similar) == 5  # the five nearest labelled training cases, with their diagnoses
     assert any("calibrated" in c.value for c in app.caption)
     app.button(key="next_case").click().run()
     assert app.session_state["case_id"] != first
-    app.radio(key="overlay_kind").set_value("What drove the diagnosis").run()
+    app.selectbox(key="overlay_kind").set_value("What drove the diagnosis").run()
     app.selectbox(key="gradcam_class").set_value("BCC").run()
     assert not app.exception and not any("Something went wrong" in e.value for e in app.error)
     app.slider(key="overlay_opacity").set_value(0.8).run()
@@ -386,7 +389,7 @@ def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_f
     assert app.session_state["case_id"] == first and "Case 1 of 3 in your review queue" in _texts(app)
 
     app.button(key="pick_agree").click().run()  # key 1
-    assert app.radio(key=f"decision_{first}").value == "agree"
+    assert app.session_state[f"decision_{first}"] == "agree" and app.button(key="pick_agree").proto.icon
     app.button(key="save_decision").click().run()
     assert app.session_state["case_id"] == second  # the reviewed case went to the end of the worklist, not the queue
     assert "Case 2 of 3 in your review queue" in _texts(app) and not app.button(key="next_case").disabled
@@ -417,8 +420,10 @@ def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed
     texts = _texts(app)
     assert re.search(r"This model finds \d+ % of [a-z /-]+ in held-out HAM10000 images", texts)
     assert "Measured on the model's lesion outline" in texts and "Border irregularity" in texts
-    assert "Where the model looked" in app.radio(key="overlay_kind").options
+    assert "Where the model looked" in app.selectbox(key="overlay_kind").options
     before = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").latest_prediction(first)
+    app.session_state["correct_open"] = True
+    app.run()
     app.number_input(key=f"fix_age_{first}").set_value(35.0)
     app.button(key=f"FormSubmitter:correct_{first}-Save the corrections").click().run()
     assert not app.exception

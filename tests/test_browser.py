@@ -199,3 +199,201 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
         assert HOSTILE_NAME in chart.inner_text() and names[1] in chart.inner_text()
         browser.close()
     store.engine.dispose()
+
+
+def _clinic_folder(tmp_path: Path) -> tuple[Path, Path, tuple[str, str]]:
+    """A folder as a clinic exports it: three DICOMs and two images of one lesion (a real SIIM-ISIC / HAM10000
+    pair where the data is present, else synthetic ones), and the metadata CSV naming patient and lesion; the
+    two names of the lesion's images."""
+    import csv
+
+    from PIL import Image
+
+    from conftest import synthetic_lesion
+
+    folder = _dicom_folder(tmp_path)
+    rows = [["image_name", "patient_id", "lesion_id", "age_approx", "sex", "anatom_site_general_challenge"]]
+    siim = SHARED_DATA / "siim_isic_2020" / "metadata.csv"
+    if siim.exists():
+        known = {r["image_name"]: r for r in csv.DictReader(siim.open())}
+        rows += [[f.stem, known[f.stem]["patient_id"], "", known[f.stem]["age_approx"], known[f.stem]["sex"],
+                  known[f.stem]["anatom_site_general_challenge"]] for f in sorted(folder.glob("*.dcm")) if f.stem in known]
+    ham = SHARED_DATA / "ham10000"
+    if (ham / "HAM10000_metadata.csv").exists():
+        by_lesion: dict[str, list[dict]] = {}
+        for row in csv.DictReader((ham / "HAM10000_metadata.csv").open()):
+            by_lesion.setdefault(row["lesion_id"], []).append(row)
+        lesion, pair = min((k, v) for k, v in by_lesion.items() if len(v) == 2)
+        names = tuple(sorted(r["image_id"] for r in pair))
+        for name in names:
+            shutil.copy(ham / "images" / f"{name}.jpg", folder / f"{name}.jpg")
+        age, sex, site = pair[0]["age"], pair[0]["sex"], pair[0]["localization"]
+    else:
+        lesion, names, age, sex, site = "L-1", ("lesion_a", "lesion_b"), "50", "female", "back"
+        for seed, name in enumerate(names):
+            Image.fromarray(synthetic_lesion(150, 200, seed=seed)[0]).save(folder / f"{name}.png")
+    rows += [[name, "WALK-P1", lesion, age, sex, site] for name in names]
+    metadata = tmp_path / "metadata.csv"
+    with metadata.open("w", newline="") as file:
+        csv.writer(file).writerows(rows)
+    return folder, metadata, names
+
+
+def _case_counter(page) -> str:
+    return page.get_by_text(re.compile(r"^Case \d+ of \d+ in your review queue$")).inner_text()
+
+
+def _idle(page) -> None:
+    """Until the script run is over and its elements drawn: no running sign, no stale (greyed) element."""
+    page.wait_for_timeout(200)
+    page.wait_for_function("""() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon]')
+        && !document.querySelector('[data-stale=true]')""")
+
+
+def _press(page, key: str) -> None:
+    """A key pressed once the page is drawn (a shortcut pressed mid-run may meet a button not there yet)."""
+    _idle(page)
+    page.keyboard.press(key)
+
+
+def _drag(page, image, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag inside the measuring image, from and to fractions of its width and height."""
+    box = image.bounding_box()
+    (x1, y1), (x2, y2) = ((box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end))
+    page.mouse.move(x1, y1)
+    page.mouse.down()
+    page.mouse.move(x2, y2, steps=12)
+    page.mouse.up()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
+    """Issue 12's walk on a 1440×900 screen: sign in → import a folder → review three cases in a row with the
+    keyboard (decision keys, J/K, Ctrl+Enter) → zoom → calibrate on the ruler and measure → correct an age →
+    compare two images of one lesion → download the PDF. Screenshots of each step are saved."""
+    from pypdf import PdfReader
+
+    url, data = running_app
+    _account(data, "drwalk", "Dr Walk")
+    folder, metadata, lesion_images = _clinic_folder(tmp_path)
+    shots = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser, page = _signed_in_page(playwright, url, "drwalk", height=900)
+        page.set_viewport_size({"width": 1440, "height": 900})
+
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
+        page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
+        page.locator("input[type=file]").nth(2).set_input_files(metadata)
+        page.get_by_role("button", name="Import and analyse").click()
+        page.get_by_text("case(s) in the worklist from this import").wait_for()
+        assert "5 case(s) in the worklist from this import (5 new, 5 analysed)" in page.content()
+        _idle(page)
+        page.screenshot(path=str(shots / "01_imported.png"), full_page=True)
+
+        # Three cases in a row, from the keyboard
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Case review").click()
+        page.get_by_text("Malignancy probability").first.wait_for()
+        assert _case_counter(page) == "Case 1 of 5 in your review queue"
+        _idle(page)
+        save = page.get_by_role("button", name="Save decision")
+        box = save.bounding_box()
+        assert box["y"] + box["height"] <= 900, "the decision form needs scrolling on a 1440×900 screen"
+        page.screenshot(path=str(shots / "02_first_case.png"))
+        _press(page, "3")  # needs biopsy or excision
+        page.get_by_role("button", name="Needs biopsy or excision").locator("[data-testid=stIconMaterial]").wait_for()
+        page.get_by_label("Note").fill("asymmetric, regression structures")
+        save.click()
+        page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()
+        assert _case_counter(page) == "Case 2 of 5 in your review queue"
+        _press(page, "j")
+        page.get_by_text("Case 3 of 5 in your review queue").wait_for()
+        _press(page, "k")
+        page.get_by_text("Case 2 of 5 in your review queue").wait_for()
+        _press(page, "1")  # agree
+        page.get_by_role("button", name="Agree with the model").locator("[data-testid=stIconMaterial]").wait_for()
+        _press(page, "Control+Enter")
+        page.get_by_text(re.compile(r"^Saved on .*: Agree with the model\.")).wait_for()
+        page.get_by_text("Case 3 of 5 in your review queue").wait_for()
+        _press(page, "4")  # follow-up
+        page.get_by_role("button", name="Follow-up").locator("[data-testid=stIconMaterial]").wait_for()
+        _press(page, "Control+Enter")
+        page.get_by_text(re.compile(r"^Saved on .*: Follow-up\.")).wait_for()
+        page.get_by_text("Case 4 of 5 in your review queue").wait_for()
+        _idle(page)
+        page.screenshot(path=str(shots / "03_three_reviewed.png"))
+
+        # Zoom: the mouse wheel over the image narrows the shown part of it
+        viewer = page.locator(".st-key-case_viewer .js-plotly-plot").last
+        viewer.locator("image").first.wait_for()
+        shown = "el => el._fullLayout.xaxis.range[1] - el._fullLayout.xaxis.range[0]"
+        before = viewer.evaluate(shown)
+        viewer.hover()
+        for _ in range(4):
+            page.mouse.wheel(0, -240)
+            page.wait_for_timeout(100)
+        page.wait_for_function(f"el => ({shown})(el) < {before} * 0.8", arg=viewer.element_handle())
+        _idle(page)
+        page.screenshot(path=str(shots / "04_zoomed.png"))
+
+        # Calibrate on a 10 mm stretch, then measure across the lesion
+        case_id = int(page.url.rsplit("case=", 1)[1])
+        page.get_by_text("Measure in millimetres").click()
+        frame = "iframe[title*='streamlit_image_coordinates']"
+        picture = page.frame_locator(frame).locator("#image")
+        page.wait_for_function(f"""() => {{ const f = document.querySelector("{frame}");
+            const i = f && f.contentDocument.getElementById('image');
+            return i && i.complete && i.naturalWidth > 0 && f.getBoundingClientRect().height > 50; }}""")
+        picture.scroll_into_view_if_needed()
+        _drag(page, picture, (0.05, 0.9), (0.35, 0.9))
+        page.get_by_label("Distance between the two marks (mm)").fill("10")
+        page.get_by_label("Distance between the two marks (mm)").press("Enter")
+        page.get_by_role("button", name="Save the scale").click()
+        page.get_by_text(re.compile(r"^Scale saved: 10 mm over \d+ pixels\.")).wait_for()
+        page.get_by_text("2. Measure: drag across the lesion's longest diameter").click()
+        page.wait_for_timeout(500)
+        picture.scroll_into_view_if_needed()
+        _drag(page, picture, (0.3, 0.5), (0.7, 0.5))
+        page.get_by_role("button", name="Save the diameter").click()
+        page.get_by_text(re.compile(r"^Longest diameter saved: \d+\.\d mm\.")).wait_for()
+        _idle(page)
+        page.get_by_text("Measure in millimetres").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "05_measured.png"))
+
+        # Correct the age: the case is analysed again with it
+        page.get_by_text("Correct the patient or lesion details").click()
+        page.get_by_label("Age (years)").fill("41")
+        page.get_by_role("button", name="Save the corrections").click()
+        page.get_by_text("Corrections saved. The model analysed the case again").wait_for()
+        _idle(page)
+        page.get_by_text("Metadata the model used").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "06_age_corrected.png"))
+
+        # Two images of one lesion, side by side
+        store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
+        (lesion_case,) = [r.case.id for r in worklist(store) if r.case.name == lesion_images[0]]
+        page.goto(f"{url}/Case_review?case={lesion_case}")
+        page.get_by_role("button", name="Compare 2 images of this lesion").click()
+        page.wait_for_url("**/Lesion_over_time**")
+        page.get_by_text("Malignancy probability").first.wait_for()
+        _idle(page)
+        page.screenshot(path=str(shots / "07_same_lesion.png"), full_page=True)
+
+        # The case report as a PDF
+        page.goto(f"{url}/Case_review?case={lesion_case}")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Case report (PDF)").click()
+        pdf = shots / download.value.suggested_filename
+        download.value.save_as(pdf)
+        browser.close()
+
+    assert pdf.name.startswith(f"{lesion_images[0]}_") and pdf.suffix == ".pdf"
+    text = "".join(p.extract_text() for p in PdfReader(pdf).pages)
+    assert lesion_images[0] in text and "Dr Walk" in text
+    decided = [r for r in worklist(store) if r.decision is not None]
+    assert sorted(r.decision.label for r in decided) == ["Agree with the model", "Follow-up", "Needs biopsy or excision"]
+    scale, diameter = store.measurements(case_id)
+    assert scale.length_mm == 10 and diameter.length_mm > 0
+    assert store.case(case_id).metadata.age == 41 and store.latest_prediction(case_id).metadata_used.age == 41
+    assert len(list(shots.glob("*.png"))) == 7

@@ -270,6 +270,34 @@ def test_reviewed_cases_matches_the_worklist_without_loading_it(db_url, tiny_wei
     assert store.reviewed_cases([]) == set()
 
 
+def test_predictions_are_decoded_once_and_a_new_analysis_is_read_at_once(db_url, tiny_weights, monkeypatch):
+    """The worklist keeps decoded predictions by id (the rows never change); a re-analysis is a new id, so the
+    worklist shows it at once, and a store with a small keep drops the least recently read."""
+    import skinapp.store.decoded as decoded
+
+    store = Store.open(db_url)
+    predictor = Predictor.from_weights(tiny_weights)
+    cases = [_case(f"d{i}", 40 + i) for i in range(3)]
+    ids = [store.add_case(case, "importer").id for case in cases]
+    for case_id, case in zip(ids, cases, strict=True):
+        (prediction,) = predictor.predict([case.image], [case.metadata])
+        store.add_prediction(case_id, prediction, [], predictor.card.identity, "importer")
+    decodes, decode = [], decoded.prediction_from_row
+    monkeypatch.setattr(decoded, "prediction_from_row", lambda row: decodes.append(row["id"]) or decode(row))
+
+    first = {r.case.id: r.prediction for r in worklist(store)}
+    assert len(decodes) == 3 and {r.case.id: r.prediction for r in worklist(store)} == first and len(decodes) == 3
+    (again,) = predictor.predict([cases[1].image], [Metadata(30, "male", Site("torso", "back"))])
+    new_id = store.add_prediction(ids[1], again, [], predictor.card.identity, "importer")
+    latest = {r.case.id: r.prediction for r in worklist(store)}
+    assert latest[ids[1]].id == new_id and latest[ids[1]].metadata_used.age == 30 and decodes[3:] == [new_id]
+    assert store.latest_prediction(ids[1]) is latest[ids[1]]  # the same decoded object: nothing decoded again
+
+    store._decoded.capacity = 2
+    store.warm()
+    assert len(store._decoded) == 2 and store.latest_prediction(ids[0]).id == first[ids[0]].id
+
+
 def test_a_metadata_correction_is_kept_beside_the_imported_values_audited_and_read_everywhere(db_url):
     from sqlalchemy import select
 

@@ -22,6 +22,9 @@ LAYER_LEGENDS = {
     OVERLAYS[4]: "Red and yellow: the parts of the image that pushed the model towards the chosen diagnosis most "
                  "(Grad-CAM).",
 }
+# In the app's viewer the outline and its longest diameter are drawn as lines over the image, not burnt in.
+VIEWER_LEGENDS = {**LAYER_LEGENDS, OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it (Otsu threshold "
+                  "and opening of its attention map). Dotted yellow line: the outline's longest diameter."}
 
 
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:

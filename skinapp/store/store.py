@@ -31,10 +31,10 @@ from skinapp.store.codec import (
     metadata_columns,
     pack_arrays,
     png_bytes,
-    prediction_from_row,
     set_mask,
     thumbnail_jpeg,
 )
+from skinapp.store.decoded import DecodedPredictions
 from skinapp.store.edits import changes_model_input, checked_case_changes, checked_points, checked_ruler_length
 from skinapp.store.guards import sqlite_authorizer
 from skinapp.store.limits import InvalidText, checked, checked_notes
@@ -122,6 +122,7 @@ class Store:
     def __init__(self, engine: Engine):
         """engine: a database that is set up (`skinapp.store.setup`); `Store.open` makes sure of it."""
         self.engine = engine
+        self._decoded = DecodedPredictions()
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:
@@ -375,9 +376,9 @@ class Store:
 
     def latest_prediction(self, case_id: int) -> StoredPrediction | None:
         with self.engine.connect() as connection:
-            row = connection.execute(select(predictions).where(predictions.c.case_id == case_id)
-                                     .order_by(predictions.c.id.desc()).limit(1)).mappings().first()
-            return prediction_from_row(row) if row else None
+            latest = connection.execute(select(predictions.c.id).where(predictions.c.case_id == case_id)
+                                        .order_by(predictions.c.id.desc()).limit(1)).scalar()
+            return self._decoded.by_id(connection, [latest])[latest] if latest is not None else None
 
     def case_records(self, patient_id: str | None = None, lesion_id: str | None = None) -> list[CaseRecord]:
         """Every case (or one patient's, or one lesion's, as corrected) with its latest prediction and decision, in
@@ -395,14 +396,22 @@ class Store:
             case_rows = [r for r in case_rows if (patient_id is None or stored[r["id"]].patient_id == patient_id)
                          and (lesion_id is None or stored[r["id"]].lesion_id == lesion_id)]
             ids = [r["id"] for r in case_rows]
-            latest_p = select(func.max(predictions.c.id)).where(predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
+            latest_p = dict(connection.execute(select(predictions.c.case_id, func.max(predictions.c.id))
+                                               .where(predictions.c.case_id.in_(ids))
+                                               .group_by(predictions.c.case_id)).tuples().all())
             latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
-            prediction_rows = connection.execute(select(predictions).where(predictions.c.id.in_(latest_p))).mappings()
+            decoded = self._decoded.by_id(connection, latest_p.values())
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
-            by_case_p = {r["case_id"]: prediction_from_row(r) for r in prediction_rows}
+            by_case_p = {case_id: decoded[prediction_id] for case_id, prediction_id in latest_p.items()}
             by_case_d = {r["case_id"]: decision_from_row(r) for r in decision_rows}
         return [CaseRecord(stored[r["id"]], by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
                 for r in case_rows]
+
+    def warm(self) -> None:
+        """Decodes the latest prediction of every case ahead of the first worklist (run at app start)."""
+        with self.engine.connect() as connection:
+            latest = connection.execute(select(func.max(predictions.c.id)).group_by(predictions.c.case_id)).scalars()
+            self._decoded.by_id(connection, list(latest))
 
     def reviewed_cases(self, case_ids: Iterable[int]) -> set[int]:
         """Which of these cases have a decision on their latest result (what the worklist calls reviewed),
