@@ -2,10 +2,12 @@
 metadata it used, and the reviewer's decision (saved at once, never silently over a colleague's)."""
 
 import datetime as dt
+import io
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from app_shared import (
@@ -65,6 +67,13 @@ def _outline(case_id: int, prediction_id: int, mm_per_pixel: float | None) -> tu
     image = _case_image(case_id)
     outline = as_prediction(stored, image.shape).outline
     return outline.contour.tolist(), measure_lesion(outline.mask, image, mm_per_pixel)  # mm_per_pixel: part of the key
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _zoom_picture(case_id: int) -> tuple[str, tuple[int, int]] | None:
+    """The zoom copy as a data URL and its size, where the case has one (the stored JPEG, not encoded again)."""
+    data = get_store().zoom_jpeg(case_id)
+    return None if data is None else (jpeg_data_url(data), Image.open(io.BytesIO(data)).size)
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
@@ -235,9 +244,11 @@ def _viewer(case, stored, image: np.ndarray) -> None:
     """The zoomable image with the chosen layer, its legend in words, and what was measured on it."""
     lines: list[Line] = []
     height, width = image.shape[:2]
+    picture_size = None
     if stored is None:
-        url = jpeg_data_url(image)
-        measured = None
+        url, measured = jpeg_data_url(image), None
+        if (zoom := _zoom_picture(case.id)) is not None:
+            url, picture_size = zoom
     else:
         layer, strength = st.columns([3, 2])
         kind = layer.selectbox("Show", OVERLAYS, index=1, key="overlay_kind")
@@ -252,7 +263,11 @@ def _viewer(case, stored, image: np.ndarray) -> None:
                 if _gradcam_for(case.id, target, stored.weights_sha256) is None:
                     st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
                     cam_class = None
-        url = _picture_url(case.id, stored.id, kind, opacity, cam_class)
+        zoom = _zoom_picture(case.id) if kind in (OVERLAYS[0], OVERLAYS[1]) else None
+        if zoom is not None:
+            url, picture_size = zoom  # the image without a heat map: the sharper copy, for zooming in
+        else:
+            url = _picture_url(case.id, stored.id, kind, opacity, cam_class)
         contour, measured = _outline(case.id, stored.id, case.mm_per_pixel)
         if kind != OVERLAYS[0] and contour:
             lines.append(Line("lesion outline (the model's)", [tuple(p) for p in contour], "#00d000", closed=True))
@@ -263,14 +278,24 @@ def _viewer(case, stored, image: np.ndarray) -> None:
         name = (f"ruler, {length.length_mm:g} mm" if length.kind == SCALE else f"diameter {length.length_mm:.1f} mm "
                 f"(by {length.measured_by})")
         lines.append(Line(name, list(length.points), "#ff00ff" if length.kind == SCALE else "#00c8ff"))
-    st.plotly_chart(viewer_figure(url, width, height, lines, view_width=400), config=VIEWER_CONFIG, width="stretch",
-                    key="case_viewer")
+    figure = viewer_figure(url, width, height, lines, view_width=400, picture_size=picture_size)
+    st.plotly_chart(figure, config=VIEWER_CONFIG, width="stretch", key="case_viewer")
     st.caption("Scroll to zoom, drag to move; double-click to see the whole image again.")
     if measured is not None:
         st.markdown("**Measured on the model's lesion outline** (approximate: a poor outline gives poor measurements)")
         st.markdown("\n".join(f"- {plain_markdown(line)}" for line in measured.describe()))
         if case.scale_source:
             st.caption(f"Scale: {case.scale_source}.")
+
+
+class _StoredJpeg:
+    """A stored JPEG handed to the measuring component as it is: it takes "an object with a save method"."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def save(self, buffer, **_) -> None:
+        buffer.write(self.data)
 
 
 def _measure_tool(store, case, image: np.ndarray) -> None:
@@ -284,7 +309,9 @@ def _measure_tool(store, case, image: np.ndarray) -> None:
         kind = st.radio("What to measure", (SCALE, DIAMETER), horizontal=True, key="measure_kind",
                         format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
                                                else "2. Measure: drag across the lesion's longest diameter"))
-        drag = streamlit_image_coordinates(image, key=f"measure_drag_{case.id}", click_and_drag=True,
+        zoom = store.zoom_jpeg(case.id)
+        picture = _StoredJpeg(zoom) if zoom is not None else image  # the sharper copy where there is one
+        drag = streamlit_image_coordinates(picture, key=f"measure_drag_{case.id}", click_and_drag=True,
                                            use_column_width="always", cursor="crosshair", image_format="JPEG",
                                            jpeg_quality=90)
         if not drag or drag.get("x2") is None or not drag.get("width"):

@@ -1,5 +1,6 @@
 """Every page of the app under Streamlit's own AppTest, against a fresh database in a temporary data folder."""
 
+import base64
 import io
 import json
 import os
@@ -448,3 +449,26 @@ def test_lesion_over_time_compares_two_images_of_one_lesion(data_dir, shipped_we
     assert len(app.get("plotly_chart")) == 2
     app.button(key="open_later").click().run()
     assert not app.exception and app.session_state["case_id"] == case_ids[1]
+
+
+def test_a_large_image_is_zoomed_into_its_sharper_copy_and_heat_maps_stay_on_the_display_image(data_dir, shipped_weights):
+    import cv2
+
+    big = cv2.resize(synthetic_lesion(seed=3)[0], (3000, 2000), interpolation=cv2.INTER_CUBIC)
+    buffer = io.BytesIO()
+    Image.fromarray(big).save(buffer, "JPEG", quality=92)
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    (case_id,) = import_and_analyse([InputFile.from_bytes("dermatoscope.jpg", buffer.getvalue())], store,
+                                    Predictor.from_weights(REPO / "weights"), "seed").case_ids
+    assert store.case_image(case_id).shape == (683, 1024, 3) and store.zoom_jpeg(case_id) is not None
+    app = _page(_app(), "case_review")
+
+    def picture() -> dict:
+        (viewer,) = [c for c in app.get("plotly_chart") if c.proto.id.endswith("case_viewer")]
+        return json.loads(viewer.proto.spec)["data"][0]
+
+    shown = picture()
+    assert shown["dx"] == 0.5 and abs(shown["dy"] - 0.5) < 0.001  # the 2048-px copy over the 1024-px extent
+    assert Image.open(io.BytesIO(base64.b64decode(shown["source"].split(",", 1)[1]))).size == (2048, 1365)
+    app.selectbox(key="overlay_kind").set_value("Where the model looked").run()
+    assert picture()["dx"] == 1  # a heat map is drawn on the display image the model read

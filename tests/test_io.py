@@ -67,6 +67,31 @@ def test_large_photos_are_kept_at_display_size_unless_the_full_size_is_asked_for
     assert full.image.shape == (2000, 3000, 3)
 
 
+def _zoom_pixels(case) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(case.zoom_jpeg)).convert("RGB"))
+
+
+def test_a_large_image_also_gets_a_zoom_copy_and_its_display_image_is_what_it_was(tmp_path):
+    """Up to 2048 px for the viewer's zoom, decoded apart: the display image, which names the case, is unchanged."""
+    big = cv2.resize(lesion_image(), (3000, 2000), interpolation=cv2.INTER_LINEAR)
+    Image.fromarray(big).save(tmp_path / "phone.jpg", quality=95)
+    make_dicom(tmp_path / "scope.dcm", cv2.resize(lesion_image(), (2600, 1950)), JPEGBaseline8Bit)
+    Image.fromarray(lesion_image(600, 800)).save(tmp_path / "small.png")
+    make_dicom(tmp_path / "frames.dcm", np.stack([cv2.resize(lesion_image(seed=s), (1600, 1200)) for s in (1, 2)]))
+    cases, report = load_cases(sorted(tmp_path.iterdir()))
+    by_name = {c.name: c for c in cases}
+    assert not report.rejected and len(cases) == 5
+    phone, scope = by_name["phone"], by_name["scope"]
+    assert _zoom_pixels(phone).shape == (1365, 2048, 3)
+    assert _zoom_pixels(scope).shape[1] == 2048 and abs(_zoom_pixels(scope).shape[0] - 1536) <= 1  # DCT-scaled decode
+    reference = cv2.resize(big, (2048, 1365), interpolation=cv2.INTER_AREA)
+    assert np.abs(_zoom_pixels(phone).astype(int) - reference).mean() < 3
+    alone, _ = load_cases([tmp_path / "phone.jpg"], max_side=DISPLAY_MAX_SIDE)
+    assert np.array_equal(alone[0].image, phone.image) and phone.image.shape == (683, 1024, 3)
+    assert by_name["small"].zoom_jpeg is None  # nothing more to see than the display image
+    assert all(c.zoom_jpeg is None for c in cases if c.source == "frames.dcm")  # frames at zoom size: too much memory
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims to be width×height but holds almost nothing: a decompression bomb's header."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -18,7 +18,7 @@ from skinapp.io.case import Acquisition, Case, ImportReport, Rejection
 from skinapp.io.dicom import PATIENT_ID_IS_IMAGE_NAME, looks_like_dicom, read_dicom
 from skinapp.io.images import IMAGE_SUFFIXES, NotAnImage, UnreadableImage, read_image
 from skinapp.io.metadata_csv import MetadataRow, read_metadata_csv
-from skinapp.io.pixels import DISPLAY_MAX_SIDE
+from skinapp.io.pixels import DISPLAY_MAX_SIDE, ZOOM_MAX_SIDE, jpeg_bytes
 from skinapp.io.sources import InputFile, expand_inputs
 from skinapp.vocab import Metadata
 
@@ -32,7 +32,17 @@ FileProgress = Callable[[int, int, str], None]  # (files done, files in all, fil
 
 
 def read_file(file: InputFile, max_side: int | None) -> list[Case]:
-    """One file → its cases. DICOM is recognised by content, not by name; raises UnreadableImage with a reason."""
+    """One file → its cases. DICOM is recognised by content, not by name; raises UnreadableImage with a reason.
+    A single image larger than max_side also gets a zoom copy (up to ZOOM_MAX_SIDE, as JPEG): a second decode
+    at that size, so the display image, and with it the case's identity, stays what it always was."""
+    cases = _read_file(file, max_side)
+    if max_side is None or max_side >= ZOOM_MAX_SIDE or len(cases) != 1 or max(cases[0].original_size) <= max_side:
+        return cases  # a multi-frame file gets none: its frames at zoom size could hold gigabytes at once
+    (larger,) = _read_file(file, ZOOM_MAX_SIDE)
+    return [replace(cases[0], zoom_jpeg=jpeg_bytes(larger.image))]
+
+
+def _read_file(file: InputFile, max_side: int | None) -> list[Case]:
     if looks_like_dicom(file):
         return read_dicom(file, max_side)
     try:

@@ -51,6 +51,7 @@ class Case:
     acquisition: Acquisition = field(default_factory=Acquisition)
     sop_instance_uid: str | None = None
     notes: list[str] = field(default_factory=list)          # what the clinician should know about the file
+    zoom_jpeg: bytes | None = None  # up to ZOOM_MAX_SIDE, JPEG: for the viewer's zoom where the file has more pixels
 
     @property
     def mm_per_pixel(self) -> float | None:

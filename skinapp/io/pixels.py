@@ -18,9 +18,16 @@ from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtend
 from skinapp.io.integrity import DamagedImageData, check_frame, check_j2k, decode_jpeg_strict, jpeg_header
 
 DISPLAY_MAX_SIDE = 1024  # what the app shows and the model reads from; the model itself needs a few hundred pixels
+ZOOM_MAX_SIDE = 2048  # the copy a reviewer zooms into, kept beside the display image where the file has more
 MAX_PIXELS = 100_000_000  # per frame; larger than any dermatoscope frame, so larger means a decompression bomb
 MAX_TOTAL_PIXELS = 1_000_000_000  # all frames of one file together
 MAX_FRAMES = 64  # frames of one file: each becomes a case held in memory at display size
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def fitted_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

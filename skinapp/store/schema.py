@@ -43,6 +43,7 @@ cases = Table(
     Column("notes", JSON),
     Column("image_png", LargeBinary, nullable=False),   # the display-size image, lossless
     Column("thumbnail_jpeg", LargeBinary, nullable=False),
+    Column("zoom_jpeg", LargeBinary),  # up to 2048 px where the file had more pixels than image_png (newer imports)
     Column("imported_at", DateTime(timezone=True), nullable=False),
     Column("imported_by", String(128), nullable=False),
 )

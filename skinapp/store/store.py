@@ -191,7 +191,7 @@ class Store:
                 original_height=case.original_size[1],
                 pixel_spacing_mm=list(case.pixel_spacing_mm) if case.pixel_spacing_mm else None,
                 acquisition=acquisition, notes=notes, image_png=png_bytes(case.image),
-                thumbnail_jpeg=thumbnail_jpeg(case.image), imported_at=_now(), imported_by=actor,
+                thumbnail_jpeg=thumbnail_jpeg(case.image), zoom_jpeg=case.zoom_jpeg, imported_at=_now(), imported_by=actor,
             )))
             self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
         return AddedCase(int(case_id), True, ())
@@ -368,6 +368,11 @@ class Store:
             blob = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
         return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))
 
+    def zoom_jpeg(self, case_id: int) -> bytes | None:
+        """The larger copy for zooming in (JPEG, up to 2048 px), where the file had more pixels than the image."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(cases.c.zoom_jpeg).where(cases.c.id == case_id)).scalar()
+
     def latest_weights(self, case_id: int) -> str | None:
         """The model identity of the case's latest prediction (None: never analysed), without loading it."""
         with self.engine.connect() as connection:
@@ -471,6 +476,6 @@ def _measurement(row) -> Measurement:
                        ((x0, y0), (x1, y1)), row["length_mm"])
 
 
-_CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "content_key")]
+_CASE_COLUMNS = [c for c in cases.c if c.name not in ("image_png", "thumbnail_jpeg", "zoom_jpeg", "content_key")]
 
 
