@@ -268,6 +268,7 @@ def test_reviewed_cases_matches_the_worklist_without_loading_it(db_url, tiny_wei
     store.add_prediction(ids[1], again, [], predictor.card.identity, "importer")  # analysed again after its decision
     assert store.reviewed_cases(ids) == {r.case.id for r in worklist(store) if r.reviewed} == {ids[0], ids[3]}
     assert store.reviewed_cases([]) == set()
+    assert store.reviewed_cases([*range(10_000, 12_500), *ids]) == {ids[0], ids[3]}  # a long queue, asked in parts
 
 
 def test_predictions_are_decoded_once_and_a_new_analysis_is_read_at_once(db_url, tiny_weights, monkeypatch):

@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -16,6 +17,14 @@ from skinapp.store.records import StoredPrediction
 from skinapp.store.schema import predictions
 
 _CHUNK = 500  # ids per query: well under every database's limit on bound parameters
+
+
+def _read_only(prediction: StoredPrediction) -> StoredPrediction:
+    """One object serves every session: its arrays refuse in-place changes instead of passing them on."""
+    for value in vars(prediction).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return prediction
 
 
 class DecodedPredictions:
@@ -37,7 +46,7 @@ class DecodedPredictions:
         missing = [i for i in wanted if i not in found]
         for start in range(0, len(missing), _CHUNK):
             rows = connection.execute(select(predictions).where(predictions.c.id.in_(missing[start:start + _CHUNK])))
-            found.update((row["id"], prediction_from_row(row)) for row in rows.mappings())
+            found.update((row["id"], _read_only(prediction_from_row(row))) for row in rows.mappings())
         with self._lock:
             for i in missing:
                 if i in found:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy import Engine, create_engine, event, func, insert, select, true
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import ProgrammingError
 
@@ -338,13 +338,14 @@ class Store:
             return [decision_from_row(r) for r in rows.mappings()]
 
     @staticmethod
-    def _corrections(connection: Connection, ids: list[int]) -> tuple[dict[int, list[dict]], dict[int, float]]:
-        """Per case: the metadata corrections in order, and the pixel size of its latest ruler calibration."""
+    def _corrections(connection: Connection, ids: list[int] | None) -> tuple[dict[int, list[dict]], dict[int, float]]:
+        """Per case (ids None: every case): the metadata corrections in order, and the pixel size of its latest
+        ruler calibration."""
         edits: dict[int, list[dict]] = defaultdict(list)
         for case_id, changes in connection.execute(select(case_edits.c.case_id, case_edits.c.changes)
-                                                   .where(case_edits.c.case_id.in_(ids)).order_by(case_edits.c.id)):
+                                                   .where(_of_cases(case_edits.c.case_id, ids)).order_by(case_edits.c.id)):
             edits[case_id].append(changes)
-        latest = (select(func.max(case_measurements.c.id)).where(case_measurements.c.case_id.in_(ids),
+        latest = (select(func.max(case_measurements.c.id)).where(_of_cases(case_measurements.c.case_id, ids),
                                                                   case_measurements.c.kind == SCALE)
                   .group_by(case_measurements.c.case_id))
         scales = {r["case_id"]: r["length_mm"] / math.dist(*r["points"]) for r in connection.execute(
@@ -396,15 +397,17 @@ class Store:
             if lesion_id is not None:
                 query = query.where((cases.c.lesion_id == lesion_id) | cases.c.id.in_(corrected))
             case_rows = list(connection.execute(query.order_by(cases.c.id)).mappings())
-            edits, scales = self._corrections(connection, [r["id"] for r in case_rows])
+            every_case = patient_id is None and lesion_id is None  # no list of ids: a large store has too many to bind
+            edits, scales = self._corrections(connection, None if every_case else [r["id"] for r in case_rows])
             stored = {r["id"]: case_from_row(r, edits.get(r["id"], ()), scales.get(r["id"])) for r in case_rows}
             case_rows = [r for r in case_rows if (patient_id is None or stored[r["id"]].patient_id == patient_id)
                          and (lesion_id is None or stored[r["id"]].lesion_id == lesion_id)]
-            ids = [r["id"] for r in case_rows]
+            ids = None if every_case else [r["id"] for r in case_rows]
             latest_p = dict(connection.execute(select(predictions.c.case_id, func.max(predictions.c.id))
-                                               .where(predictions.c.case_id.in_(ids))
+                                               .where(_of_cases(predictions.c.case_id, ids))
                                                .group_by(predictions.c.case_id)).tuples().all())
-            latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
+            latest_d = (select(func.max(decisions.c.id)).where(_of_cases(decisions.c.case_id, ids))
+                        .group_by(decisions.c.case_id))
             decoded = self._decoded.by_id(connection, latest_p.values())
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
             by_case_p = {case_id: decoded[prediction_id] for case_id, prediction_id in latest_p.items()}
@@ -422,16 +425,19 @@ class Store:
         """Which of these cases have a decision on their latest result (what the worklist calls reviewed),
         without loading the cases themselves."""
         ids = list(case_ids)
-        if not ids:
-            return set()
+        reviewed: set[int] = set()
         with self.engine.connect() as connection:
-            latest_p = select(predictions.c.case_id, func.max(predictions.c.id)).where(
-                predictions.c.case_id.in_(ids)).group_by(predictions.c.case_id)
-            latest_d = select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(ids)).group_by(decisions.c.case_id)
-            latest_result = dict(connection.execute(latest_p).tuples().all())
-            decided_on = connection.execute(select(decisions.c.case_id, decisions.c.prediction_id).where(
-                decisions.c.id.in_(latest_d))).tuples().all()
-        return {case_id for case_id, prediction_id in decided_on if latest_result.get(case_id) == prediction_id}
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start:start + _IDS_PER_QUERY]
+                latest_p = select(predictions.c.case_id, func.max(predictions.c.id)).where(
+                    predictions.c.case_id.in_(chunk)).group_by(predictions.c.case_id)
+                latest_d = (select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(chunk))
+                            .group_by(decisions.c.case_id))
+                latest_result = dict(connection.execute(latest_p).tuples().all())
+                decided_on = connection.execute(select(decisions.c.case_id, decisions.c.prediction_id).where(
+                    decisions.c.id.in_(latest_d))).tuples().all()
+                reviewed |= {case_id for case_id, prediction_id in decided_on if latest_result.get(case_id) == prediction_id}
+        return reviewed
 
     def audit_entries(self, case_id: int | None = None) -> list[AuditEntry]:
         with self.engine.connect() as connection:
@@ -468,6 +474,14 @@ class Store:
                 problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
         return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems))
+
+
+_IDS_PER_QUERY = 1000  # bound parameters per query: well under SQLite's and PostgreSQL's limits
+
+
+def _of_cases(column, ids: list[int] | None):
+    """A filter on a case id column: these cases, or every case (None)."""
+    return true() if ids is None else column.in_(ids)
 
 
 def _measurement(row) -> Measurement:
