@@ -356,7 +356,7 @@ def _correction_form(store, case) -> None:
             patient = st.text_input("Patient id", case.patient_id or "", max_chars=LIMITS["patient id"],
                                     key=f"fix_patient_{case.id}")
             lesion = st.text_input("Lesion id", case.lesion_id or "", max_chars=LIMITS["lesion id"], key=f"fix_lesion_{case.id}")
-            age = st.number_input("Age (years)", 0.0, 120.0, case.metadata.age, 1.0, key=f"fix_age_{case.id}",
+            age = st.number_input("Age (years)", 0.0, 120.0, case.metadata.age, 1.0, "%.0f", key=f"fix_age_{case.id}",
                                   placeholder="unknown")
             sex = st.selectbox("Sex", [None, *SEXES], index=[None, *SEXES].index(case.metadata.sex), key=f"fix_sex_{case.id}",
                                format_func=lambda v: v or "unknown")
