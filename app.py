@@ -5,8 +5,9 @@ other pages are in pages/."""
 import pandas as pd
 import streamlit as st
 
-from app_shared import get_store, installed_card, open_case, reviewer, run_guarded, thumbnail_url
+from app_shared import get_store, installed_card, open_case, reviewer, run_guarded
 from skinapp.reporting.export import export_csv
+from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.vocab import CLASSES
 from skinapp.workflow.worklist import Filters, apply_filters, worklist, worklist_records
 
@@ -44,7 +45,7 @@ def page() -> None:
     if table.empty:
         st.info("No case matches these filters.")
         return
-    table.insert(0, "thumbnail", [thumbnail_url(r.thumbnail_jpeg) for r in shown])
+    table.insert(0, "thumbnail", [jpeg_data_url(r.thumbnail_jpeg) for r in shown])
     event = st.dataframe(
         table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
         selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),

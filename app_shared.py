@@ -4,7 +4,6 @@ guard that turns an internal error into a short message."""
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import logging
 import threading
@@ -227,10 +226,6 @@ def open_case(case_id: int, queue: list[int] | None = None) -> None:
     if queue is not None:
         st.session_state["review_queue"] = tuple(int(c) for c in queue)
     st.switch_page(REVIEW_PAGE)
-
-
-def thumbnail_url(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
 def run_guarded(page: Callable[[], None], admin_only: bool = False) -> None:

@@ -24,9 +24,13 @@ MAX_TOTAL_PIXELS = 1_000_000_000  # all frames of one file together
 MAX_FRAMES = 64  # frames of one file: each becomes a case held in memory at display size
 
 
-def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
+def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
+    """The image as JPEG, first fitted within max_side (None: as it is)."""
+    picture = Image.fromarray(image)
+    if max_side is not None:
+        picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    picture.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -3,26 +3,21 @@ a patient. Both draw the same `CaseReport` content; every user or file string is
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
+from skinapp.io.pixels import jpeg_bytes
 from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report
+from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.store import Decision, StoredCase, StoredPrediction
 
 REPORT_IMAGE_SIDE = 640   # pictures in reports: enough to see the lesion, small enough to mail
 
 
-def report_jpeg(image: np.ndarray, side: int = REPORT_IMAGE_SIDE, quality: int = 85) -> bytes:
-    picture = Image.fromarray(image)
-    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=quality, optimize=True)
-    return buffer.getvalue()
+def report_jpeg(image: np.ndarray) -> bytes:
+    return jpeg_bytes(image, quality=85, max_side=REPORT_IMAGE_SIDE)
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
@@ -47,7 +42,7 @@ def _case_html(report: CaseReport) -> str:
     if report.measurements:
         parts.append("<h2>Measurements</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in report.measurements) + "</ul>")
     parts.append("<h2>Images</h2><div class='pictures'>" + "".join(
-        f"<figure><img alt='{e(p.title)}' src='data:image/jpeg;base64,{base64.b64encode(report_jpeg(p.image)).decode()}'>"
+        f"<figure><img alt='{e(p.title)}' src='{jpeg_data_url(report_jpeg(p.image))}'>"
         f"<figcaption><b>{e(p.title)}</b>. {e(p.legend)}</figcaption></figure>" for p in report.pictures) + "</div>")
     parts.append("<h2>Decisions</h2>")
     if report.decision_warning:

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from skinapp.io.case import Acquisition
+from skinapp.io.pixels import jpeg_bytes
 from skinapp.store.records import Decision, StoredCase, StoredPrediction
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES, Metadata, Site
@@ -30,11 +31,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def thumbnail_jpeg(image: np.ndarray) -> bytes:
-    picture = Image.fromarray(image)
-    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+    return jpeg_bytes(image, quality=85, max_side=THUMBNAIL_SIDE)
 
 
 def pack_arrays(**arrays: np.ndarray | None) -> bytes:
