@@ -3,6 +3,7 @@ metadata it used, and the reviewer's decision (saved at once, never silently ove
 
 import datetime as dt
 import io
+import math
 
 import numpy as np
 import pandas as pd
@@ -319,7 +320,7 @@ def _measure_tool(store, case, image: np.ndarray) -> None:
             return
         factor = image.shape[1] / float(drag["width"])
         points = [[drag["x1"] * factor, drag["y1"] * factor], [drag["x2"] * factor, drag["y2"] * factor]]
-        pixels = float(np.hypot(points[1][0] - points[0][0], points[1][1] - points[0][1]))
+        pixels = math.dist(*points)
         name = reviewer() or ""
         try:
             if kind == SCALE:

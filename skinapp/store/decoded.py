@@ -16,7 +16,7 @@ from skinapp.store.codec import prediction_from_row
 from skinapp.store.records import StoredPrediction
 from skinapp.store.schema import predictions
 
-_CHUNK = 500  # ids per query: well under every database's limit on bound parameters
+IDS_PER_QUERY = 1000  # bound parameters per query: well under SQLite's and PostgreSQL's limits
 
 
 def _read_only(prediction: StoredPrediction) -> StoredPrediction:
@@ -44,8 +44,8 @@ class DecodedPredictions:
             for i in found:
                 self._kept.move_to_end(i)
         missing = [i for i in wanted if i not in found]
-        for start in range(0, len(missing), _CHUNK):
-            rows = connection.execute(select(predictions).where(predictions.c.id.in_(missing[start:start + _CHUNK])))
+        for start in range(0, len(missing), IDS_PER_QUERY):
+            rows = connection.execute(select(predictions).where(predictions.c.id.in_(missing[start:start + IDS_PER_QUERY])))
             found.update((row["id"], _read_only(prediction_from_row(row))) for row in rows.mappings())
         with self._lock:
             for i in missing:

@@ -34,7 +34,7 @@ from skinapp.store.codec import (
     set_mask,
     thumbnail_jpeg,
 )
-from skinapp.store.decoded import DecodedPredictions
+from skinapp.store.decoded import IDS_PER_QUERY, DecodedPredictions
 from skinapp.store.edits import changes_model_input, checked_case_changes, checked_points, checked_ruler_length
 from skinapp.store.guards import sqlite_authorizer
 from skinapp.store.limits import InvalidText, checked, checked_notes
@@ -348,8 +348,8 @@ class Store:
         latest = (select(func.max(case_measurements.c.id)).where(_of_cases(case_measurements.c.case_id, ids),
                                                                   case_measurements.c.kind == SCALE)
                   .group_by(case_measurements.c.case_id))
-        scales = {r["case_id"]: r["length_mm"] / math.dist(*r["points"]) for r in connection.execute(
-            select(case_measurements).where(case_measurements.c.id.in_(latest))).mappings()}
+        scales = {m.case_id: m.length_mm / m.length_px for m in map(_measurement, connection.execute(
+            select(case_measurements).where(case_measurements.c.id.in_(latest))).mappings())}
         return edits, scales
 
     def _case(self, connection: Connection, case_id: int) -> StoredCase | None:
@@ -427,8 +427,8 @@ class Store:
         ids = list(case_ids)
         reviewed: set[int] = set()
         with self.engine.connect() as connection:
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start:start + _IDS_PER_QUERY]
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start:start + IDS_PER_QUERY]
                 latest_p = select(predictions.c.case_id, func.max(predictions.c.id)).where(
                     predictions.c.case_id.in_(chunk)).group_by(predictions.c.case_id)
                 latest_d = (select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(chunk))
@@ -474,9 +474,6 @@ class Store:
                 problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
         return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems))
-
-
-_IDS_PER_QUERY = 1000  # bound parameters per query: well under SQLite's and PostgreSQL's limits
 
 
 def _of_cases(column, ids: list[int] | None):
