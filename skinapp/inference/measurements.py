@@ -108,8 +108,13 @@ def _colours(image: np.ndarray, mask: np.ndarray) -> tuple[str, ...]:
     distances = np.linalg.norm(lab[:, None, :] - references[None, :, :], axis=-1)
     nearest, nearest_distance = distances.argmin(axis=1), distances.min(axis=1)
     counted = nearest_distance <= _COLOUR_RADIUS
-    if not mask.all():
-        skin = np.median(_lab(image[~mask]), axis=0)
+    outside = ~mask
+    if outside.any():
+        # The skin's median colour from a regular grid of about 50,000 of its pixels: as good as all of them, and
+        # a tenth of the work on a 1024-px image (this runs each time a case opens).
+        step = max(1, int(np.sqrt(outside.sum() / 50_000)))
+        sample = image[::step, ::step][outside[::step, ::step]]
+        skin = np.median(_lab(sample if len(sample) else image[outside]), axis=0)
         counted &= np.linalg.norm(lab - skin, axis=1) > nearest_distance
     shares = np.bincount(nearest[counted], minlength=len(names)) / max(1, len(lab))
     present = [i for i in np.argsort(-shares, kind="stable") if shares[i] >= _COLOUR_SHARE]
