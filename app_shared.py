@@ -5,6 +5,7 @@ guard that turns an internal error into a short message."""
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import threading
 import uuid
@@ -83,12 +84,23 @@ def _connected_as_owner() -> bool:
 
 @st.cache_resource(show_spinner="Loading the model …")
 def _load_predictor() -> Predictor:
-    return Predictor.from_weights(skinapp.config.DEFAULT_WEIGHTS)
+    predictor = Predictor.from_weights(skinapp.config.DEFAULT_WEIGHTS)
+    _outside_collection()
+    return predictor
 
 
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
-    return Assessor.from_weights(skinapp.config.DEFAULT_WEIGHTS, _installed_card())
+    assessor = Assessor.from_weights(skinapp.config.DEFAULT_WEIGHTS, _installed_card())
+    _outside_collection()
+    return assessor
+
+
+def _outside_collection() -> None:
+    """The libraries and the model (about 600,000 Python objects) live as long as the app. Left in the garbage
+    collector's care, each of its full passes walks them all (about 0.25 s on the 2-core machine, at a random
+    interaction: bench/bench_app.py showed it); frozen, the passes walk only what came after."""
+    gc.freeze()
 
 
 @st.cache_resource(show_spinner=False)
