@@ -4,7 +4,8 @@
 
 Both paths start from the bytes already in memory (the disk is not measured) and end at the model's square
 input. Prints seconds for all files, the ratio, the largest colour difference between the two model inputs,
-and the time `load_cases` takes for the same files at display size (what the app does on upload).
+and the time `load_cases` takes for the same files at display size (what the app does on upload), with and
+without the 2048-px zoom copy it keeps of each large image, and that copy's size.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import skinapp.io
 from skinapp.io import DISPLAY_MAX_SIDE, load_cases
-from skinapp.io.pixels import dicom_frames
+from skinapp.io.pixels import ZOOM_MAX_SIDE, dicom_frames
 from skinapp.model.preprocess import resize_for_model
 
 
@@ -60,13 +62,21 @@ def main() -> None:
     start = time.perf_counter()
     cases, report = load_cases(files, metadata_csv=args.data / "metadata.csv")
     display_s = time.perf_counter() - start
+    skinapp.io.ZOOM_MAX_SIDE = DISPLAY_MAX_SIDE  # no larger copy than the display image: none is made
+    start = time.perf_counter()
+    load_cases(files, metadata_csv=args.data / "metadata.csv")
+    without_zoom_s = time.perf_counter() - start
+    zoom_kb = [len(c.zoom_jpeg) / 1e3 for c in cases if c.zoom_jpeg is not None]
     print(f"{len(files)} real DICOM files, {megapixels:.0f} megapixels in all, model input {args.size}×{args.size}")
     print(f"naive  pixel_array + resize      {naive_s:7.2f} s  ({naive_s / len(files) * 1000:6.0f} ms/file)")
     print(f"fast   reduced-size decode       {fast_s:7.2f} s  ({fast_s / len(files) * 1000:6.0f} ms/file)")
     print(f"ratio  {naive_s / fast_s:.1f}× faster (target ≥ 10×); mean absolute colour difference of the model inputs: "
           f"worst file {difference:.2f} of 255")
     print(f"load_cases at display size (≤{DISPLAY_MAX_SIDE} px, with metadata CSV, from disk): {display_s:.2f} s for "
-          f"{len(cases)} cases, {len(report.rejected)} rejected")
+          f"{len(cases)} cases, {len(report.rejected)} rejected; without the zoom copies {without_zoom_s:.2f} s")
+    if zoom_kb:
+        print(f"zoom copies (≤{ZOOM_MAX_SIDE} px JPEG): {len(zoom_kb)} of {len(cases)} cases, "
+              f"{(display_s - without_zoom_s) / len(zoom_kb) * 1000:.0f} ms and {np.mean(zoom_kb):.0f} kB each on average")
 
 
 if __name__ == "__main__":
