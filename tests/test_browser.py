@@ -303,7 +303,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.screenshot(path=str(shots / "02_first_case.png"))
         _press(page, "3")  # needs biopsy or excision
         page.get_by_role("button", name="Needs biopsy or excision").locator("[data-testid=stIconMaterial]").wait_for()
-        page.get_by_label("Note").fill("asymmetric, regression structures")
+        page.get_by_label("Note").press_sequentially("4 mm, 2 colours")  # digits typed in a note pick no decision
         save.click()
         page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()
         assert _case_counter(page) == "Case 2 of 5 in your review queue"
@@ -393,6 +393,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
     assert lesion_images[0] in text and "Dr Walk" in text
     decided = [r for r in worklist(store) if r.decision is not None]
     assert sorted(r.decision.label for r in decided) == ["Agree with the model", "Follow-up", "Needs biopsy or excision"]
+    assert [r.decision.note for r in decided if r.decision.decision == "biopsy"] == ["4 mm, 2 colours"]
     scale, diameter = store.measurements(case_id)
     assert scale.length_mm == 10 and diameter.length_mm > 0
     assert store.case(case_id).metadata.age == 41 and store.latest_prediction(case_id).metadata_used.age == 41
