@@ -129,8 +129,33 @@ def test_similar_cases_and_distance(tmp_path):
     assert index.vote(query) == ("AKIEC", 1.0) and index.agreement(query, "AKIEC") == 1.0 and index.agreement(query, "NV") == 0
     typical = np.median([distribution.distance(f) for f in rng.normal(size=(200, 8))])
     assert 2 < typical < 4 < distribution.distance(np.full(8, 5.0))  # about √8 for a typical sample
+    tie = embeddings[0] * 0.6 + embeddings[20] * 0.4  # as many MEL as NV neighbours; MEL ones are nearer
+    tie_index = EmbeddingIndex(embeddings[[0, 1, 20, 21]], labels[[0, 1, 20, 21]], np.asarray(["a", "b", "c", "d"]),
+                               np.asarray(["a", "b", "c", "d"]))
+    assert tie_index.vote(tie / np.linalg.norm(tie)) == ("MEL", 0.5)
     same = index.neighbours(embeddings[0], 1)[0]
     assert same.image_id == "I0" and index.neighbours(embeddings[0], 1, exclude_lesion="L0")[0].lesion_id != "L0"
+
+
+def test_one_members_view_of_the_index_measures_that_members_own_features():
+    """A held-out image is judged by the one member that never trained on it: its distance and neighbours must come
+    from that member's Gaussian and embedding alone, not the ensemble's."""
+    from skinapp.trust.assessment import Assessor
+
+    rng = np.random.default_rng(3)
+    near, far = rng.normal(size=(400, 4)), rng.normal(loc=6.0, size=(400, 4))
+    ensemble = TrainingDistribution.fit_members([near, far])
+    labels = np.repeat([0, 1], 10)
+    # Member 0 separates the two classes along its first axis; member 1 the other way round.
+    first = np.where(labels[:, None] == 0, [1.0, 0.0], [0.0, 1.0])
+    embeddings = np.hstack([first, first[:, ::-1]]).astype(np.float32)
+    index = EmbeddingIndex(embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), labels,
+                           np.asarray([f"I{i}" for i in range(20)]), np.asarray([f"L{i}" for i in range(20)]))
+    member = Assessor(FlagPolicy.provisional(), index, ensemble).member_view(1, 2)
+    assert member.distribution is not None and member.index is not None
+    assert member.distribution.distance(np.full(4, 6.0)) < 3 < member.distribution.distance(np.zeros(4))
+    assert member.index.vote(np.array([1.0, 0.0])) == ("NV", 1.0)  # member 1's first axis is class 1's
+    assert Assessor(FlagPolicy.provisional(), index, ensemble).member_view(0, 2).index.vote(np.array([1.0, 0.0]))[0] == "MEL"
 
 
 def test_image_statistics_tell_colour_photographs_from_grey_and_blank_frames():

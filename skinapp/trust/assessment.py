@@ -35,6 +35,12 @@ class Assessor:
         net = card.melanoma_safety_net
         return cls(FlagPolicy.from_dict(card.flag_policy), index, distribution, net if net.active else None)
 
+    def member_view(self, member: int, n_members: int) -> Assessor:
+        """The same checks for a prediction made by one ensemble member alone (as `evaluate` scores an image with
+        the member that never trained on it): its neighbours and distances in that member's own space."""
+        return Assessor(self.policy, self.index.member_view(member, n_members) if self.index is not None else None,
+                        self.distribution.member(member) if self.distribution is not None else None, self.safety_net)
+
     def evidence(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool) -> Evidence:
         colourfulness, contrast = image_statistics(image) if image is not None else (None, None)
         far = (self.distribution.distance(prediction.image_features)

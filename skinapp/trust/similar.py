@@ -66,9 +66,10 @@ class EmbeddingIndex:
         return float(np.mean([n.label == class_name for n in self.neighbours(embedding, VOTE_K, exclude_lesion)]))
 
     def vote(self, embedding: np.ndarray, exclude_lesion: str | None = None) -> tuple[str, float]:
-        """The most common diagnosis among the VOTE_K nearest images, and its share of the votes."""
+        """The most common diagnosis among the VOTE_K nearest images, and its share of the votes. A tie goes to
+        the diagnosis of the nearer image (the same answer on every run)."""
         labels = [n.label for n in self.neighbours(embedding, VOTE_K, exclude_lesion)]
-        winner = max(set(labels), key=labels.count)
+        winner = max(labels, key=lambda label: (labels.count(label), -labels.index(label)))
         return winner, labels.count(winner) / len(labels)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -120,6 +121,10 @@ class TrainingDistribution:
         estimates = [LedoitWolf().fit(f.astype(np.float64)) for f in per_member]
         return cls(np.stack([e.location_ for e in estimates]).astype(np.float32),
                    np.stack([e.precision_ for e in estimates]).astype(np.float32))
+
+    def member(self, member: int) -> TrainingDistribution:
+        """One member's Gaussian alone, for that member's own features."""
+        return TrainingDistribution(self.mean[member:member + 1], self.precision[member:member + 1])
 
     def member_distance(self, member: int, features: np.ndarray) -> float:
         """Mahalanobis distance under one member's Gaussian: about √C for a typical training image."""
