@@ -170,21 +170,20 @@ def _call(prediction: Prediction, fit: TrustFit) -> str:
     return CLASSES[int(fit.rule.call(apply_temperature(prediction.probabilities, fit.temperature)))]
 
 
-def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int = 4,
-                   limit: int | None = None) -> tuple[dict, pd.DataFrame, dict]:
-    """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl): the
-    diagnostic figures, the per-image table, and the trust check (flags, sets, safety net)."""
-    fit = trust.fit
-    data = load_isic2017(isic2017, "val", limit=limit)
-    predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
-                                       calibrate=False)
-    predictions = predictor.predict(data.images, data.metadata)
-    raw = np.stack([p.probabilities for p in predictions])
-    calibrated = apply_temperature(raw, fit.temperature)
-    labels = data.labels
-    balanced_calls, argmax_calls = fit.rule.call(calibrated), calibrated.argmax(1)
+def case_table(image_ids: list[str], cases: pd.DataFrame) -> pd.DataFrame:
+    """A check's cases as the app would have shown them, one row per image: the call, whether it was right, the
+    manual check and the signs that raised it, the safety net, the conformal set (calibrated probabilities)."""
+    table = cases.drop(columns=["in_set"]).assign(
+        image_id=image_ids, label=[CLASSES[k] for k in cases["label"]], call=[CLASSES[k] for k in cases["call"]],
+        prediction_set=[" ".join(c for c, kept in zip(CLASSES, mask, strict=True) if kept) for mask in cases["in_set"]])
+    return table[["image_id", *[c for c in table.columns if c != "image_id"]]]
+
+
+def external_figures(labels: np.ndarray, calibrated: np.ndarray, rule: DecisionRule, views: int) -> dict:
+    """Diagnostic figures on ISIC 2017 `val` from calibrated probabilities and a decision rule."""
+    balanced_calls, argmax_calls = rule.call(calibrated), calibrated.argmax(1)
     mel_target = labels == MEL
-    report = {
+    return {
         "data": "ISIC 2017 challenge `val` split: other centres and dermatoscopes than HAM10000; never trained on",
         "n_images": len(labels),
         "classes_present": {CLASSES[k]: int((labels == k).sum()) for k in np.unique(labels)},
@@ -199,14 +198,33 @@ def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int
         "recall_argmax": recall_by_class(labels, argmax_calls),
         "tta_views": views,
     }
-    table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in labels]})
+
+
+def external_predictions(weights: Path, isic2017: Path, views: int = 4,
+                         limit: int | None = None) -> tuple[LabelledImages, list[Prediction]]:
+    """The whole ensemble's uncalibrated predictions on ISIC 2017 `val`."""
+    data = load_isic2017(isic2017, "val", limit=limit)
+    predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
+                                       calibrate=False)
+    return data, predictor.predict(data.images, data.metadata)
+
+
+def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int = 4,
+                   limit: int | None = None) -> tuple[dict, pd.DataFrame, dict, pd.DataFrame]:
+    """The whole ensemble, calibrated and with the balanced rule, on ISIC 2017 `val` (mel / nv / bkl): the
+    diagnostic figures, the per-image table, the trust check (flags, sets, safety net) and its cases."""
+    fit = trust.fit
+    data, predictions = external_predictions(weights, isic2017, views, limit)
+    raw = np.stack([p.probabilities for p in predictions])
+    report = external_figures(data.labels, apply_temperature(raw, fit.temperature), fit.rule, views)
+    table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in data.labels]})
     table[list(CLASSES)] = raw
     cases = assessed_cases(
-        predictions, data.images, data.metadata, labels, fit,
+        predictions, data.images, data.metadata, data.labels, fit,
         ood_distances=[trust.distribution.distance(image_features(p)) for p in predictions],
         agreements=[trust.index.agreement(p.embedding, _call(p, fit)) for p in predictions])
     check = check_summary(cases, "ISIC 2017 `val` (other clinics and dermatoscopes), the whole ensemble")
-    return report, table, check
+    return report, table, check, case_table(data.image_ids, cases)
 
 
 def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, views: int,
@@ -233,7 +251,7 @@ def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, 
     return ShiftedSet(rows, images, [p for p in predictions if p is not None], applied)
 
 
-def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trust: TrustResult) -> dict:
+def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trust: TrustResult) -> tuple[dict, pd.DataFrame]:
     """Do the flags, sets and safety net still hold when the images change? The sets and the safety net are
     the cross-fitted ones (they were fitted with shifted copies of other lesions)."""
     fit = trust.fit
@@ -251,7 +269,9 @@ def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trus
     summary = check_summary(cases, f"{len(shifted.rows)} held-out HAM10000 images, each shifted twice (colour cast, "
                                    "contrast, blur, JPEG, scale) by `evaluate` itself")
     summary["shifts_applied"] = {name: sum(name in a for a in shifted.shifts) for name in SHIFTS}
-    return summary
+    table = case_table([data.image_ids[i] for i in shifted.rows], cases)
+    table.insert(1, "shifts", [" + ".join(a) for a in shifted.shifts])
+    return summary, table
 
 
 def out_of_fold_check(trust: TrustResult) -> dict:
@@ -290,11 +310,13 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     metrics["decision_rule"] = decision_rule_report(oof, trust.fit.temperature, trust.fit.rule)
     metrics["checks"] = {"out_of_fold": out_of_fold_check(trust)}
     if shifted_set is not None:
-        metrics["checks"]["shifted_ham"] = shifted_check(weights, data, shifted_set, trust)
+        metrics["checks"]["shifted_ham"], shifted_cases = shifted_check(weights, data, shifted_set, trust)
+        shifted_cases.to_csv(out / "check_shifted_ham.csv", index=False, float_format="%.6f")
     if isic2017 is not None:
-        metrics["external"], external_table, metrics["checks"]["isic2017_val"] = external_check(weights, isic2017, trust,
-                                                                                                views)
+        metrics["external"], external_table, metrics["checks"]["isic2017_val"], external_cases = external_check(
+            weights, isic2017, trust, views)
         external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
+        external_cases.to_csv(out / "check_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png",
