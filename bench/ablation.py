@@ -19,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.evaluation.evaluate import external_check
+import numpy as np
+
+from skinapp.evaluation.evaluate import external_figures, external_predictions
 from skinapp.train.loop import TrainConfig, train
 from skinapp.trust.decision import DecisionRule
 
@@ -59,7 +61,8 @@ def main() -> None:
         cfg = TrainConfig(data=args.data, out=out, **{**settings, **overrides})
         train(cfg)
         last = json.loads((out / "history_fold0.jsonl").read_text().splitlines()[-1])
-        external, _ = external_check(out, args.isic2017, temperature=1.0, rule=DecisionRule(), views=1)
+        data, predictions = external_predictions(out, args.isic2017, views=1)
+        external = external_figures(data.labels, np.stack([p.probabilities for p in predictions]), DecisionRule(), 1)
         results[name] = {
             "overrides": {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()},
             **{k: last[f"val_{k}"] for k in ("balanced_accuracy", "malignant_auc", "mask_jaccard")},

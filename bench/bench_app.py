@@ -27,6 +27,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +156,18 @@ def _import_dicoms(clock: Clock, app, store, folder: Path) -> list[int]:
     return sorted({r.case.id for r in store.case_records()} - before)
 
 
+def _choose(app, key: str, value: str):
+    return app.selectbox(key=key).set_value(value).run()
+
+
+def _slide(app, key: str, value: float):
+    return app.slider(key=key).set_value(value).run()
+
+
+def _type(app, key: str, text: str):
+    return app.text_area(key=key).input(text).run()
+
+
 def _open(app, expander: str):
     app.session_state[expander] = True  # as the click on the expander's title does
     return app.run()
@@ -186,10 +199,10 @@ def _review_session(clock: Clock, app, store, dicom_cases: list[int], repeats: i
     for _ in range(repeats):
         clock.time(f"K: previous {kind} case (shown before)", lambda: app.button(key="previous_case").click().run())
     for layer in (*OVERLAYS[2:], *OVERLAYS[:2]):
-        clock.time(f"layer: {layer}", lambda layer=layer: app.selectbox(key="overlay_kind").set_value(layer).run())
+        clock.time(f"layer: {layer}", partial(_choose, app, "overlay_kind", layer))
     app.selectbox(key="overlay_kind").set_value(OVERLAYS[2]).run()
     for strength in (0.3, 0.6, 0.8):
-        clock.time("overlay strength", lambda s=strength: app.slider(key="overlay_opacity").set_value(s).run())
+        clock.time("overlay strength", partial(_slide, app, "overlay_opacity", strength))
     app.selectbox(key="overlay_kind").set_value(OVERLAYS[4]).run()
     predicted = app.selectbox(key="gradcam_class").value
     other = next(c for c in CLASSES if c != predicted)
@@ -202,7 +215,7 @@ def _review_session(clock: Clock, app, store, dicom_cases: list[int], repeats: i
     for _ in range(repeats):
         here = case_id()
         clock.time("decision key 1 (agree)", lambda: app.button(key="pick_agree").click().run())
-        clock.time("type a note", lambda here=here: app.text_area(key=f"note_{here}").input("bench note").run())
+        clock.time("type a note", partial(_type, app, f"note_{here}", "bench note"))
         clock.time("save decision → next case to review", lambda: app.button(key="save_decision").click().run())
         assert case_id() != here, "saving did not move on"
 

@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ def _images(data: Path | None, count: int) -> list[np.ndarray]:
         import cv2
 
         paths = sorted((data / "images").glob("*.jpg"))[:count]
-        return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+        decoded = [cv2.imread(str(p)) for p in paths]
+        return [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in decoded if image is not None]
     rng = np.random.default_rng(0)
     return [rng.integers(0, 255, (150, 200, 3), dtype=np.uint8) for _ in range(count)]
 
@@ -58,7 +60,7 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, 
     print(f"\n{card.version} on {device} ({torch.get_num_threads()} CPU threads), input {size}×{size}, "
           f"{len(models)} ensemble member(s); best of {repeats}")
     print(f"{'configuration':44s} {'batch':>5s} {'ms/image':>9s} {'images/s':>9s} {'× bare':>7s}")
-    configs = [
+    configs: list[tuple[str, dict[str, Any]]] = [
         (f"predict: {views} view{'s' if views > 1 else ''} + mask" + (" + Grad-CAM" if gradcam else ""),
          dict(tta=views > 1, views=views if views > 1 else None, gradcam=gradcam))
         for views in (8, 4, 1) for gradcam in (True, False)
