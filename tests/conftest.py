@@ -72,6 +72,21 @@ def shipped_weights() -> Path:
     return SHIPPED_WEIGHTS
 
 
+def held_out_member(weights: Path, **options):
+    """The shipped ensemble's first member alone, with the flag checks in its own space, and the fold it never
+    trained on. Every other member trained on that fold, so only this member's predictions on it are held out (as
+    `evaluate` measures them); the card's calibration, rule and policy were fitted on such predictions."""
+    from skinapp.inference import Predictor
+    from skinapp.model.checkpoint import load_member
+    from skinapp.trust.assessment import Assessor
+
+    card = ModelCard.load(weights)
+    member = card.members[0]
+    predictor = Predictor([load_member(weights, member, card.model_config)], card, device="cpu", **options)
+    assessor = Assessor.from_weights(weights, card).member_view(0, len(card.members))
+    return predictor, assessor, member.validation_fold
+
+
 def write_weights(folder: Path, image_size: int = 64, members: int = 1, seed: int = 0) -> Path:
     """An untrained network saved the way training saves one, for testing the plumbing (never shipped)."""
     folder.mkdir(parents=True, exist_ok=True)

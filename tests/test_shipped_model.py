@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
+from conftest import held_out_member
 from skinapp.cli import main
 from skinapp.evaluation.metrics import jaccard
 from skinapp.inference import Predictor
@@ -18,7 +19,7 @@ from skinapp.vocab import CLASSES, Metadata
 
 @pytest.fixture(scope="module")
 def held_out(shared_data, shipped_weights):
-    """Four images of each class from the validation fold of the first member."""
+    """Four images of each class from the validation fold of the first member (seen by every other member)."""
     card = ModelCard.load(shipped_weights)
     folds = pd.read_csv(shipped_weights / "folds.csv")
     table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").merge(folds, on=["image_id", "lesion_id"])
@@ -35,7 +36,7 @@ def test_card_is_evaluated_and_consistent(shipped_weights):
 
 
 def test_held_out_images(shared_data, shipped_weights, held_out):
-    predictor = Predictor.from_weights(shipped_weights, device="cpu")
+    predictor, _, _ = held_out_member(shipped_weights)
     root = shared_data / "ham10000"
     images = [cv2.cvtColor(cv2.imread(str(root / "images" / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in held_out["image_id"]]
     metadata = [Metadata.parse(a, s, site)
@@ -98,6 +99,7 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
 
     predictor = Predictor.from_weights(shipped_weights, device="cpu", gradcam=False)
     assessor = Assessor.from_weights(shipped_weights, predictor.card)
+    member, member_assessor, _ = held_out_member(shipped_weights, gradcam=False)
     foreign = {
         "cat": data.chelsea(),
         "chest x-ray (grey)": np.repeat(data.camera()[..., None], 3, axis=-1),
@@ -122,10 +124,10 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
     metadata = [Metadata.parse(a, s, site)
                 for a, s, site in zip(held_out["age"], held_out["sex"], held_out["localization"], strict=True)]
     labels = held_out["dx"].str.upper().to_numpy()
-    clean = [(image, p) for image, p, label in zip(images, predictor.predict(images, metadata), labels, strict=True)
+    clean = [(image, p) for image, p, label in zip(images, member.predict(images, metadata), labels, strict=True)
              if p.predicted_class == label and p.probabilities.max() >= 0.9]
     assert len(clean) >= 5
-    flagged = [needs_manual_check(assessor.assess(p, image)) for image, p in clean]
+    flagged = [needs_manual_check(member_assessor.assess(p, image)) for image, p in clean]
     assert sum(flagged) <= len(clean) // 5, f"{sum(flagged)} of {len(clean)} confident, correct held-out cases flagged"
 
 
@@ -133,7 +135,6 @@ def test_the_flags_keep_their_rate_on_a_shifted_copy_of_held_out_images(shared_d
     """Another clinic's camera, light and software (the shifts `evaluate` uses): the share of cases flagged for a
     manual check must not collapse, as it did with the flags fitted to HAM10000's quirks."""
     from skinapp.evaluation.shift import shifted_copy
-    from skinapp.trust.assessment import Assessor
     from skinapp.trust.flags import needs_manual_check
 
     card = ModelCard.load(shipped_weights)
@@ -144,8 +145,7 @@ def test_the_flags_keep_their_rate_on_a_shifted_copy_of_held_out_images(shared_d
     images = [cv2.cvtColor(cv2.imread(str(root / f"{i}.jpg")), cv2.COLOR_BGR2RGB) for i in table["image_id"]]
     metadata = [Metadata.parse(a, s, site) for a, s, site in zip(table["age"], table["sex"], table["localization"], strict=True)]
     shifted, _ = shifted_copy(images, seed=11)
-    predictor = Predictor.from_weights(shipped_weights, device="cpu", gradcam=False)
-    assessor = Assessor.from_weights(shipped_weights, predictor.card)
+    predictor, assessor, _ = held_out_member(shipped_weights, gradcam=False)
 
     def flagged_share(pictures: list[np.ndarray]) -> float:
         predictions = predictor.predict(pictures, metadata)
