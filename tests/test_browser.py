@@ -119,6 +119,7 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_test_id("stSidebar").get_by_role("link", name="Case review").click()
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("Needs biopsy or excision").click()
+        _ticked(page, "Needs biopsy or excision")
         page.get_by_label("Note").fill("asymmetric, regression structures")
         page.get_by_role("button", name="Save decision").click()
         page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()  # and on to the next case
@@ -172,6 +173,7 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
         page.goto(f"{url}/Case_review?case={hostile}")
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("Agree with the model").click()
+        _ticked(page, "Agree with the model")
         page.get_by_role("button", name="Save decision").click()
         page.get_by_text(re.compile(r"^Saved on .*: Agree with the model\.")).wait_for()
         page.goto(f"{url}/Case_review?case={hostile}")  # saving moved on to the next case: back to this one
@@ -256,14 +258,31 @@ def _press(page, key: str) -> None:
     page.keyboard.press(key)
 
 
-def _drag(page, image, start: tuple[float, float], end: tuple[float, float]) -> None:
-    """A mouse drag inside the measuring image, from and to fractions of its width and height."""
-    box = image.bounding_box()
-    (x1, y1), (x2, y2) = ((box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end))
-    page.mouse.move(x1, y1)
-    page.mouse.down()
-    page.mouse.move(x2, y2, steps=12)
-    page.mouse.up()
+def _ticked(page, decision: str) -> None:
+    """Wait for the decision's tick, as a reviewer sees it before saving (the click reruns the page)."""
+    page.get_by_role("button", name=decision).locator("[data-testid=stIconMaterial]").wait_for()
+
+
+def _drag(page, image, start: tuple[float, float], end: tuple[float, float], shows) -> None:
+    """A mouse drag inside the measuring image, from and to fractions of its width and height, until `shows`
+    appears. A drag made while Streamlit is still redrawing the component is lost (on a busy machine it happens),
+    and a clinician would drag again: so does the walk, three times at most."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        image.scroll_into_view_if_needed()
+        box = image.bounding_box()
+        (x1, y1), (x2, y2) = ((box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end))
+        page.mouse.move(x1, y1)
+        page.mouse.down()
+        page.mouse.move(x2, y2, steps=12)
+        page.mouse.up()
+        try:
+            shows.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    shows.wait_for(timeout=1_000)
 
 
 @pytest.mark.browser
@@ -302,7 +321,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         assert box["y"] + box["height"] <= 900, "the decision form needs scrolling on a 1440×900 screen"
         page.screenshot(path=str(shots / "02_first_case.png"))
         _press(page, "3")  # needs biopsy or excision
-        page.get_by_role("button", name="Needs biopsy or excision").locator("[data-testid=stIconMaterial]").wait_for()
+        _ticked(page, "Needs biopsy or excision")
         page.get_by_label("Note").press_sequentially("4 mm, 2 colours")  # digits typed in a note pick no decision
         save.click()
         page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()
@@ -312,12 +331,12 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         _press(page, "k")
         page.get_by_text("Case 2 of 5 in your review queue").wait_for()
         _press(page, "1")  # agree
-        page.get_by_role("button", name="Agree with the model").locator("[data-testid=stIconMaterial]").wait_for()
+        _ticked(page, "Agree with the model")
         _press(page, "Control+Enter")
         page.get_by_text(re.compile(r"^Saved on .*: Agree with the model\.")).wait_for()
         page.get_by_text("Case 3 of 5 in your review queue").wait_for()
         _press(page, "4")  # follow-up
-        page.get_by_role("button", name="Follow-up").locator("[data-testid=stIconMaterial]").wait_for()
+        _ticked(page, "Follow-up")
         _press(page, "Control+Enter")
         page.get_by_text(re.compile(r"^Saved on .*: Follow-up\.")).wait_for()
         page.get_by_text("Case 4 of 5 in your review queue").wait_for()
@@ -345,16 +364,14 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.wait_for_function(f"""() => {{ const f = document.querySelector("{frame}");
             const i = f && f.contentDocument.getElementById('image');
             return i && i.complete && i.naturalWidth > 0 && f.getBoundingClientRect().height > 50; }}""")
-        picture.scroll_into_view_if_needed()
-        _drag(page, picture, (0.05, 0.9), (0.35, 0.9))
+        _drag(page, picture, (0.05, 0.9), (0.35, 0.9), page.get_by_label("Distance between the two marks (mm)"))
         page.get_by_label("Distance between the two marks (mm)").fill("10")
         page.get_by_label("Distance between the two marks (mm)").press("Enter")
         page.get_by_role("button", name="Save the scale").click()
         page.get_by_text(re.compile(r"^Scale saved: 10 mm over \d+ pixels\.")).wait_for()
         page.get_by_text("2. Measure: drag across the lesion's longest diameter").click()
         page.wait_for_timeout(500)
-        picture.scroll_into_view_if_needed()
-        _drag(page, picture, (0.3, 0.5), (0.7, 0.5))
+        _drag(page, picture, (0.3, 0.5), (0.7, 0.5), page.get_by_role("button", name="Save the diameter"))
         page.get_by_role("button", name="Save the diameter").click()
         page.get_by_text(re.compile(r"^Longest diameter saved: \d+\.\d mm\.")).wait_for()
         _idle(page)
