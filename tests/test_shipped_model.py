@@ -87,6 +87,8 @@ def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
     assert flags["flagged_share"] <= 0.2 + 1e-3 and flags["accuracy_unflagged"] > flags["accuracy_flagged"]
     markdown = (shipped_weights / "MODEL_CARD.md").read_text()
     assert f"{calibration['ece_after']:.3f} after" in markdown and f"{flags['errors_caught']:.1%}" in markdown
+    external = card.metrics["checks"]["isic2017_val"]["ece"]  # the temperature's reach beyond HAM10000 is stated too
+    assert f"ISIC 2017 val {external:.3f}" in markdown
     for picture in ("reliability.png", "coverage.png"):
         assert (shipped_weights / "evaluation" / picture).read_bytes()[:4] == b"\x89PNG"
 

@@ -188,6 +188,20 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _calibration_on_checks(metrics: dict) -> str:
+    """The same temperature on the other check sets: with an ensemble it was fitted on one member's predictions
+    and is applied to the averaged ones, and other clinics' images drift from HAM10000 as well."""
+    shown = [f"{CHECK_NAMES.get(name, name)} {check['ece']:.3f}" for name, check in metrics.get("checks", {}).items()
+             if name != "out_of_fold" and check.get("ece") is not None]
+    if not shown:
+        return ""
+    members = metrics.get("members", 1)
+    scored = f" (each scored by one member, while the app averages all {members})" if members > 1 else ""
+    return (f" The temperature is fitted on HAM10000 images only{scored}; the top diagnosis's calibration error on "
+            f"the other checks: {', '.join(shown)}. Read the probabilities of images from other clinics as less "
+            "exact than the held-out figures suggest.")
+
+
 def trust_section(card: ModelCard) -> list[str]:
     metrics = card.metrics
     if "calibration" not in metrics:
@@ -203,7 +217,8 @@ def trust_section(card: ModelCard) -> list[str]:
         f"calibration error of the top diagnosis: **{c['ece_before']:.3f} before, {c['ece_after']:.3f} after** "
         f"({c['ece_after_note']}); without metadata {c['ece_before_without_metadata']:.3f} → "
         f"{c['ece_after_without_metadata']:.3f}. Malignancy probability against the malignant/benign truth: "
-        f"calibration error {c['malignancy_calibration_error_before']:.3f} → {c['malignancy_calibration_error_after']:.3f}.",
+        f"calibration error {c['malignancy_calibration_error_before']:.3f} → {c['malignancy_calibration_error_after']:.3f}."
+        + _calibration_on_checks(metrics),
         "",
         "![reliability diagram](evaluation/reliability.png)",
         "",
