@@ -165,6 +165,8 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file]").nth(0).set_input_files(sorted(uploads.glob("*.png")))
         page.locator("input[type=file]").nth(2).set_input_files(uploads / "meta.csv")
+        page.get_by_text("meta.csv").wait_for()  # uploaded: an import started sooner would run without the CSV
+        _idle(page)
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
 
@@ -179,6 +181,8 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
         page.goto(f"{url}/Case_review?case={hostile}")  # saving moved on to the next case: back to this one
         page.get_by_text("Malignancy probability").first.wait_for()
         main = page.get_by_test_id("stMain")
+        main.get_by_text("(drx)").first.wait_for()  # the decision history, drawn after the model's answer
+        _idle(page)
         shown = main.inner_text().replace("\u2060", "")  # the invisible joiners that stop link detection
         headings = [h.replace("\u2060", "") for h in main.get_by_role("heading").all_inner_texts()]
         assert f"Case {HOSTILE_NAME}" in headings  # the name, as typed
@@ -305,6 +309,8 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
         page.locator("input[type=file]").nth(2).set_input_files(metadata)
+        page.get_by_text(metadata.name).wait_for()  # uploaded: an import started sooner would run without the CSV
+        _idle(page)
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
         assert "5 case(s) in the worklist from this import (5 new, 5 analysed)" in page.content()
