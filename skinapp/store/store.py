@@ -403,9 +403,9 @@ class Store:
             case_rows = [r for r in case_rows if (patient_id is None or stored[r["id"]].patient_id == patient_id)
                          and (lesion_id is None or stored[r["id"]].lesion_id == lesion_id)]
             ids = None if every_case else [r["id"] for r in case_rows]
-            latest_p = dict(connection.execute(select(predictions.c.case_id, func.max(predictions.c.id))
-                                               .where(_of_cases(predictions.c.case_id, ids))
-                                               .group_by(predictions.c.case_id)).tuples().all())
+            latest_p = {case_id: prediction_id for case_id, prediction_id in connection.execute(
+                select(predictions.c.case_id, func.max(predictions.c.id)).where(_of_cases(predictions.c.case_id, ids))
+                .group_by(predictions.c.case_id))}
             latest_d = (select(func.max(decisions.c.id)).where(_of_cases(decisions.c.case_id, ids))
                         .group_by(decisions.c.case_id))
             decoded = self._decoded.by_id(connection, latest_p.values())
@@ -433,9 +433,9 @@ class Store:
                     predictions.c.case_id.in_(chunk)).group_by(predictions.c.case_id)
                 latest_d = (select(func.max(decisions.c.id)).where(decisions.c.case_id.in_(chunk))
                             .group_by(decisions.c.case_id))
-                latest_result = dict(connection.execute(latest_p).tuples().all())
+                latest_result = {case_id: prediction_id for case_id, prediction_id in connection.execute(latest_p)}
                 decided_on = connection.execute(select(decisions.c.case_id, decisions.c.prediction_id).where(
-                    decisions.c.id.in_(latest_d))).tuples().all()
+                    decisions.c.id.in_(latest_d))).all()
                 reviewed |= {case_id for case_id, prediction_id in decided_on if latest_result.get(case_id) == prediction_id}
         return reviewed
 
