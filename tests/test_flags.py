@@ -7,7 +7,7 @@ import pytest
 from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.trust.calibration import apply_temperature, cross_fitted, fit_temperature
 from skinapp.trust.flags import FEATURES, SCORE_SIGNS, Evidence, FlagPolicy, image_statistics, needs_manual_check
-from skinapp.trust.policy_fit import fit_policy
+from skinapp.trust.policy_fit import fit_policy, threshold_for_budget
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
 from skinapp.vocab import Metadata, Site
@@ -111,6 +111,25 @@ def test_the_fitted_policy_flags_at_most_a_fifth_and_catches_the_errors_it_can_s
     curve = report["coverage_accuracy"]
     assert curve[0]["coverage"] == 1.0 and curve[-1]["accuracy"] >= curve[0]["accuracy"]
     assert FlagPolicy.from_dict(vars(policy)).assess(risky) == policy.assess(risky)  # survives the model card
+
+
+def test_the_budget_counts_the_cases_that_are_always_checked():
+    """The app flags an image far outside the training data whatever its score: the 20 % it may flag include those,
+    or the worklist would hold more manual checks than the card promises."""
+    rng = np.random.default_rng(4)
+    n = 2000
+    table = pd.DataFrame({f: rng.random(n) for f in FEATURES})
+    wrong = rng.random(n) < 0.05 + 0.6 * table["small_margin"] ** 4
+    always = rng.random(n) < 0.05  # e.g. images the model found no lesion in
+    policy, report = fit_policy(table, ~wrong.to_numpy(), groups=np.arange(n), always_checked=always)
+    far = table["ood_distance"].to_numpy() > policy.ood_threshold
+    assert report["always_checked_share"] == pytest.approx((always | far).mean())
+    assert 0.19 <= report["flagged_share"] <= 0.20 + 1e-9
+    assert report["flagged_by_score_share"] == pytest.approx(report["flagged_share"] - report["always_checked_share"])
+    by_score = np.array([policy.risk(row) >= policy.check_threshold for row in table.to_dict("records")])
+    assert (by_score | always | far).mean() <= 0.20 + 1e-9  # the fitted threshold keeps the budget as well
+    assert threshold_for_budget(np.ones(10), np.zeros(10, bool), 0.2) > 1  # ties at the edge: none rather than all
+    assert threshold_for_budget(np.arange(10.0), np.ones(10, bool), 0.2) == float("inf")
 
 
 def test_similar_cases_and_distance(tmp_path):

@@ -25,7 +25,7 @@ from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
 from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_report
 from skinapp.trust.decision import fit_decision_rule
-from skinapp.trust.flags import Evidence, features, image_statistics
+from skinapp.trust.flags import Evidence, features, fixed_hard_flags, image_statistics
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
 from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
@@ -170,7 +170,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     members = ModelCard.load(weights).members
     member_of_fold = {m.validation_fold: j for j, m in enumerate(members)}
     member_index = [index.member_view(j, len(members)) for j in range(len(members))]
-    table, votes = [], []
+    table, votes, always = [], [], []
     for image_row, row in enumerate(rows):
         prediction = held_out[row]
         member = member_of_fold[int(folds[row])]
@@ -186,10 +186,11 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
                             colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]),
                             prediction_set=prediction_set)
         table.append(features(evidence))
+        always.append(bool(fixed_hard_flags(evidence)))
         votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
     table = pd.DataFrame(table)
     correct = predicted == labels
-    policy, flag_report = fit_policy(table, correct, groups)
+    policy, flag_report = fit_policy(table, correct, groups, always_checked=np.asarray(always))
     _plot_coverage(flag_report, out / "coverage.png")
     voted = np.asarray([CLASSES.index(v) for v in votes])
     similar = {

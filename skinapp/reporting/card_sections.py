@@ -202,6 +202,13 @@ def _calibration_on_checks(metrics: dict) -> str:
             "exact than the held-out figures suggest.")
 
 
+def _flag_parts(flags: dict) -> str:
+    if "always_checked_share" not in flags:  # fitted before the budget counted the always-checked cases
+        return ""
+    return (f" ({flags['flagged_by_score_share']:.1%} by the combined score, {flags['always_checked_share']:.1%} "
+            "always checked)")
+
+
 def trust_section(card: ModelCard) -> list[str]:
     metrics = card.metrics
     if "calibration" not in metrics:
@@ -229,10 +236,11 @@ def trust_section(card: ModelCard) -> list[str]:
         "ensemble members, mutual information, malignancy spread, size of the conformal set, whether the most similar "
         "labelled images share the diagnosis) are combined by a logistic model of its errors whose weights may not be "
         "negative, so more doubt never lowers the risk and the flags rise rather than go quiet on unfamiliar images; "
-        "the threshold flags at most 20 % of held-out cases. Every flag names the signs that raised it.",
+        "the threshold flags at most 20 % of held-out cases, those always checked (below) counted in. Every flag "
+        "names the signs that raised it.",
         "",
-        f"- Flagged: {f['flagged_share']:.1%} of held-out cases; they hold **{f['errors_caught']:.1%} of the model's "
-        f"errors** (error rate {f['error_rate']:.1%} overall).",
+        f"- Flagged: {f['flagged_share']:.1%} of held-out cases{_flag_parts(f)}; they hold **{f['errors_caught']:.1%} "
+        f"of the model's errors** (error rate {f['error_rate']:.1%} overall).",
         f"- Accuracy on unflagged cases {_number(f['accuracy_unflagged'])}, on flagged cases {_number(f['accuracy_flagged'])}.",
         f"- Always a manual check, whatever the score: not a colour dermoscopy image, a blank frame, or an image farther "
         f"from the training images than {_number(f['ood_threshold'], 1)} (Mahalanobis distance of the encoder's pooled "

@@ -125,8 +125,10 @@ def render(card: ModelCard, folder: Path) -> str:
         "feature space, not a guarantee: a colourful everyday photograph (the rocket of the test suite) falls among "
         "dermoscopy images there and is only marked by weaker signs. Only dermoscopy should be imported.",
         *(["- Probabilities are not calibrated; treat them as scores."] if not card.calibration else
-          ["- Calibration and flag thresholds were fitted on the same held-out fold they are reported on (their "
-           "effect is cross-fitted by lesion); on other populations both may drift."]),
+          ["- Calibration, the decision rule, the flags, the prediction sets and the safety net were fitted on the "
+           "held-out predictions they are reported on (their effect is cross-fitted by lesion)"
+           + (f", each image scored by one member while the app averages all {len(card.members)}"
+              if len(card.members) > 1 else "") + "; on other populations they may drift."]),
         *([f"- A single network trained on one split (on {training.get('device', '?')} at {cfg['image_size']} px), not a fold "
            "ensemble; its figures come from one held-out fold, not from out-of-fold predictions over all images."]
           if len(card.members) == 1 else []),

@@ -17,7 +17,8 @@ the training data always needs a manual check. For the rest, `FlagPolicy` combin
 uncertainty signs (`SCORE_SIGNS`) with non-negative weights fitted on out-of-fold predictions: more doubt
 never lowers the risk, so when another clinic's images make the model less sure the flags rise instead of
 going quiet (a free logistic model over every sign learned HAM10000's quirks, with weights of both signs, and
-flagged a third as many cases elsewhere). The threshold flags at most 20 % of held-out cases. Every flag names
+flagged a third as many cases elsewhere). The threshold flags at most 20 % of held-out cases, the cases that are
+always checked (an image far outside the training data) counted in. Every flag names
 the signs that raised it; each sign also has its own threshold (the 90th percentile on held-out data) that
 decides which are shown as information. The melanoma safety net (`safety_net.py`) is shown beside the flags:
 a suspicious case is never shown without a word of warning.
@@ -41,7 +42,7 @@ from skinapp.trust.signs import (
 
 __all__ = [
     "FEATURES", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions", "features",
-    "image_statistics", "malignancy_spread", "needs_manual_check",
+    "fixed_hard_flags", "image_statistics", "malignancy_spread", "needs_manual_check",
 ]
 
 MAX_FLAGGED = 0.20
@@ -111,17 +112,9 @@ class FlagPolicy:
 
     def assess(self, evidence: Evidence) -> list[Flag]:
         values = features(evidence)
-        hard: list[Flag] = []
-        if not evidence.is_dermoscopic or (evidence.colourfulness is not None and evidence.colourfulness < 0.06):
-            hard.append(Flag("not_dermoscopy", "This is not a colour dermoscopy image: the model was not made for it, "
-                                               "so its output does not apply.", True))
-        if evidence.contrast is not None and evidence.contrast < 4:
-            hard.append(Flag("blank_image", "The image is almost uniform (blank or badly exposed): there is no lesion to "
-                                            "assess.", True))
+        hard = fixed_hard_flags(evidence)
         if self.ood_threshold is not None and evidence.ood_distance is not None and evidence.ood_distance > self.ood_threshold:
             hard.append(Flag("out_of_distribution", SIGN_BY_CODE["ood_distance"].reason(evidence, values["ood_distance"]), True))
-        if float(evidence.attention_grid.max() - evidence.attention_grid.min()) < 0.05:
-            hard.append(Flag("no_lesion_found", "The model found no lesion to attend to in this image.", True))
 
         thresholds = {**self.thresholds, **FIXED_REASON_THRESHOLDS}
         shown = [f for f in FEATURES if f in thresholds and f != "ood_distance" and values[f] >= thresholds[f]]
@@ -142,6 +135,20 @@ class FlagPolicy:
                                               f"({net.threshold:.0%}), which {net.target_sensitivity:.0%} of held-out "
                                               f"malignant lesions reached.", False))
         return hard + soft
+
+
+def fixed_hard_flags(evidence: Evidence) -> list[Flag]:
+    """The manual checks no fit decides: an image the model was not made for, or one with nothing to assess."""
+    hard: list[Flag] = []
+    if not evidence.is_dermoscopic or (evidence.colourfulness is not None and evidence.colourfulness < 0.06):
+        hard.append(Flag("not_dermoscopy", "This is not a colour dermoscopy image: the model was not made for it, "
+                                           "so its output does not apply.", True))
+    if evidence.contrast is not None and evidence.contrast < 4:
+        hard.append(Flag("blank_image", "The image is almost uniform (blank or badly exposed): there is no lesion to "
+                                        "assess.", True))
+    if float(evidence.attention_grid.max() - evidence.attention_grid.min()) < 0.05:
+        hard.append(Flag("no_lesion_found", "The model found no lesion to attend to in this image.", True))
+    return hard
 
 
 def needs_manual_check(flags: list[Flag]) -> bool:

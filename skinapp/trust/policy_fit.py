@@ -73,24 +73,44 @@ def coverage_curve(risk: np.ndarray, correct: np.ndarray, points: int = 21) -> l
     return curve
 
 
-def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray) -> tuple[FlagPolicy, dict]:
-    """table: one row of `flags.features` per held-out image; correct: the model's top call was right."""
+def threshold_for_budget(risk: np.ndarray, always: np.ndarray, share: float = MAX_FLAGGED) -> float:
+    """The lowest risk threshold at which the cases above it, together with those always checked, are at most
+    `share` of all: the manual-check budget counts every flag the app raises."""
+    room = int(np.floor(share * len(risk) + 1e-9)) - int(always.sum())
+    rest = np.sort(risk[~always])[::-1]
+    if room <= 0 or not len(rest):
+        return float("inf")
+    threshold = float(rest[min(room, len(rest)) - 1])
+    if room < len(rest) and rest[room] == threshold:  # a tie at the edge would go over the budget
+        threshold = float(np.nextafter(threshold, np.inf))
+    return threshold
+
+
+def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
+               always_checked: np.ndarray | None = None) -> tuple[FlagPolicy, dict]:
+    """table: one row of `flags.features` per held-out image; correct: the model's top call was right;
+    always_checked: images that get a manual check whatever the score (`flags.fixed_hard_flags`). Images beyond the
+    out-of-distribution threshold are always checked too; the score's threshold fills the rest of the budget."""
     table = table[list(FEATURES)].astype(float)
     scored = table[list(SCORE_SIGNS)]
     errors = (~correct).astype(int)
+    ood_threshold = float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None
+    always = np.zeros(len(table), bool) if always_checked is None else np.asarray(always_checked, bool).copy()
+    if ood_threshold is not None:
+        always |= table["ood_distance"].to_numpy() > ood_threshold
     crossed = np.zeros(len(table))
     for train, test in GroupKFold(min(5, len(np.unique(groups)))).split(table, errors, groups):
         crossed[test] = fit_risk(scored.iloc[train], errors[train]).risk(scored.iloc[test])
-    threshold_crossed = float(np.quantile(crossed, 1 - MAX_FLAGGED))
-    flagged = crossed >= threshold_crossed
+    by_score = crossed >= threshold_for_budget(crossed, always)
+    flagged = by_score | always
     model = fit_risk(scored, errors)
     final = model.risk(scored)
     policy = FlagPolicy(
         thresholds={f: _reason_threshold(table[f].to_numpy()) for f in FEATURES if f != "ood_distance"},
-        ood_threshold=float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None,
+        ood_threshold=ood_threshold,
         weights={f: float(w) for f, w in zip(SCORE_SIGNS, model.weights, strict=True) if w > 0},
         means={f: float(model.means[f]) for f in SCORE_SIGNS}, scales={f: float(model.scales[f]) for f in SCORE_SIGNS},
-        intercept=model.intercept, check_threshold=float(np.quantile(final, 1 - MAX_FLAGGED)),
+        intercept=model.intercept, check_threshold=threshold_for_budget(final, always),
         fitted_on=f"{len(table)} held-out HAM10000 images (out-of-fold), logistic model of the model's errors with "
                   "non-negative weights on its own uncertainty signs",
     )
@@ -98,12 +118,14 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray) -> 
         "n_images": len(table),
         "error_rate": float(errors.mean()),
         "flagged_share": float(flagged.mean()),
+        "flagged_by_score_share": float((by_score & ~always).mean()),
+        "always_checked_share": float(always.mean()),
         "errors_caught": float(flagged[errors == 1].mean()) if errors.any() else 0.0,
         "accuracy_unflagged": float(correct[~flagged].mean()),
         "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
-        "coverage_accuracy": coverage_curve(crossed, correct),
+        "coverage_accuracy": coverage_curve(np.where(always, np.inf, crossed), correct),
         "weights": policy.weights,
         "ood_threshold": policy.ood_threshold,
-        "ood_share_of_held_out": float((table["ood_distance"] > policy.ood_threshold).mean()) if policy.ood_threshold else 0.0,
+        "ood_share_of_held_out": float((table["ood_distance"] > ood_threshold).mean()) if ood_threshold else 0.0,
     }
     return policy, report
