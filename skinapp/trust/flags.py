@@ -18,10 +18,9 @@ uncertainty signs (`SCORE_SIGNS`) with non-negative weights fitted on out-of-fol
 never lowers the risk, so when another clinic's images make the model less sure the flags rise instead of
 going quiet (a free logistic model over every sign learned HAM10000's quirks, with weights of both signs, and
 flagged a third as many cases elsewhere). The threshold flags at most 20 % of held-out cases, the cases that are
-always checked (an image far outside the training data) counted in. Every flag names
-the signs that raised it; each sign also has its own threshold (the 90th percentile on held-out data) that
-decides which are shown as information. The melanoma safety net (`safety_net.py`) is shown beside the flags:
-a suspicious case is never shown without a word of warning.
+always checked counted in. Every flag names the signs that raised it; each sign also has its own threshold (the
+90th percentile on held-out data) that decides which are shown as information. The melanoma safety net
+(`safety_net.py`) is shown beside the flags: a suspicious case is never shown without a word of warning.
 """
 
 from __future__ import annotations
