@@ -163,10 +163,8 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
     with sync_api.sync_playwright() as playwright:
         browser, page = _signed_in_page(playwright, url, "drx", height=1600)
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
-        page.locator("input[type=file]").nth(0).set_input_files(sorted(uploads.glob("*.png")))
-        page.locator("input[type=file]").nth(2).set_input_files(uploads / "meta.csv")
-        page.get_by_text("meta.csv").wait_for()  # uploaded: an import started sooner would run without the CSV
-        _idle(page)
+        _upload(page, page.locator("input[type=file]").nth(0), sorted(uploads.glob("*.png")), shown="c.png")
+        _upload(page, page.locator("input[type=file]").nth(2), [uploads / "meta.csv"], shown="meta.csv")
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
 
@@ -256,6 +254,24 @@ def _idle(page) -> None:
         && !document.querySelector('[data-stale=true]')""")
 
 
+def _upload(page, file_input, files: list[Path], shown: str) -> None:
+    """Files put into one uploader, returning once the page lists `shown` and has redrawn. An import started sooner
+    would run without them, and files handed to a second uploader while the page redraws after the first upload
+    can be dropped by the browser page (CI saw it); a clinician sees an empty uploader then and picks again, which
+    is what this does, at most three times."""
+    for _ in range(3):
+        _idle(page)
+        file_input.set_input_files(files)
+        try:
+            page.get_by_text(shown, exact=True).first.wait_for(timeout=30_000)
+            break
+        except sync_api.TimeoutError:
+            continue
+    else:
+        pytest.fail(f"the uploader never listed {shown}")
+    _idle(page)
+
+
 def _press(page, key: str) -> None:
     """A key pressed once the page is drawn (a shortcut pressed mid-run may meet a button not there yet)."""
     _idle(page)
@@ -308,9 +324,8 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
-        page.locator("input[type=file]").nth(2).set_input_files(metadata)
-        page.get_by_text(metadata.name).wait_for()  # uploaded: an import started sooner would run without the CSV
-        _idle(page)
+        sync_api.expect(page.get_by_role("button", name="Import and analyse")).to_be_enabled()  # folder uploaded
+        _upload(page, page.locator("input[type=file]").nth(2), [metadata], shown=metadata.name)
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
         assert "5 case(s) in the worklist from this import (5 new, 5 analysed)" in page.content()
