@@ -1,5 +1,7 @@
 """Calibration, flags and similar cases: each flag fires on a crafted case and stays quiet on clean ones."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,7 +131,20 @@ def test_the_budget_counts_the_cases_that_are_always_checked():
     by_score = np.array([policy.risk(row) >= policy.check_threshold for row in table.to_dict("records")])
     assert (by_score | always | far).mean() <= 0.20 + 1e-9  # the fitted threshold keeps the budget as well
     assert threshold_for_budget(np.ones(10), np.zeros(10, bool), 0.2) > 1  # ties at the edge: none rather than all
-    assert threshold_for_budget(np.arange(10.0), np.ones(10, bool), 0.2) == float("inf")
+    never = threshold_for_budget(np.arange(10.0), np.ones(10, bool), 0.2)  # the budget is full: the score flags none
+    assert np.isfinite(never) and never > 9
+
+
+def test_a_budget_filled_by_the_always_checked_cases_stays_a_strict_json_policy():
+    rng = np.random.default_rng(5)
+    n = 500
+    table = pd.DataFrame({f: rng.random(n) for f in FEATURES})
+    wrong = rng.random(n) < 0.3
+    policy, report = fit_policy(table, ~wrong, groups=np.arange(n), always_checked=rng.random(n) < 0.3)
+    assert report["flagged_by_score_share"] == 0.0
+    assert 1.0 < policy.check_threshold < 1.0 + 1e-9  # above every risk, yet a number
+    assert not any(policy.risk(row) >= policy.check_threshold for row in table.to_dict("records"))
+    json.loads(json.dumps(vars(policy), allow_nan=False))
 
 
 def test_similar_cases_and_distance(tmp_path):

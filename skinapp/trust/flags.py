@@ -40,8 +40,8 @@ from skinapp.trust.signs import (
 )
 
 __all__ = [
-    "FEATURES", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions", "features",
-    "fixed_hard_flags", "image_statistics", "malignancy_spread", "needs_manual_check",
+    "FEATURES", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions",
+    "beyond_training_data", "features", "fixed_hard_flags", "image_statistics", "malignancy_spread", "needs_manual_check",
 ]
 
 MAX_FLAGGED = 0.20
@@ -112,7 +112,8 @@ class FlagPolicy:
     def assess(self, evidence: Evidence) -> list[Flag]:
         values = features(evidence)
         hard = fixed_hard_flags(evidence)
-        if self.ood_threshold is not None and evidence.ood_distance is not None and evidence.ood_distance > self.ood_threshold:
+        if self.ood_threshold is not None and evidence.ood_distance is not None \
+                and beyond_training_data(evidence.ood_distance, self.ood_threshold):
             hard.append(Flag("out_of_distribution", SIGN_BY_CODE["ood_distance"].reason(evidence, values["ood_distance"]), True))
 
         thresholds = {**self.thresholds, **FIXED_REASON_THRESHOLDS}
@@ -148,6 +149,12 @@ def fixed_hard_flags(evidence: Evidence) -> list[Flag]:
     if float(evidence.attention_grid.max() - evidence.attention_grid.min()) < 0.05:
         hard.append(Flag("no_lesion_found", "The model found no lesion to attend to in this image.", True))
     return hard
+
+
+def beyond_training_data(distance: float | np.ndarray, threshold: float) -> np.ndarray:
+    """The out-of-distribution rule, stated once for the fit and the app: further from the training images than
+    the threshold (a scalar or one distance per image)."""
+    return np.asarray(distance, dtype=float) > threshold
 
 
 def needs_manual_check(flags: list[Flag]) -> bool:

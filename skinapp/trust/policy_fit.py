@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.model_selection import GroupKFold
 
-from skinapp.trust.flags import FEATURES, MAX_FLAGGED, SCORE_SIGNS, FlagPolicy
+from skinapp.trust.flags import FEATURES, MAX_FLAGGED, SCORE_SIGNS, FlagPolicy, beyond_training_data
 
 OOD_QUANTILE = 0.99     # held-out dermoscopy images beyond this distance are rare: 1 % of them
 REASON_QUANTILE = 0.90  # a sign is named as a reason when it is in the worst 10 % of held-out cases
@@ -75,11 +75,12 @@ def coverage_curve(risk: np.ndarray, correct: np.ndarray, points: int = 21) -> l
 
 def threshold_for_budget(risk: np.ndarray, always: np.ndarray, share: float = MAX_FLAGGED) -> float:
     """The lowest risk threshold at which the cases above it, together with those always checked, are at most
-    `share` of all: the manual-check budget counts every flag the app raises."""
+    `share` of all: the manual-check budget counts every flag the app raises. Where the always-checked cases fill
+    the budget, a finite threshold above every risk (risks are probabilities), so the card stays strict JSON."""
     room = int(np.floor(share * len(risk) + 1e-9)) - int(always.sum())
     rest = np.sort(risk[~always])[::-1]
     if room <= 0 or not len(rest):
-        return float("inf")
+        return float(np.nextafter(max(1.0, float(risk.max()) if len(risk) else 1.0), np.inf))
     threshold = float(rest[min(room, len(rest)) - 1])
     if room < len(rest) and rest[room] == threshold:  # a tie at the edge would go over the budget
         threshold = float(np.nextafter(threshold, np.inf))
@@ -97,7 +98,7 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
     ood_threshold = float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None
     always = np.zeros(len(table), bool) if always_checked is None else np.asarray(always_checked, bool).copy()
     if ood_threshold is not None:
-        always |= table["ood_distance"].to_numpy() > ood_threshold
+        always |= beyond_training_data(table["ood_distance"].to_numpy(), ood_threshold)
     crossed = np.zeros(len(table))
     for train, test in GroupKFold(min(5, len(np.unique(groups)))).split(table, errors, groups):
         crossed[test] = fit_risk(scored.iloc[train], errors[train]).risk(scored.iloc[test])
@@ -126,6 +127,7 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
         "coverage_accuracy": coverage_curve(np.where(always, np.inf, crossed), correct),
         "weights": policy.weights,
         "ood_threshold": policy.ood_threshold,
-        "ood_share_of_held_out": float((table["ood_distance"] > ood_threshold).mean()) if ood_threshold else 0.0,
+        "ood_share_of_held_out": float(beyond_training_data(table["ood_distance"].to_numpy(), ood_threshold).mean())
+        if ood_threshold is not None else 0.0,
     }
     return policy, report
