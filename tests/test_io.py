@@ -301,6 +301,23 @@ def test_a_zip_directory_is_read_once_whatever_its_member_count(tmp_path, monkey
     assert reasons(report) == {"sparse.dcm": "expands to more than the 2 MB allowed; not opened"}
 
 
+
+def test_an_archive_is_closed_once_its_members_are_read(tmp_path):
+    """Not left to the garbage collector: an import of many archives must not hold a file handle for each."""
+    import gc
+    import warnings
+
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("photo.png", _png_bytes(lesion_image(seed=3)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cases, _ = load_cases([archive])
+        main(["deidentify", str(archive), "--out", str(tmp_path / "out")])
+        gc.collect()
+    assert [c.name for c in cases] == ["photo"]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
 # --- metadata CSV, patients, the ingest command -------------------------------------------------------------------
 
 def test_ham_style_metadata_csv_gives_lesion_not_patient(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -120,55 +121,56 @@ def iter_cases(
             report.reject(csv_name, f"metadata CSV could not be read ({exc.strerror or exc})")
         except ValueError as exc:
             report.reject(csv_name, str(exc))
-    files = expand_inputs(paths, report)
-    seen_content: dict[str, str] = {}
-    seen_uid: dict[str, str] = {}
-    matched_rows: set[str] = set()
-    taken: set[str] = set()  # case ids given out so far
-    for done, file in enumerate(files):
+    with ExitStack() as archives:  # open until the last file is read, or the caller stops early
+        files = expand_inputs(paths, report, archives)
+        seen_content: dict[str, str] = {}
+        seen_uid: dict[str, str] = {}
+        matched_rows: set[str] = set()
+        taken: set[str] = set()  # case ids given out so far
+        for done, file in enumerate(files):
+            if progress is not None:
+                progress(done, len(files), file.name)
+            if file.size is not None and file.size > MAX_FILE_BYTES:
+                report.reject(file.name, f"file is {file.size / 2**30:.1f} GB, larger than any dermoscopy image; not opened")
+                continue
+            try:
+                data = file.read()
+                digest = hashlib.sha256(data).hexdigest()
+                if digest == csv_digest:  # the metadata CSV may sit in the folder it describes
+                    continue
+                repeats = seen_content.get(digest)
+                if repeats is not None and not keep_duplicates:
+                    report.reject(file.name, f"same file as {repeats}; imported once")
+                    continue
+                seen_content.setdefault(digest, file.name)
+                found = read_file(InputFile.from_bytes(file.name, data), max_side)
+                if repeats is not None:
+                    found = [replace(c, notes=[*c.notes, f"same file as {repeats}"]) for c in found]
+            except UnreadableImage as exc:
+                report.reject(file.name, str(exc))
+                continue
+            except MemoryError:
+                report.reject(file.name, "not enough memory to open this file")
+                continue
+            except Exception as exc:  # the last guard: one odd file must not stop the batch
+                report.reject(file.name, f"could not be read ({type(exc).__name__}: {exc})")
+                continue
+            uid = found[0].sop_instance_uid
+            if uid is not None and uid in seen_uid and not keep_duplicates:
+                report.reject(file.name, f"same image as {seen_uid[uid]} (identical DICOM SOP Instance UID); imported once")
+                continue
+            if uid is not None:
+                seen_uid.setdefault(uid, file.name)
+            for case in found:
+                row = rows.get(case.image_name)
+                if row is not None:
+                    case = _apply_metadata_row(case, row)
+                    matched_rows.add(case.image_name)
+                case.name = _unique_id(case.name, taken)
+                taken.add(case.name)
+                report.imported.append(case.name)
+                yield case
         if progress is not None:
-            progress(done, len(files), file.name)
-        if file.size is not None and file.size > MAX_FILE_BYTES:
-            report.reject(file.name, f"file is {file.size / 2**30:.1f} GB, larger than any dermoscopy image; not opened")
-            continue
-        try:
-            data = file.read()
-            digest = hashlib.sha256(data).hexdigest()
-            if digest == csv_digest:  # the metadata CSV may sit in the folder it describes
-                continue
-            repeats = seen_content.get(digest)
-            if repeats is not None and not keep_duplicates:
-                report.reject(file.name, f"same file as {repeats}; imported once")
-                continue
-            seen_content.setdefault(digest, file.name)
-            found = read_file(InputFile.from_bytes(file.name, data), max_side)
-            if repeats is not None:
-                found = [replace(c, notes=[*c.notes, f"same file as {repeats}"]) for c in found]
-        except UnreadableImage as exc:
-            report.reject(file.name, str(exc))
-            continue
-        except MemoryError:
-            report.reject(file.name, "not enough memory to open this file")
-            continue
-        except Exception as exc:  # the last guard: one odd file must not stop the batch
-            report.reject(file.name, f"could not be read ({type(exc).__name__}: {exc})")
-            continue
-        uid = found[0].sop_instance_uid
-        if uid is not None and uid in seen_uid and not keep_duplicates:
-            report.reject(file.name, f"same image as {seen_uid[uid]} (identical DICOM SOP Instance UID); imported once")
-            continue
-        if uid is not None:
-            seen_uid.setdefault(uid, file.name)
-        for case in found:
-            row = rows.get(case.image_name)
-            if row is not None:
-                case = _apply_metadata_row(case, row)
-                matched_rows.add(case.image_name)
-            case.name = _unique_id(case.name, taken)
-            taken.add(case.name)
-            report.imported.append(case.name)
-            yield case
-    if progress is not None:
-        progress(len(files), len(files), "")
-    if rows and not matched_rows and report.imported:
-        report.notes.append("the metadata CSV matched none of the imported images by name")
+            progress(len(files), len(files), "")
+        if rows and not matched_rows and report.imported:
+            report.notes.append("the metadata CSV matched none of the imported images by name")

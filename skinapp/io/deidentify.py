@@ -26,6 +26,7 @@ import secrets
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,26 +249,27 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
     out.mkdir(parents=True, exist_ok=True)
     exported: list[ExportedFile] = []
     table = []
-    for file in expand_inputs(paths, report):
-        row = rows.get(file.stem)
-        try:
-            export = _export_dicom if looks_like_dicom(file) else _export_image
-            item = export(file, out, pseudonyms, row)
-        except UnreadableImage as exc:
-            report.reject(file.name, str(exc))
-            continue
-        except Exception as exc:
-            report.reject(file.name, f"could not be exported ({type(exc).__name__})")
-            continue
-        exported.append(item)
-        print(f"{file.name} → {out / item.file}")
-        meta = row.metadata if row else None
-        table.append({
-            "image_name": Path(item.file).stem, "patient_id": item.patient,
-            "sex": (meta.sex if meta else None) or "",
-            "age_approx": "" if not meta or meta.age is None else _capped_age(meta.age),
-            "anatom_site_general_challenge": (meta.site.region if meta else None) or "",
-        })
+    with ExitStack() as archives:  # open until the last file is exported
+        for file in expand_inputs(paths, report, archives):
+            row = rows.get(file.stem)
+            try:
+                export = _export_dicom if looks_like_dicom(file) else _export_image
+                item = export(file, out, pseudonyms, row)
+            except UnreadableImage as exc:
+                report.reject(file.name, str(exc))
+                continue
+            except Exception as exc:
+                report.reject(file.name, f"could not be exported ({type(exc).__name__})")
+                continue
+            exported.append(item)
+            print(f"{file.name} → {out / item.file}")
+            meta = row.metadata if row else None
+            table.append({
+                "image_name": Path(item.file).stem, "patient_id": item.patient,
+                "sex": (meta.sex if meta else None) or "",
+                "age_approx": "" if not meta or meta.age is None else _capped_age(meta.age),
+                "anatom_site_general_challenge": (meta.site.region if meta else None) or "",
+            })
     with open(out / "metadata.csv", "w", newline="") as handle:
         columns = ["image_name", "patient_id", "sex", "age_approx", "anatom_site_general_challenge"]
         writer = csv.DictWriter(handle, fieldnames=columns)

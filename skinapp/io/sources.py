@@ -7,6 +7,7 @@ import io
 import stat
 import zipfile
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -81,7 +82,8 @@ def _unsafe_member_reason(info: zipfile.ZipInfo) -> str | None:
 
 class _OpenArchive:
     """One archive, its directory read once: each member is read from it by offset, so an archive of n members
-    costs n reads, not n re-readings of its directory (which made large archives quadratic)."""
+    costs n reads, not n re-readings of its directory (which made large archives quadratic). It stays open until
+    the caller's `ExitStack` closes, when every member has been read."""
 
     def __init__(self, archive: InputFile):
         self._handle = archive.opener()
@@ -90,6 +92,10 @@ class _OpenArchive:
         except Exception:
             self._handle.close()
             raise
+
+    def close(self) -> None:
+        self.zipped.close()
+        self._handle.close()
 
     def opener(self, info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
         def open_member() -> BinaryIO:
@@ -101,9 +107,10 @@ class _OpenArchive:
         return open_member
 
 
-def _archive_files(archive: InputFile, report: ImportReport) -> list[InputFile]:
+def _archive_files(archive: InputFile, report: ImportReport, archives: ExitStack) -> list[InputFile]:
     try:
         opened = _OpenArchive(archive)
+        archives.callback(opened.close)
         infos = opened.zipped.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         report.reject(archive.name, f"zip archive is damaged or unreadable ({exc})")
@@ -172,9 +179,10 @@ def _is_archive(file: InputFile) -> bool:
     return file.suffix == ".zip"
 
 
-def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport) -> list[InputFile]:
+def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport, archives: ExitStack) -> list[InputFile]:
     """Files as given, folders searched recursively (hidden files skipped), zip archives opened in memory,
-    DICOMDIR indexes checked. Missing paths, empty folders and unsafe archive members are reported."""
+    DICOMDIR indexes checked. Missing paths, empty folders and unsafe archive members are reported. The archives
+    stay open, for their members to be read, until `archives` closes."""
     files: list[InputFile] = []
     for item in inputs:
         if isinstance(item, InputFile):
@@ -194,5 +202,5 @@ def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport
             report.reject(readable_name(str(path)), "no such file or folder")
     expanded: list[InputFile] = []
     for file in files:
-        expanded += _archive_files(file, report) if _is_archive(file) else [file]
+        expanded += _archive_files(file, report, archives) if _is_archive(file) else [file]
     return _resolve_dicomdirs(expanded, report)
