@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from skinapp.inference import Predictor
+from skinapp.inference import Prediction, Predictor
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.store import InvalidText, Store
 from skinapp.trust.assessment import Assessor
@@ -92,7 +93,13 @@ def reanalyse_case(case_id: int, store: Store, predictor: Predictor, actor: str,
     image = store.case_image(case_id)
     assessor = assessor or Assessor.from_weights(predictor.folder, predictor.card)
     prediction = predictor.predict([image], [case.metadata])[0]
-    flags = assessor.assess(prediction, image, case.is_dermoscopic)
+    return _record(store, case_id, prediction, image, case.is_dermoscopic, predictor, assessor, actor)
+
+
+def _record(store: Store, case_id: int, prediction: Prediction, image: np.ndarray, is_dermoscopic: bool,
+            predictor: Predictor, assessor: Assessor, actor: str) -> int:
+    """The model's result stored with its flags and the identity of the model that made it."""
+    flags = assessor.assess(prediction, image, is_dermoscopic)
     return store.add_prediction(case_id, prediction, flags, predictor.card.identity, actor)
 
 
@@ -117,8 +124,7 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
         return
     for (case_id, case), prediction in zip(items, predictions, strict=True):
         try:
-            store.add_prediction(case_id, prediction, assessor.assess(prediction, case.image, case.is_dermoscopic),
-                                 predictor.card.identity, actor)
+            _record(store, case_id, prediction, case.image, case.is_dermoscopic, predictor, assessor, actor)
         except SQLAlchemyError:
             log.exception("storing the prediction of case %s failed", case_id)
             result.report.reject(case.source, "the model's result could not be stored (the error is in the log); the "
