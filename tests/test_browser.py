@@ -263,7 +263,7 @@ def _upload(page, file_input, files: list[Path], shown: str) -> None:
         _idle(page)
         file_input.set_input_files(files)
         try:
-            page.get_by_text(shown, exact=True).first.wait_for(timeout=30_000)
+            page.get_by_text(shown, exact=True).first.wait_for(timeout=60_000)
             break
         except sync_api.TimeoutError:
             continue
@@ -324,7 +324,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
         page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
         page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
-        sync_api.expect(page.get_by_role("button", name="Import and analyse")).to_be_enabled()  # folder uploaded
+        sync_api.expect(page.get_by_role("button", name="Import and analyse")).to_be_enabled(timeout=120_000)  # folder in
         _upload(page, page.locator("input[type=file]").nth(2), [metadata], shown=metadata.name)
         page.get_by_role("button", name="Import and analyse").click()
         page.get_by_text("case(s) in the worklist from this import").wait_for()
