@@ -96,9 +96,9 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
     scored = table[list(SCORE_SIGNS)]
     errors = (~correct).astype(int)
     ood_threshold = float(np.quantile(table["ood_distance"], OOD_QUANTILE)) if table["ood_distance"].any() else None
-    always = np.zeros(len(table), bool) if always_checked is None else np.asarray(always_checked, bool).copy()
-    if ood_threshold is not None:
-        always |= beyond_training_data(table["ood_distance"].to_numpy(), ood_threshold)
+    far = (beyond_training_data(table["ood_distance"].to_numpy(), ood_threshold) if ood_threshold is not None
+           else np.zeros(len(table), bool))
+    always = far if always_checked is None else far | np.asarray(always_checked, bool)
     crossed = np.zeros(len(table))
     for train, test in GroupKFold(min(5, len(np.unique(groups)))).split(table, errors, groups):
         crossed[test] = fit_risk(scored.iloc[train], errors[train]).risk(scored.iloc[test])
@@ -127,7 +127,6 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
         "coverage_accuracy": coverage_curve(np.where(always, np.inf, crossed), correct),
         "weights": policy.weights,
         "ood_threshold": policy.ood_threshold,
-        "ood_share_of_held_out": float(beyond_training_data(table["ood_distance"].to_numpy(), ood_threshold).mean())
-        if ood_threshold is not None else 0.0,
+        "ood_share_of_held_out": float(far.mean()),
     }
     return policy, report
