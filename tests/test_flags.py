@@ -8,7 +8,16 @@ import pytest
 
 from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.trust.calibration import apply_temperature, cross_fitted, fit_temperature
-from skinapp.trust.flags import FEATURES, SCORE_SIGNS, Evidence, FlagPolicy, image_statistics, needs_manual_check
+from skinapp.trust.flags import (
+    FEATURES,
+    FIXED_CHECKS,
+    SCORE_SIGNS,
+    Evidence,
+    FlagPolicy,
+    fixed_hard_flags,
+    image_statistics,
+    needs_manual_check,
+)
 from skinapp.trust.policy_fit import fit_policy, threshold_for_budget
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
@@ -114,6 +123,13 @@ def test_the_fitted_policy_flags_at_most_a_fifth_and_catches_the_errors_it_can_s
     assert curve[0]["coverage"] == 1.0 and curve[-1]["accuracy"] >= curve[0]["accuracy"]
     assert FlagPolicy.from_dict(vars(policy)).assess(risky) == policy.assess(risky)  # survives the model card
 
+
+def test_the_card_lists_every_check_no_fit_decides():
+    """The model card's "always a manual check" list is FIXED_CHECKS: an image that raises every one of them shows
+    exactly those codes, so a new fixed check cannot be left out of the card."""
+    worst = _evidence(CLEAR, attention=np.full((20, 20), 0.5), dermoscopic=False, contrast=1.0)
+    assert {flag.code for flag in fixed_hard_flags(worst)} == set(FIXED_CHECKS)
+    assert all(flag.serious for flag in fixed_hard_flags(worst))
 
 def test_the_budget_counts_the_cases_that_are_always_checked():
     """The app flags an image far outside the training data whatever its score: the 20 % it may flag include those,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from skinapp.model.checkpoint import ModelCard
+from skinapp.trust.flags import FIXED_CHECKS
 from skinapp.vocab import CLASSES
 
 
@@ -242,8 +243,7 @@ def trust_section(card: ModelCard) -> list[str]:
         f"- Flagged: {f['flagged_share']:.1%} of held-out cases{_flag_parts(f)}; they hold **{f['errors_caught']:.1%} "
         f"of the model's errors** (error rate {f['error_rate']:.1%} overall).",
         f"- Accuracy on unflagged cases {_number(f['accuracy_unflagged'])}, on flagged cases {_number(f['accuracy_flagged'])}.",
-        f"- Always a manual check, whatever the score: not a colour dermoscopy image, a blank frame, an image in which "
-        f"the model finds no lesion, or an image farther "
+        f"- Always a manual check, whatever the score: {', '.join(FIXED_CHECKS.values())}, or an image farther "
         f"from the training images than {_number(f['ood_threshold'], 1)} (Mahalanobis distance of the encoder's pooled "
         f"features; {f['ood_share_of_held_out']:.1%} of held-out dermoscopy images are that far).",
         "- Weights (standardised; signs left out have weight 0): " + ", ".join(f"{k} {v:+.2f}" for k, v in weights) + ".",

@@ -40,7 +40,7 @@ from skinapp.trust.signs import (
 )
 
 __all__ = [
-    "FEATURES", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions",
+    "FEATURES", "FIXED_CHECKS", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions",
     "beyond_training_data", "features", "fixed_hard_flags", "image_statistics", "malignancy_spread", "needs_manual_check",
 ]
 
@@ -137,8 +137,14 @@ class FlagPolicy:
         return hard + soft
 
 
+# The manual checks no fit decides, as the model card lists them (the out-of-distribution check comes on top).
+FIXED_CHECKS = {"not_dermoscopy": "not a colour dermoscopy image", "blank_image": "a blank frame",
+                "no_lesion_found": "an image in which the model finds no lesion"}
+
+
 def fixed_hard_flags(evidence: Evidence) -> list[Flag]:
-    """The manual checks no fit decides: an image the model was not made for, or one with nothing to assess."""
+    """The manual checks no fit decides (`FIXED_CHECKS`): an image the model was not made for, or one with nothing
+    to assess."""
     hard: list[Flag] = []
     if not evidence.is_dermoscopic or (evidence.colourfulness is not None and evidence.colourfulness < 0.06):
         hard.append(Flag("not_dermoscopy", "This is not a colour dermoscopy image: the model was not made for it, "
