@@ -18,7 +18,7 @@ from skinapp.trust.flags import (
     image_statistics,
     needs_manual_check,
 )
-from skinapp.trust.policy_fit import fit_policy, threshold_for_budget
+from skinapp.trust.policy_fit import cross_fitted_flags, fit_policy, threshold_for_budget
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution, load_index, save_index
 from skinapp.vocab import Metadata, Site
@@ -131,6 +131,7 @@ def test_the_card_lists_every_check_no_fit_decides():
     assert {flag.code for flag in fixed_hard_flags(worst)} == set(FIXED_CHECKS)
     assert all(flag.serious for flag in fixed_hard_flags(worst))
 
+
 def test_the_budget_counts_the_cases_that_are_always_checked():
     """The app flags an image far outside the training data whatever its score: the 20 % it may flag include those,
     or the worklist would hold more manual checks than the card promises."""
@@ -146,6 +147,9 @@ def test_the_budget_counts_the_cases_that_are_always_checked():
     assert report["flagged_by_score_share"] == pytest.approx(report["flagged_share"] - report["always_checked_share"])
     by_score = np.array([policy.risk(row) >= policy.check_threshold for row in table.to_dict("records")])
     assert (by_score | always | far).mean() <= 0.20 + 1e-9  # the fitted threshold keeps the budget as well
+    held_out = cross_fitted_flags(table, ~wrong.to_numpy(), np.arange(n), always)  # what bench/ refits per rule
+    assert held_out.flagged.mean() == pytest.approx(report["flagged_share"])
+    assert held_out.flagged[wrong.to_numpy()].mean() == pytest.approx(report["errors_caught"])
     assert threshold_for_budget(np.ones(10), np.zeros(10, bool), 0.2) > 1  # ties at the edge: none rather than all
     never = threshold_for_budget(np.arange(10.0), np.ones(10, bool), 0.2)  # the budget is full: the score flags none
     assert np.isfinite(never) and never > 9

@@ -87,8 +87,23 @@ def threshold_for_budget(risk: np.ndarray, always: np.ndarray, share: float = MA
     return threshold
 
 
-def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
-               always_checked: np.ndarray | None = None) -> tuple[FlagPolicy, dict]:
+@dataclass
+class HeldOutFlags:
+    """The flags raised on held-out images, each image's risk from a model fitted without its lesion."""
+
+    risk: np.ndarray         # the combined score's risk of an error
+    always: np.ndarray       # checked whatever the score: beyond the training data, or a fixed check
+    far: np.ndarray          # beyond the out-of-distribution threshold (part of `always`)
+    by_score: np.ndarray     # the risk is above the threshold that fills the budget
+    ood_threshold: float | None
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.by_score | self.always
+
+
+def cross_fitted_flags(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
+                       always_checked: np.ndarray | None = None) -> HeldOutFlags:
     """table: one row of `flags.features` per held-out image; correct: the model's top call was right;
     always_checked: images that get a manual check whatever the score (`flags.fixed_hard_flags`). Images beyond the
     out-of-distribution threshold are always checked too; the score's threshold fills the rest of the budget."""
@@ -102,13 +117,22 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
     crossed = np.zeros(len(table))
     for train, test in GroupKFold(min(5, len(np.unique(groups)))).split(table, errors, groups):
         crossed[test] = fit_risk(scored.iloc[train], errors[train]).risk(scored.iloc[test])
-    by_score = crossed >= threshold_for_budget(crossed, always)
-    flagged = by_score | always
+    return HeldOutFlags(crossed, always, far, crossed >= threshold_for_budget(crossed, always), ood_threshold)
+
+
+def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
+               always_checked: np.ndarray | None = None) -> tuple[FlagPolicy, dict]:
+    """The policy fitted on all these held-out images, and its figures from `cross_fitted_flags` (same arguments)."""
+    held_out = cross_fitted_flags(table, correct, groups, always_checked)
+    table = table[list(FEATURES)].astype(float)
+    scored = table[list(SCORE_SIGNS)]
+    errors = (~correct).astype(int)
+    always, flagged = held_out.always, held_out.flagged
     model = fit_risk(scored, errors)
     final = model.risk(scored)
     policy = FlagPolicy(
         thresholds={f: _reason_threshold(table[f].to_numpy()) for f in FEATURES if f != "ood_distance"},
-        ood_threshold=ood_threshold,
+        ood_threshold=held_out.ood_threshold,
         weights={f: float(w) for f, w in zip(SCORE_SIGNS, model.weights, strict=True) if w > 0},
         means={f: float(model.means[f]) for f in SCORE_SIGNS}, scales={f: float(model.scales[f]) for f in SCORE_SIGNS},
         intercept=model.intercept, check_threshold=threshold_for_budget(final, always),
@@ -119,14 +143,14 @@ def fit_policy(table: pd.DataFrame, correct: np.ndarray, groups: np.ndarray,
         "n_images": len(table),
         "error_rate": float(errors.mean()),
         "flagged_share": float(flagged.mean()),
-        "flagged_by_score_share": float((by_score & ~always).mean()),
+        "flagged_by_score_share": float((held_out.by_score & ~always).mean()),
         "always_checked_share": float(always.mean()),
         "errors_caught": float(flagged[errors == 1].mean()) if errors.any() else 0.0,
         "accuracy_unflagged": float(correct[~flagged].mean()),
         "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
-        "coverage_accuracy": coverage_curve(np.where(always, np.inf, crossed), correct),
+        "coverage_accuracy": coverage_curve(np.where(always, np.inf, held_out.risk), correct),
         "weights": policy.weights,
         "ood_threshold": policy.ood_threshold,
-        "ood_share_of_held_out": float(far.mean()),
+        "ood_share_of_held_out": float(held_out.far.mean()),
     }
     return policy, report
