@@ -2,16 +2,16 @@
 
     python bench/bench_rule_tradeoff.py [--weights weights] [--taus 0 0.1 0.2 0.3 0.4 0.5]
 
-The top call follows prior correction of strength τ, tuned for balanced accuracy (issue 9). Each extra melanoma call
-it makes on a nevus is an error the flag has to find, so the flag's share of errors caught (issue 10) depends on τ.
-This bench reads what `evaluate` wrote (out-of-fold probabilities, flag signs, similar-case index) and runs no
-network. For each τ, on the out-of-fold HAM10000 images: balanced accuracy (at that fixed τ; the card's figure is
-cross-fitted, τ chosen without the image's fold), the melanoma calls and their recall; the flag refitted to that
-rule's errors (`cross_fitted_flags`, by lesion, 20 % budget; always checked: the images beyond the training data,
-while `evaluate` also counts the fixed checks, one image more in the shipped fit; the signs that depend on the call,
-similar-case disagreement and set size, recomputed, the sets fitted on these images without the shifted copies
-`evaluate` adds); and the melanomas and malignant lesions left with no warning at all: not called malignant, not
-flagged, not marked suspicious by a safety net cross-fitted on these images.
+The top call follows prior correction of strength τ, tuned for balanced accuracy (issue 9; `decision.choose_tau`).
+Each extra melanoma call it makes on a nevus is an error the flag has to find, so the flag's share of errors caught
+(issue 10) depends on τ. This bench reads what `evaluate` wrote (out-of-fold probabilities, flag signs, similar-case
+index) and runs no network. For each τ, on the out-of-fold HAM10000 images: balanced accuracy (at that fixed τ; the
+card's figure is cross-fitted, τ chosen without the image's fold), the melanoma calls and their recall; the flag
+refitted to that rule's errors (`cross_fitted_flags`, by lesion, 20 % budget; always checked: the images beyond the
+training data, while `evaluate` also counts the fixed checks, one image more in the shipped fit; the signs that depend
+on the call, similar-case disagreement and set size, recomputed, the sets fitted on these images without the shifted
+copies `evaluate` adds); and the melanomas and malignant lesions left with no warning at all: not called malignant,
+not flagged, not marked suspicious by a safety net cross-fitted on these images.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from skinapp.evaluation.metrics import balanced_accuracy
 from skinapp.inference import Predictor
 from skinapp.model.checkpoint import ModelCard
 from skinapp.model.preprocess import Preprocessing, shades_of_gray, shades_of_gray_gains
-from skinapp.trust.decision import DecisionRule, cross_fitted_calls, fit_decision_rule
+from skinapp.trust.decision import DecisionRule, choose_tau, cross_fitted_calls, fit_decision_rule
 
 
 def _cast(image: np.ndarray, gains=(1.0, 0.8, 0.6)) -> np.ndarray:
@@ -84,6 +84,24 @@ def test_prior_correction_raises_balanced_accuracy_and_keeps_probabilities():
     assert (rule.call(p) == 2).sum() > (p.argmax(1) == 2).sum()  # the rare class is called more often
     assert DecisionRule.from_dict(rule.to_dict()) == rule
     assert not DecisionRule.from_dict({}).active and np.array_equal(DecisionRule().scores(p), p)
+
+
+def test_tau_is_the_least_correction_within_one_standard_error_of_the_best():
+    """Balanced accuracy is flat near its best τ: the rule takes the smallest τ it cannot tell from the best, which
+    calls a rare diagnosis on common lesions least often."""
+    labels, p = _long_tailed(seed=2)
+    choice = choose_tau(labels, p)
+    by_tau = dict(zip(choice.taus, choice.balanced_accuracy, strict=True))
+    floor = by_tau[choice.best_tau] - choice.standard_error
+    assert choice.standard_error > 0 and by_tau[choice.best_tau] == max(by_tau.values())
+    assert by_tau[choice.tau] >= floor and choice.tau <= choice.best_tau
+    assert all(score < floor for tau, score in by_tau.items() if tau < choice.tau)
+    assert fit_decision_rule(labels, p).tau == choice.tau
+    # the images of one lesion are resampled together: three copies of each image are not three times the evidence
+    copies = np.repeat(np.arange(len(labels)), 3)
+    as_lesions = choose_tau(labels[copies], p[copies], groups=copies)
+    as_images = choose_tau(labels[copies], p[copies])
+    assert as_lesions.standard_error > 1.3 * as_images.standard_error
 
 
 def test_cross_fitted_rule_is_fitted_without_the_group_it_scores():

@@ -145,7 +145,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     }
     _plot_reliability(labels, raw, honest, out / "reliability.png")
     calibrated_oof = apply_temperature(raw, temperature)
-    rule = fit_decision_rule(labels, calibrated_oof)
+    rule = fit_decision_rule(labels, calibrated_oof, groups)
     scores = rule.scores(calibrated_oof)
     predicted = scores.argmax(1)
     # Conformal sets and the safety net: fitted on the held-out images and their shifted copies together.

@@ -70,13 +70,19 @@ def _decision_rule_lines(metrics: dict) -> list[str]:
     rule = metrics.get("decision_rule")
     if not rule:
         return []
+    choice = rule.get("tau_choice")
+    how = ("tuned on the out-of-fold predictions for balanced accuracy" if not choice else
+           "the smallest τ whose out-of-fold balanced accuracy is within one standard error of the best, the "
+           f"one-standard-error rule; the best is at τ = {choice['best_tau']:.2f}, the standard error "
+           f"{choice['standard_error']:.3f} by a bootstrap over lesions. The values of τ within that error differ "
+           "mainly in how often a nevus is called melanoma, and the smallest does so least")
     return [
         "### The top diagnosis: a decision rule balanced over the classes",
         "",
         "The app and `predict` show as top diagnosis the class with the largest calibrated probability divided by the "
-        f"model's effective class prior raised to τ = {rule['tau']:.2f} (post-hoc prior correction, Menon et al. 2021; τ "
-        "tuned on the out-of-fold predictions for balanced accuracy). The probabilities shown are not changed; rarer "
-        "diagnoses are called more often, at the cost of more false alarms among nevi.",
+        f"model's effective class prior raised to τ = {rule['tau']:.2f} (post-hoc prior correction, Menon et al. 2021; τ: "
+        f"{how}). The probabilities shown are not changed; rarer diagnoses are called more often, at the cost of more "
+        "false alarms among nevi.",
         "",
         "| top diagnosis by | balanced accuracy | accuracy |",
         "|---|---|---|",
