@@ -44,7 +44,7 @@ from skinapp.reporting.card_sections import evaluation_report
 from skinapp.reporting.model_card import write_model_card_markdown
 from skinapp.train.data import FOLDS_FILE, LabelledImages, load_ham10000, load_isic2017, read_folds
 from skinapp.trust.calibration import apply_temperature
-from skinapp.trust.decision import DecisionRule, choose_tau, cross_fitted_calls
+from skinapp.trust.decision import DecisionRule, TauChoice, cross_fitted_calls
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")
@@ -140,19 +140,19 @@ def plot_roc(oof: pd.DataFrame, path: Path) -> None:
            legend="lower right")
 
 
-def decision_rule_report(oof: pd.DataFrame, temperature: float, rule: DecisionRule, lesions: np.ndarray) -> dict:
-    """Balanced accuracy of the top call under argmax and under the balanced rule. The headline figure is
-    cross-fitted by fold: each fold's calls come from a rule tuned on the other folds. lesions: one per oof row."""
+def decision_rule_report(oof: pd.DataFrame, temperature: float, choice: TauChoice, lesions: np.ndarray) -> dict:
+    """Balanced accuracy of the top call under argmax and under the balanced rule (`choice.rule`). The headline
+    figure is cross-fitted by fold: each fold's calls come from a rule tuned on the other folds. lesions: one per
+    oof row."""
     labels = oof["label"].map(CLASSES.index).to_numpy()
     calibrated = apply_temperature(oof[list(CLASSES)].to_numpy(), temperature)
     argmax_calls = calibrated.argmax(1)
     folds = oof["fold"].to_numpy()
     honest_calls, fold_taus = cross_fitted_calls(labels, calibrated, folds if len(np.unique(folds)) > 1 else
                                                  np.arange(len(labels)) % 5, lesions=lesions)
-    in_sample = rule.call(calibrated)
-    choice = choose_tau(labels, calibrated, lesions)
+    in_sample = choice.rule.call(calibrated)
     return {
-        **rule.to_dict(),
+        **choice.rule.to_dict(),
         "fitted_on": "calibrated out-of-fold HAM10000 probabilities; τ: the smallest whose balanced accuracy is within "
                      "one standard error (bootstrap over lesions) of the best τ's",
         "tau_choice": {"best_tau": choice.best_tau, "standard_error": choice.standard_error,
@@ -314,7 +314,7 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     metrics.update(trust.metrics)
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
     lesions = data.lesion_ids[[position[i] for i in oof["image_id"]]]
-    metrics["decision_rule"] = decision_rule_report(oof, trust.fit.temperature, trust.fit.rule, lesions)
+    metrics["decision_rule"] = decision_rule_report(oof, trust.fit.temperature, trust.tau_choice, lesions)
     metrics["checks"] = {"out_of_fold": out_of_fold_check(trust)}
     if shifted_set is not None:
         metrics["checks"]["shifted_ham"], shifted_cases = shifted_check(weights, data, shifted_set, trust)

@@ -24,7 +24,7 @@ from skinapp.model.checkpoint import ModelCard, sha256_of
 from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
 from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_report
-from skinapp.trust.decision import fit_decision_rule
+from skinapp.trust.decision import TauChoice, choose_tau
 from skinapp.trust.flags import Evidence, features, fixed_hard_flags, image_statistics
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
@@ -99,6 +99,7 @@ class TrustResult:
     index_entry: dict
     index: EmbeddingIndex
     distribution: TrainingDistribution
+    tau_choice: TauChoice  # how the decision rule's τ was chosen (the rule is `fit.rule`)
     shifted_cross_fitted: tuple[np.ndarray, np.ndarray] | None = None  # (set masks, suspicious) of the shifted copies
 
 
@@ -145,7 +146,8 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     }
     _plot_reliability(labels, raw, honest, out / "reliability.png")
     calibrated_oof = apply_temperature(raw, temperature)
-    rule = fit_decision_rule(labels, calibrated_oof, groups)
+    tau_choice = choose_tau(labels, calibrated_oof, groups)
+    rule = tau_choice.rule
     scores = rule.scores(calibrated_oof)
     predicted = scores.argmax(1)
     # Conformal sets and the safety net: fitted on the held-out images and their shifted copies together.
@@ -220,4 +222,4 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
                                                                              float_format="%.5f")
     index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": len(index.image_ids)}
     fit = TrustFit(temperature, rule, conformal, safety_net, policy)
-    return TrustResult(metrics, calibration, fit, index_entry, index, distribution, shifted_honest)
+    return TrustResult(metrics, calibration, fit, index_entry, index, distribution, tau_choice, shifted_honest)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from skinapp.evaluation.metrics import balanced_accuracy_of_calls
+
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 1.5, 31), 3))
 
 
@@ -56,11 +58,16 @@ def effective_prior(probabilities: np.ndarray, floor: float = 1e-4) -> tuple[flo
 class TauChoice:
     """How τ was chosen: balanced accuracy at each candidate, the best, its standard error and the pick."""
 
+    prior: tuple[float, ...]
     taus: tuple[float, ...]
     balanced_accuracy: tuple[float, ...]
     best_tau: float
     standard_error: float   # of the best τ's balanced accuracy, by a bootstrap over lesions
     tau: float              # the smallest τ within one standard error of the best
+
+    @property
+    def rule(self) -> DecisionRule:
+        return DecisionRule(self.prior, self.tau)
 
 
 def _bootstrap_standard_error(hits: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, resamples: int,
@@ -86,18 +93,18 @@ def choose_tau(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray
     rare diagnoses (melanoma first) on common lesions least often. groups: the images' lesions."""
     prior = effective_prior(probabilities)
     order = sorted(float(t) for t in taus)
-    hits = [DecisionRule(prior, tau).call(probabilities) == labels for tau in order]
-    scores = [float(np.mean([h[labels == k].mean() for k in np.unique(labels)])) for h in hits]
+    calls = [DecisionRule(prior, tau).call(probabilities) for tau in order]
+    scores = [balanced_accuracy_of_calls(labels, c, probabilities.shape[1]) for c in calls]
     best = int(np.argmax(scores))
-    error = _bootstrap_standard_error(hits[best], labels, groups, resamples, seed)
+    error = _bootstrap_standard_error(calls[best] == labels, labels, groups, resamples, seed)
     chosen = next(i for i, score in enumerate(scores) if score >= scores[best] - error)
-    return TauChoice(tuple(order), tuple(scores), order[best], error, order[chosen])
+    return TauChoice(prior, tuple(order), tuple(scores), order[best], error, order[chosen])
 
 
 def fit_decision_rule(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None,
                       taus: tuple[float, ...] = DEFAULT_TAUS) -> DecisionRule:
     """The rule with τ chosen by `choose_tau` on these held-out predictions (groups: their lesions)."""
-    return DecisionRule(effective_prior(probabilities), choose_tau(labels, probabilities, groups, taus).tau)
+    return choose_tau(labels, probabilities, groups, taus).rule
 
 
 def cross_fitted_calls(labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray,
