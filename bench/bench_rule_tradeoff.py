@@ -39,21 +39,18 @@ MELANOMA = CLASSES.index("MEL")
 
 
 def neighbour_labels(weights: Path, card: ModelCard, image_ids: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The VOTE_K nearest labelled images' diagnoses for each held-out image, in the space of the member that never
-    trained on it, other images of the same lesion left out (as `evaluate` does); and each image's lesion."""
+    """The VOTE_K nearest labelled images' diagnoses for each held-out image, found as `evaluate` finds them: in the
+    space of the member that never trained on it, other images of the same lesion left out; and each image's lesion."""
     index, _ = load_index(weights / INDEX_FILE)
     position = {str(image_id): i for i, image_id in enumerate(index.image_ids)}
     rows = np.asarray([position[str(i)] for i in image_ids])
     member_of_fold = {m.validation_fold: j for j, m in enumerate(card.members)}
-    labels = np.zeros((len(rows), VOTE_K), int)
-    for fold, member in member_of_fold.items():
-        chosen = np.flatnonzero(folds == fold)
-        space = index.member_view(member, len(card.members)).embeddings
-        similarities = space[rows[chosen]] @ space.T
-        similarities[index.lesion_ids[rows[chosen]][:, None] == index.lesion_ids[None, :]] = -np.inf
-        nearest = np.argpartition(-similarities, VOTE_K, axis=1)[:, :VOTE_K]
-        labels[chosen] = index.labels[nearest]
-    return labels, index.lesion_ids[rows]
+    spaces = {fold: index.member_view(member, len(card.members)) for fold, member in member_of_fold.items()}
+    labels = []
+    for row, fold in zip(rows, folds, strict=True):
+        found = spaces[fold].neighbours(spaces[fold].embeddings[row], VOTE_K, exclude_lesion=str(index.lesion_ids[row]))
+        labels.append([CLASSES.index(n.label) for n in found])
+    return np.asarray(labels), index.lesion_ids[rows]
 
 
 def main() -> None:
