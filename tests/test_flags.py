@@ -147,9 +147,11 @@ def test_the_budget_counts_the_cases_that_are_always_checked():
     assert report["flagged_by_score_share"] == pytest.approx(report["flagged_share"] - report["always_checked_share"])
     by_score = np.array([policy.risk(row) >= policy.check_threshold for row in table.to_dict("records")])
     assert (by_score | always | far).mean() <= 0.20 + 1e-9  # the fitted threshold keeps the budget as well
-    held_out = cross_fitted_flags(table, ~wrong.to_numpy(), np.arange(n), always)  # what bench/ refits per rule
-    assert held_out.flagged.mean() == pytest.approx(report["flagged_share"])
-    assert held_out.flagged[wrong.to_numpy()].mean() == pytest.approx(report["errors_caught"])
+    # what bench/ refits for each decision rule: every always-checked image flagged, within the budget, and the
+    # score flags the errors it can see (those where the margin sign is high) more often than the others
+    held_out = cross_fitted_flags(table, ~wrong.to_numpy(), np.arange(n), always)
+    assert held_out.flagged[always | far].all() and held_out.flagged.mean() <= 0.20 + 1e-9
+    assert held_out.by_score[wrong.to_numpy()].mean() > 2 * held_out.by_score[~wrong.to_numpy()].mean()
     assert threshold_for_budget(np.ones(10), np.zeros(10, bool), 0.2) > 1  # ties at the edge: none rather than all
     never = threshold_for_budget(np.arange(10.0), np.ones(10, bool), 0.2)  # the budget is full: the score flags none
     assert np.isfinite(never) and never > 9
