@@ -6,8 +6,11 @@ HAM10000 and on the external check (ISIC 2017 `val`: other centres and dermatosc
 
 Every variant trains from the same ImageNet start on HAM10000 folds ≠ 0 with the same seed and the same short
 schedule, and is scored after its last epoch (no epoch selection, identity view, no calibration, highest
-probability) on HAM10000 fold 0 and on ISIC 2017 `val`. The recipe is the shipped one; each other variant
+probability) on HAM10000 fold 0 and on ISIC 2017 `val`. The recipe is the current one; each other variant
 removes one ingredient. Figures are comparable with each other, not with the shipped model's longer training.
+Each variant also gets the resolution check (`evaluation/resolution.py`): fold 0 delivered at 1×–5× its size,
+through the import's decoder, with the safety net's level fitted at 1× (95 % of malignant lesions). `--json`
+merges into the file, so variants can be run apart (`--only`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from skinapp.evaluation.evaluate import external_figures, external_predictions
-from skinapp.train.loop import TrainConfig, train
+from skinapp.evaluation.metrics import is_malignant, malignancy
+from skinapp.evaluation.resolution import resolution_check, spread
+from skinapp.inference.predictor import Predictor
+from skinapp.model.preprocess import BICUBIC_RESIZE
+from skinapp.train.data import load_ham10000, read_folds
+from skinapp.train.loop import FOLDS_FILE, TrainConfig, train
 from skinapp.trust.decision import DecisionRule
+from skinapp.trust.safety_net import fit_safety_net
 
-RECIPE = "recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE"
+RECIPE = ("recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE, "
+          "antialiased resize, resolution degradations")
 WITHOUT_NEW_AUGMENTATION = dict(scale=(0.85, 1.2), aspect=(1.0, 1.0), illuminant=0.0)
 VARIANTS: dict[str, dict] = {
     RECIPE: dict(),
+    "0.2 recipe: bicubic resize, no resolution degradations": dict(resize=BICUBIC_RESIZE, degrade_p=0.0),
+    "antialiased resize, no resolution degradations": dict(degrade_p=0.0),
     "without ISIC 2017 train data (HAM10000 only)": dict(isic2017=None),
     "without colour constancy": dict(colour_constancy="none"),
     "without crop/aspect and illuminant jitter": WITHOUT_NEW_AUGMENTATION,
@@ -63,12 +75,19 @@ def main() -> None:
         last = json.loads((out / "history_fold0.jsonl").read_text().splitlines()[-1])
         data, predictions = external_predictions(out, args.isic2017, views=1)
         external = external_figures(data.labels, np.stack([p.probabilities for p in predictions]), DecisionRule(), 1)
+        resolution = held_out_resolution(out, args.data, args.limit)
         results[name] = {
             "overrides": {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()},
             **{k: last[f"val_{k}"] for k in ("balanced_accuracy", "malignant_auc", "mask_jaccard")},
             "external_melanoma_auc": external["melanoma_auc"],
             "external_balanced_accuracy": external["balanced_accuracy_argmax"],
+            "resolution": resolution,
         }
+        rows = resolution["rows"]
+        print("    resolution (×: BA / AUC / benign above net): " + "  ".join(
+            f"{r['factor']:g}×: {r['balanced_accuracy']:.3f} / {r['malignant_auc'] or float('nan'):.3f} / "
+            f"{r['benign_above_net'] or float('nan'):.2f}"
+            for r in rows), flush=True)
         print(f"{name:80s} HAM BA {last['val_balanced_accuracy']:.3f}  AUC {last['val_malignant_auc']:.3f}  "
               f"Jaccard {last['val_mask_jaccard']:.3f} | ISIC 2017 val MEL AUC {external['melanoma_auc']:.3f}  "
               f"BA {external['balanced_accuracy_argmax']:.3f}", flush=True)
@@ -77,7 +96,27 @@ def main() -> None:
                 "scored": "last epoch, EMA weights, identity view, highest probability",
                 "external": "ISIC 2017 val (150 images: melanoma, nevus, seborrheic keratosis)"}
     if args.json:
-        args.json.write_text(json.dumps({"protocol": protocol, "results": results}, indent=2) + "\n")
+        earlier = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
+        args.json.write_text(json.dumps({"protocol": protocol, "results": {**earlier, **results}}, indent=2) + "\n")
+
+
+def held_out_resolution(weights: Path, ham: Path, limit: int | None) -> dict:
+    """The variant's member on its held-out fold, delivered at 1×–5× (one view, uncalibrated, highest probability)."""
+    data = load_ham10000(ham, limit=limit, with_masks=False)
+    held_out = np.flatnonzero(read_folds(weights / FOLDS_FILE, data.image_ids) == 0)
+    predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
+    labels = data.labels[held_out]
+    metadata = [data.metadata[i] for i in held_out]
+
+    def score(images: list[np.ndarray], positions) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = np.stack([p.probabilities for p in predictor.predict(images, [metadata[i] for i in positions])])
+        return probabilities, probabilities.argmax(1)
+
+    at_size = score([data.images[i] for i in held_out], range(len(held_out)))[0]
+    malignant = is_malignant(labels)
+    level = fit_safety_net(malignancy(at_size), malignant).threshold if malignant.any() else None
+    rows = resolution_check([data.images[i] for i in held_out], labels, score, level)
+    return {"rows": [r.to_dict() for r in rows], **spread(rows), "safety_net_level": level}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ import torch
 from skinapp.model.encoder import IMAGE_MEAN, IMAGE_STD
 
 COLOUR_CONSTANCY_METHODS = ("none", "shades_of_gray")
+# How an image of any size is brought to the square input. The card names the method in words; the words are the
+# key, so a card stays bound to the resampling its model was trained and measured with.
+BICUBIC_RESIZE = "stretch to square; bicubic, area when shrinking more than 2×"
+ANTIALIASED_RESIZE = "stretch to square; each axis area-averaged when it shrinks, bicubic when it grows"
 _ILLUMINANT_ESTIMATE_SIDE = 256  # the illuminant is estimated on a copy this size, whatever the image's size
 
 
@@ -51,11 +55,13 @@ class Preprocessing:
     minkowski_p: float = 6.0
     mean: tuple[float, float, float] = IMAGE_MEAN
     std: tuple[float, float, float] = IMAGE_STD
-    resize: str = "stretch to square; bicubic, area when shrinking more than 2×"
+    resize: str = BICUBIC_RESIZE     # one of RESIZE_METHODS; models from 0.3 on use ANTIALIASED_RESIZE
 
     def __post_init__(self) -> None:
         if self.colour_constancy not in COLOUR_CONSTANCY_METHODS:
             raise ValueError(f"unknown colour constancy {self.colour_constancy!r}; known: {COLOUR_CONSTANCY_METHODS}")
+        if self.resize not in RESIZE_METHODS:
+            raise ValueError(f"unknown resize {self.resize!r}; known: {list(RESIZE_METHODS)}")
 
     @classmethod
     def from_dict(cls, raw: dict) -> Preprocessing:
@@ -76,15 +82,39 @@ class Preprocessing:
 
     def model_input(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Decoded RGB uint8 images of any size → the normalised (N, 3, S, S) batch."""
-        return to_tensor(np.stack([resize_for_model(self.correct_colour(im), self.image_size) for im in images]),
-                         self.mean, self.std)
+        return to_tensor(np.stack([self.resized(self.correct_colour(im)) for im in images]), self.mean, self.std)
+
+    def resized(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) → (S, S, 3) by the card's resize method."""
+        return RESIZE_METHODS[self.resize](image, self.image_size)
 
 
-def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) → (size, size, 3), stretched to the square input, bicubic (area when shrinking a lot)."""
+def bicubic_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Stretched to the square input, bicubic; area-averaged only when shrinking more than 2×. Between 1× and 2×
+    the bicubic kernel does not filter enough, so a sharp 300 px image aliases: kept for the models trained with it."""
     h, w = image.shape[:2]
     shrink = max(h, w) > 2 * size
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def antialiased_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Stretched to the square input one axis at a time: an axis that shrinks is area-averaged (every source
+    pixel counts once, so nothing aliases at any ratio), an axis that grows is bicubic. A 200×150 image and the
+    same scene delivered at 1000×750 give nearly the same input."""
+    h, w = image.shape[:2]
+    if w != size:
+        image = cv2.resize(image, (size, h), interpolation=cv2.INTER_AREA if w > size else cv2.INTER_CUBIC)
+    if h != size:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC)
+    return image
+
+
+RESIZE_METHODS = {BICUBIC_RESIZE: bicubic_resize, ANTIALIASED_RESIZE: antialiased_resize}
+
+
+def resize_for_model(image: np.ndarray, size: int, method: str = BICUBIC_RESIZE) -> np.ndarray:
+    """RGB uint8 (H, W, 3) → (size, size, 3) by one of RESIZE_METHODS."""
+    return RESIZE_METHODS[method](image, size)
 
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGE_MEAN, std: tuple[float, ...] = IMAGE_STD) -> torch.Tensor:

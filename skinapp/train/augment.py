@@ -28,11 +28,14 @@ class AugmentConfig:
     cutout_max_patches: int = 4
     cutout_size: float = 0.1
     clahe_p: float = 0.0
+    # Resolution robustness: the source is area-shrunk to the crop's scale before the warp (so no view aliases),
+    # and with probability `degrade_p` resampled, blurred, sharpened or recompressed as clinics' files are.
+    antialias: bool = False
+    degrade_p: float = 0.0
 
 
-def _affine(rng: np.random.Generator, h: int, w: int, size: int, cfg: AugmentConfig) -> np.ndarray:
-    angle = rng.uniform(-cfg.rotate_degrees, cfg.rotate_degrees)
-    zoom = rng.uniform(*cfg.scale)
+def _affine(rng: np.random.Generator, h: int, w: int, size: int, cfg: AugmentConfig, angle: float,
+            zoom: float) -> np.ndarray:
     aspect = np.exp(rng.uniform(*np.log(cfg.aspect)))
     centre = np.array([w / 2, h / 2])
     # stretch to the square input, as at inference, with the crop's aspect jitter
@@ -80,12 +83,69 @@ def _cutout(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> 
     return out
 
 
+_KERNELS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4, cv2.INTER_AREA)
+
+
+def _resample_chain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Down by 1.25–3× and back up, each with a random kernel: the soft or blocky copies clinics pass on."""
+    h, w = image.shape[:2]
+    factor = rng.uniform(1.25, 3.0)
+    small = cv2.resize(image, (max(8, round(w / factor)), max(8, round(h / factor))),
+                       interpolation=int(rng.choice(_KERNELS)))
+    return cv2.resize(small, (w, h), interpolation=int(rng.choice(_KERNELS[:4])))
+
+
+def _blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 1.5))
+
+
+def _sharpen(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unsharp masking: the crisper picture an antialiased shrink of a large file gives."""
+    soft = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.7, 1.5)).astype(np.float32)
+    amount = rng.uniform(0.3, 1.2)
+    return np.clip(image.astype(np.float32) * (1 + amount) - soft * amount, 0, 255).astype(np.uint8)
+
+
+def _recompress(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 96))])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if ok else None
+    return image if decoded is None else np.asarray(decoded, np.uint8)
+
+
+_DEGRADATIONS = (_resample_chain, _blur, _sharpen, _recompress)
+
+
+def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One or two of the degradations, in random order, on the source image (RGB uint8)."""
+    for step in rng.permutation(len(_DEGRADATIONS))[:rng.integers(1, 3)]:
+        image = _DEGRADATIONS[step](image, rng)
+    return image
+
+
+def _shrink_source(image: np.ndarray, mask: np.ndarray | None, target: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Area-shrink each axis longer than `target` px to it (the warp then never minifies by much)."""
+    h, w = image.shape[:2]
+    new_w, new_h = min(w, max(1, round(target))), min(h, max(1, round(target)))
+    if (new_w, new_h) == (w, h):
+        return image, mask
+    image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return image, mask
+
+
 def augment(
     image: np.ndarray, mask: np.ndarray | None, size: int, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Random training view of (RGB uint8 image, {0,1} mask) at size×size; the mask comes back as float32."""
+    angle = rng.uniform(-cfg.rotate_degrees, cfg.rotate_degrees)
+    zoom = rng.uniform(*cfg.scale)
+    if cfg.degrade_p and rng.random() < cfg.degrade_p:
+        image = degrade(image, rng)
+    if cfg.antialias:
+        image, mask = _shrink_source(image, mask, size * zoom)
     h, w = image.shape[:2]
-    matrix = _affine(rng, h, w, size, cfg)
+    matrix = _affine(rng, h, w, size, cfg, angle, zoom)
     out = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
     out_mask = None
     if mask is not None:

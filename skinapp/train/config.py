@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinapp.model.preprocess import Preprocessing
+from skinapp.model.preprocess import ANTIALIASED_RESIZE, Preprocessing
 
 # What must match for members trained in different runs to form one ensemble.
 RECIPE_FIELDS = (
     "encoder", "image_size", "epochs", "batch_size", "lr", "weight_decay", "n_folds", "seed", "focal_gamma",
     "sampler_power", "source_power", "mask_weight", "triplet_weight", "metadata_dropout", "ema_decay",
     "colour_constancy", "scale", "aspect", "illuminant", "clahe", "select", "with_isic2017", "limit",
-    "steps_per_epoch",
+    "steps_per_epoch", "resize", "degrade_p",
 )
 
 
@@ -44,6 +44,8 @@ class TrainConfig:
     aspect: tuple[float, float] = (0.75, 1.333)
     illuminant: float = 0.08
     clahe: float = 0.0
+    resize: str = ANTIALIASED_RESIZE  # preprocess.RESIZE_METHODS; training views are shrunk the same way (antialiased)
+    degrade_p: float = 0.5       # share of training views resampled / blurred / sharpened / recompressed first
     select: str = "last"         # "last": fixed schedule, nothing chosen on the held-out fold; "best": best epoch
     patience: int = 3            # only with select="best"
     half: bool = True            # store members as fp16
@@ -57,7 +59,7 @@ class TrainConfig:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy)
+        return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy, resize=self.resize)
 
     def recipe(self) -> dict:
         return {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}

@@ -25,7 +25,7 @@ from skinapp import __version__
 from skinapp.evaluation.metrics import balanced_accuracy, jaccard, malignant_auc
 from skinapp.model.checkpoint import CARD_FILE, Member, ModelCard, save_weights
 from skinapp.model.network import LesionNet, ModelConfig
-from skinapp.model.preprocess import Preprocessing
+from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE, Preprocessing
 from skinapp.train.augment import AugmentConfig
 from skinapp.train.config import TrainConfig, jsonable
 from skinapp.train.data import (
@@ -43,10 +43,11 @@ from skinapp.train.sampling import batches, sample_epoch
 ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, image_size: int, device: torch.device) -> dict:
+def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, image_size: int, device: torch.device,
+             resize: str = BICUBIC_RESIZE) -> dict:
     """Images in `data` are already colour-corrected (done once at loading)."""
     model.eval()
-    plain = Preprocessing(image_size=image_size)
+    plain = Preprocessing(image_size=image_size, resize=resize)
     probabilities, jaccards = [], []
     for start in range(0, len(indices), 64):
         chosen = indices[start:start + 64]
@@ -90,7 +91,8 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     steps_per_epoch = cfg.steps_per_epoch or len(train_index) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, cfg.warmup_steps))
-    aug = AugmentConfig(scale=cfg.scale, aspect=cfg.aspect, illuminant=cfg.illuminant, clahe_p=cfg.clahe)
+    aug = AugmentConfig(scale=cfg.scale, aspect=cfg.aspect, illuminant=cfg.illuminant, clahe_p=cfg.clahe,
+                        antialias=cfg.resize == ANTIALIASED_RESIZE, degrade_p=cfg.degrade_p)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     weights_path = cfg.out / f"fold{fold}.safetensors"
     log_path = cfg.out / f"history_fold{fold}.jsonl"
@@ -139,7 +141,7 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
             for name, value in parts.items():
                 totals[name] += value.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        metrics = validate(ema.module, data, val_index, cfg.image_size, device)
+        metrics = validate(ema.module, data, val_index, cfg.image_size, device, cfg.resize)
         record = {
             "fold": fold, "epoch": epoch + 1, "seconds": round(time.time() - started, 1),
             "lr": scheduler.get_last_lr()[0], **{f"train_{k}": v / steps_per_epoch for k, v in totals.items()},
