@@ -103,18 +103,16 @@ def test_no_lesion_means_no_measurements():
 
 def test_predict_full_rows_carry_the_measurements_in_the_files_own_pixels_and_in_mm():
     from skinapp.cli.predict import csv_row
-    from skinapp.inference.outline import LesionOutline
     from skinapp.inference.prediction import Prediction
     from skinapp.io import Case
 
-    mask = _disc(100)
     image = _canvas()[1]
     # The file is 800 px wide, shown at 400: a displayed pixel is 2 file pixels, and 0.05 mm.
     case = Case(name="disc", image=image, source="disc.dcm", original_size=(800, 800), pixel_spacing_mm=(0.05, 0.05))
-    outline = LesionOutline(mask, np.zeros((0, 2), int), (100, 100, 201, 201), 0.5)
+    attention = _disc(100).astype(np.float32)  # an attention map as fine as the image: its outline is the disc
     probabilities = np.full(7, 1 / 7)
-    prediction = Prediction(probabilities, probabilities[None], np.zeros(4), np.zeros((8, 8)), np.zeros((8, 8)), None,
-                            outline, (400, 400), "test")
+    prediction = Prediction(probabilities, probabilities[None], np.zeros(4), attention, np.zeros((8, 8)), None,
+                            (400, 400), "test")
     row = csv_row(case, prediction, "full")
     assert float(row["longest_diameter_mm"]) == pytest.approx(10.0, abs=0.1)
     assert float(row["longest_diameter_px"]) == pytest.approx(402, abs=2)

@@ -284,7 +284,7 @@ def test_predictions_are_decoded_once_and_a_new_analysis_is_read_at_once(db_url,
         (prediction,) = predictor.predict([case.image], [case.metadata])
         store.add_prediction(case_id, prediction, [], predictor.card.identity, "importer")
     decodes, decode = [], decoded.prediction_from_row
-    monkeypatch.setattr(decoded, "prediction_from_row", lambda row: decodes.append(row["id"]) or decode(row))
+    monkeypatch.setattr(decoded, "prediction_from_row", lambda row, header: decodes.append(row["id"]) or decode(row, header))
 
     first = {r.case.id: r.prediction for r in worklist(store)}
     assert len(decodes) == 3 and {r.case.id: r.prediction for r in worklist(store)} == first and len(decodes) == 3

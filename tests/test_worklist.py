@@ -25,9 +25,9 @@ def _record(case_id: int, malignancy: float | None, flags=(), decided=False, pat
     if malignancy is not None:
         p = np.array([malignancy, 1 - malignancy, 0, 0, 0, 0, 0])
         embedding = np.random.default_rng(seed).normal(size=8)
-        prediction = StoredPrediction(case_id, case_id, "v", "id", NOW, p, p[None], embedding / np.linalg.norm(embedding),
-                                      np.zeros((4, 4)), np.zeros((4, 4)), None, list(flags), Metadata(),
-                                      predicted_class="MEL" if malignancy > 0.5 else "NV", suspicious=suspicious)
+        prediction = StoredPrediction(p, p[None], embedding / np.linalg.norm(embedding), np.zeros((4, 4)),
+                                      np.zeros((4, 4)), None, (100, 100), "v", Metadata(), suspicious=suspicious,
+                                      id=case_id, case_id=case_id, weights_sha256="id", created_at=NOW, flags=list(flags))
     decided_on = prediction.id if prediction is not None else None
     if decided_on_earlier_result:
         decided_on = -1  # an earlier prediction of the case, since replaced by a new analysis

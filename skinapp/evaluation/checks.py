@@ -12,62 +12,76 @@ import numpy as np
 import pandas as pd
 
 from skinapp.evaluation.metrics import balanced_accuracy_of_calls, expected_calibration_error
-from skinapp.inference.prediction import Prediction
-from skinapp.trust.calibration import apply_temperature
+from skinapp.inference.postprocess import PostProcessing, with_held_out_sets
+from skinapp.inference.prediction import RawOutputs
+from skinapp.trust.assessment import Assessor
 from skinapp.trust.conformal import ConformalSets, set_report
 from skinapp.trust.decision import DecisionRule
-from skinapp.trust.flags import Evidence, FlagPolicy, needs_manual_check
+from skinapp.trust.flags import FlagPolicy, needs_manual_check
 from skinapp.trust.safety_net import SafetyNet, net_report
-from skinapp.trust.signs import image_statistics
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
+from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
 @dataclass(frozen=True)
 class TrustFit:
-    """Everything fitted on out-of-fold data that turns the networks' raw probabilities into what is shown."""
+    """Everything fitted on out-of-fold data that turns the networks' raw outputs into what is shown: the
+    post-processing chain and the flag policy."""
 
-    temperature: float
-    rule: DecisionRule
-    conformal: ConformalSets
-    safety_net: SafetyNet
+    postprocessing: PostProcessing
     policy: FlagPolicy
 
+    @property
+    def temperature(self) -> float:
+        return self.postprocessing.temperature
 
-def assessed_cases(predictions: Sequence[Prediction], images: Sequence[np.ndarray], metadata: Sequence[Metadata],
-                   labels: np.ndarray, fit: TrustFit, ood_distances: Sequence[float | None] | None = None,
-                   agreements: Sequence[float | None] | None = None, set_masks: np.ndarray | None = None,
-                   suspicious: np.ndarray | None = None) -> pd.DataFrame:
+    @property
+    def rule(self) -> DecisionRule:
+        return self.postprocessing.rule
+
+    @property
+    def conformal(self) -> ConformalSets:
+        return self.postprocessing.conformal
+
+    @property
+    def safety_net(self) -> SafetyNet:
+        return self.postprocessing.safety_net
+
+    def assessor(self, index: EmbeddingIndex | None = None, distribution: TrainingDistribution | None = None) -> Assessor:
+        """The app's assessment with this fit's policy and net, over `index` and `distribution` (the ensemble's,
+        or one member's view of them)."""
+        return Assessor(self.policy, index, distribution, self.safety_net if self.safety_net.active else None)
+
+
+EVALUATED_MODEL = "evaluated"  # the version string of predictions made inside `evaluate` (never stored)
+
+
+def assessed_cases(raws: Sequence[RawOutputs], images: Sequence[np.ndarray], labels: np.ndarray, fit: TrustFit,
+                   assessors: Sequence[Assessor], exclude_lesions: Sequence[str | None] | None = None,
+                   set_masks: np.ndarray | None = None, suspicious: np.ndarray | None = None) -> pd.DataFrame:
     """One row per image: the call, whether it was right, the manual-check flag and the signs that raised it,
-    the conformal set and the safety net, as the app would show them. `predictions` are uncalibrated (made with
-    `calibrate=False`). `set_masks` and `suspicious`, when given, replace the fitted sets and safety net (their
-    cross-fitted values for images the fit saw)."""
+    the conformal set and the safety net, made by the app's own chain (`PostProcessing.finish`,
+    `Assessor.assess`). `assessors[i]` judges image i (the ensemble's, or the view of the member that never
+    trained on it); `exclude_lesions[i]` is a labelled lesion that may not count among its neighbours. `set_masks`
+    and `suspicious`, when given, replace the fitted sets and safety net (their cross-fitted values for images the
+    fit saw)."""
     rows = []
-    n = len(predictions)
-    ood_distances = ood_distances if ood_distances is not None else [None] * n
-    agreements = agreements if agreements is not None else [None] * n
-    for i, (prediction, image, meta, label, far, agree) in enumerate(zip(
-            predictions, images, metadata, labels, ood_distances, agreements, strict=True)):
-        probabilities = apply_temperature(prediction.probabilities, fit.temperature)
-        scores = fit.rule.scores(probabilities)
-        call = int(np.argmax(scores))
-        colourfulness, contrast = image_statistics(image)
-        prediction_set = fit.conformal.prediction_set(scores) if fit.conformal.active else None
-        if set_masks is not None:
-            prediction_set = tuple(CLASSES[k] for k in np.argsort(-scores, kind="stable") if set_masks[i, k])
-        evidence = Evidence(probabilities, apply_temperature(prediction.view_probabilities, fit.temperature),
-                            prediction.attention_grid, True, meta, ood_distance=far, neighbour_agreement=agree,
-                            colourfulness=colourfulness, contrast=contrast, call=call, prediction_set=prediction_set,
-                            safety_net=fit.safety_net,
-                            marked_suspicious=None if suspicious is None else bool(suspicious[i]))
+    exclude = exclude_lesions if exclude_lesions is not None else [None] * len(raws)
+    for i, (raw, image, label, assessor, lesion) in enumerate(zip(
+            raws, images, labels, assessors, exclude, strict=True)):
+        prediction = fit.postprocessing.finish(raw, EVALUATED_MODEL)
+        if set_masks is not None and suspicious is not None:
+            prediction = with_held_out_sets(prediction, set_masks[i], bool(suspicious[i]))
+        evidence = assessor.evidence(prediction, image, True, exclude_lesion=lesion)
         flags = fit.policy.assess(evidence)
         rows.append({
-            "label": int(label), "call": call, "correct": call == int(label),
+            "label": int(label), "call": prediction.predicted_index, "correct": prediction.predicted_index == int(label),
             "flagged": needs_manual_check(flags),
             "flag_codes": " ".join(f.code for f in flags if f.serious),
             "suspicious": evidence.suspicious,
-            "malignancy": evidence.malignancy,
-            "in_set": [c in (prediction_set or ()) for c in CLASSES],
-            **{c: float(p) for c, p in zip(CLASSES, probabilities, strict=True)},
+            "malignancy": prediction.malignancy,
+            "in_set": [c in (prediction.prediction_set or ()) for c in CLASSES],
+            **{c: float(p) for c, p in zip(CLASSES, prediction.probabilities, strict=True)},
         })
     return pd.DataFrame(rows)
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from skinapp.evaluation.checks import TrustFit, assessed_cases, check_summary
+from skinapp.evaluation.checks import assessed_cases, check_summary
 from skinapp.evaluation.metrics import (
     balanced_accuracy_of_calls,
     binary_sensitivity_at_specificity,
@@ -36,8 +36,9 @@ from skinapp.evaluation.metrics import (
 )
 from skinapp.evaluation.plots import finish
 from skinapp.evaluation.shift import SHIFTS, shifted_copy
-from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust, image_features
-from skinapp.inference.prediction import Prediction
+from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
+from skinapp.inference.outline import lesion_outline
+from skinapp.inference.prediction import RawOutputs
 from skinapp.inference.predictor import Predictor, default_device
 from skinapp.model.checkpoint import ModelCard, load_member
 from skinapp.reporting.card_sections import evaluation_report
@@ -59,9 +60,9 @@ def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
 
 
 def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
-                            held_out: dict[int, Prediction] | None = None) -> pd.DataFrame:
+                            held_out: dict[int, RawOutputs] | None = None) -> pd.DataFrame:
     """Uncalibrated probabilities of each member on its own validation fold. `held_out`, when given, receives
-    the full prediction (with metadata) of every held-out image, keyed by its position in `data`."""
+    the raw outputs (with metadata) of every held-out image, keyed by its position in `data`."""
     card = ModelCard.load(weights)
     folds = _member_folds(weights, data)
     device = default_device()
@@ -72,8 +73,8 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
                               tta=views > 1, views=views if views > 1 else None,
                               gradcam=False, calibrate=False)
         images = [data.images[i] for i in index]
-        with_meta = predictor.predict(images, [data.metadata[i] for i in index])
-        without_meta = predictor.predict(images, None)
+        with_meta = predictor.infer(images, [data.metadata[i] for i in index])
+        without_meta = predictor.infer(images, None)
         if held_out is not None:
             held_out.update(zip(index.tolist(), with_meta, strict=True))
         for i, a, b in zip(index, with_meta, without_meta, strict=True):
@@ -82,7 +83,7 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
             row.update({f"{c}_nometa": p for c, p in zip(CLASSES, b.probabilities, strict=True)})
             truth = data.masks[i] if data.masks is not None else None
             if truth is not None:
-                row["jaccard"] = jaccard(a.outline.mask, truth)
+                row["jaccard"] = jaccard(lesion_outline(a.attention_grid, *a.image_size).mask, truth)
             rows.append(row)
     if not rows:
         raise ValueError("no image of the data set falls in a validation fold of these weights")
@@ -171,10 +172,6 @@ def decision_rule_report(oof: pd.DataFrame, temperature: float, choice: TauChoic
     }
 
 
-def _call(prediction: Prediction, fit: TrustFit) -> str:
-    return CLASSES[int(fit.rule.call(apply_temperature(prediction.probabilities, fit.temperature)))]
-
-
 def case_table(image_ids: list[str], cases: pd.DataFrame) -> pd.DataFrame:
     """A check's cases as the app would have shown them, one row per image: the call, whether it was right, the
     manual check and the signs that raised it, the safety net, the conformal set (calibrated probabilities)."""
@@ -206,12 +203,12 @@ def external_figures(labels: np.ndarray, calibrated: np.ndarray, rule: DecisionR
 
 
 def external_predictions(weights: Path, isic2017: Path, views: int = 4,
-                         limit: int | None = None) -> tuple[LabelledImages, list[Prediction]]:
-    """The whole ensemble's uncalibrated predictions on ISIC 2017 `val`."""
+                         limit: int | None = None) -> tuple[LabelledImages, list[RawOutputs]]:
+    """The whole ensemble's raw outputs on ISIC 2017 `val`."""
     data = load_isic2017(isic2017, "val", limit=limit)
     predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
                                        calibrate=False)
-    return data, predictor.predict(data.images, data.metadata)
+    return data, predictor.infer(data.images, data.metadata)
 
 
 def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int = 4,
@@ -224,10 +221,8 @@ def external_check(weights: Path, isic2017: Path, trust: TrustResult, views: int
     report = external_figures(data.labels, apply_temperature(raw, fit.temperature), fit.rule, views)
     table = pd.DataFrame({"image_id": data.image_ids, "label": [CLASSES[k] for k in data.labels]})
     table[list(CLASSES)] = raw
-    cases = assessed_cases(
-        predictions, data.images, data.metadata, data.labels, fit,
-        ood_distances=[trust.distribution.distance(image_features(p)) for p in predictions],
-        agreements=[trust.index.agreement(p.embedding, _call(p, fit)) for p in predictions])
+    ensemble = fit.assessor(trust.index, trust.distribution)
+    cases = assessed_cases(predictions, data.images, data.labels, fit, [ensemble] * len(predictions))
     check = check_summary(cases, "ISIC 2017 `val` (other clinics and dermatoscopes), the whole ensemble")
     return report, table, check, case_table(data.image_ids, cases)
 
@@ -243,14 +238,14 @@ def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, 
     images, applied = shifted_copy([data.images[i] for i in rows], seed)
     folds = _member_folds(weights, data)[rows]
     device = default_device()
-    predictions: list[Prediction | None] = [None] * len(rows)
+    predictions: list[RawOutputs | None] = [None] * len(rows)
     for member in card.members:
         chosen = np.flatnonzero(folds == member.validation_fold)
         if not len(chosen):
             continue
         predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device,
                               tta=views > 1, views=views if views > 1 else None, gradcam=False, calibrate=False)
-        made = predictor.predict([images[k] for k in chosen], [data.metadata[rows[k]] for k in chosen])
+        made = predictor.infer([images[k] for k in chosen], [data.metadata[rows[k]] for k in chosen])
         for k, prediction in zip(chosen, made, strict=True):
             predictions[k] = prediction
     return ShiftedSet(rows, images, [p for p in predictions if p is not None], applied)
@@ -264,13 +259,12 @@ def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trus
     folds = _member_folds(weights, data)[shifted.rows]
     member_of_fold = {m.validation_fold: j for j, m in enumerate(card.members)}
     members = [member_of_fold[int(f)] for f in folds]
-    indexes = {j: trust.index.member_view(j, len(card.members)) for j in set(members)}
-    ood = [trust.distribution.member_distance(j, image_features(p)) for j, p in zip(members, shifted.predictions, strict=True)]
-    agreements = [indexes[j].agreement(p.embedding, _call(p, fit), exclude_lesion=data.lesion_ids[row])
-                  for j, p, row in zip(members, shifted.predictions, shifted.rows, strict=True)]
+    assessors = {j: fit.assessor(trust.index.member_view(j, len(card.members)), trust.distribution.member(j))
+                 for j in set(members)}
     masks, suspicious = trust.shifted_cross_fitted if trust.shifted_cross_fitted is not None else (None, None)
-    cases = assessed_cases(shifted.predictions, shifted.images, [data.metadata[i] for i in shifted.rows],
-                           data.labels[shifted.rows], fit, ood, agreements, set_masks=masks, suspicious=suspicious)
+    cases = assessed_cases(shifted.outputs, shifted.images, data.labels[shifted.rows], fit,
+                           [assessors[j] for j in members], exclude_lesions=list(data.lesion_ids[shifted.rows]),
+                           set_masks=masks, suspicious=suspicious)
     summary = check_summary(cases, f"{len(shifted.rows)} held-out HAM10000 images, each shifted twice (colour cast, "
                                    "contrast, blur, JPEG, scale) by `evaluate` itself")
     summary["shifts_applied"] = {name: sum(name in a for a in shifted.shifts) for name in SHIFTS}
@@ -301,7 +295,7 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
     views = (views or card.tta_views) if tta else 1
-    held_out: dict[int, Prediction] = {}
+    held_out: dict[int, RawOutputs] = {}
     oof = out_of_fold_predictions(weights, data, views=views, held_out=held_out)
     metrics = summarise(oof)
     metrics.update(model_version=card.version, tta=views > 1, members=len(card.members), tta_views=views)

@@ -15,30 +15,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinapp.evaluation.checks import TrustFit
+from skinapp.evaluation.checks import EVALUATED_MODEL, TrustFit
 from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.evaluation.plots import finish, plt
-from skinapp.inference.prediction import Prediction
+from skinapp.inference.postprocess import PostProcessing, with_held_out_sets
+from skinapp.inference.prediction import RawOutputs
 from skinapp.inference.predictor import Predictor
 from skinapp.model.checkpoint import ModelCard, sha256_of
 from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
 from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_report
 from skinapp.trust.decision import TauChoice, choose_tau
-from skinapp.trust.flags import Evidence, features, fixed_hard_flags, image_statistics
+from skinapp.trust.flags import FlagPolicy, features, fixed_hard_flags
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
 from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
-def image_features(prediction: Prediction) -> np.ndarray:
-    if prediction.image_features is None:
-        raise ValueError("the prediction carries no encoder features (made by an older version of skinapp)")
-    return prediction.image_features
+def image_features(raw: RawOutputs) -> np.ndarray:
+    if raw.image_features is None:
+        raise ValueError("the model's outputs carry no encoder features (made by an older version of skinapp)")
+    return raw.image_features
 
 
-def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Prediction], views: int,
+def build_index(weights: Path, data: LabelledImages, held_out: dict[int, RawOutputs], views: int,
                 folds: np.ndarray, also_trained_on: LabelledImages | None = None) -> tuple[EmbeddingIndex, TrainingDistribution]:
     """Embeddings of every labelled HAM image by the shipped ensemble, and, per member, the distribution of its
     encoder features over the images it trained on: the HAM folds it saw (each image's fold is in `folds`; the
@@ -51,7 +52,7 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Predict
     missing = [i for i in range(len(data)) if i not in known]
     predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
                                        calibrate=False)
-    predictions = predictor.predict([data.images[i] for i in missing], [data.metadata[i] for i in missing])
+    predictions = predictor.infer([data.images[i] for i in missing], [data.metadata[i] for i in missing])
     computed = dict(zip(missing, predictions, strict=True))
     every = [known.get(i) or computed[i] for i in range(len(data))]
     embeddings = np.stack([p.embedding for p in every]).astype(np.float32)
@@ -59,7 +60,7 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, Predict
     width = features.shape[1] // len(card.members)
     extra = np.empty((0, features.shape[1]), features.dtype)
     if also_trained_on is not None and len(also_trained_on):
-        extra = np.stack([image_features(p) for p in predictor.predict(also_trained_on.images, also_trained_on.metadata)])
+        extra = np.stack([image_features(p) for p in predictor.infer(also_trained_on.images, also_trained_on.metadata)])
     distribution = TrainingDistribution.fit_members([
         np.concatenate([features[folds != m.validation_fold], extra])[:, j * width:(j + 1) * width]
         for j, m in enumerate(card.members)])
@@ -109,11 +110,11 @@ class ShiftedSet:
 
     rows: np.ndarray                 # positions in the HAM data
     images: list[np.ndarray]
-    predictions: list[Prediction]
+    outputs: list[RawOutputs]
     shifts: list[tuple[str, ...]]
 
 
-def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, Prediction],
+def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, RawOutputs],
                    out: Path, views: int, folds: np.ndarray, shifted: ShiftedSet | None = None,
                    also_trained_on: LabelledImages | None = None) -> TrustResult:
     """Calibration, decision rule, conformal sets, safety net, flag policy and similar-case index, fitted on the
@@ -153,7 +154,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     # Conformal sets and the safety net: fitted on the held-out images and their shifted copies together.
     all_calibrated, all_labels, all_groups = calibrated_oof, labels, groups
     if shifted is not None:
-        shifted_raw = np.stack([p.probabilities for p in shifted.predictions])
+        shifted_raw = np.stack([p.probabilities for p in shifted.outputs])
         all_calibrated = np.concatenate([calibrated_oof, apply_temperature(shifted_raw, temperature)])
         all_labels = np.concatenate([labels, data.labels[shifted.rows]])
         all_groups = np.concatenate([groups, data.lesion_ids[shifted.rows]])
@@ -168,25 +169,19 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
 
     index, distribution = build_index(weights, data, held_out, views, folds, also_trained_on)
     save_index(weights / INDEX_FILE, index, distribution)
-    # A held-out image is measured in the space of the one member that never trained on it.
+    # A held-out image is measured in the space of the one member that never trained on it, by the app's own chain.
+    chain = PostProcessing(temperature, rule, conformal, safety_net)
     members = ModelCard.load(weights).members
     member_of_fold = {m.validation_fold: j for j, m in enumerate(members)}
+    provisional = TrustFit(chain, FlagPolicy.provisional())  # the policy is what this loop's signs are fitted for
     member_index = [index.member_view(j, len(members)) for j in range(len(members))]
+    assessors = [provisional.assessor(member_index[j], distribution.member(j)) for j in range(len(members))]
     table, votes, always = [], [], []
     for image_row, row in enumerate(rows):
-        prediction = held_out[row]
         member = member_of_fold[int(folds[row])]
-        calibrated = apply_temperature(prediction.probabilities, temperature)
-        colourfulness, contrast = image_statistics(data.images[row])
-        in_set = honest_sets[image_row]
-        prediction_set = tuple(CLASSES[k] for k in np.argsort(-scores[image_row], kind="stable") if in_set[k])
-        evidence = Evidence(calibrated, apply_temperature(prediction.view_probabilities, temperature),
-                            prediction.attention_grid, True, data.metadata[row],
-                            ood_distance=distribution.member_distance(member, image_features(prediction)),
-                            neighbour_agreement=member_index[member].agreement(
-                                prediction.embedding, CLASSES[int(predicted[image_row])], exclude_lesion=groups[image_row]),
-                            colourfulness=colourfulness, contrast=contrast, call=int(predicted[image_row]),
-                            prediction_set=prediction_set)
+        prediction = with_held_out_sets(chain.finish(held_out[row], EVALUATED_MODEL), honest_sets[image_row],
+                                        bool(honest_suspicious[image_row]))
+        evidence = assessors[member].evidence(prediction, data.images[row], True, exclude_lesion=groups[image_row])
         table.append(features(evidence))
         always.append(bool(fixed_hard_flags(evidence)))
         votes.append(member_index[member].vote(prediction.embedding, exclude_lesion=groups[image_row])[0])
@@ -221,5 +216,5 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")
     index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": len(index.image_ids)}
-    fit = TrustFit(temperature, rule, conformal, safety_net, policy)
+    fit = TrustFit(chain, policy)
     return TrustResult(metrics, calibration, fit, index_entry, index, distribution, tau_choice, shifted_honest)

@@ -1,19 +1,40 @@
-"""`Prediction`: everything the model says about one image. numpy only, so the app's pages can rebuild one from
-the store without loading torch."""
+"""What the networks say about one image (`RawOutputs`) and what the model says once post-processed
+(`Prediction`). numpy only, so the app's pages can read one from the store without loading torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from skinapp.inference.outline import LesionOutline, resize_map
+from skinapp.inference.outline import LesionOutline, lesion_outline, resize_map
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
 
 
-@dataclass
+@dataclass(frozen=True)
+class RawOutputs:
+    """What the ensemble's members said about one image, before calibration, decision rule, sets and net: the
+    inferer's output and the post-processing chain's input (`postprocess.PostProcessing`)."""
+
+    view_probabilities: np.ndarray     # (members × views, K) softmax of each member on each test-time view
+    attention_grid: np.ndarray         # (h, w) σ(M), averaged over members and views (mapped back to the identity view)
+    refined_grids: np.ndarray          # (K, h, w) σ(M)·C for every class, averaged likewise
+    embedding: np.ndarray              # (D,) L2-normalised, the members' embeddings side by side
+    image_features: np.ndarray | None  # (C,) pooled top encoder features per member, side by side
+    image_size: tuple[int, int]        # (height, width) of the analysed image
+    metadata_used: Metadata = field(default_factory=Metadata)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(K,) the plain average over members and views."""
+        return self.view_probabilities.mean(axis=0)
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """Everything the model says about one image. Maps are kept on the model's grid and scaled on demand."""
+    """Everything the model says about one image. Maps are kept on the model's grid and scaled on demand; the
+    lesion outline is derived from the attention map at the analysed image's size, in one place (`outline`)."""
 
     probabilities: np.ndarray          # (K,) in CLASSES order, averaged over views and members, calibrated
     view_probabilities: np.ndarray     # (members × views, K), each calibrated the same way
@@ -21,7 +42,6 @@ class Prediction:
     attention_grid: np.ndarray         # (h, w) σ(M) in [0, 1]
     refined_grid: np.ndarray           # (h, w) σ(M)·C for the predicted class, in logit units
     gradcam_grid: np.ndarray | None    # (h', w') in [0, 1] for the predicted class
-    outline: LesionOutline             # binary lesion mask, contour and bounding box at image resolution
     image_size: tuple[int, int]        # (height, width) of the analysed image
     model_version: str
     metadata_used: Metadata = field(default_factory=Metadata)
@@ -30,6 +50,11 @@ class Prediction:
     decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
     prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
     suspicious: bool | None = None     # at or above the melanoma safety net; None: the model has none
+
+    @cached_property
+    def outline(self) -> LesionOutline:
+        """Binary lesion mask, contour and bounding box at the analysed image's resolution."""
+        return lesion_outline(self.attention_grid, *self.image_size)
 
     @property
     def predicted_index(self) -> int:

@@ -2,9 +2,9 @@
 
 Each image is colour-corrected as the model card says, then analysed in several test-time views (4: identity,
 horizontal flip, vertical flip, transpose; 8: all rotations and reflections of the square) run as one batch.
-Probabilities are averaged over views and ensemble members, then calibrated; the top call follows the card's
-decision rule, and the conformal set and the melanoma safety net come from the card too. Maps are mapped back
-onto the identity view before averaging. Grad-CAM reuses the identity view's encoder features.
+Probabilities are averaged over views and ensemble members (`infer`: the raw outputs); the card's post-processing
+chain (`postprocess.py`: calibration, decision rule, conformal set, safety net) makes the `Prediction`. Maps are
+mapped back onto the identity view before averaging. Grad-CAM reuses the identity view's encoder features.
 """
 
 from __future__ import annotations
@@ -17,16 +17,13 @@ import numpy as np
 import torch
 
 from skinapp.inference.gradcam import MODEL_USE, gradcam_maps
-from skinapp.inference.outline import lesion_outline, resize_map
-from skinapp.inference.prediction import Prediction
+from skinapp.inference.outline import resize_map
+from skinapp.inference.postprocess import PostProcessing
+from skinapp.inference.prediction import Prediction, RawOutputs
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.checkpoint import ModelCard, load_ensemble
 from skinapp.model.network import LesionNet
-from skinapp.trust.calibration import apply_temperature
-from skinapp.trust.conformal import ConformalSets
-from skinapp.trust.decision import DecisionRule
-from skinapp.trust.safety_net import SafetyNet
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata, encode_metadata
+from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 
 def default_device() -> torch.device:
@@ -34,8 +31,8 @@ def default_device() -> torch.device:
 
 
 @dataclass
-class _RawOutputs:
-    """What the members said about a chunk of n images, before calibration and the decision rule."""
+class _ChunkOutputs:
+    """What the members said about a chunk of n images (torch), before post-processing."""
 
     per_view: torch.Tensor            # (members, views, n, K) probabilities
     attention: torch.Tensor           # (members, views, n, h, w) σ(M), on the identity view
@@ -43,6 +40,16 @@ class _RawOutputs:
     embedding: torch.Tensor           # (n, members·D) L2-normalised
     image_features: np.ndarray        # (n, members·C)
     identity_features: list[list[torch.Tensor]]  # per member: the identity view's encoder features
+
+    def per_image(self, sizes: Sequence[tuple[int, int]], metadata: Sequence[Metadata]) -> list[RawOutputs]:
+        members, views, n, k = self.per_view.shape
+        per_view = self.per_view.permute(2, 0, 1, 3).reshape(n, members * views, k).cpu().numpy()
+        attention = self.attention.mean(dim=(0, 1))
+        refined = (self.attention[:, :, :, None] * self.location).mean(dim=(0, 1)).cpu().numpy()  # (n, K, h, w)
+        return [RawOutputs(view_probabilities=per_view[i], attention_grid=attention[i].cpu().numpy(),
+                           refined_grids=refined[i], embedding=self.embedding[i].cpu().numpy(),
+                           image_features=self.image_features[i], image_size=sizes[i], metadata_used=metadata[i])
+                for i in range(n)]
 
 
 class Predictor:
@@ -63,12 +70,9 @@ class Predictor:
         # twice as long per image as 32 views).
         forward_batch = 256 if self.device.type == "cuda" else 32
         self.batch_size = max(1, min(batch_size, forward_batch // len(self.views)))
-        # Both fitted on out-of-fold data by `evaluate`; the rule expects calibrated probabilities.
-        self.temperature = card.temperature if calibrate else 1.0
-        self.rule = card.rule if calibrate else DecisionRule()
-        # Fitted on calibrated out-of-fold data too: without calibration they do not apply.
-        self.conformal = card.conformal_sets if calibrate else ConformalSets()
-        self.safety_net = card.melanoma_safety_net if calibrate else SafetyNet()
+        # Fitted on out-of-fold data by `evaluate`; without calibration none of it applies (the rule, the sets and
+        # the net were fitted on calibrated probabilities).
+        self.postprocessing = card.postprocessing if calibrate else PostProcessing()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
@@ -83,23 +87,41 @@ class Predictor:
     def model_version(self) -> str:
         return self.card.version
 
+    @property
+    def temperature(self) -> float:
+        return self.postprocessing.temperature
+
     def predict(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None) -> list[Prediction]:
         """images: RGB uint8 arrays of any size; metadata: one entry per image, None where nothing is known."""
-        given = list(metadata) if metadata is not None else [None] * len(images)
-        if len(given) != len(images):
-            raise ValueError(f"{len(images)} images but {len(given)} metadata entries")
-        known = [m or Metadata() for m in given]
+        known = self._known(images, metadata)
         results: list[Prediction] = []
         with MODEL_USE:
             for start in range(0, len(images), self.batch_size):
                 results += self._predict_chunk(images[start:start + self.batch_size], known[start:start + self.batch_size])
         return results
 
+    def infer(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None) -> list[RawOutputs]:
+        """The members' raw outputs, for a caller that post-processes them itself (`evaluate`, with what it fits)."""
+        known = self._known(images, metadata)
+        results: list[RawOutputs] = []
+        with MODEL_USE:
+            for start in range(0, len(images), self.batch_size):
+                chunk, meta = images[start:start + self.batch_size], known[start:start + self.batch_size]
+                results += self._run_members(chunk, self._codes(meta)).per_image([im.shape[:2] for im in chunk], meta)
+        return results
+
+    @staticmethod
+    def _known(images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None) -> list[Metadata]:
+        given = list(metadata) if metadata is not None else [None] * len(images)
+        if len(given) != len(images):
+            raise ValueError(f"{len(images)} images but {len(given)} metadata entries")
+        return [m or Metadata() for m in given]
+
     def _codes(self, metadata: Sequence[Metadata]) -> torch.Tensor:
         return torch.tensor(np.asarray([encode_metadata(m) for m in metadata], np.float32), device=self.device)
 
     @torch.no_grad()
-    def _run_members(self, images: Sequence[np.ndarray], codes: torch.Tensor) -> _RawOutputs:
+    def _run_members(self, images: Sequence[np.ndarray], codes: torch.Tensor) -> _ChunkOutputs:
         n, n_views = len(images), len(self.views)
         x = self.preprocessing.model_input(list(images)).to(self.device)
         batch = torch.cat([view.forward(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
@@ -113,7 +135,7 @@ class Predictor:
             embeddings.append(out.embedding.float().view(n_views, n, -1).mean(0))
             pooled.append(features[-1].float().mean(dim=(2, 3)).view(n_views, n, -1).mean(0))
             identity.append([f[:n] for f in features])
-        return _RawOutputs(
+        return _ChunkOutputs(
             per_view=torch.stack(probabilities), attention=torch.stack(attention), location=torch.stack(location),
             embedding=torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1),
             image_features=torch.cat(pooled, dim=1).cpu().numpy(), identity_features=identity,
@@ -121,42 +143,14 @@ class Predictor:
 
     def _predict_chunk(self, images: Sequence[np.ndarray], metadata: list[Metadata]) -> list[Prediction]:
         codes = self._codes(metadata)
-        raw = self._run_members(images, codes)
-        per_view = raw.per_view.cpu().numpy()
-        calibrated = apply_temperature(per_view.mean(axis=(0, 1)), self.temperature)      # (n, K)
-        calibrated_views = apply_temperature(per_view, self.temperature)                  # (members, views, n, K)
-        scores = self.rule.scores(calibrated) if self.rule.active else None
-        predicted = np.argmax(calibrated if scores is None else scores, axis=1)
-        sigma = raw.attention.mean(dim=(0, 1))                                            # (n, h, w)
-        refined = (raw.attention[:, :, :, None] * raw.location).mean(dim=(0, 1))          # (n, K, h, w)
-        cams = None
+        outputs = self._run_members(images, codes)
+        raws = outputs.per_image([im.shape[:2] for im in images], metadata)
+        cams: list[np.ndarray | None] = [None] * len(raws)
         if self.gradcam:
-            cams = np.mean([gradcam_maps(net, feats, codes, predicted.tolist())
-                            for net, feats in zip(self.models, raw.identity_features, strict=True)], axis=0)
-        results = []
-        for i, image in enumerate(images):
-            height, width = image.shape[:2]
-            attention_grid = sigma[i].cpu().numpy()
-            results.append(Prediction(
-                probabilities=calibrated[i],
-                view_probabilities=calibrated_views[:, :, i].reshape(-1, per_view.shape[-1]),
-                embedding=raw.embedding[i].cpu().numpy(),
-                attention_grid=attention_grid,
-                refined_grid=refined[i, predicted[i]].cpu().numpy(),
-                gradcam_grid=None if cams is None else cams[i],
-                outline=lesion_outline(attention_grid, height, width),
-                image_size=(height, width),
-                model_version=self.model_version,
-                metadata_used=metadata[i],
-                temperature=self.temperature,
-                image_features=raw.image_features[i],
-                decision_scores=None if scores is None else scores[i],
-                prediction_set=self.conformal.prediction_set(calibrated[i] if scores is None else scores[i])
-                if self.conformal.active else None,
-                suspicious=bool(self.safety_net.suspicious(float(calibrated[i, list(MALIGNANT_INDICES)].sum())))
-                if self.safety_net.active else None,
-            ))
-        return results
+            calls = [self.postprocessing.call_of(raw) for raw in raws]
+            cams = list(np.mean([gradcam_maps(net, feats, codes, calls)
+                                 for net, feats in zip(self.models, outputs.identity_features, strict=True)], axis=0))
+        return [self.postprocessing.finish(raw, self.model_version, cam) for raw, cam in zip(raws, cams, strict=True)]
 
     def explain_class(self, image: np.ndarray, class_name: str, metadata: Metadata | None = None) -> np.ndarray:
         """Grad-CAM for any class the clinician picks, at image resolution, averaged over members."""

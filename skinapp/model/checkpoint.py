@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.views import TTA_CHOICES
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import Preprocessing
@@ -97,6 +98,11 @@ class ModelCard:
     @property
     def melanoma_safety_net(self) -> SafetyNet:
         return SafetyNet.from_dict(self.safety_net)
+
+    @property
+    def postprocessing(self) -> PostProcessing:
+        """The fitted chain from the networks' raw outputs to what is shown (`inference.postprocess`)."""
+        return PostProcessing(self.temperature, self.rule, self.conformal_sets, self.melanoma_safety_net)
 
     @property
     def identity(self) -> str:

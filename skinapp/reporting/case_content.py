@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from skinapp.inference.measurements import LesionMeasurements, measure_lesion
-from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, as_prediction, overlay
+from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, overlay, shown_at
 from skinapp.reporting.text import class_recall_text, decision_rule_text, percent_text
 from skinapp.store import Decision, StoredCase, StoredPrediction
 from skinapp.store.records import DIAMETER, Measurement
@@ -111,7 +111,7 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
         return report(model=None, call=None, pictures=[Picture("The image", LAYER_LEGENDS[OVERLAYS[0]], image)],
                           decisions=decisions, decision_warning=warning,
                           measurements=_measurement_lines(case, None, lengths))
-    prediction = as_prediction(stored, image.shape)
+    prediction = shown_at(stored, image.shape)
     top = stored.predicted_class
     notes = []
     if stored.follows_decision_rule:

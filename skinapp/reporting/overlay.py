@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TypeVar
+
 import cv2
 import numpy as np
 
-from skinapp.inference.outline import lesion_outline
 from skinapp.inference.prediction import Prediction
-from skinapp.store import StoredPrediction
+
+P = TypeVar("P", bound=Prediction)
 
 OVERLAYS = ("Image only", "Lesion outline", "Where the model looked", "Where it found the diagnosis",
             "What drove the diagnosis")
@@ -53,16 +56,14 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values, dtype=np.float32)
 
 
-def as_prediction(stored: StoredPrediction, image_shape: tuple[int, ...]) -> Prediction:
-    """The stored numbers as an `inference.Prediction` for the image shown (the outline is recomputed from σ(M))."""
-    height, width = image_shape[:2]
-    return Prediction(
-        probabilities=stored.probabilities, view_probabilities=stored.view_probabilities, embedding=stored.embedding,
-        attention_grid=stored.attention_grid, refined_grid=stored.refined_grid, gradcam_grid=stored.gradcam_grid,
-        outline=lesion_outline(stored.attention_grid, height, width), image_size=(height, width),
-        model_version=stored.model_version, metadata_used=stored.metadata_used, temperature=stored.temperature,
-        decision_scores=stored.decision_scores,
-    )
+def shown_at(prediction: P, image_shape: tuple[int, ...]) -> P:
+    """The prediction as drawn on a copy of its image of another size (a zoom copy): maps and outline follow the
+    copy. On the analysed image itself it is the prediction unchanged."""
+    size = (int(image_shape[0]), int(image_shape[1]))
+    return prediction if size == tuple(prediction.image_size) else dataclasses.replace(prediction, image_size=size)
+
+
+as_prediction = shown_at  # the name the pages used while the store kept a second record; to be removed
 
 
 def overlay(image: np.ndarray, prediction: Prediction, kind: str, opacity: float = 0.45,

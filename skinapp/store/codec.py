@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
 from skinapp.io.pixels import jpeg_bytes
 from skinapp.store.records import Decision, StoredCase, StoredPrediction
@@ -84,16 +85,48 @@ def case_from_row(row, edits: Sequence[dict] = (), ruler_mm_per_pixel: float | N
     )
 
 
-def prediction_from_row(row) -> StoredPrediction:
+PNG_HEADER_BYTES = 24  # signature, IHDR length and type, width, height
+
+
+def png_size(header: bytes) -> tuple[int, int]:
+    """(height, width) from the first PNG_HEADER_BYTES of a PNG file."""
+    if len(header) < PNG_HEADER_BYTES or header[12:16] != b"IHDR":
+        raise ValueError("not the start of a PNG file")
+    return int.from_bytes(header[20:24], "big"), int.from_bytes(header[16:20], "big")
+
+
+def prediction_arrays(prediction: Prediction) -> bytes:
+    """Everything of a prediction that is not a column, as one npz blob. The encoder features are left out: the
+    out-of-distribution check reads them once, when the flags are raised, and at members × 1,280 floats they would
+    be most of the row (and of the decoded predictions each app process keeps)."""
+    return pack_arrays(
+        view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
+        attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
+        gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores,
+        prediction_set=set_mask(prediction.prediction_set),
+        suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious),
+        image_size=np.asarray(prediction.image_size),
+    )
+
+
+def prediction_from_row(row, image_header: bytes | None = None) -> StoredPrediction:
+    """`image_header`: the start of the case's stored PNG, whose size is the analysed image's for predictions
+    stored before they carried their own `image_size`."""
     arrays = unpack_arrays(row["arrays"])
+    if "image_size" in arrays:
+        height, width = (int(v) for v in arrays["image_size"])
+    elif image_header is not None:
+        height, width = png_size(image_header)
+    else:
+        raise ValueError(f"prediction {row['id']} does not say what size of image it was made on")
     return StoredPrediction(
         id=row["id"], case_id=row["case_id"], model_version=row["model_version"], weights_sha256=row["weights_sha256"],
         created_at=as_utc(row["created_at"]), probabilities=np.asarray([row["probabilities"][c] for c in CLASSES]),
         view_probabilities=arrays["view_probabilities"], embedding=arrays["embedding"],
         attention_grid=arrays["attention_grid"], refined_grid=arrays["refined_grid"],
-        gradcam_grid=arrays.get("gradcam_grid"), flags=[Flag(**f) for f in row["flags"]],
+        gradcam_grid=arrays.get("gradcam_grid"), image_size=(height, width), flags=[Flag(**f) for f in row["flags"]],
         metadata_used=metadata_from(row["metadata_used"]), temperature=row["temperature"],
-        predicted_class=row["predicted_class"], decision_scores=arrays.get("decision_scores"),
+        decision_scores=arrays.get("decision_scores"),
         prediction_set=set_from_mask(arrays.get("prediction_set"), _set_order(row, arrays)),
         suspicious=bool(arrays["suspicious"]) if "suspicious" in arrays else None,
     )

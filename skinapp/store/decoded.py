@@ -9,12 +9,12 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from skinapp.store.codec import prediction_from_row
+from skinapp.store.codec import PNG_HEADER_BYTES, prediction_from_row
 from skinapp.store.records import StoredPrediction
-from skinapp.store.schema import predictions
+from skinapp.store.schema import cases, predictions
 
 IDS_PER_QUERY = 1000  # bound parameters per query: well under SQLite's and PostgreSQL's limits
 
@@ -45,8 +45,11 @@ class DecodedPredictions:
                 self._kept.move_to_end(i)
         missing = [i for i in wanted if i not in found]
         for start in range(0, len(missing), IDS_PER_QUERY):
-            rows = connection.execute(select(predictions).where(predictions.c.id.in_(missing[start:start + IDS_PER_QUERY])))
-            found.update((row["id"], _read_only(prediction_from_row(row))) for row in rows.mappings())
+            header = func.substr(cases.c.image_png, 1, PNG_HEADER_BYTES).label("image_header")
+            rows = connection.execute(select(predictions, header).join(cases, cases.c.id == predictions.c.case_id)
+                                      .where(predictions.c.id.in_(missing[start:start + IDS_PER_QUERY])))
+            found.update((row["id"], _read_only(prediction_from_row(row, bytes(row["image_header"]))))
+                         for row in rows.mappings())
         with self._lock:
             for i in missing:
                 if i in found:

@@ -8,9 +8,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
 from skinapp.trust.flags import Flag, malignancy_spread, needs_manual_check
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
+from skinapp.vocab import Metadata
 
 DECISIONS: dict[str, str] = {
     "agree": "Agree with the model",
@@ -88,42 +89,24 @@ class Measurement:
         return float(np.hypot(x1 - x0, y1 - y0))
 
 
-@dataclass(frozen=True)
-class StoredPrediction:
+@dataclass(frozen=True, kw_only=True)
+class StoredPrediction(Prediction):
+    """A `Prediction` as the store keeps it: every output the model gave, plus where and when it was stored, the
+    identity of the model that made it and the flags raised on it. Nothing is rebuilt or dropped on the way."""
+
     id: int
     case_id: int
-    model_version: str
-    weights_sha256: str
+    weights_sha256: str    # the model identity (`ModelCard.identity`) that made it
     created_at: dt.datetime
-    probabilities: np.ndarray
-    view_probabilities: np.ndarray
-    embedding: np.ndarray
-    attention_grid: np.ndarray
-    refined_grid: np.ndarray
-    gradcam_grid: np.ndarray | None
     flags: list[Flag]
-    metadata_used: Metadata
-    temperature: float = 1.0
-    predicted_class: str = ""                  # the call as its model made it (older models: the highest probability)
-    decision_scores: np.ndarray | None = None  # the decision rule's scores, for models that have one
-    prediction_set: tuple[str, ...] | None = None  # the conformal set, for models that have one
-    suspicious: bool | None = None             # at or above the melanoma safety net, for models that have one
 
     @property
     def calibrated(self) -> bool:
         return self.temperature != 1.0
 
     @property
-    def most_probable_class(self) -> str:
-        return CLASSES[int(np.argmax(self.probabilities))]
-
-    @property
     def follows_decision_rule(self) -> bool:
         return self.decision_scores is not None
-
-    @property
-    def malignancy(self) -> float:
-        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
 
     @property
     def malignancy_spread(self) -> float:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import ProgrammingError
 
 from skinapp.config import database_url
+from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Case
 from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
 from skinapp.store.codec import (
@@ -29,9 +30,8 @@ from skinapp.store.codec import (
     case_from_row,
     decision_from_row,
     metadata_columns,
-    pack_arrays,
     png_bytes,
-    set_mask,
+    prediction_arrays,
     thumbnail_jpeg,
 )
 from skinapp.store.decoded import IDS_PER_QUERY, DecodedPredictions
@@ -196,8 +196,9 @@ class Store:
             self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
         return AddedCase(int(case_id), True, ())
 
-    def add_prediction(self, case_id: int, prediction, flags: list[Flag], weights_sha256: str, actor: str) -> int:
-        """prediction: an `inference.Prediction`."""
+    def add_prediction(self, case_id: int, prediction: Prediction, flags: list[Flag], weights_sha256: str,
+                       actor: str) -> int:
+        """Store every output of `prediction`, made by the model whose identity is `weights_sha256`."""
         actor = self._actor(actor)
         with self.write_transaction() as connection:
             prediction_id = _new_id(connection.execute(insert(predictions).values(
@@ -207,11 +208,7 @@ class Store:
                 probabilities=prediction.class_probabilities(),
                 flags=[{"code": f.code, "reason": f.reason, "serious": f.serious} for f in flags],
                 metadata_used=metadata_columns(prediction.metadata_used),
-                arrays=pack_arrays(view_probabilities=prediction.view_probabilities, embedding=prediction.embedding,
-                             attention_grid=prediction.attention_grid, refined_grid=prediction.refined_grid,
-                             gradcam_grid=prediction.gradcam_grid, decision_scores=prediction.decision_scores,
-                             prediction_set=set_mask(prediction.prediction_set),
-                             suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious)),
+                arrays=prediction_arrays(prediction),
             )))
             self.append_audit(connection, actor, "prediction stored", case_id, prediction_id=prediction_id,
                         model_version=prediction.model_version, weights_sha256=weights_sha256,

@@ -41,24 +41,37 @@ class Assessor:
         return Assessor(self.policy, self.index.member_view(member, n_members) if self.index is not None else None,
                         self.distribution.member(member) if self.distribution is not None else None, self.safety_net)
 
-    def evidence(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool) -> Evidence:
-        colourfulness, contrast = image_statistics(image) if image is not None else (None, None)
+    def evidence(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool,
+                 exclude_lesion: str | None = None) -> Evidence:
+        """`exclude_lesion`: a labelled lesion whose images may not count as its neighbours (`evaluate`, so that
+        no held-out image finds itself)."""
         far = (self.distribution.distance(prediction.image_features)
                if self.distribution is not None and prediction.image_features is not None else None)
-        agreement = self.index.agreement(prediction.embedding, prediction.predicted_class) if self.index else None
-        return Evidence(
-            prediction.probabilities, prediction.view_probabilities, prediction.attention_grid, is_dermoscopic,
-            prediction.metadata_used, ood_distance=far, neighbour_agreement=agreement,
-            colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
-            prediction_set=prediction.prediction_set, safety_net=self.safety_net,
-            marked_suspicious=prediction.suspicious,  # decided once, by the predictor, from the same card
-        )
+        agreement = (self.index.agreement(prediction.embedding, prediction.predicted_class, exclude_lesion=exclude_lesion)
+                     if self.index else None)
+        return evidence_of(prediction, image, is_dermoscopic, ood_distance=far, neighbour_agreement=agreement,
+                           safety_net=self.safety_net)
 
-    def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True) -> list[Flag]:
-        return self.policy.assess(self.evidence(prediction, image, is_dermoscopic))
+    def assess(self, prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True,
+               exclude_lesion: str | None = None) -> list[Flag]:
+        return self.policy.assess(self.evidence(prediction, image, is_dermoscopic, exclude_lesion))
 
     def similar_cases(self, embedding: np.ndarray, k: int = 5) -> list[Neighbour]:
         return self.index.neighbours(embedding, k) if self.index is not None else []
+
+
+def evidence_of(prediction: Prediction, image: np.ndarray | None, is_dermoscopic: bool = True, *,
+                ood_distance: float | None = None, neighbour_agreement: float | None = None,
+                safety_net: SafetyNet | None = None) -> Evidence:
+    """What the flags read about one prediction: the one place `Evidence` is built, for the app and `evaluate`."""
+    colourfulness, contrast = image_statistics(image) if image is not None else (None, None)
+    return Evidence(
+        prediction.probabilities, prediction.view_probabilities, prediction.attention_grid, is_dermoscopic,
+        prediction.metadata_used, ood_distance=ood_distance, neighbour_agreement=neighbour_agreement,
+        colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
+        prediction_set=prediction.prediction_set, safety_net=safety_net,
+        marked_suspicious=prediction.suspicious,  # decided once, by the post-processing chain
+    )
 
 
 def training_image_path(image_id: str) -> Path | None:
