@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skinapp.inference import Predictor
+from skinapp.model.batch import model_input
 from skinapp.model.checkpoint import load_ensemble
 
 
@@ -55,7 +56,7 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, 
     if members:
         models = [models[k % len(models)] for k in range(members)]
     net = models[0]
-    size = card.model_config.image_size
+    size = card.config.image_size
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"\n{card.version} on {device} ({torch.get_num_threads()} CPU threads), input {size}×{size}, "
           f"{len(models)} ensemble member(s); best of {repeats}")
@@ -67,7 +68,7 @@ def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, 
     ]
     for batch in batches:
         images = _images(data, batch)
-        x = card.preprocessing_spec.model_input(images).to(device)
+        x = model_input(card.preprocessing, images).to(device)
 
         def bare(x: torch.Tensor = x) -> None:
             with torch.no_grad():

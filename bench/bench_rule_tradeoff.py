@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skinapp.evaluation.metrics import balanced_accuracy
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.conformal import cross_fitted_masks
 from skinapp.trust.decision import DecisionRule
@@ -69,7 +69,7 @@ def main() -> None:
     neighbours, groups = neighbour_labels(args.weights, card, oof["image_id"].to_numpy(), oof["fold"].to_numpy())
     malignant = np.isin(labels, MALIGNANT_INDICES)
     suspicious = cross_fitted_suspicious(calibrated[:, list(MALIGNANT_INDICES)].sum(1), malignant, groups)
-    shipped = card.rule
+    shipped = card.decision_rule
     print(f"{card.version}: {len(labels)} out-of-fold HAM10000 images; shipped τ = {shipped.tau}; the card's flag "
           f"catches {card.metrics.get('flags', {}).get('errors_caught', float('nan')):.1%} of errors")
     print(f"{'τ':>4s} {'BA':>6s} {'accuracy':>8s} {'MEL calls':>9s} {'MEL recall':>10s} | {'flagged':>7s} "

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinapp.evaluation.evaluate import external_figures, external_predictions
 from skinapp.evaluation.metrics import balanced_accuracy, is_malignant, malignancy
 from skinapp.inference.predictor import Predictor, default_device
-from skinapp.model.checkpoint import ModelCard, load_member
+from skinapp.model.card import ModelCard
+from skinapp.model.checkpoint import load_member
 from skinapp.train.data import FOLDS_FILE, load_ham10000, read_folds
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.decision import DecisionRule
@@ -35,7 +36,7 @@ def held_out_ham(weights: Path, data_root: Path, per_fold: int, views: int) -> t
     for member in card.members:
         rows = np.flatnonzero(folds == member.validation_fold)
         rows = np.sort(np.random.default_rng(member.validation_fold).choice(rows, min(per_fold, len(rows)), replace=False))
-        predictor = Predictor([load_member(weights, member, card.model_config, default_device())], card, gradcam=False,
+        predictor = Predictor([load_member(weights, member, card.config, default_device())], card, gradcam=False,
                               calibrate=False, tta=views > 1, views=views if views > 1 else None)
         made = predictor.predict([data.images[i] for i in rows], [data.metadata[i] for i in rows])
         labels.append(data.labels[rows])

@@ -12,7 +12,8 @@ import pytest
 import torch
 from pg_server import APP_ROLE, OWNER_ROLE, ScratchPostgres
 
-from skinapp.model.checkpoint import Member, ModelCard, save_weights
+from skinapp.model.card import Member, ModelCard
+from skinapp.model.checkpoint import save_weights
 from skinapp.model.network import LesionNet, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +28,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ham10000" / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (set SKINAPP_SHARED_DATA or place ../shared/data beside the repo)")
     return SHARED_DATA
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses `shared_data` (itself or through another fixture) reads the real data: mark it `data`."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +90,7 @@ def held_out_member(weights: Path, **options):
 
     card = ModelCard.load(weights)
     member = card.members[0]
-    predictor = Predictor([load_member(weights, member, card.model_config)], card, device="cpu", **options)
+    predictor = Predictor([load_member(weights, member, card.config)], card, device="cpu", **options)
     assessor = Assessor.from_weights(weights, card).member_view(0, len(card.members))
     return predictor, assessor, member.validation_fold
 
@@ -97,7 +105,7 @@ def write_weights(folder: Path, image_size: int = 64, members: int = 1, seed: in
         net = LesionNet(config, pretrained_encoder=False).eval()
         sha = save_weights(net, folder / f"fold{k}.safetensors")
         entries.append(Member(file=f"fold{k}.safetensors", sha256=sha, validation_fold=k))
-    ModelCard(version="test-untrained", config=config.__dict__.copy(), members=entries).save(folder)
+    ModelCard(version="test-untrained", config=config, members=entries).save(folder)
     return folder
 
 

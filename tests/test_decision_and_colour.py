@@ -6,7 +6,7 @@ import pytest
 from conftest import synthetic_lesion, write_weights
 from skinapp.evaluation.metrics import balanced_accuracy
 from skinapp.inference import Predictor
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.model.preprocess import Preprocessing, shades_of_gray, shades_of_gray_gains
 from skinapp.trust.decision import DecisionRule, choose_tau, cross_fitted_calls, fit_decision_rule
 
@@ -52,11 +52,11 @@ def test_predictor_follows_the_card_preprocessing(tmp_path):
     """A card that says Shades of Gray gets colour-corrected input; an older card without it does not."""
     folder = write_weights(tmp_path / "w")
     card = ModelCard.load(folder)
-    assert card.preprocessing_spec.colour_constancy == "none"  # cards from before colour constancy
+    assert card.preprocessing.colour_constancy == "none"  # cards from before colour constancy
     image = _cast(synthetic_lesion(64, 64, seed=2)[0])
     plain = Predictor.from_weights(folder, device="cpu", gradcam=False).predict([image])[0]
     on_corrected = Predictor.from_weights(folder, device="cpu", gradcam=False).predict([shades_of_gray(image)])[0]
-    card.preprocessing = {"colour_constancy": "shades_of_gray"}
+    card.preprocessing = Preprocessing(card.config.image_size, "shades_of_gray")
     card.save(folder)
     corrected = Predictor.from_weights(folder, device="cpu", gradcam=False).predict([image])[0]
     assert np.allclose(corrected.probabilities, on_corrected.probabilities, atol=1e-6)
@@ -123,7 +123,7 @@ def test_predictor_applies_the_rule_to_the_top_call_only(tmp_path):
     # a prior that makes the currently most probable class look very common, so the rule calls another
     prior = np.full(7, 0.02)
     prior[before.predicted_index] = 0.88
-    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
+    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0)
     card.save(folder)
     after = Predictor.from_weights(folder, device="cpu", gradcam=False).predict([image])[0]
     assert np.allclose(after.probabilities, before.probabilities)  # what is shown as probability is unchanged

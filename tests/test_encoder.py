@@ -6,13 +6,12 @@ from skimage import data
 
 from skinapp.model.encoder import (
     ENCODERS,
-    IMAGE_MEAN,
-    IMAGE_STD,
     create_encoder,
     create_imagenet_classifier,
     imagenet_state_dict,
     map_lite_state_dict,
 )
+from skinapp.model.preprocess import IMAGE_MEAN, IMAGE_STD
 
 IMAGENET_CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_lesion, write_weights
 
+from conftest import synthetic_lesion, write_weights
 from skinapp.evaluation.checks import TrustFit, assessed_cases
 from skinapp.inference import Predictor
+from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import Calibration, ModelCard
 from skinapp.trust.assessment import Assessor
-from skinapp.trust.flags import FlagPolicy, needs_manual_check
+from skinapp.trust.conformal import ConformalSets
+from skinapp.trust.decision import DecisionRule
+from skinapp.trust.flags import needs_manual_check
+from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASSES, Metadata, Site
 
 
@@ -23,10 +27,10 @@ def fitted_weights(tmp_path_factory) -> Path:
     """An untrained network with a card as `evaluate` leaves it: calibration, a balanced rule, sets and a net."""
     folder = write_weights(tmp_path_factory.mktemp("fitted"), members=2)
     card = ModelCard.load(folder)
-    card.calibration = {"temperature": 1.7}
-    card.decision_rule = {"prior": [0.1, 0.6, 0.05, 0.04, 0.15, 0.03, 0.03], "tau": 0.6}
-    card.conformal = {"threshold": 0.95, "coverage": 0.9}
-    card.safety_net = {"threshold": 0.25, "target_sensitivity": 0.95}
+    card.calibration = Calibration(1.7)
+    card.decision_rule = DecisionRule((0.1, 0.6, 0.05, 0.04, 0.15, 0.03, 0.03), 0.6)
+    card.conformal = ConformalSets(threshold=0.95)
+    card.safety_net = SafetyNet(threshold=0.25)
     card.tta_views = 4
     card.save(folder)
     return folder
@@ -44,7 +48,7 @@ def test_the_app_and_evaluate_make_the_same_prediction_field_by_field(fitted_wei
     shown = Predictor.from_weights(fitted_weights, device="cpu", gradcam=False).predict([image], [meta])[0]
     raw = Predictor.from_weights(fitted_weights, device="cpu", gradcam=False, calibrate=False).infer([image], [meta])[0]
     card = ModelCard.load(fitted_weights)
-    measured = card.postprocessing.finish(raw, card.version)
+    measured = PostProcessing.from_card(card).finish(raw, card.version)
     assert shown.prediction_set is not None and shown.suspicious is not None and shown.decision_scores is not None
     for field in dataclasses.fields(Prediction):
         assert _same(getattr(shown, field.name), getattr(measured, field.name)), field.name
@@ -59,7 +63,7 @@ def test_evaluate_raises_the_flags_the_app_raises(fitted_weights):
     assessor = Assessor.from_weights(fitted_weights, card)
     flags = assessor.assess(shown, image)
     raw = Predictor.from_weights(fitted_weights, device="cpu", gradcam=False, calibrate=False).infer([image])[0]
-    fit = TrustFit(card.postprocessing, FlagPolicy.from_dict(card.flag_policy))
+    fit = TrustFit(PostProcessing.from_card(card), card.policy)
     row = assessed_cases([raw], [image], np.array([CLASSES.index("MEL")]), fit, [assessor]).iloc[0]
     assert row["call"] == shown.predicted_index
     assert row["flagged"] == needs_manual_check(flags)

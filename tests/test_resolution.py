@@ -54,7 +54,7 @@ def test_the_card_names_its_resize_and_an_unknown_one_is_refused():
     with pytest.raises(ValueError, match="unknown resize"):
         Preprocessing(resize="nearest, whatever")
     spec = Preprocessing.from_dict({**Preprocessing(resize=ANTIALIASED_RESIZE).to_dict(), "image_size": 96})
-    assert spec.model_input([textured_lesion(150, 200, 1.0)]).shape == (1, 3, 96, 96)
+    assert spec.model_images([textured_lesion(150, 200, 1.0)]).shape == (1, 96, 96, 3)
 
 
 def test_rerendered_images_come_back_through_the_importers_decoder_at_display_size():

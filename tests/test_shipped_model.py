@@ -1,4 +1,5 @@
-"""The shipped model on real data it never trained on. Skipped where ../shared/data or weights/ is absent."""
+"""The shipped model on real data it never trained on. Skipped where ../shared/data or weights/ is absent. The tests
+that run the model are marked `slow`; those that read ../shared/data are marked `data` (conftest.py)."""
 
 import io
 import json
@@ -13,7 +14,7 @@ from conftest import held_out_member
 from skinapp.cli import main
 from skinapp.evaluation.metrics import jaccard
 from skinapp.inference import Predictor
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.vocab import CLASSES, Metadata
 
 
@@ -35,6 +36,7 @@ def test_card_is_evaluated_and_consistent(shipped_weights):
     assert f"{card.metrics['with_metadata']['balanced_accuracy']:.3f}" in markdown
 
 
+@pytest.mark.slow
 def test_held_out_images(shared_data, shipped_weights, held_out):
     predictor, _, _ = held_out_member(shipped_weights)
     root = shared_data / "ham10000"
@@ -65,6 +67,7 @@ def test_shipped_balanced_accuracy_matches_the_isic_scorer(shared_data, shipped_
     assert (ham.loc[oof["image_id"], "dx"].str.upper().to_numpy() == oof["label"].to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_predict_real_dicoms(shared_data, shipped_weights, tmp_path):
     folder = shared_data / "siim_isic_2020"
     files = sorted((folder / "dicom").glob("*.dcm"))[:2]
@@ -93,6 +96,7 @@ def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
         assert (shipped_weights / "evaluation" / picture).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, shipped_weights, held_out):
     from skimage import data
 
@@ -133,6 +137,7 @@ def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, 
     assert sum(flagged) <= len(clean) // 5, f"{sum(flagged)} of {len(clean)} confident, correct held-out cases flagged"
 
 
+@pytest.mark.slow
 def test_the_flags_keep_their_rate_on_a_shifted_copy_of_held_out_images(shared_data, shipped_weights):
     """Another clinic's camera, light and software (the shifts `evaluate` uses): the share of cases flagged for a
     manual check must not collapse, as it did with the flags fitted to HAM10000's quirks."""

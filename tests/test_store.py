@@ -9,6 +9,7 @@ import pytest
 from conftest import synthetic_lesion
 from skinapp.inference import Predictor
 from skinapp.io.case import Case
+from skinapp.model.card import Calibration
 from skinapp.reporting.case_report import case_report_html
 from skinapp.reporting.export import export_csv, spreadsheet_safe
 from skinapp.reporting.text import plain_markdown
@@ -175,7 +176,7 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     import shutil
 
     from conftest import write_weights
-    from skinapp.model.checkpoint import ModelCard
+    from skinapp.model.card import ModelCard
     from skinapp.trust.conformal import ConformalSets
     from skinapp.trust.decision import DecisionRule
     from skinapp.trust.safety_net import SafetyNet
@@ -197,9 +198,9 @@ def test_stored_predictions_keep_their_own_call_and_model(db_url, tmp_path):
     card = ModelCard.load(new_weights)
     prior = np.full(7, 0.02)
     prior[before.predicted_index] = 0.88
-    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
-    card.conformal = ConformalSets(threshold=1.0).to_dict()  # every class in the set
-    card.safety_net = SafetyNet(threshold=0.0).to_dict()        # every case suspicious
+    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0)
+    card.conformal = ConformalSets(threshold=1.0)  # every class in the set
+    card.safety_net = SafetyNet(threshold=0.0)        # every case suspicious
     card.version = "test-balanced"
     card.save(new_weights)
     new = Predictor.from_weights(new_weights)
@@ -383,7 +384,7 @@ def test_a_corrected_case_is_analysed_again_with_its_new_metadata_and_is_back_to
     assert not row.reviewed and row.earlier_decision is not None
     # under a new model (here: recalibrated) the same image imported again is analysed with the corrected
     # metadata, not the file's (which has none)
-    predictor.card.calibration = {"temperature": 1.5}
+    predictor.card.calibration = Calibration(1.5)
     again = import_and_analyse([_case_file("a", 1)], store, predictor, "importer")
     assert again.case_ids == [case_id] and again.analysed == 1
     latest = store.latest_prediction(case_id)

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 import skinapp.train.loop as loop
 from conftest import synthetic_lesion
 from skinapp.cli import main
-from skinapp.model.checkpoint import ModelCard, load_ensemble
+from skinapp.model.card import ModelCard
+from skinapp.model.checkpoint import load_ensemble
 from skinapp.vocab import CLASSES
 
 
@@ -82,7 +83,7 @@ def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_
     card = ModelCard.load(weights)
     assert [m.validation_fold for m in card.members] == [0, 1] and card.members[0].sha256 == first_sha
     assert card.version.endswith("+lite0-64px+isic2017-sog-2fold")
-    assert card.preprocessing_spec.colour_constancy == "shades_of_gray"
+    assert card.preprocessing.colour_constancy == "shades_of_gray"
     assert card.training["images_per_source"] == {"ham10000": 42, "isic2017": 15}  # never the 9 val images
     assert load_file(str(weights / "fold0.safetensors"))["class_logits.weight"].dtype.is_floating_point
     assert str(load_file(str(weights / "fold0.safetensors"))["class_logits.weight"].dtype) == "torch.float16"
@@ -102,7 +103,7 @@ def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_
     assert external["n_images"] == 9 and set(external["classes_present"]) == {"MEL", "NV", "BKL"}
     assert set(pd.read_csv(out / "external_isic2017_val.csv")["image_id"]) == {f"ISIC_{i:07d}" for i in range(15, 24)}
     card = ModelCard.load(weights)
-    assert card.decision_rule["tau"] == rule["tau"] and len(card.decision_rule["prior"]) == len(CLASSES)
+    assert card.decision_rule.tau == rule["tau"] and len(card.decision_rule.prior) == len(CLASSES)
     markdown = (weights / "MODEL_CARD.md").read_text()
     assert "External check: ISIC 2017 `val`" in markdown and f"{rule['balanced_accuracy_balanced_rule']:.3f}" in markdown
     assert "Shades of Gray" in markdown and "the last kept (nothing chosen on the held-out fold)" in markdown

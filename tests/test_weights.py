@@ -1,11 +1,19 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import write_weights
-from skinapp.model.checkpoint import ModelCard, WeightsError, load_ensemble, sha256_of
+from skinapp.model.card import CARD_SCHEMA, Calibration, ModelCard, WeightsError, sha256_of
+from skinapp.model.checkpoint import load_ensemble
 from skinapp.model.network import LesionNet, ModelConfig
+from skinapp.model.preprocess import ANTIALIASED_RESIZE, Preprocessing
+from skinapp.trust.conformal import ConformalSets
+from skinapp.trust.decision import DecisionRule
+from skinapp.trust.flags import FlagPolicy
+from skinapp.trust.safety_net import SafetyNet
 
 
 def test_round_trip(tmp_path):
@@ -63,13 +71,57 @@ def test_model_identity_follows_what_changes_outputs_and_not_the_figures(tiny_we
     base = card.identity
     card.metrics = {"with_metadata": {"balanced_accuracy": 0.5}}
     assert card.identity == base  # measuring a model does not make it another model
-    for change in (lambda c: c.calibration.update(temperature=0.7), lambda c: setattr(c, "tta_views", 8),
-                   lambda c: c.decision_rule.update(tau=0.5, prior=[1 / 7] * 7),
-                   lambda c: c.preprocessing.update(colour_constancy="shades_of_gray"),
-                   lambda c: c.flag_policy.update(check_threshold=0.3)):
-        changed = ModelCard.load(folder)
-        change(changed)
-        assert changed.identity != base
+    for change in (dict(calibration=Calibration(0.7)), dict(tta_views=8),
+                   dict(decision_rule=DecisionRule((1 / 7,) * 7, 0.5)),
+                   dict(preprocessing=Preprocessing(64, "shades_of_gray")),
+                   dict(preprocessing=Preprocessing(64, resize=ANTIALIASED_RESIZE)),
+                   dict(flag_policy=dataclasses.replace(FlagPolicy.provisional(), check_threshold=0.3)),
+                   dict(conformal=ConformalSets(threshold=0.8)), dict(safety_net=SafetyNet(threshold=0.2))):
+        changed = dataclasses.replace(ModelCard.load(folder), **change)
+        assert changed.identity != base, change
+        changed.save(folder / "..")
+        assert ModelCard.load(folder / "..").identity == changed.identity  # the identity survives a save
+
+
+SHIPPED_IDENTITY = "52417f709d5a78e2d8a8fe93702f9888d38edf915db2ab8d5eb7af2f4c33e3dd"  # model 0.2.0, τ = 0.2
+
+
+def test_the_shipped_card_keeps_its_identity_through_the_typed_schema(shipped_weights, tmp_path):
+    """Results stored under model 0.2.0 stay bound to it: the schema 2 → 3 migration changes no identity."""
+    card = ModelCard.load(shipped_weights)
+    assert card.schema == CARD_SCHEMA and card.identity == SHIPPED_IDENTITY
+    as_schema_2 = card.to_dict()
+    as_schema_2.update(schema=2, calibration={**as_schema_2["calibration"], "ece_after": 0.017},
+                       flag_policy=as_schema_2["flag_policy"], index=as_schema_2["index"])
+    as_schema_2["metrics"] = {k: v for k, v in as_schema_2["metrics"].items() if k != "calibration"}
+    (tmp_path / "model_card.json").write_text(json.dumps(as_schema_2))
+    migrated = ModelCard.load(tmp_path)
+    assert migrated.identity == SHIPPED_IDENTITY
+    assert migrated.calibration == card.calibration
+    assert migrated.metrics["calibration"]["ece_after"] == 0.017  # the measured figure moved to the metrics
+
+
+@pytest.mark.parametrize("schema, message", [(CARD_SCHEMA + 1, "newer than this skinapp"), (1, "before typed cards"),
+                                             ("3", "schema is not a number")])
+def test_a_card_of_an_unknown_schema_is_refused_in_plain_words(tiny_weights, tmp_path, schema, message):
+    raw = json.loads((tiny_weights / "model_card.json").read_text())
+    raw["schema"] = schema
+    (tmp_path / "model_card.json").write_text(json.dumps(raw))
+    with pytest.raises(WeightsError, match=message):
+        ModelCard.load(tmp_path)
+
+
+def test_reading_the_card_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from skinapp.model.card import ModelCard; import skinapp.inference.postprocess, "
+            "skinapp.store, skinapp.reporting.model_card, skinapp.workflow.reports; "
+            "ModelCard.load('weights') if __import__('pathlib').Path('weights/model_card.json').is_file() else None; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_a_card_with_another_class_order_or_metadata_encoding_is_refused(tiny_weights, tmp_path):
@@ -89,7 +141,7 @@ def test_a_card_with_another_class_order_or_metadata_encoding_is_refused(tiny_we
 
 @pytest.mark.parametrize("field, value, message", [
     ("tta_views", 5, "test-time views"),
-    ("preprocessing", {"colour_constancy": "retinex"}, "not valid"),
+    ("preprocessing", {"colour_constancy": "retinex"}, "not a valid model card: unknown colour constancy"),
     ("decision_rule", {"prior": [0.5, 0.5], "tau": 1.0}, "one prior per class"),
 ])
 def test_a_malformed_card_is_refused_with_the_reason(tiny_weights, tmp_path, field, value, message):

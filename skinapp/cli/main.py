@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from skinapp.model.checkpoint import WeightsError
+    from skinapp.model.card import WeightsError
     from skinapp.store.setup import StoreSetupError
 
     try:

@@ -40,7 +40,8 @@ from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_tr
 from skinapp.inference.outline import lesion_outline
 from skinapp.inference.prediction import RawOutputs
 from skinapp.inference.predictor import Predictor, default_device
-from skinapp.model.checkpoint import ModelCard, load_member
+from skinapp.model.card import Calibration, ModelCard
+from skinapp.model.checkpoint import load_member
 from skinapp.reporting.card_sections import evaluation_report
 from skinapp.reporting.model_card import write_model_card_markdown
 from skinapp.train.data import FOLDS_FILE, LabelledImages, load_ham10000, load_isic2017, read_folds
@@ -69,7 +70,7 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
     rows = []
     for member in card.members:
         index = np.flatnonzero(folds == member.validation_fold)
-        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device,
+        predictor = Predictor([load_member(weights, member, card.config, device)], card, device=device,
                               tta=views > 1, views=views if views > 1 else None,
                               gradcam=False, calibrate=False)
         images = [data.images[i] for i in index]
@@ -243,7 +244,7 @@ def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, 
         chosen = np.flatnonzero(folds == member.validation_fold)
         if not len(chosen):
             continue
-        predictor = Predictor([load_member(weights, member, card.model_config, device)], card, device=device,
+        predictor = Predictor([load_member(weights, member, card.config, device)], card, device=device,
                               tta=views > 1, views=views if views > 1 else None, gradcam=False, calibrate=False)
         made = predictor.infer([images[k] for k in chosen], [data.metadata[rows[k]] for k in chosen])
         for k, prediction in zip(chosen, made, strict=True):
@@ -326,11 +327,9 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     (out / "report.md").write_text(evaluation_report(metrics, card.version))
     if update_card:
         card = ModelCard.load(weights)
-        card.metrics, card.calibration, card.flag_policy, card.index = (metrics, trust.calibration,
-                                                                        vars(trust.fit.policy), trust.index_entry)
-        card.decision_rule = trust.fit.rule.to_dict()
-        card.conformal = trust.fit.conformal.to_dict()
-        card.safety_net = trust.fit.safety_net.to_dict()
+        card.metrics, card.flag_policy, card.index = metrics, trust.fit.policy, trust.index_entry
+        card.calibration = Calibration(trust.calibration["temperature"], trust.calibration["method"])
+        card.decision_rule, card.conformal, card.safety_net = trust.fit.rule, trust.fit.conformal, trust.fit.safety_net
         if views > 1:
             card.tta_views = views
         card.save(weights)

@@ -21,7 +21,7 @@ from skinapp.evaluation.plots import finish, plt
 from skinapp.inference.postprocess import PostProcessing, with_held_out_sets
 from skinapp.inference.prediction import RawOutputs
 from skinapp.inference.predictor import Predictor
-from skinapp.model.checkpoint import ModelCard, sha256_of
+from skinapp.model.card import IndexEntry, ModelCard, sha256_of
 from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
 from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_report
@@ -97,7 +97,7 @@ class TrustResult:
     metrics: dict
     calibration: dict
     fit: TrustFit
-    index_entry: dict
+    index_entry: IndexEntry
     index: EmbeddingIndex
     distribution: TrainingDistribution
     tau_choice: TauChoice  # how the decision rule's τ was chosen (the rule is `fit.rule`)
@@ -215,6 +215,6 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     (out / "trust.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")
-    index_entry = {"file": INDEX_FILE, "sha256": sha256_of(weights / INDEX_FILE), "images": len(index.image_ids)}
+    index_entry = IndexEntry(INDEX_FILE, sha256_of(weights / INDEX_FILE), len(index.image_ids))
     fit = TrustFit(chain, policy)
     return TrustResult(metrics, calibration, fit, index_entry, index, distribution, tau_choice, shifted_honest)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skinapp.inference.prediction import Prediction, RawOutputs
+from skinapp.model.card import ModelCard
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
@@ -27,6 +28,11 @@ class PostProcessing:
     rule: DecisionRule = field(default_factory=DecisionRule)
     conformal: ConformalSets = field(default_factory=ConformalSets)
     safety_net: SafetyNet = field(default_factory=SafetyNet)
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> PostProcessing:
+        """The chain `evaluate` fitted and wrote into the card."""
+        return cls(card.temperature, card.decision_rule, card.conformal, card.safety_net)
 
     def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
         return apply_temperature(probabilities, self.temperature)

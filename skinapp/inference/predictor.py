@@ -21,7 +21,9 @@ from skinapp.inference.outline import resize_map
 from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction, RawOutputs
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
-from skinapp.model.checkpoint import ModelCard, load_ensemble
+from skinapp.model.batch import model_input
+from skinapp.model.card import ModelCard
+from skinapp.model.checkpoint import load_ensemble
 from skinapp.model.network import LesionNet
 from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
@@ -61,7 +63,7 @@ class Predictor:
         self.device = torch.device(device) if device is not None else default_device()
         self.models = [m.to(self.device).to(memory_format=torch.channels_last).eval().requires_grad_(False) for m in models]
         self.card = card
-        self.preprocessing = card.preprocessing_spec
+        self.preprocessing = card.preprocessing
         self.image_size = self.preprocessing.image_size
         self.views = views_for(views or card.tta_views) if tta else (IDENTITY_VIEW,)
         self.gradcam = gradcam
@@ -72,7 +74,7 @@ class Predictor:
         self.batch_size = max(1, min(batch_size, forward_batch // len(self.views)))
         # Fitted on out-of-fold data by `evaluate`; without calibration none of it applies (the rule, the sets and
         # the net were fitted on calibrated probabilities).
-        self.postprocessing = card.postprocessing if calibrate else PostProcessing()
+        self.postprocessing = PostProcessing.from_card(card) if calibrate else PostProcessing()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
 
     @classmethod
@@ -123,7 +125,7 @@ class Predictor:
     @torch.no_grad()
     def _run_members(self, images: Sequence[np.ndarray], codes: torch.Tensor) -> _ChunkOutputs:
         n, n_views = len(images), len(self.views)
-        x = self.preprocessing.model_input(list(images)).to(self.device)
+        x = model_input(self.preprocessing, list(images)).to(self.device)
         batch = torch.cat([view.forward(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
         probabilities, attention, location, embeddings, pooled, identity = [], [], [], [], [], []
         for net in self.models:
@@ -155,7 +157,7 @@ class Predictor:
     def explain_class(self, image: np.ndarray, class_name: str, metadata: Metadata | None = None) -> np.ndarray:
         """Grad-CAM for any class the clinician picks, at image resolution, averaged over members."""
         k = CLASSES.index(class_name)
-        x = self.preprocessing.model_input([image]).to(self.device)
+        x = model_input(self.preprocessing, [image]).to(self.device)
         codes = self._codes([metadata or Metadata()])
         with MODEL_USE:
             with torch.no_grad():

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from skinapp.model.card import TTA_CHOICES
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -39,7 +41,6 @@ DIHEDRAL_VIEWS: tuple[View, ...] = (
     View("rot270", _rot(-1), _rot(1)),
     View("anti-transpose", _anti_transpose, _anti_transpose),
 )
-TTA_CHOICES = (1, 4, 8)
 
 
 def views_for(count: int) -> tuple[View, ...]:

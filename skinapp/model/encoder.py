@@ -34,9 +34,6 @@ ENCODERS: dict[str, EncoderSpec] = {
     for i in range(3)
 }
 
-# Mean = std = 0.5 for the TF-ported Lite weights (inputs in [-1, 1]).
-IMAGE_MEAN = (0.5, 0.5, 0.5)
-IMAGE_STD = (0.5, 0.5, 0.5)
 FEATURE_STAGES = (2, 3, 4)  # strides 8, 16, 32
 
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}

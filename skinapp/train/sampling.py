@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from skinapp.model.preprocess import to_tensor
+from skinapp.model.batch import to_tensor
 from skinapp.train.augment import AugmentConfig, augment
 from skinapp.train.config import TrainConfig
 from skinapp.train.data import LabelledImages

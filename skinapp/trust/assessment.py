@@ -11,7 +11,7 @@ import numpy as np
 
 from skinapp.config import training_images_dir
 from skinapp.inference.prediction import Prediction
-from skinapp.model.checkpoint import ModelCard, WeightsError, sha256_of
+from skinapp.model.card import ModelCard, WeightsError, sha256_of
 from skinapp.trust.flags import Evidence, Flag, FlagPolicy, image_statistics
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.trust.similar import EmbeddingIndex, Neighbour, TrainingDistribution, load_index
@@ -27,13 +27,13 @@ class Assessor:
     @classmethod
     def from_weights(cls, folder: Path | None, card: ModelCard) -> Assessor:
         index = distribution = None
-        if folder is not None and card.index:
-            path = Path(folder) / card.index["file"]
-            if not path.is_file() or sha256_of(path) != card.index["sha256"]:
+        if folder is not None and card.index is not None:
+            path = Path(folder) / card.index.file
+            if not path.is_file() or sha256_of(path) != card.index.sha256:
                 raise WeightsError(f"{path} is missing or does not match the model card")
             index, distribution = load_index(path)
-        net = card.melanoma_safety_net
-        return cls(FlagPolicy.from_dict(card.flag_policy), index, distribution, net if net.active else None)
+        net = card.safety_net
+        return cls(card.policy, index, distribution, net if net.active else None)
 
     def member_view(self, member: int, n_members: int) -> Assessor:
         """The same checks for a prediction made by one ensemble member alone (as `evaluate` scores an image with

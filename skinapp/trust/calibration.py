@@ -9,7 +9,6 @@ measured by cross-fitting (fit on four fifths of the lesions, score on the fifth
 from __future__ import annotations
 
 import numpy as np
-import torch
 from sklearn.model_selection import GroupKFold
 
 
@@ -25,6 +24,8 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The T that minimises the negative log-likelihood of the true labels."""
+    import torch  # only to fit: applying a temperature needs numpy alone
+
     logits = torch.tensor(np.log(np.clip(probabilities, 1e-12, 1.0)), dtype=torch.float64)
     targets = torch.tensor(labels, dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

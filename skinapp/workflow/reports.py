@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.reporting.case_content import CaseReport, case_report, file_stem
 from skinapp.reporting.case_report import case_reports_html, case_reports_pdf
 from skinapp.store import Store
