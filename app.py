@@ -6,13 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from app_shared import get_store, installed_card, open_case, reviewer, run_guarded
-from skinapp.reporting.export import export_csv
 from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.vocab import CLASSES
-from skinapp.workflow.worklist import Filters, apply_filters, worklist, worklist_records
+from skinapp.workflow.export import export_csv
+from skinapp.workflow.worklist import ORDER_RULE, TIER_LABELS, Filters, apply_filters, worklist, worklist_records
 
-_COLUMNS = ["thumbnail", "case", "patient", "site", "top_diagnosis", "malignancy", "suspicious", "needs_manual_check",
+_COLUMNS = ["thumbnail", "case", "patient", "site", "risk", "top_diagnosis", "malignancy", "needs_manual_check",
             "status", "decision", "reviewer", "model"]
+# The tier as a coloured chip: red, amber, grey (the case page uses the same colours).
+_CHIPS = {"high": "🔴 High risk", "cannot_exclude": "🟠 Cannot exclude", "low": "⚪ Low", "not_analysed": "⚫ Not analysed"}
 
 
 def page() -> None:
@@ -25,14 +27,17 @@ def page() -> None:
         return
     to_review = sum(not r.reviewed for r in rows)
     flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
-    suspicious = sum(bool(r.prediction and r.prediction.suspicious) for r in rows)
-    st.caption(f"{len(rows)} case(s): {to_review} to review, {suspicious} suspicious (above the melanoma safety net), "
-               f"{flagged} flagged for a manual check. Most urgent first: suspicious, likely malignant and uncertain "
-               "cases at the top, reviewed cases last.")
+    high = sum(r.risk_tier == "high" for r in rows)
+    cannot_exclude = sum(r.risk_tier == "cannot_exclude" for r in rows)
+    st.caption(f"{len(rows)} case(s): {to_review} to review, {high} at high risk of malignancy, {cannot_exclude} where "
+               f"malignancy cannot be excluded, {flagged} flagged for a manual check.")
+    st.caption(ORDER_RULE)
 
-    status, flagged_only, diagnosis, text = st.columns([1, 1, 1, 2])
+    status, tier, flagged_only, diagnosis, text = st.columns([1, 1, 1, 1, 2])
     filters = Filters(
         status=status.selectbox("Status", ["all", "to review", "reviewed"], key="filter_status"),
+        tier=tier.selectbox("Risk", [None, *TIER_LABELS], key="filter_tier",
+                            format_func=lambda t: "any" if t is None else TIER_LABELS[t]),
         flagged_only=flagged_only.checkbox("Flagged only", key="filter_flagged"),
         diagnosis=diagnosis.selectbox("Top diagnosis", [None, *CLASSES], key="filter_diagnosis",
                                       format_func=lambda c: "any" if c is None else c),
@@ -46,6 +51,7 @@ def page() -> None:
         st.info("No case matches these filters.")
         return
     table.insert(0, "thumbnail", [jpeg_data_url(r.thumbnail_jpeg) for r in shown])
+    table["risk"] = [_CHIPS.get(r.risk_tier or "", "") for r in shown]
     event = st.dataframe(
         table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
         selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),
@@ -53,8 +59,9 @@ def page() -> None:
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
             "top_diagnosis": "Top diagnosis",
             "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
-            "suspicious": st.column_config.CheckboxColumn("Suspicious", help="At or above the melanoma safety net: "
-                                                          "consider excision"),
+            "risk": st.column_config.TextColumn("Risk", help="High: consider excision or biopsy. Cannot exclude: a "
+                                                "second look or dermoscopic follow-up. Low: below the safety net "
+                                                "(never a statement that the lesion is benign)."),
             "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
             "model": st.column_config.TextColumn("Model", help="Whether the installed model made this prediction; "
                                                                "older results are kept until the case is imported again"),

@@ -11,18 +11,21 @@ import threading
 import uuid
 from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import skinapp.config
 from skinapp.config import data_dir
-from skinapp.inference import Predictor
-from skinapp.model.checkpoint import ModelCard, WeightsError
+from skinapp.inference.assessment import Assessor
+from skinapp.model.card import ModelCard, WeightsError
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
-from skinapp.trust.assessment import Assessor
+
+if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
+    from skinapp.inference.predictor import Predictor
 
 log = logging.getLogger("skinapp.app")
 REVIEW_PAGE = "pages/2_Case_review.py"
@@ -84,14 +87,16 @@ def _connected_as_owner() -> bool:
 
 @st.cache_resource(show_spinner="Loading the model …")
 def _load_predictor() -> Predictor:
-    predictor = Predictor.from_weights(skinapp.config.DEFAULT_WEIGHTS)
+    from skinapp.inference.predictor import Predictor
+
+    predictor = Predictor.from_weights(skinapp.config.weights_dir())
     _outside_collection()
     return predictor
 
 
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
-    assessor = Assessor.from_weights(skinapp.config.DEFAULT_WEIGHTS, _installed_card())
+    assessor = Assessor.from_weights(skinapp.config.weights_dir(), _installed_card())
     _outside_collection()
     return assessor
 
@@ -105,7 +110,7 @@ def _outside_collection() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _installed_card() -> ModelCard:
-    return ModelCard.load(skinapp.config.DEFAULT_WEIGHTS)
+    return ModelCard.load(skinapp.config.weights_dir())
 
 
 def installed_card() -> ModelCard | None:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from skinapp.evaluation.evaluate import external_figures, external_predictions
-from skinapp.evaluation.metrics import is_malignant, malignancy
 from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.inference.predictor import Predictor
+from skinapp.metrics import is_malignant, malignancy
 from skinapp.model.preprocess import BICUBIC_RESIZE
 from skinapp.train.data import load_ham10000, read_folds
 from skinapp.train.loop import FOLDS_FILE, TrainConfig, train

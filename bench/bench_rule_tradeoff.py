@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinapp.evaluation.metrics import balanced_accuracy
+from skinapp.metrics import balanced_accuracy
 from skinapp.model.card import ModelCard
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.conformal import cross_fitted_masks

@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skinapp.evaluation.evaluate import external_figures, external_predictions
-from skinapp.evaluation.metrics import balanced_accuracy, is_malignant, malignancy
 from skinapp.inference.predictor import Predictor, default_device
+from skinapp.metrics import balanced_accuracy, is_malignant, malignancy
 from skinapp.model.card import ModelCard
 from skinapp.model.checkpoint import load_member
 from skinapp.train.data import FOLDS_FILE, load_ham10000, read_folds

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app_shared import get_assessor, get_predictor, get_store, reviewer, run_guarded
 from skinapp.io import InputFile
-from skinapp.workflow.analysis import import_and_analyse
+from skinapp.workflow.analysis import ImportResult, import_and_analyse
 
 
 def page() -> None:
@@ -19,19 +19,22 @@ def page() -> None:
                                key="upload_metadata")
     uploads = [*(files or []), *(folder or [])]
     name = reviewer()  # the signed-in user: every import and decision records who made it
-    if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button"):
-        predictor = get_predictor()
+    if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button") and name:
+        predictor = get_predictor()  # None: the reason is shown, and nothing can be analysed
         assessor = get_assessor(explain=True) if predictor is not None else None
-        if assessor is None:
+        if predictor is None or assessor is None:
             return
         bar = st.progress(0.0, text="Reading files …")
-        result = import_and_analyse(
+
+        def progress(fraction: float, text: str) -> None:
+            bar.progress(fraction, text=text)
+
+        st.session_state["last_import"] = import_and_analyse(
             [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
-            metadata_csv=metadata_csv, progress=lambda fraction, text: bar.progress(fraction, text=text), assessor=assessor,
+            metadata_csv=metadata_csv, progress=progress, assessor=assessor,
         )
         bar.empty()
-        st.session_state["last_import"] = result
-    result = st.session_state.get("last_import")
+    result: ImportResult | None = st.session_state.get("last_import")
     if result is None:
         return
     report = result.report

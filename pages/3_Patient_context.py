@@ -43,7 +43,8 @@ def page() -> None:
     if wanted not in patients:  # the patient of the case in review, else the one with the most lesions
         current = next((r for r in everyone if r.case.id == current_case), None)
         counts = {p: sum(r.case.patient_id == p for r in everyone) for p in patients}
-        wanted = current.case.patient_id if current and current.case.patient_id in patients else max(patients, key=counts.get)
+        most = max(patients, key=counts.__getitem__)
+        wanted = current.case.patient_id if current and current.case.patient_id in patients else most
     patient = st.selectbox("Patient", patients, index=patients.index(wanted), key="patient_select")
     st.session_state["patient_id"] = patient
     rows = sorted((r for r in everyone if r.case.patient_id == patient), key=lambda r: r.case.id)

@@ -6,15 +6,20 @@ import streamlit as st
 
 import skinapp.config
 from app_shared import run_guarded
+from skinapp.reporting.text import plain_markdown
 
 _PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
 def page() -> None:
-    weights = skinapp.config.DEFAULT_WEIGHTS
+    try:
+        weights = skinapp.config.weights_dir()
+    except FileNotFoundError as exc:
+        st.error(f"No model installed: {plain_markdown(exc)}.")
+        return
     card = weights / "MODEL_CARD.md"
     if not card.is_file():
-        st.error("No model card found in weights/: this installation has no evaluated model.")
+        st.error("No model card found in the weights folder: this installation has no evaluated model.")
         return
     text = card.read_text()
     position = 0

@@ -2,29 +2,25 @@
 diameter and malignancy between them."""
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app_shared import get_store, open_case, run_guarded
-from skinapp.inference.measurements import measure_lesion
-from skinapp.reporting.overlay import as_prediction
 from skinapp.reporting.text import percent_text, plain_markdown
 from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
+from skinapp.store import CaseRecord, Store
 from skinapp.store.records import DIAMETER
 from skinapp.vocab import CLASS_NAMES
+from skinapp.workflow.case_view import DIAMETER_COLOUR, outline_lines, outline_reading
 from skinapp.workflow.followup import LesionChange, LesionState, case_date, lesion_key, lesion_series
 
 
-def _side(store, record, column, key: str) -> LesionState:
+def _side(store: Store, record: CaseRecord, column: DeltaGenerator, key: str) -> LesionState:
     case, stored = record.case, record.prediction
     image = store.case_image(case.id)
     lengths = store.measurements(case.id)
-    measured, lines = None, []
-    if stored is not None:
-        outline = as_prediction(stored, image.shape).outline
-        measured = measure_lesion(outline.mask, image, case.mm_per_pixel)
-        if len(outline.contour):
-            lines.append(Line("lesion outline (the model's)", [tuple(p) for p in outline.contour.tolist()], "#00d000",
-                              closed=True))
-    lines += [Line(f"diameter {m.length_mm:.1f} mm", list(m.points), "#00c8ff") for m in lengths if m.kind == DIAMETER]
+    reading = outline_reading(stored, image, case.mm_per_pixel) if stored is not None else None
+    lines = outline_lines(reading, with_diameter=False) if reading is not None else []
+    lines += [Line(f"diameter {m.length_mm:.1f} mm", list(m.points), DIAMETER_COLOUR) for m in lengths if m.kind == DIAMETER]
     with column:
         st.subheader(f"{case_date(record)} · {plain_markdown(case.name)}", anchor=False)
         st.plotly_chart(viewer_figure(jpeg_data_url(image), image.shape[1], image.shape[0], lines, view_width=600),
@@ -34,7 +30,7 @@ def _side(store, record, column, key: str) -> LesionState:
                        f"{percent_text(stored.malignancy)} · model {plain_markdown(stored.model_version)}")
         if st.button("Open this case", key=f"open_{key}"):
             open_case(case.id)
-    return LesionState.of(record, measured, lengths)
+    return LesionState.of(record, reading.measured if reading is not None else None, lengths)
 
 
 def page() -> None:

@@ -1,22 +1,46 @@
 """Where things are: the shipped weights, the app's data folder and database, the training images. Every
-environment variable the package reads is named here, and read when asked (so tests can set them)."""
+environment variable the package reads is named here, and read when asked (so tests can set them).
+
+Nothing is looked for beside the source files unless the package runs from a checkout (a `pyproject.toml` in the
+folder above it): an installed `skinapp` command finds its weights through `SKINAPP_WEIGHTS` and keeps its data in
+`SKINAPP_DATA_DIR`, or in `data/` under the working directory."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = REPO / "weights"
-
-DATA_DIR_ENV = "SKINAPP_DATA_DIR"                # the app's data folder (database, log); default ./data
+WEIGHTS_ENV = "SKINAPP_WEIGHTS"                  # the installed model's folder; default weights/ of a checkout
+DATA_DIR_ENV = "SKINAPP_DATA_DIR"                # the app's data folder (database, log); default data/ of a checkout, else ./data
 DATABASE_URL_ENV = "SKINAPP_DATABASE_URL"        # e.g. postgresql+psycopg://user@host/db; default SQLite in the data folder
 TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the similar-case index's images (HAM10000 images/)
 
+ABOVE_PACKAGE = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages once installed
+
+
+def checkout() -> Path | None:
+    """The source checkout the package runs from, or None for an installed package."""
+    return ABOVE_PACKAGE if (ABOVE_PACKAGE / "pyproject.toml").is_file() else None
+
+
+def weights_dir() -> Path:
+    """The installed model's folder (weights, `model_card.json`, `MODEL_CARD.md`): `SKINAPP_WEIGHTS`, else the
+    checkout's `weights/`. Raises FileNotFoundError naming the variable where neither is there."""
+    configured = os.environ.get(WEIGHTS_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    root = checkout()
+    if root is not None and (root / "weights").is_dir():
+        return root / "weights"
+    raise FileNotFoundError(f"no model folder: set {WEIGHTS_ENV} to the folder holding the weights and model_card.json")
+
 
 def data_dir() -> Path:
-    """The app's own data folder: the database, its log. `SKINAPP_DATA_DIR` moves it."""
-    folder = Path(os.environ.get(DATA_DIR_ENV) or REPO / "data")
+    """The app's own data folder: the database, its log. `SKINAPP_DATA_DIR`, else the checkout's `data/`, else
+    `data/` under the working directory; made where missing."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    root = checkout()
+    folder = Path(configured).expanduser() if configured else (root if root is not None else Path.cwd()) / "data"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -85,8 +85,8 @@ def held_out_member(weights: Path, **options):
     trained on. Every other member trained on that fold, so only this member's predictions on it are held out (as
     `evaluate` measures them); the card's calibration, rule and policy were fitted on such predictions."""
     from skinapp.inference import Predictor
+    from skinapp.inference.assessment import Assessor
     from skinapp.model.checkpoint import load_member
-    from skinapp.trust.assessment import Assessor
 
     card = ModelCard.load(weights)
     member = card.members[0]

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, synthetic_lesion
 from skinapp.inference import Predictor
 from skinapp.io import InputFile
-from skinapp.model.checkpoint import ModelCard
+from skinapp.model.card import ModelCard
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import Store
 from skinapp.store.accounts import Accounts
@@ -90,8 +90,9 @@ def _texts(app: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-def _seed_cases(data_dir, count: int = 3, patient: str = "P7") -> list[int]:
-    """Real import path (files → store → shipped model) for synthetic images; the app then reads the same database."""
+def _seed_cases(data_dir, count: int = 3, patient: str = "P7", weights: Path = REPO / "weights") -> list[int]:
+    """Real import path (files → store → shipped model, or `weights`) for synthetic images; the app then reads the
+    same database. Running the shipped ensemble takes seconds: a test that does is marked `slow`."""
     store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
     uploads = []
     for seed in range(count):
@@ -100,13 +101,13 @@ def _seed_cases(data_dir, count: int = 3, patient: str = "P7") -> list[int]:
         uploads.append(InputFile.from_bytes(f"lesion{seed}.png", buffer.getvalue()))
     metadata_csv = io.BytesIO(("image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n" + "".join(
         f"lesion{s},{patient},60,male,torso\n" for s in range(count))).encode())
-    result = import_and_analyse(uploads, store, Predictor.from_weights(REPO / "weights"), "seed", metadata_csv=metadata_csv)
+    result = import_and_analyse(uploads, store, Predictor.from_weights(weights), "seed", metadata_csv=metadata_csv)
     store.engine.dispose()
     return result.case_ids
 
 
-def test_nothing_is_shown_before_sign_in_and_accounts_are_managed_by_administrators(data_dir, shipped_weights):
-    _seed_cases(data_dir, count=1, patient="P-SECRET")
+def test_nothing_is_shown_before_sign_in_and_accounts_are_managed_by_administrators(data_dir, shipped_weights, tiny_weights):
+    _seed_cases(data_dir, count=1, patient="P-SECRET", weights=tiny_weights)  # which model analysed it is beside the point
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert "No user accounts yet" in _texts(app) and not app.dataframe and "P-SECRET" not in _texts(app)
     for page in ("case_review", "patient_context", "administration"):
@@ -161,6 +162,17 @@ def test_empty_worklist_invites_an_import(data_dir, shipped_weights):
     assert app.button(key="import_button").disabled  # until files are chosen
 
 
+def test_a_case_missing_from_the_database_is_named_and_the_next_visit_starts_from_the_worklist(data_dir):
+    app = _app()
+    app.session_state["review_queue"] = (41,)  # a queue kept from before, whose case the database does not hold
+    app.session_state["case_id"] = 41
+    _page(app, "case_review")
+    assert "Case 41 is not in the case database" in _texts(app) and not app.error
+    _page(app, "case_review")
+    assert "No cases yet" in _texts(app) and not app.session_state["review_queue"]  # the worklist's order now
+
+
+@pytest.mark.slow
 def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, shipped_weights):
     folder = shared_data / "siim_isic_2020"
     app = _page(_app(), "import_cases")
@@ -197,6 +209,7 @@ def store_case_name(data_dir, case_id: int) -> str:
         store.engine.dispose()
 
 
+@pytest.mark.slow
 def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shipped_weights):
     case_ids = _seed_cases(data_dir)
     app = _page(_app("Dr A"), "case_review")
@@ -244,6 +257,7 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     assert decided.loc["lesion" + str(case_ids.index(case_id)), "decision"] == "Follow-up"
 
 
+@pytest.mark.slow
 def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_case_back_to_review(data_dir, shipped_weights):
     (case_id,) = _seed_cases(data_dir, count=1)
     app = _page(_app("Dr A"), "case_review")
@@ -274,10 +288,10 @@ def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_ca
     store.engine.dispose()
 
 
-def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weights):
+def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weights, tiny_weights):
     import sqlite3
 
-    _seed_cases(data_dir, count=1)
+    _seed_cases(data_dir, count=1, weights=tiny_weights)  # which model analysed it is beside the point
     assert "integrity check" not in _texts(_app())
     st.cache_resource.clear()
     raw = sqlite3.connect(data_dir / "skinapp.db", isolation_level=None)
@@ -289,6 +303,7 @@ def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weig
     assert "The audit trail failed its integrity check" in _texts(_page(app, "model_card"))
 
 
+@pytest.mark.slow
 def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, shipped_weights):
     _seed_cases(data_dir)
     app = _page(_app(), "case_review")
@@ -309,6 +324,7 @@ def test_review_navigation_overlays_and_gradcam_for_another_class(data_dir, ship
     assert not app.exception
 
 
+@pytest.mark.slow
 def test_patient_context_shows_all_lesions_and_the_ugly_duckling_chart(data_dir, shipped_weights):
     _seed_cases(data_dir, count=3, patient="<b>P7</b>")
     app = _page(_app(), "patient_context")
@@ -320,6 +336,7 @@ def test_patient_context_shows_all_lesions_and_the_ugly_duckling_chart(data_dir,
     assert not app.exception and app.session_state["case_id"] == 2
 
 
+@pytest.mark.slow
 def test_user_strings_are_shown_as_text_not_markup(data_dir, shipped_weights):
     _seed_cases(data_dir, count=1, patient="<img src=x onerror=alert(1)> **P**")
     app = _page(_app("<script>alert(1)</script>"), "case_review")
@@ -337,9 +354,7 @@ def test_model_card_page(data_dir, shipped_weights):
 
 
 def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, tmp_path, monkeypatch):
-    import skinapp.config
-
-    monkeypatch.setattr(skinapp.config, "DEFAULT_WEIGHTS", tmp_path / "no-weights")
+    monkeypatch.setenv("SKINAPP_WEIGHTS", str(tmp_path / "no-weights"))
     app = _page(_app(), "import_cases")
     app.get("file_uploader")[0].set_value(("a.png", b"x", "image/png"))
     app.run()
@@ -350,6 +365,7 @@ def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, 
     assert "No cases yet" in _texts(app)
 
 
+@pytest.mark.slow
 def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_dir, shipped_weights, tmp_path):
     """A stored prediction from a model other than the installed one is labelled as such in the worklist and on
     the case page; a call made by the balanced rule that differs from the most probable class says so."""
@@ -366,7 +382,7 @@ def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_
     plain = Predictor.from_weights(other).predict([image])[0]
     prior = np.full(7, 0.02)
     prior[plain.predicted_index] = 0.88
-    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0).to_dict()
+    card.decision_rule = DecisionRule(tuple(prior / prior.sum()), 2.0)
     card.save(other)
     balanced = Predictor.from_weights(other).predict([image])[0]
     assert balanced.predicted_class != balanced.most_probable_class
@@ -382,6 +398,7 @@ def test_result_of_another_model_is_marked_and_the_balanced_rule_explained(data_
     assert "Here the single most probable diagnosis is" in texts
 
 
+@pytest.mark.slow
 def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_first(data_dir, shipped_weights):
     _seed_cases(data_dir)
     app = _page(_app("Dr A"), "case_review")
@@ -411,6 +428,7 @@ def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_f
     assert app.session_state["case_id"] == first  # K follows the queue too
 
 
+@pytest.mark.slow
 def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed_again(data_dir, shipped_weights):
     _seed_cases(data_dir)
     app = _page(_app("Dr Edit"), "case_review")
@@ -436,6 +454,7 @@ def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed
     assert entry.actor == _label("Dr Edit") and entry.details["fields"] == ["age"]
 
 
+@pytest.mark.slow
 def test_lesion_over_time_compares_two_images_of_one_lesion(data_dir, shipped_weights):
     case_ids = _seed_cases(data_dir, count=2)
     store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
@@ -451,6 +470,7 @@ def test_lesion_over_time_compares_two_images_of_one_lesion(data_dir, shipped_we
     assert not app.exception and app.session_state["case_id"] == case_ids[1]
 
 
+@pytest.mark.slow
 def test_a_large_image_is_zoomed_into_its_sharper_copy_and_heat_maps_stay_on_the_display_image(data_dir, shipped_weights):
     import cv2
 

@@ -22,7 +22,8 @@ from skinapp.workflow.worklist import worklist
 
 CHROMIUM = os.environ.get("SKINAPP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian package `chromium`)")
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian package `chromium`)"),
+              pytest.mark.browser, pytest.mark.slow]
 
 
 def _free_port() -> int:
@@ -97,8 +98,7 @@ def _signed_in_page(playwright, url: str, username: str, height: int):
     return browser, page
 
 
-@pytest.mark.browser
-@pytest.mark.slow
+@pytest.mark.data  # real SIIM-ISIC DICOMs where present
 def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, tmp_path):
     url, data = running_app
     _account(data, "drbrowser", "Dr Browser")
@@ -142,8 +142,6 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
 HOSTILE_NAME = ":red-background[MELANOMA confirmed - excise today] [see](https:evil.example) www.evil.example"
 
 
-@pytest.mark.browser
-@pytest.mark.slow
 def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
     """File names, patient ids and reviewer names holding Streamlit markdown, links or HTML show as the text they
     are: no coloured badge, no link, no markup, in the title, captions, decision history or chart."""
@@ -305,8 +303,7 @@ def _drag(page, image, start: tuple[float, float], end: tuple[float, float], sho
     shows.wait_for(timeout=1_000)
 
 
-@pytest.mark.browser
-@pytest.mark.slow
+@pytest.mark.data  # real SIIM-ISIC DICOMs (and a HAM10000 pair) where present
 def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
     """Issue 12's walk on a 1440×900 screen: sign in → import a folder → review three cases in a row with the
     keyboard (decision keys, J/K, Ctrl+Enter) → zoom → calibrate on the ruler and measure → correct an age →

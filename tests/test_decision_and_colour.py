@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_lesion, write_weights
-from skinapp.evaluation.metrics import balanced_accuracy
 from skinapp.inference import Predictor
+from skinapp.metrics import balanced_accuracy
 from skinapp.model.card import ModelCard
 from skinapp.model.preprocess import Preprocessing, shades_of_gray, shades_of_gray_gains
 from skinapp.trust.decision import DecisionRule, choose_tau, cross_fitted_calls, fit_decision_rule

@@ -127,7 +127,9 @@ def _planted_real_or_synthetic(source, tmp_path, request):
     return sorted((data / "siim_isic_2020" / "dicom").glob("*.dcm"))[0]
 
 
-@pytest.mark.parametrize("source", ["synthetic", "real SIIM-ISIC 2020 file"])
+# the real file is 6000×4000: decoding it twice for the pixel check below takes seconds
+@pytest.mark.parametrize("source", ["synthetic", pytest.param("real SIIM-ISIC 2020 file",
+                                                              marks=[pytest.mark.data, pytest.mark.slow])])
 def test_every_attribute_of_table_e1_1_loses_its_value(source, tmp_path, request):
     original = _planted_real_or_synthetic(source, tmp_path, request)
     with warnings.catch_warnings():

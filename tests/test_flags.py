@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinapp.evaluation.metrics import expected_calibration_error
+from skinapp.metrics import expected_calibration_error
 from skinapp.trust.calibration import apply_temperature, cross_fitted, fit_temperature
 from skinapp.trust.flags import (
     FEATURES,
@@ -196,7 +196,7 @@ def test_similar_cases_and_distance(tmp_path):
 def test_one_members_view_of_the_index_measures_that_members_own_features():
     """A held-out image is judged by the one member that never trained on it: its distance and neighbours must come
     from that member's Gaussian and embedding alone, not the ensemble's."""
-    from skinapp.trust.assessment import Assessor
+    from skinapp.inference.assessment import Assessor
 
     rng = np.random.default_rng(3)
     near, far = rng.normal(size=(400, 4)), rng.normal(loc=6.0, size=(400, 4))

@@ -3,7 +3,7 @@ import io
 import numpy as np
 from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
-from skinapp.evaluation.metrics import (
+from skinapp.metrics import (
     balanced_accuracy,
     expected_calibration_error,
     jaccard,

@@ -11,13 +11,14 @@ import pytest
 from conftest import synthetic_lesion, write_weights
 from skinapp.evaluation.checks import TrustFit, assessed_cases
 from skinapp.inference import Predictor
+from skinapp.inference.assessment import Assessor
 from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction
 from skinapp.model.card import Calibration, ModelCard
-from skinapp.trust.assessment import Assessor
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.flags import needs_manual_check
+from skinapp.trust.risk import RiskTiers
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASSES, Metadata, Site
 
@@ -31,6 +32,7 @@ def fitted_weights(tmp_path_factory) -> Path:
     card.decision_rule = DecisionRule((0.1, 0.6, 0.05, 0.04, 0.15, 0.03, 0.03), 0.6)
     card.conformal = ConformalSets(threshold=0.95)
     card.safety_net = SafetyNet(threshold=0.25)
+    card.risk_tiers = RiskTiers(high=0.5)
     card.tta_views = 4
     card.save(folder)
     return folder
@@ -50,6 +52,7 @@ def test_the_app_and_evaluate_make_the_same_prediction_field_by_field(fitted_wei
     card = ModelCard.load(fitted_weights)
     measured = PostProcessing.from_card(card).finish(raw, card.version)
     assert shown.prediction_set is not None and shown.suspicious is not None and shown.decision_scores is not None
+    assert shown.risk_tier is not None
     for field in dataclasses.fields(Prediction):
         assert _same(getattr(shown, field.name), getattr(measured, field.name)), field.name
     assert np.array_equal(shown.outline.mask, measured.outline.mask)
@@ -68,7 +71,7 @@ def test_evaluate_raises_the_flags_the_app_raises(fitted_weights):
     assert row["call"] == shown.predicted_index
     assert row["flagged"] == needs_manual_check(flags)
     assert set(row["flag_codes"].split()) == {f.code for f in flags if f.serious}
-    assert row["suspicious"] == shown.suspicious
+    assert row["suspicious"] == shown.suspicious and row["risk_tier"] == shown.risk_tier
     assert [c for c, inside in zip(CLASSES, row["in_set"], strict=True) if inside] == sorted(
         shown.prediction_set or (), key=CLASSES.index)
     assert row["malignancy"] == pytest.approx(shown.malignancy)

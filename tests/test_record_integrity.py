@@ -16,11 +16,11 @@ from skinapp.inference import Predictor
 from skinapp.io import InputFile
 from skinapp.io.case import Case
 from skinapp.reporting.case_report import case_report_html
-from skinapp.reporting.export import export_csv
 from skinapp.store import InvalidText, PredictionChanged, Store
 from skinapp.store.schema import metadata
 from skinapp.vocab import Metadata, Site
 from skinapp.workflow.analysis import import_and_analyse
+from skinapp.workflow.export import export_csv
 from skinapp.workflow.worklist import worklist
 
 

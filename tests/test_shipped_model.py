@@ -12,8 +12,8 @@ from isic_challenge_scoring import ClassificationMetric, ClassificationScore
 
 from conftest import held_out_member
 from skinapp.cli import main
-from skinapp.evaluation.metrics import jaccard
 from skinapp.inference import Predictor
+from skinapp.metrics import jaccard
 from skinapp.model.card import ModelCard
 from skinapp.vocab import CLASSES, Metadata
 
@@ -100,7 +100,7 @@ def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
 def test_foreign_images_are_flagged_and_clean_real_cases_are_quiet(shared_data, shipped_weights, held_out):
     from skimage import data
 
-    from skinapp.trust.assessment import Assessor
+    from skinapp.inference.assessment import Assessor
     from skinapp.trust.flags import needs_manual_check
 
     predictor = Predictor.from_weights(shipped_weights, device="cpu", gradcam=False)

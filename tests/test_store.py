@@ -11,12 +11,12 @@ from skinapp.inference import Predictor
 from skinapp.io.case import Case
 from skinapp.model.card import Calibration
 from skinapp.reporting.case_report import case_report_html
-from skinapp.reporting.export import export_csv, spreadsheet_safe
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import DecisionConflict, Store
 from skinapp.vocab import Metadata, Site
 from skinapp.workflow.analysis import import_and_analyse
 from skinapp.workflow.context import ugly_duckling_scores
+from skinapp.workflow.export import export_csv, spreadsheet_safe
 from skinapp.workflow.worklist import Filters, apply_filters, worklist
 
 

@@ -7,7 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from skinapp.config import DEFAULT_WEIGHTS
+from skinapp.config import WEIGHTS_ENV, weights_dir
+
+_WEIGHTS_HELP = f"weights folder (default: ${WEIGHTS_ENV}, else the checkout's weights/)"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,9 +35,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    weights = args.weights or weights_dir()
     from skinapp.evaluation.evaluate import evaluate
 
-    metrics = evaluate(args.weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
+    metrics = evaluate(weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
                        isic2017=args.isic2017, views=args.views, shifted=args.shifted)
     for key in ("with_metadata", "without_metadata"):
         m = metrics[key]
@@ -62,9 +65,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    weights = args.weights or weights_dir()
     from skinapp.cli.predict import run_predict
 
-    return run_predict(args.paths, args.out, weights=args.weights, output_format=args.format, masks_dir=args.masks_dir,
+    return run_predict(args.paths, args.out, weights=weights, output_format=args.format, masks_dir=args.masks_dir,
                        metadata_csv=args.metadata, tta=not args.no_tta)
 
 
@@ -175,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score each model on the HAM10000 fold it never trained on")
     evaluate.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
-    evaluate.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
+    evaluate.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
     evaluate.add_argument("--isic2017", type=Path, help="ISIC 2017 folder: its `val` split is scored as the external check")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and plots")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of the data set")
@@ -239,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=["isic2018", "full"], default="isic2018")
     predict.add_argument("--masks-dir", type=Path, help="write <image>_mask.png (255 = lesion) here")
     predict.add_argument("--metadata", type=Path, help="metadata CSV with age, sex, site and patient per image name")
-    predict.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped model)")
+    predict.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
     predict.add_argument("--no-tta", action="store_true", help="identity view only (faster, less stable)")
     predict.set_defaults(run=_predict)
     return parser

@@ -10,17 +10,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from skinapp.inference.assessment import Assessor
 from skinapp.inference.measurements import measure_lesion
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.io import Case, load_cases
-from skinapp.trust.assessment import Assessor
 from skinapp.trust.flags import Flag, needs_manual_check
 from skinapp.vocab import CLASSES
 
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
-    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious",
+    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious", "risk_tier",
     "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm",
     "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "asymmetry_long_axis",
     "asymmetry_short_axis", "asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag", "flag_reasons",
@@ -51,6 +51,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
             predicted_class=prediction.predicted_class, highest_probability_class=prediction.most_probable_class,
             prediction_set="|".join(prediction.prediction_set or ()), malignancy=f"{prediction.malignancy:.6f}",
             suspicious="" if prediction.suspicious is None else int(prediction.suspicious),
+            risk_tier=prediction.risk_tier or "",
             mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),

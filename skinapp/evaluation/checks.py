@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from skinapp.evaluation.metrics import balanced_accuracy_of_calls, expected_calibration_error
+from skinapp.inference.assessment import Assessor
 from skinapp.inference.postprocess import PostProcessing, with_held_out_sets
 from skinapp.inference.prediction import RawOutputs
-from skinapp.trust.assessment import Assessor
+from skinapp.metrics import balanced_accuracy_of_calls, expected_calibration_error
 from skinapp.trust.conformal import ConformalSets, set_report
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.flags import FlagPolicy, needs_manual_check
+from skinapp.trust.risk import tier_report
 from skinapp.trust.safety_net import SafetyNet, net_report
 from skinapp.trust.similar import EmbeddingIndex, TrainingDistribution
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
@@ -58,20 +59,22 @@ EVALUATED_MODEL = "evaluated"  # the version string of predictions made inside `
 
 def assessed_cases(raws: Sequence[RawOutputs], images: Sequence[np.ndarray], labels: np.ndarray, fit: TrustFit,
                    assessors: Sequence[Assessor], exclude_lesions: Sequence[str | None] | None = None,
-                   set_masks: np.ndarray | None = None, suspicious: np.ndarray | None = None) -> pd.DataFrame:
+                   set_masks: np.ndarray | None = None, suspicious: np.ndarray | None = None,
+                   tiers: np.ndarray | None = None) -> pd.DataFrame:
     """One row per image: the call, whether it was right, the manual-check flag and the signs that raised it,
     the conformal set and the safety net, made by the app's own chain (`PostProcessing.finish`,
     `Assessor.assess`). `assessors[i]` judges image i (the ensemble's, or the view of the member that never
-    trained on it); `exclude_lesions[i]` is a labelled lesion that may not count among its neighbours. `set_masks`
-    and `suspicious`, when given, replace the fitted sets and safety net (their cross-fitted values for images the
-    fit saw)."""
+    trained on it); `exclude_lesions[i]` is a labelled lesion that may not count among its neighbours.
+    `set_masks`, `suspicious` and `tiers`, when given, replace the fitted sets, safety net and risk tiers (their
+    cross-fitted values for images the fit saw)."""
     rows = []
     exclude = exclude_lesions if exclude_lesions is not None else [None] * len(raws)
     for i, (raw, image, label, assessor, lesion) in enumerate(zip(
             raws, images, labels, assessors, exclude, strict=True)):
         prediction = fit.postprocessing.finish(raw, EVALUATED_MODEL)
         if set_masks is not None and suspicious is not None:
-            prediction = with_held_out_sets(prediction, set_masks[i], bool(suspicious[i]))
+            prediction = with_held_out_sets(prediction, set_masks[i], bool(suspicious[i]),
+                                            None if tiers is None else tiers[i])
         evidence = assessor.evidence(prediction, image, True, exclude_lesion=lesion)
         flags = fit.policy.assess(evidence)
         rows.append({
@@ -79,6 +82,7 @@ def assessed_cases(raws: Sequence[RawOutputs], images: Sequence[np.ndarray], lab
             "flagged": needs_manual_check(flags),
             "flag_codes": " ".join(f.code for f in flags if f.serious),
             "suspicious": evidence.suspicious,
+            "risk_tier": prediction.risk_tier,
             "malignancy": prediction.malignancy,
             "in_set": [c in (prediction.prediction_set or ()) for c in CLASSES],
             **{c: float(p) for c, p in zip(CLASSES, prediction.probabilities, strict=True)},
@@ -105,6 +109,8 @@ def check_summary(cases: pd.DataFrame, description: str) -> dict:
         "safety_net": net_report(suspicious, malignant),
         "melanomas_flagged_or_suspicious": float((flagged | suspicious)[melanoma].mean()) if melanoma.any() else None,
     }
+    if cases["risk_tier"].notna().any():
+        summary["risk_tiers"] = tier_report(cases["risk_tier"].to_numpy(object), malignant)
     masks = np.stack(cases["in_set"].to_numpy())
     if masks.any():
         summary["conformal"] = set_report(masks, labels)

@@ -24,7 +24,13 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from skinapp.evaluation.checks import assessed_cases, check_summary
-from skinapp.evaluation.metrics import (
+from skinapp.evaluation.plots import finish
+from skinapp.evaluation.shift import SHIFTS, shifted_copy
+from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
+from skinapp.inference.outline import lesion_outline
+from skinapp.inference.prediction import RawOutputs
+from skinapp.inference.predictor import Predictor, default_device
+from skinapp.metrics import (
     balanced_accuracy_of_calls,
     binary_sensitivity_at_specificity,
     classification_report,
@@ -34,12 +40,6 @@ from skinapp.evaluation.metrics import (
     malignancy,
     recall_by_class,
 )
-from skinapp.evaluation.plots import finish
-from skinapp.evaluation.shift import SHIFTS, shifted_copy
-from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
-from skinapp.inference.outline import lesion_outline
-from skinapp.inference.prediction import RawOutputs
-from skinapp.inference.predictor import Predictor, default_device
 from skinapp.model.card import Calibration, ModelCard
 from skinapp.model.checkpoint import load_member
 from skinapp.reporting.card_sections import evaluation_report
@@ -262,10 +262,10 @@ def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trus
     members = [member_of_fold[int(f)] for f in folds]
     assessors = {j: fit.assessor(trust.index.member_view(j, len(card.members)), trust.distribution.member(j))
                  for j in set(members)}
-    masks, suspicious = trust.shifted_cross_fitted if trust.shifted_cross_fitted is not None else (None, None)
+    masks, suspicious, tiers = trust.shifted_cross_fitted if trust.shifted_cross_fitted is not None else (None, None, None)
     cases = assessed_cases(shifted.outputs, shifted.images, data.labels[shifted.rows], fit,
                            [assessors[j] for j in members], exclude_lesions=list(data.lesion_ids[shifted.rows]),
-                           set_masks=masks, suspicious=suspicious)
+                           set_masks=masks, suspicious=suspicious, tiers=tiers)
     summary = check_summary(cases, f"{len(shifted.rows)} held-out HAM10000 images, each shifted twice (colour cast, "
                                    "contrast, blur, JPEG, scale) by `evaluate` itself")
     summary["shifts_applied"] = {name: sum(name in a for a in shifted.shifts) for name in SHIFTS}
@@ -285,6 +285,7 @@ def out_of_fold_check(trust: TrustResult) -> dict:
         "safety_net": {k: net[k] for k in ("n_images", "malignant_sensitivity", "share_marked", "benign_marked")},
         "conformal": {k: conformal[k] for k in ("n_images", "coverage", "coverage_by_class", "mean_set_size",
                                                 "single_class_share", "malignant_cases_with_a_malignant_class_in_set")},
+        **({"risk_tiers": trust.metrics["risk_tiers"]["tiers"]} if "risk_tiers" in trust.metrics else {}),
     }
 
 
@@ -330,6 +331,7 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
         card.metrics, card.flag_policy, card.index = metrics, trust.fit.policy, trust.index_entry
         card.calibration = Calibration(trust.calibration["temperature"], trust.calibration["method"])
         card.decision_rule, card.conformal, card.safety_net = trust.fit.rule, trust.fit.conformal, trust.fit.safety_net
+        card.risk_tiers = trust.fit.postprocessing.risk_tiers
         if views > 1:
             card.tta_views = views
         card.save(weights)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from skinapp.evaluation.metrics import balanced_accuracy_of_calls, is_malignant, malignancy
 from skinapp.io.images import read_image
 from skinapp.io.pixels import DISPLAY_MAX_SIDE
 from skinapp.io.sources import InputFile
+from skinapp.metrics import balanced_accuracy_of_calls, is_malignant, malignancy
 
 RENDER_FACTORS = (1.0, 1.5, 2.0, 3.0, 5.0)
 UPSCALING_KERNELS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4, "bilinear": cv2.INTER_LINEAR,

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from skinapp.evaluation.checks import EVALUATED_MODEL, TrustFit
-from skinapp.evaluation.metrics import expected_calibration_error
 from skinapp.evaluation.plots import finish, plt
 from skinapp.inference.postprocess import PostProcessing, with_held_out_sets
 from skinapp.inference.prediction import RawOutputs
 from skinapp.inference.predictor import Predictor
+from skinapp.metrics import expected_calibration_error
 from skinapp.model.card import IndexEntry, ModelCard, sha256_of
 from skinapp.train.data import LabelledImages
 from skinapp.trust.calibration import apply_temperature, binary_calibration_error, cross_fitted, fit_temperature, reliability
@@ -28,6 +28,7 @@ from skinapp.trust.conformal import cross_fitted_masks, fit_conformal, set_repor
 from skinapp.trust.decision import TauChoice, choose_tau
 from skinapp.trust.flags import FlagPolicy, features, fixed_hard_flags
 from skinapp.trust.policy_fit import fit_policy
+from skinapp.trust.risk import cross_fitted_tiers, fit_risk_tiers, tier_report
 from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
 from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
@@ -101,7 +102,8 @@ class TrustResult:
     index: EmbeddingIndex
     distribution: TrainingDistribution
     tau_choice: TauChoice  # how the decision rule's τ was chosen (the rule is `fit.rule`)
-    shifted_cross_fitted: tuple[np.ndarray, np.ndarray] | None = None  # (set masks, suspicious) of the shifted copies
+    # (set masks, suspicious, risk tiers) of the shifted copies, cross-fitted
+    shifted_cross_fitted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -162,15 +164,17 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     all_malignancy, all_malignant = all_calibrated[:, malignant_columns].sum(1), np.isin(all_labels, MALIGNANT_INDICES)
     conformal = fit_conformal(all_scores, all_labels)
     safety_net = fit_safety_net(all_malignancy, all_malignant)
+    risk_tiers = fit_risk_tiers(all_malignancy, all_malignant)
     all_sets = cross_fitted_masks(all_scores, all_labels, all_groups)
     all_suspicious = cross_fitted_suspicious(all_malignancy, all_malignant, all_groups)
+    all_tiers = cross_fitted_tiers(all_malignancy, all_malignant, all_groups)
     n = len(labels)
-    honest_sets, honest_suspicious = all_sets[:n], all_suspicious[:n]
+    honest_sets, honest_suspicious, honest_tiers = all_sets[:n], all_suspicious[:n], all_tiers[:n]
 
     index, distribution = build_index(weights, data, held_out, views, folds, also_trained_on)
     save_index(weights / INDEX_FILE, index, distribution)
     # A held-out image is measured in the space of the one member that never trained on it, by the app's own chain.
-    chain = PostProcessing(temperature, rule, conformal, safety_net)
+    chain = PostProcessing(temperature, rule, conformal, safety_net, risk_tiers)
     members = ModelCard.load(weights).members
     member_of_fold = {m.validation_fold: j for j, m in enumerate(members)}
     provisional = TrustFit(chain, FlagPolicy.provisional())  # the policy is what this loop's signs are fitted for
@@ -180,7 +184,7 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     for image_row, row in enumerate(rows):
         member = member_of_fold[int(folds[row])]
         prediction = with_held_out_sets(chain.finish(held_out[row], EVALUATED_MODEL), honest_sets[image_row],
-                                        bool(honest_suspicious[image_row]))
+                                        bool(honest_suspicious[image_row]), honest_tiers[image_row])
         evidence = assessors[member].evidence(prediction, data.images[row], True, exclude_lesion=groups[image_row])
         table.append(features(evidence))
         always.append(bool(fixed_hard_flags(evidence)))
@@ -209,9 +213,14 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     net = {**safety_net.to_dict(), "fitted_on": fitted_on, **net_report(honest_suspicious, malignant.astype(bool)),
            "note": "figures for the out-of-fold images, cross-fitted: each image marked by a threshold fitted "
                    "without its lesion"}
-    shifted_honest = (all_sets[n:], all_suspicious[n:]) if shifted is not None else None
+    shifted_honest = (all_sets[n:], all_suspicious[n:], all_tiers[n:]) if shifted is not None else None
+    tiers_report = {**risk_tiers.to_dict(), "fitted_on": fitted_on,
+                    "levels": {"high": risk_tiers.high, "cannot_exclude": safety_net.threshold},
+                    "tiers": tier_report(honest_tiers, malignant.astype(bool)),
+                    "note": "figures for the out-of-fold images, cross-fitted: each image's tier from levels fitted "
+                            "without its lesion"}
     metrics = {"calibration": calibration, "flags": flag_report, "similar_cases": similar, "conformal": conformal_report,
-               "safety_net": net}
+               "safety_net": net, "risk_tiers": tiers_report}
     (out / "trust.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table.assign(image_id=oof["image_id"].to_numpy(), correct=correct).to_csv(out / "flag_features.csv", index=False,
                                                                              float_format="%.5f")

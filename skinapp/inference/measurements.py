@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from skinapp.inference.outline import LesionOutline
+from skinapp.inference.prediction import Prediction
+
 # The six colours of the ABCD rule of dermoscopy (Stolz et al.) as typical sRGB values seen in dermoscopy images.
 # Each lesion pixel goes to the nearest one in CIELAB, unless none is within `_COLOUR_RADIUS` or the patient's own
 # skin (the median colour outside the outline) is nearer: an outline that takes in a rim of skin must not count it
@@ -119,6 +122,14 @@ def _colours(image: np.ndarray, mask: np.ndarray) -> tuple[str, ...]:
     shares = np.bincount(nearest[counted], minlength=len(names)) / max(1, len(lab))
     present = [i for i in np.argsort(-shares, kind="stable") if shares[i] >= _COLOUR_SHARE]
     return tuple(names[i] for i in present)
+
+
+def measured_outline(prediction: Prediction, image: np.ndarray,
+                     mm_per_pixel: float | None = None) -> tuple[LesionOutline, LesionMeasurements | None]:
+    """A prediction's lesion outline on this image (from its attention map, at the image's size) and the
+    measurements on it: the one recipe the case page, the follow-up view and the reports use."""
+    outline = prediction.shown_at(image.shape).outline
+    return outline, measure_lesion(outline.mask, image, mm_per_pixel)
 
 
 def measure_lesion(mask: np.ndarray, image: np.ndarray, mm_per_pixel: float | None = None) -> LesionMeasurements | None:

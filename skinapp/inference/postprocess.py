@@ -1,6 +1,6 @@
 """The one post-processing chain (after MONAI's inferer / post-transform split): the members' raw outputs for an
 image → calibrated probabilities → the decision rule's call → the conformal set → the melanoma safety net →
-the `Prediction`. The app, `predict`, `evaluate` and the benches all go through `PostProcessing.finish`, so
+the graded risk tier → the `Prediction`. The app, `predict`, `evaluate` and the benches all go through `PostProcessing.finish`, so
 what `evaluate` measures is what the app shows. numpy only."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from skinapp.model.card import ModelCard
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
+from skinapp.trust.risk import RiskTiers
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
@@ -28,11 +29,12 @@ class PostProcessing:
     rule: DecisionRule = field(default_factory=DecisionRule)
     conformal: ConformalSets = field(default_factory=ConformalSets)
     safety_net: SafetyNet = field(default_factory=SafetyNet)
+    risk_tiers: RiskTiers = field(default_factory=RiskTiers)
 
     @classmethod
     def from_card(cls, card: ModelCard) -> PostProcessing:
         """The chain `evaluate` fitted and wrote into the card."""
-        return cls(card.temperature, card.decision_rule, card.conformal, card.safety_net)
+        return cls(card.temperature, card.decision_rule, card.conformal, card.safety_net, card.risk_tiers)
 
     def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
         return apply_temperature(probabilities, self.temperature)
@@ -44,6 +46,7 @@ class PostProcessing:
         scores = self.rule.scores(probabilities) if self.rule.active else None
         ranking = probabilities if scores is None else scores
         call = int(np.argmax(ranking))
+        malignancy = float(probabilities[list(MALIGNANT_INDICES)].sum())
         return Prediction(
             probabilities=probabilities,
             view_probabilities=self.calibrated(raw.view_probabilities),
@@ -58,8 +61,8 @@ class PostProcessing:
             image_features=raw.image_features,
             decision_scores=scores,
             prediction_set=self.conformal.prediction_set(ranking) if self.conformal.active else None,
-            suspicious=bool(self.safety_net.suspicious(float(probabilities[list(MALIGNANT_INDICES)].sum())))
-            if self.safety_net.active else None,
+            suspicious=bool(self.safety_net.suspicious(malignancy)) if self.safety_net.active else None,
+            risk_tier=self.risk_tiers.tier(malignancy, self.safety_net),
         )
 
     def call_of(self, raw: RawOutputs) -> int:
@@ -68,9 +71,11 @@ class PostProcessing:
         return int(np.argmax(self.rule.scores(probabilities)))
 
 
-def with_held_out_sets(prediction: Prediction, set_mask: np.ndarray, suspicious: bool) -> Prediction:
-    """The prediction with its conformal set and safety-net mark replaced by cross-fitted ones (thresholds fitted
-    without the image's lesion), as `evaluate` measures images the fit itself saw."""
+def with_held_out_sets(prediction: Prediction, set_mask: np.ndarray, suspicious: bool,
+                       risk_tier: str | None = None) -> Prediction:
+    """The prediction with its conformal set, safety-net mark and risk tier replaced by cross-fitted ones
+    (thresholds fitted without the image's lesion), as `evaluate` measures images the fit itself saw."""
     ranking = prediction.probabilities if prediction.decision_scores is None else prediction.decision_scores
     members = tuple(CLASSES[k] for k in np.argsort(-ranking, kind="stable") if set_mask[k])
-    return dataclasses.replace(prediction, prediction_set=members, suspicious=bool(suspicious))
+    return dataclasses.replace(prediction, prediction_set=members, suspicious=bool(suspicious),
+                               risk_tier=risk_tier if risk_tier is not None else prediction.risk_tier)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Self
 
 import numpy as np
 
@@ -50,11 +52,18 @@ class Prediction:
     decision_scores: np.ndarray | None = None  # (K,) the decision rule's scores; None: the top call is the highest probability
     prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
     suspicious: bool | None = None     # at or above the melanoma safety net; None: the model has none
+    risk_tier: str | None = None       # trust.risk: "high", "cannot_exclude" or "low"; None: the model has no tiers
 
     @cached_property
     def outline(self) -> LesionOutline:
         """Binary lesion mask, contour and bounding box at the analysed image's resolution."""
         return lesion_outline(self.attention_grid, *self.image_size)
+
+    def shown_at(self, image_shape: tuple[int, ...]) -> Self:
+        """The prediction as drawn on a copy of its image of another size (a zoom copy): maps and outline follow
+        the copy. On the analysed image itself it is the prediction unchanged."""
+        size = (int(image_shape[0]), int(image_shape[1]))
+        return self if size == tuple(self.image_size) else dataclasses.replace(self, image_size=size)
 
     @property
     def predicted_index(self) -> int:

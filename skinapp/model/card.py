@@ -3,7 +3,7 @@ the code reads to build, feed and trust the model. No torch here, so the pages t
 card never load it.
 
 Schema 3 (this code): every fitted part is a typed record (architecture, preprocessing, calibration, decision
-rule, conformal sets, safety net, flag policy, similar-case index); what was measured stays in `metrics`
+rule, conformal sets, safety net, risk tiers, flag policy, similar-case index); what was measured stays in `metrics`
 (written by `evaluate`), what produced the weights in `training`. Schema 2 cards (0.1 and 0.2 releases) are
 migrated on load; a newer schema than this code knows is refused with a plain message.
 """
@@ -20,6 +20,7 @@ from skinapp.model.preprocess import Preprocessing
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.flags import FlagPolicy
+from skinapp.trust.risk import RiskTiers
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASSES, metadata_encoding
 
@@ -88,6 +89,7 @@ class ModelCard:
     decision_rule: DecisionRule = field(default_factory=DecisionRule)   # default: the highest probability
     conformal: ConformalSets = field(default_factory=ConformalSets)     # default: no prediction sets
     safety_net: SafetyNet = field(default_factory=SafetyNet)           # default: no safety net
+    risk_tiers: RiskTiers = field(default_factory=RiskTiers)           # default: no graded risk
     flag_policy: FlagPolicy | None = None    # None: not fitted, the provisional policy applies
     index: IndexEntry | None = None
     classes: list[str] = field(default_factory=lambda: list(CLASSES))        # the order of the network's outputs
@@ -125,6 +127,8 @@ class ModelCard:
         if self.conformal.active or self.safety_net.active:  # keeps the identity of cards from before these existed
             content.update(conformal=self.conformal.to_dict() if self.conformal.active else {},
                            safety_net=self.safety_net.to_dict() if self.safety_net.active else {})
+        if self.risk_tiers.active:
+            content.update(risk_tiers=self.risk_tiers.to_dict())
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def check_compatible(self) -> None:
@@ -146,7 +150,7 @@ class ModelCard:
             "preprocessing": {k: v for k, v in self.preprocessing.to_dict().items() if k != "image_size"},
             "tta_views": self.tta_views, "calibration": asdict(self.calibration),
             "decision_rule": self.decision_rule.to_dict(), "conformal": self.conformal.to_dict(),
-            "safety_net": self.safety_net.to_dict(),
+            "safety_net": self.safety_net.to_dict(), "risk_tiers": self.risk_tiers.to_dict(),
             "flag_policy": vars(self.flag_policy) if self.flag_policy is not None else None,
             "index": asdict(self.index) if self.index is not None else None,
             "classes": self.classes, "metadata_encoding": self.metadata_encoding, "training": self.training,
@@ -164,6 +168,7 @@ class ModelCard:
             tta_views=int(raw.get("tta_views", 4)), calibration=Calibration(**(raw.get("calibration") or {})),
             decision_rule=DecisionRule.from_dict(raw.get("decision_rule")),
             conformal=ConformalSets.from_dict(raw.get("conformal")), safety_net=SafetyNet.from_dict(raw.get("safety_net")),
+            risk_tiers=RiskTiers.from_dict(raw.get("risk_tiers")),
             flag_policy=FlagPolicy(**raw["flag_policy"]) if raw.get("flag_policy") else None,
             index=IndexEntry(**raw["index"]) if raw.get("index") else None,
             classes=list(raw.get("classes", CLASSES)), metadata_encoding=raw.get("metadata_encoding", metadata_encoding()),

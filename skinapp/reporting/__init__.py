@@ -1,1 +1,1 @@
-"""What people read and download: escaped text, overlays, the per-case HTML report, CSV exports, the model card."""
+"""What people read and download: escaped text, overlays, the per-case HTML and PDF reports, the model card."""

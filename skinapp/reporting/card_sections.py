@@ -255,6 +255,7 @@ def trust_section(card: ModelCard) -> list[str]:
         "- Weights (standardised; signs left out have weight 0): " + ", ".join(f"{k} {v:+.2f}" for k, v in weights) + ".",
         "",
         *_sets_and_net_lines(metrics),
+        *_risk_tier_lines(metrics),
         *_checks_lines(metrics),
         *_check_targets(metrics),
         "![coverage against accuracy](evaluation/coverage.png)",
@@ -291,6 +292,44 @@ def _sets_and_net_lines(metrics: dict) -> list[str]:
         "shown without a warning and sorts to the top of the worklist.",
         "",
     ]
+
+
+TIER_NAMES = {"high": "High risk of malignancy", "cannot_exclude": "Malignancy cannot be excluded",
+              "low": "Low (below the safety net)"}
+
+
+def _risk_tier_lines(metrics: dict) -> list[str]:
+    if "risk_tiers" not in metrics:
+        return []
+    tiers = metrics["risk_tiers"]
+    levels = tiers["levels"]
+    lines = [
+        "## Graded malignancy risk",
+        "",
+        "One red warning for every lesion above the safety net stops being read, so the warning is graded by the "
+        "calibrated malignancy probability:",
+        "",
+        f"- **High risk of malignancy — consider excision or biopsy** at {levels['high']:.1%} or more: the level that "
+        f"at most {tiers['benign_share']:.0%} of held-out benign lesions reach.",
+        f"- **Malignancy cannot be excluded — a second look or dermoscopic follow-up** from the safety net "
+        f"({levels['cannot_exclude']:.1%}) up to High. Never the excision wording.",
+        "- **Low** below the safety net. Never called benign: the model found nothing that reaches the net.",
+        "",
+        f"Fitted on {tiers['fitted_on']}; {tiers['note']}. Per tier, the share of all malignant and of all benign "
+        "lesions that fall in it, the share of its lesions that are malignant (PPV) and the lesions excised per "
+        "malignant one found (number needed to excise, 1 / PPV):",
+        "",
+        "| images | tier | malignant lesions in it | benign lesions in it | PPV | number needed to excise |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = {"out_of_fold": tiers["tiers"], **{k: c["risk_tiers"] for k, c in metrics.get("checks", {}).items()
+                                              if k != "out_of_fold" and "risk_tiers" in c}}
+    for key, table in rows.items():
+        for tier, row in table.items():
+            lines.append(f"| {CHECK_NAMES.get(key, key)} | {TIER_NAMES[tier]} | {_share(row['malignant_share'])} | "
+                         f"{_share(row['benign_share'])} | {_number(row['ppv'], 2)} | "
+                         f"{_number(row['number_needed_to_excise'], 1)} |")
+    return [*lines, ""]
 
 
 def _checks_lines(metrics: dict) -> list[str]:

@@ -13,15 +13,16 @@ from functools import partial
 
 import numpy as np
 
-from skinapp.inference.measurements import LesionMeasurements, measure_lesion
-from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, overlay, shown_at
+from skinapp.inference.measurements import LesionMeasurements, measured_outline
+from skinapp.io.pixels import jpeg_bytes
+from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, overlay
 from skinapp.reporting.text import class_recall_text, decision_rule_text, percent_text
 from skinapp.store import Decision, StoredCase, StoredPrediction
 from skinapp.store.records import DIAMETER, Measurement
 from skinapp.vocab import CLASS_NAMES, CLASSES
-from skinapp.workflow.worklist import site_label
 
 DISCLAIMER = "Decision support only: the model's output is not a diagnosis."
+REPORT_IMAGE_SIDE = 640   # pictures in reports: enough to see the lesion, small enough to mail
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ class Picture:
     title: str
     legend: str
     image: np.ndarray
+
+
+def report_jpeg(image: np.ndarray) -> bytes:
+    """A picture as both reports embed it (the HTML page inline, the PDF on its page)."""
+    return jpeg_bytes(image, quality=85, max_side=REPORT_IMAGE_SIDE)
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def file_stem(case_name: str, date: str) -> str:
 def _facts(case: StoredCase) -> list[tuple[str, str]]:
     age = "unknown" if case.metadata.age is None else f"{case.metadata.age:g}"
     facts = [("Case", case.name), ("Patient", case.patient_id or "not given"), ("Lesion", case.lesion_id or "not given"),
-             ("Site", site_label(case)), ("Age / sex", f"{age} / {case.metadata.sex or 'unknown'}"),
+             ("Site", case.metadata.site.label), ("Age / sex", f"{age} / {case.metadata.sex or 'unknown'}"),
              ("Image taken", case.study_date or "not recorded"), ("File", case.source),
              ("Imported", f"{case.imported_at:%Y-%m-%d %H:%M} UTC by {case.imported_by}")]
     if case.edited:
@@ -111,7 +117,8 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
         return report(model=None, call=None, pictures=[Picture("The image", LAYER_LEGENDS[OVERLAYS[0]], image)],
                           decisions=decisions, decision_warning=warning,
                           measurements=_measurement_lines(case, None, lengths))
-    prediction = shown_at(stored, image.shape)
+    prediction = stored.shown_at(image.shape)
+    _, measured = measured_outline(prediction, image, case.mm_per_pixel)
     top = stored.predicted_class
     notes = []
     if stored.follows_decision_rule:
@@ -137,6 +144,6 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
         probabilities=[(f"{CLASS_NAMES[c]} ({c})", percent_text(float(p)))
                        for c, p in zip(CLASSES, stored.probabilities, strict=True)],
         flags=[f.reason for f in stored.flags],
-        measurements=_measurement_lines(case, measure_lesion(prediction.outline.mask, image, case.mm_per_pixel), lengths),
+        measurements=_measurement_lines(case, measured, lengths),
         pictures=pictures, decisions=decisions, decision_warning=warning,
     )

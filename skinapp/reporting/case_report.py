@@ -8,16 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from skinapp.io.pixels import jpeg_bytes
-from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report
+from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report, report_jpeg
 from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.store import Decision, StoredCase, StoredPrediction
-
-REPORT_IMAGE_SIDE = 640   # pictures in reports: enough to see the lesion, small enough to mail
-
-
-def report_jpeg(image: np.ndarray) -> bytes:
-    return jpeg_bytes(image, quality=85, max_side=REPORT_IMAGE_SIDE)
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TypeVar
-
 import cv2
 import numpy as np
 
 from skinapp.inference.prediction import Prediction
-
-P = TypeVar("P", bound=Prediction)
 
 OVERLAYS = ("Image only", "Lesion outline", "Where the model looked", "Where it found the diagnosis",
             "What drove the diagnosis")
@@ -56,14 +51,6 @@ def normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values, dtype=np.float32)
 
 
-def shown_at(prediction: P, image_shape: tuple[int, ...]) -> P:
-    """The prediction as drawn on a copy of its image of another size (a zoom copy): maps and outline follow the
-    copy. On the analysed image itself it is the prediction unchanged."""
-    size = (int(image_shape[0]), int(image_shape[1]))
-    return prediction if size == tuple(prediction.image_size) else dataclasses.replace(prediction, image_size=size)
-
-
-as_prediction = shown_at  # the name the pages used while the store kept a second record; to be removed
 
 
 def overlay(image: np.ndarray, prediction: Prediction, kind: str, opacity: float = 0.45,

@@ -19,7 +19,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from skinapp.reporting.case_content import DISCLAIMER, CaseReport
+from skinapp.reporting.case_content import DISCLAIMER, CaseReport, report_jpeg
 
 _FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 pdfmetrics.registerFont(TTFont("DejaVuSans", str(_FONTS / "DejaVuSans.ttf")))
@@ -59,8 +59,6 @@ def _text(value: object, style: ParagraphStyle = _BODY) -> Paragraph:
 
 
 def _picture(picture) -> list:
-    from skinapp.reporting.case_report import report_jpeg
-
     height, width = picture.image.shape[:2]
     drawn = Image(io.BytesIO(report_jpeg(picture.image)), width=_PICTURE_WIDTH, height=_PICTURE_WIDTH * height / width)
     return [drawn, _text(picture.title, _CELL), _text(picture.legend, _SMALL)]

@@ -106,6 +106,7 @@ def prediction_arrays(prediction: Prediction) -> bytes:
         prediction_set=set_mask(prediction.prediction_set),
         suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious),
         image_size=np.asarray(prediction.image_size),
+        risk_tier=None if prediction.risk_tier is None else np.asarray(prediction.risk_tier),
     )
 
 
@@ -129,6 +130,7 @@ def prediction_from_row(row, image_header: bytes | None = None) -> StoredPredict
         decision_scores=arrays.get("decision_scores"),
         prediction_set=set_from_mask(arrays.get("prediction_set"), _set_order(row, arrays)),
         suspicious=bool(arrays["suspicious"]) if "suspicious" in arrays else None,
+        risk_tier=str(arrays["risk_tier"]) if "risk_tier" in arrays else None,
     )
 
 

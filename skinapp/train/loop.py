@@ -22,7 +22,7 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from skinapp import __version__
-from skinapp.evaluation.metrics import balanced_accuracy, jaccard, malignant_auc
+from skinapp.metrics import balanced_accuracy, jaccard, malignant_auc
 from skinapp.model.architecture import ModelConfig
 from skinapp.model.batch import model_input
 from skinapp.model.card import CARD_FILE, Member, ModelCard

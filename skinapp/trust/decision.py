@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from skinapp.evaluation.metrics import balanced_accuracy_of_calls
+from skinapp.metrics import balanced_accuracy_of_calls
 
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.0, 1.5, 31), 3))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH
 from skinapp.trust.signs import (
     FEATURES,
     SIGN_BY_CODE,
@@ -40,7 +41,8 @@ from skinapp.trust.signs import (
 )
 
 __all__ = [
-    "FEATURES", "FIXED_CHECKS", "MAX_FLAGGED", "SCORE_SIGNS", "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions",
+    "FEATURES", "FIXED_CHECKS", "MAX_FLAGGED", "RED_WARNINGS", "RISK_CANNOT_EXCLUDE", "RISK_HIGH", "SCORE_SIGNS",
+    "SUSPICIOUS", "Evidence", "Flag", "FlagPolicy", "attention_regions",
     "beyond_training_data", "features", "fixed_hard_flags", "image_statistics", "malignancy_spread", "needs_manual_check",
 ]
 
@@ -52,7 +54,9 @@ SCORE_SIGNS: tuple[str, ...] = ("uncertainty", "small_margin", "entropy", "view_
                                 "malignancy_spread", "prediction_set_size", "knn_disagreement")
 # Fixed reason thresholds: a malignant class in the set while the call is benign is always worth saying.
 FIXED_REASON_THRESHOLDS = {"malignant_in_set": 1.0}
-SUSPICIOUS = "suspicious"  # the safety net's flag code
+SUSPICIOUS = "suspicious"  # the safety net's flag code (models without graded risk)
+RISK_HIGH, RISK_CANNOT_EXCLUDE = "risk_high", "risk_cannot_exclude"  # the graded risk's warnings (`risk.py`)
+RED_WARNINGS = (SUSPICIOUS, RISK_HIGH)  # shown first, in red; "cannot exclude" is amber and never says excision
 NAMED_SHARE = 0.25  # a sign is named as a cause of the check when it gives at least this share of the raised risk
 
 
@@ -128,13 +132,29 @@ class FlagPolicy:
         ordered = causes + [f for f in shown if f not in causes]
         soft = [Flag(name, SIGN_BY_CODE[name].reason(evidence, values[name]),
                      check and (name in causes or SIGN_BY_CODE[name].can_be_serious)) for name in ordered]
-        if evidence.suspicious and evidence.safety_net is not None:
-            net = evidence.safety_net
-            soft.insert(0, Flag(SUSPICIOUS, f"Suspicious — consider excision: the malignancy probability "
-                                              f"({evidence.malignancy:.0%}) is at or above the safety net "
-                                              f"({net.threshold:.0%}), which {net.target_sensitivity:.0%} of held-out "
-                                              f"malignant lesions reached.", False))
+        warning = risk_warning(evidence)
+        if warning is not None:
+            soft.insert(0, warning)
         return hard + soft
+
+
+def risk_warning(evidence: Evidence) -> Flag | None:
+    """The malignancy warning: graded where the model has risk tiers, else the safety net's one mark."""
+    if not evidence.suspicious or evidence.safety_net is None or evidence.safety_net.threshold is None:
+        return None
+    malignancy, net = f"{evidence.malignancy:.0%}", evidence.safety_net
+    if evidence.risk_tier == HIGH:
+        return Flag(RISK_HIGH, f"High risk of malignancy — consider excision or biopsy. The malignancy probability "
+                               f"({malignancy}) is in the highest tier, which few benign lesions reach (at most 1 in "
+                               "10 in the model's tests).", False)
+    if evidence.risk_tier == CANNOT_EXCLUDE:
+        return Flag(RISK_CANNOT_EXCLUDE, f"Malignancy cannot be excluded — a second look or dermoscopic follow-up. The "
+                                         f"malignancy probability ({malignancy}) is at or above the safety net "
+                                         f"({net.threshold:.0%}), which {net.target_sensitivity:.0%} of malignant "
+                                         "lesions reached in the model's tests.", False)
+    return Flag(SUSPICIOUS, f"Suspicious — consider excision: the malignancy probability ({malignancy}) is at or "
+                            f"above the safety net ({net.threshold:.0%}), which {net.target_sensitivity:.0%} of "
+                            "held-out malignant lesions reached.", False)
 
 
 # The manual checks no fit decides, as the model card lists them (the out-of-distribution check comes on top).

@@ -35,6 +35,7 @@ class Evidence:
     prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
     safety_net: SafetyNet | None = None  # the melanoma safety net shipped with the model
     marked_suspicious: bool | None = None  # the net's decision where already taken (the prediction carries it)
+    risk_tier: str | None = None       # trust.risk's tier, for models that grade the risk
 
     @property
     def top_call(self) -> int:

@@ -1,1 +1,2 @@
-"""The review workflow over stored cases: import and analyse, the worklist (urgency order, filters), patient context."""
+"""The review workflow over stored cases: import and analyse, the worklist (urgency order, filters) and its CSV export,
+patient context, the case page's content, follow-up, reports."""

@@ -16,9 +16,9 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from skinapp.inference import Prediction, Predictor
+from skinapp.inference.assessment import Assessor
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.store import InvalidText, Store
-from skinapp.trust.assessment import Assessor
 
 log = logging.getLogger(__name__)
 StepProgress = Callable[[float, str], None]  # (fraction done, what is happening)

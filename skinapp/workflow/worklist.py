@@ -9,12 +9,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from skinapp.store import CaseRecord, Decision, Store, StoredCase, StoredPrediction
+from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, LOW
 from skinapp.vocab import CLASSES
 from skinapp.workflow.context import LesionContext, ugly_duckling_scores
 
-UNANALYSED_URGENCY = 2.0        # a case the model could not analyse always needs a person first
-MANUAL_CHECK_URGENCY = 0.5      # added to the malignancy probability of a flagged case
-SUSPICIOUS_URGENCY = 1.0        # added above the melanoma safety net: ahead of every case below it
+# The worklist's order, stated once (the page shows ORDER_RULE above the table): risk tier first, then
+# malignancy, unreviewed before reviewed. Flags have their own column and filter and do not reorder.
+NOT_ANALYSED = "not_analysed"   # a case the model could not analyse always needs a person first
+TIER_RANK = {NOT_ANALYSED: 0, HIGH: 1, CANNOT_EXCLUDE: 2, LOW: 3, None: 3}
+TIER_LABELS = {NOT_ANALYSED: "Not analysed", HIGH: "High risk", CANNOT_EXCLUDE: "Cannot exclude", LOW: "Low"}
+ORDER_RULE = ("Order: cases to review first; among them, cases the model could not analyse, then High risk, "
+              "Cannot exclude and Low, each highest malignancy first. Flags do not change the order.")
+
+
+def risk_tier_of(prediction: StoredPrediction | None) -> str | None:
+    """The tier a result was given. Results of models from before the tiers had one mark, the safety net: above
+    it they rank with "cannot exclude" (their model said no more than that), below it with "low"."""
+    if prediction is None:
+        return NOT_ANALYSED
+    if prediction.risk_tier is not None:
+        return prediction.risk_tier
+    if prediction.suspicious is None:
+        return None
+    return CANNOT_EXCLUDE if prediction.suspicious else LOW
 
 
 @dataclass(frozen=True)
@@ -43,14 +60,14 @@ class WorklistRow:
         return "to review (analysed again after a decision)" if self.decision is not None else "to review"
 
     @property
-    def urgency(self) -> float:
-        """Most urgent first: above the melanoma safety net, then likely malignant, and cases the model is unsure
-        about."""
-        p = self.prediction
-        if p is None:
-            return UNANALYSED_URGENCY
-        return (p.malignancy + (MANUAL_CHECK_URGENCY if p.needs_manual_check else 0.0)
-                + (SUSPICIOUS_URGENCY if p.suspicious else 0.0))
+    def risk_tier(self) -> str | None:
+        return risk_tier_of(self.prediction)
+
+    @property
+    def order_key(self) -> tuple[bool, int, float, int]:
+        """ORDER_RULE as a sort key (the case id last: the same order on every run)."""
+        malignancy = self.prediction.malignancy if self.prediction is not None else 1.0
+        return self.reviewed, TIER_RANK[self.risk_tier], -malignancy, self.case.id
 
 
 def patient_contexts(records: list[CaseRecord]) -> dict[int, LesionContext]:
@@ -68,10 +85,10 @@ def patient_contexts(records: list[CaseRecord]) -> dict[int, LesionContext]:
 
 
 def build_worklist(records: list[CaseRecord]) -> list[WorklistRow]:
-    """Unreviewed before reviewed, then most urgent first, then oldest first."""
+    """In the order of ORDER_RULE."""
     contexts = patient_contexts(records)
     rows = [WorklistRow(r.case, r.prediction, r.decision, r.thumbnail_jpeg, contexts.get(r.case.id)) for r in records]
-    return sorted(rows, key=lambda row: (row.reviewed, -row.urgency, row.case.id))
+    return sorted(rows, key=lambda row: row.order_key)
 
 
 def worklist(store: Store, patient_id: str | None = None) -> list[WorklistRow]:
@@ -82,6 +99,7 @@ def worklist(store: Store, patient_id: str | None = None) -> list[WorklistRow]:
 class Filters:
     status: str = "all"            # "all", "to review", "reviewed"
     flagged_only: bool = False
+    tier: str | None = None        # one of TIER_LABELS' keys; None: any
     diagnosis: str | None = None   # predicted class
     text: str = ""                 # matches case name or patient id
 
@@ -94,16 +112,14 @@ def apply_filters(rows: list[WorklistRow], filters: Filters) -> list[WorklistRow
             continue
         if filters.flagged_only and not (row.prediction is None or row.prediction.needs_manual_check):
             continue
+        if filters.tier and row.risk_tier != filters.tier:
+            continue
         if filters.diagnosis and (row.prediction is None or row.prediction.predicted_class != filters.diagnosis):
             continue
         if text and text not in row.case.name.lower() and text not in (row.case.patient_id or "").lower():
             continue
         kept.append(row)
     return kept
-
-
-def site_label(case: StoredCase) -> str:
-    return case.metadata.site.label
 
 
 def model_label(prediction: StoredPrediction | None, installed_weights_sha256: str | None) -> str:
@@ -124,13 +140,14 @@ def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | No
         records.append({
             "case": row.case.name,
             "patient": row.case.patient_id or "",
-            "site": site_label(row.case),
+            "site": row.case.metadata.site.label,
             "age": row.case.metadata.age,
             "sex": row.case.metadata.sex or "",
             "top_diagnosis": p.predicted_class if p else "not analysed",
             "top_probability": round(float(p.probabilities[CLASSES.index(p.predicted_class)]), 4) if p else None,
             "malignancy": round(p.malignancy, 4) if p else None,
             "malignancy_spread": round(p.malignancy_spread, 4) if p else None,
+            "risk_tier": TIER_LABELS.get(row.risk_tier or "", ""),
             "suspicious": bool(p.suspicious) if p else False,
             "needs_manual_check": (p.needs_manual_check if p else True),
             "prediction_set": " | ".join(p.prediction_set) if p and p.prediction_set else "",

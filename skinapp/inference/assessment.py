@@ -70,7 +70,7 @@ def evidence_of(prediction: Prediction, image: np.ndarray | None, is_dermoscopic
         prediction.metadata_used, ood_distance=ood_distance, neighbour_agreement=neighbour_agreement,
         colourfulness=colourfulness, contrast=contrast, call=prediction.predicted_index,
         prediction_set=prediction.prediction_set, safety_net=safety_net,
-        marked_suspicious=prediction.suspicious,  # decided once, by the post-processing chain
+        marked_suspicious=prediction.suspicious, risk_tier=prediction.risk_tier,  # decided once, by the chain
     )
 
 

@@ -1,0 +1,235 @@
+"""Parts of the case-review page (pages/2_Case_review.py), kept here to keep the page short: moving along the
+review queue, and the panels beside the image and the decision (the model's answer, similar training cases, the
+measuring tool, corrections, links to the lesion and the patient, the reports). Layout only: what they show is
+worked out in skinapp/workflow/case_view.py. Not in pages/: Streamlit would list it as a page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import IO
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer
+from skinapp.inference.assessment import training_image_path
+from skinapp.reporting.charts import CHART_CONFIG, probability_chart
+from skinapp.store import InvalidText, Store, StoredCase, StoredPrediction
+from skinapp.store.limits import LIMITS
+from skinapp.store.records import DIAMETER, SCALE
+from skinapp.vocab import CLASS_NAMES, SEXES
+from skinapp.workflow import case_view as view
+from skinapp.workflow.analysis import reanalyse_case
+from skinapp.workflow.followup import series_of_case
+from skinapp.workflow.queue import ReviewQueue
+from skinapp.workflow.reports import FORMATS, patient_subject, report_file, report_name
+
+
+def _move(case_id: int, target: int) -> None:
+    """Go to another case, unless that would drop what the reviewer started here without saving."""
+    if view.has_draft(*(st.session_state.get(k) for k in view.draft_keys(case_id))):
+        st.session_state["pending_move"] = (case_id, target)
+        st.rerun()
+    open_case(target)
+
+
+def navigation(queue: ReviewQueue, case_id: int) -> None:
+    previous_id, next_id = queue.previous(case_id), queue.next(case_id)
+    previous, counter, following = st.columns([1, 2, 1])
+    if previous.button("← Previous (K)", shortcut="K", disabled=previous_id is None, key="previous_case",
+                       width="stretch") and previous_id is not None:
+        _move(case_id, previous_id)
+    counter.markdown(f"<div style='text-align:center'>Case {queue.position(case_id)} of {len(queue)} in your review "
+                     "queue</div>", unsafe_allow_html=True)  # fixed text only: no user string goes into HTML
+    if following.button("Next (J) →", shortcut="J", disabled=next_id is None, key="next_case",
+                        width="stretch") and next_id is not None:
+        _move(case_id, next_id)
+    pending = st.session_state.get("pending_move")
+    if pending and pending[0] == case_id:
+        st.warning("Your decision or note on this case is not saved. Save it below, or leave it unsaved.")
+        leave, stay, _ = st.columns([1, 1, 2])
+        if leave.button("Leave without saving", key="leave_unsaved"):
+            st.session_state.pop("pending_move", None)
+            for key in view.draft_keys(case_id):
+                st.session_state.pop(key, None)
+            open_case(pending[1])
+        if stay.button("Stay on this case", key="stay_unsaved"):
+            st.session_state.pop("pending_move", None)
+            st.rerun()
+
+
+def model_answer(stored: StoredPrediction) -> None:
+    answer = view.model_answer(stored, installed_card())
+    st.caption("Model's top diagnosis")
+    st.subheader(answer.call, anchor=False)
+    for caption in (answer.recall, answer.rule):
+        if caption:
+            st.caption(caption)
+    st.metric("Malignancy probability", answer.malignancy, answer.malignancy_spread, delta_color="off",
+              delta_arrow="off", help=view.MALIGNANCY_HELP)
+    if answer.prediction_set:
+        st.markdown(answer.prediction_set)
+    for warning in answer.suspicious:
+        st.error(warning, icon=":material/priority_high:")
+    for warning in answer.cannot_exclude:
+        st.warning(warning, icon=":material/visibility:")
+    if answer.manual_check:
+        st.error(answer.manual_check)
+    for warning in answer.warnings:
+        st.warning(warning)
+    if not stored.flags:
+        st.success("No warning signs found for this prediction.")
+    st.plotly_chart(probability_chart(answer.probabilities, answer.highlighted), config=CHART_CONFIG, width="stretch",
+                    key="probability_chart")
+    for caption in (answer.chart_caption, answer.metadata_caption, answer.model_caption):
+        st.caption(caption)
+    if answer.older_model:
+        st.info(answer.older_model)
+
+
+def similar_cases(stored: StoredPrediction) -> None:
+    shown = st.expander("Similar labelled cases from the training data", key="similar_open", on_change="rerun")
+    with shown:
+        if not shown.open:
+            return
+        assessor = get_assessor()  # loaded only when asked for
+        neighbours = assessor.similar_cases(stored.embedding, k=5) if assessor is not None else []
+        if not neighbours:
+            st.caption("No similar-case index ships with this model.")
+            return
+        st.caption("The five HAM10000 images the model finds most alike, with their confirmed diagnoses. Closeness: "
+                   "100 is the same image to the model, 0 is as alike as a typical training image. Pictures appear "
+                   "where the training images are configured (SKINAPP_TRAINING_IMAGES).")
+        for column, neighbour in zip(st.columns(len(neighbours)), neighbours, strict=True):
+            picture = training_image_path(neighbour.image_id)
+            if picture is not None:
+                column.image(str(picture), width="stretch")
+            column.markdown(f"**{CLASS_NAMES[neighbour.label]}** ({neighbour.label})")
+            if neighbour.closeness is not None:
+                column.progress(float(min(max(neighbour.closeness, 0.0), 1.0)))
+            column.caption(f"{neighbour.closeness_text} · similarity {neighbour.similarity:.4f} · {neighbour.image_id}")
+
+
+class _StoredJpeg:
+    """A stored JPEG handed to the measuring component as it is: it takes "an object with a save method"."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def save(self, buffer: IO[bytes], **_: object) -> None:
+        buffer.write(self.data)
+
+
+def measure_tool(store: Store, case: StoredCase, image: np.ndarray) -> None:
+    """Calibrate on the ruler, then measure the longest diameter, by dragging across the image."""
+    # The expanders open and close with a rerun: their state survives the page's reruns, and what is inside
+    # (here a full-size picture for the browser) is only made while open.
+    tool = st.expander("Measure in millimetres", key="measure_open", on_change="rerun")
+    with tool:
+        if not tool.open:
+            return
+        kind = st.radio("What to measure", (SCALE, DIAMETER), horizontal=True, key="measure_kind",
+                        format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
+                                               else "2. Measure: drag across the lesion's longest diameter"))
+        zoom = store.zoom_jpeg(case.id)
+        picture = _StoredJpeg(zoom) if zoom is not None else image  # the sharper copy where there is one
+        drag = streamlit_image_coordinates(picture, key=f"measure_drag_{case.id}", click_and_drag=True,
+                                           use_column_width="always", cursor="crosshair", image_format="JPEG",
+                                           jpeg_quality=90)
+        length = view.dragged_length(drag, image.shape[1])
+        if length is None:
+            st.caption("Drag with the mouse from one end of the length to the other.")
+            return
+        name = reviewer() or ""
+        try:
+            if kind == SCALE:
+                millimetres = st.number_input("Distance between the two marks (mm)", 0.1, 100.0, 5.0, 0.5,
+                                              key="ruler_mm")
+                st.caption(view.ruler_text(length, millimetres))
+                if st.button("Save the scale", key="save_scale"):
+                    store.add_measurement(case.id, name, SCALE, length.points, millimetres)
+                    st.session_state["saved_message"] = view.scale_saved_text(length, millimetres)
+                    st.rerun()
+            else:
+                preview = view.diameter_text(length, case)
+                if preview is None:
+                    st.warning("The image has no scale yet: calibrate on the ruler first.")
+                    return
+                st.caption(preview)
+                if st.button("Save the diameter", key="save_diameter"):
+                    saved = store.add_measurement(case.id, name, DIAMETER, length.points)
+                    st.session_state["saved_message"] = view.diameter_saved_text(saved)
+                    st.rerun()
+        except InvalidText as exc:
+            st.error(view.not_saved_text(exc))
+
+
+def correction_form(store: Store, case: StoredCase) -> None:
+    """Patient id, lesion id, age, sex and site, corrected on the record (the imported values are kept)."""
+    corrections = st.expander("Correct the patient or lesion details", key="correct_open", on_change="rerun")
+    with corrections:
+        if not corrections.open:
+            return
+        sites, site_index = view.site_choices(case)
+        with st.form(f"correct_{case.id}"):
+            patient = st.text_input("Patient id", case.patient_id or "", max_chars=LIMITS["patient id"],
+                                    key=f"fix_patient_{case.id}")
+            lesion = st.text_input("Lesion id", case.lesion_id or "", max_chars=LIMITS["lesion id"], key=f"fix_lesion_{case.id}")
+            age = st.number_input("Age (years)", 0.0, 120.0, case.metadata.age, 1.0, "%.0f", key=f"fix_age_{case.id}",
+                                  placeholder="unknown")
+            sex = st.selectbox("Sex", [None, *SEXES], index=[None, *SEXES].index(case.metadata.sex), key=f"fix_sex_{case.id}",
+                               format_func=lambda v: v or "unknown")
+            site = st.selectbox("Anatomic site", sites, key=f"fix_site_{case.id}", format_func=view.site_label,
+                                index=site_index)
+            submitted = st.form_submit_button("Save the corrections")
+        edited = view.edited_text(case)
+        if edited:
+            st.caption(edited)
+        if not submitted:
+            return
+        try:
+            _, model_input_changed = store.edit_case(case.id, reviewer() or "",
+                                                     view.case_changes(patient, lesion, age, sex, site))
+        except InvalidText as exc:
+            st.error(view.not_saved_text(exc))
+            return
+        predictor = get_predictor() if model_input_changed else None
+        if predictor is not None:
+            with st.spinner("Analysing the case again with the corrected details …"):
+                reanalyse_case(case.id, store, predictor, reviewer() or "", get_assessor())
+        st.session_state["saved_message"] = view.corrections_saved_text(model_input_changed, predictor is not None)
+        st.rerun()
+
+
+def _downloads(store: Store, case: StoredCase, patient_ids: list[int]) -> None:
+    who, installed, today = reviewer() or "unnamed", installed_card(), dt.datetime.now(dt.UTC)
+    for kind, label in view.CASE_REPORTS:
+        def make(kind: str = kind) -> bytes:  # made only when asked for: it draws and encodes every picture
+            store.log_export(who, f"case report ({kind})", [case.id])
+            return report_file(store, [case.id], who, kind, installed).data
+
+        st.download_button(label, make, file_name=report_name(case.name, kind, today), mime=FORMATS[kind],
+                           key=f"case_report_{kind}", on_click="ignore", icon=":material/download:", width="stretch")
+    if patient := case.patient_id:
+        def patient_pdf() -> bytes:
+            store.log_export(who, "patient report (pdf)", patient_ids)
+            return report_file(store, patient_ids, who, "pdf", installed, patient_id=patient).data
+
+        st.download_button(f"All {len(patient_ids)} case(s) of this patient (PDF)", patient_pdf,
+                           file_name=report_name(patient_subject(patient), "pdf", today), mime=FORMATS["pdf"],
+                           key="patient_report", on_click="ignore", icon=":material/download:", width="stretch")
+
+
+def related(store: Store, case: StoredCase) -> None:
+    """Links to the lesion's other images and the patient's other lesions, the corrections and the reports."""
+    records = view.related_records(store, case)  # one read serves the comparison and the patient's report
+    series = series_of_case(records, case)
+    if series and st.button(f"Compare {len(series)} images of this lesion", key="to_lesion", width="stretch"):
+        st.session_state["lesion_case_id"] = case.id
+        st.switch_page(LESION_PAGE)
+    if case.patient_id and st.button("This patient's other lesions", key="to_patient", width="stretch"):
+        st.session_state["patient_id"] = case.patient_id
+        st.switch_page("pages/3_Patient_context.py")
+    correction_form(store, case)
+    _downloads(store, case, [r.case.id for r in records] if case.patient_id else [])
