@@ -139,6 +139,14 @@ def test_train_then_evaluate(fake_ham, tmp_path):
     markdown = (weights / "MODEL_CARD.md").read_text()
     assert f"| {metrics['with_metadata']['balanced_accuracy']:.3f} |" in markdown
     assert card.members[0].sha256 in markdown
+    # graded risk and the resolution check come with every evaluation
+    evaluated = ModelCard.load(weights)
+    assert evaluated.risk_tiers.active and evaluated.risk_tiers == ModelCard.load(weights).risk_tiers
+    tiers = metrics["risk_tiers"]["tiers"]
+    assert set(tiers) == {"high", "cannot_exclude", "low"}
+    assert sum(t["n_images"] for t in tiers.values()) == len(held_out)
+    assert [row["factor"] for row in metrics["resolution"]["rows"]] == [1.0, 1.5, 2.0, 3.0, 5.0]
+    assert "Graded malignancy risk" in markdown and "Does the size a file arrives at matter?" in markdown
 
 
 def test_training_refuses_a_folder_without_metadata(tmp_path, capsys):

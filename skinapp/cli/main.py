@@ -39,7 +39,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from skinapp.evaluation.evaluate import evaluate
 
     metrics = evaluate(weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
-                       isic2017=args.isic2017, views=args.views, shifted=args.shifted)
+                       isic2017=args.isic2017, views=args.views, shifted=args.shifted,
+                       resolution=args.resolution)
     for key in ("with_metadata", "without_metadata"):
         m = metrics[key]
         print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
@@ -188,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "with --update-card the model ships with this count")
     evaluate.add_argument("--shifted", type=int, default=2000, help="held-out images in the shifted-copy check "
                                                                     "(colour, contrast, blur, JPEG, scale; 0: none)")
+    evaluate.add_argument("--resolution", type=int, default=1000, help="held-out images in the resolution check "
+                          "(each delivered at 1×, 1.5×, 2×, 3× and 5× its size; 0: none)")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
     evaluate.set_defaults(run=_evaluate)
 

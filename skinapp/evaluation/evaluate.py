@@ -23,12 +23,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from skinapp.evaluation.checks import assessed_cases, check_summary
+from skinapp.evaluation.checks import EVALUATED_MODEL, assessed_cases, check_summary
 from skinapp.evaluation.plots import finish
+from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.evaluation.shift import SHIFTS, shifted_copy
 from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
 from skinapp.inference.outline import lesion_outline
-from skinapp.inference.prediction import RawOutputs
+from skinapp.inference.prediction import Prediction, RawOutputs
 from skinapp.inference.predictor import Predictor, default_device
 from skinapp.metrics import (
     balanced_accuracy_of_calls,
@@ -50,6 +51,7 @@ from skinapp.trust.decision import DecisionRule, TauChoice, cross_fitted_calls
 from skinapp.vocab import CLASSES
 
 MEL = CLASSES.index("MEL")
+RESOLUTION_IMAGES = 1000  # held-out images re-rendered at each size: the check costs about five shifted copies
 SHIFTED_IMAGES = 2000  # held-out images in the shifted-copy check: enough for a stable flag rate, an affordable run
 
 def _member_folds(weights: Path, data: LabelledImages) -> np.ndarray:
@@ -289,10 +291,45 @@ def out_of_fold_check(trust: TrustResult) -> dict:
     }
 
 
+def resolution_figures(weights: Path, data: LabelledImages, oof: pd.DataFrame, trust: TrustResult, views: int,
+                       n_images: int = RESOLUTION_IMAGES, seed: int = 2026) -> dict:
+    """The resolution check (`resolution.py`) on a seeded sample of held-out HAM images, each analysed by the member
+    that never trained on it through the app's chain, the safety net's level as fitted."""
+    card = ModelCard.load(weights)
+    position = {image_id: i for i, image_id in enumerate(data.image_ids)}
+    rows = np.asarray([position[i] for i in oof["image_id"]])
+    if len(rows) > n_images:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=n_images, replace=False))
+    folds = _member_folds(weights, data)[rows]
+    device = default_device()
+    predictors = {m.validation_fold: Predictor([load_member(weights, m, card.config, device)], card, device=device,
+                                               tta=views > 1, views=views if views > 1 else None, gradcam=False,
+                                               calibrate=False) for m in card.members}
+    chain = trust.fit.postprocessing
+
+    def score(images: list[np.ndarray], positions) -> tuple[np.ndarray, np.ndarray]:
+        predictions: list[Prediction | None] = [None] * len(images)
+        for fold, predictor in predictors.items():
+            chosen = [k for k in positions if folds[k] == fold]
+            for k, raw in zip(chosen, predictor.infer([images[k] for k in chosen],
+                                                      [data.metadata[rows[k]] for k in chosen]), strict=True):
+                predictions[k] = chain.finish(raw, EVALUATED_MODEL)
+        made = [p for p in predictions if p is not None]
+        return np.stack([p.probabilities for p in made]), np.asarray([p.predicted_index for p in made])
+
+    checked = resolution_check([data.images[i] for i in rows], data.labels[rows], score, chain.safety_net.threshold)
+    return {"data": f"{len(rows)} held-out HAM10000 images, each re-rendered larger with a rotating upscaling kernel "
+                    "and read back through the import's decoder", "n_images": len(rows),
+            "rows": [r.to_dict() for r in checked], **spread(checked), "targets": {"balanced_accuracy_range": 0.02,
+                                                                                  "malignant_auc_range": 0.01}}
+
+
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
-             isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES) -> dict:
+             isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES,
+             resolution: int | None = RESOLUTION_IMAGES) -> dict:
     """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count.
-    shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check)."""
+    shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check); resolution: how
+    many the resolution check uses (0 or None: none)."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
@@ -315,6 +352,8 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
     if shifted_set is not None:
         metrics["checks"]["shifted_ham"], shifted_cases = shifted_check(weights, data, shifted_set, trust)
         shifted_cases.to_csv(out / "check_shifted_ham.csv", index=False, float_format="%.6f")
+    if resolution:
+        metrics["resolution"] = resolution_figures(weights, data, oof, trust, views, resolution)
     if isic2017 is not None:
         metrics["external"], external_table, metrics["checks"]["isic2017_val"], external_cases = external_check(
             weights, isic2017, trust, views)

@@ -257,6 +257,7 @@ def trust_section(card: ModelCard) -> list[str]:
         *_sets_and_net_lines(metrics),
         *_risk_tier_lines(metrics),
         *_checks_lines(metrics),
+        *_resolution_lines(metrics),
         *_check_targets(metrics),
         "![coverage against accuracy](evaluation/coverage.png)",
         "",
@@ -330,6 +331,36 @@ def _risk_tier_lines(metrics: dict) -> list[str]:
                          f"{_share(row['benign_share'])} | {_number(row['ppv'], 2)} | "
                          f"{_number(row['number_needed_to_excise'], 1)} |")
     return [*lines, ""]
+
+
+def _resolution_lines(metrics: dict) -> list[str]:
+    if "resolution" not in metrics:
+        return []
+    check = metrics["resolution"]
+    targets = check["targets"]
+    lines = [
+        "### Does the size a file arrives at matter?",
+        "",
+        f"{check['data']}, then analysed as the app analyses an upload (the safety net's level as fitted). Clinics "
+        "send 768×512 scans, 1,024-px copies and 6000×4000 DICOMs; the figures should not move. Target: balanced "
+        f"accuracy within {targets['balanced_accuracy_range']:.2f} and malignant AUC within "
+        f"{targets['malignant_auc_range']:.2f} from 1× to 5×.",
+        "",
+        "| delivered at | balanced accuracy of the call | malignant AUC | benign lesions above the safety net |",
+        "|---|---|---|---|",
+        *(f"| {row['factor']:g}× | {row['balanced_accuracy']:.3f} | {_number(row['malignant_auc'])} | "
+          f"{_share(row['benign_above_net'])} |" for row in check["rows"]),
+        "",
+        f"Spread from 1× to 5×: balanced accuracy {check['balanced_accuracy_range']:.3f} "
+        f"({_verdict(check['balanced_accuracy_range'], None, targets['balanced_accuracy_range'])}), malignant AUC "
+        f"{_number(check['malignant_auc_range'])} ("
+        + (_verdict(check['malignant_auc_range'], None, targets['malignant_auc_range'])
+           if check["malignant_auc_range"] is not None else "not measured") + "). Enlarged copies of the same "
+        "picture are a kind test: a file that is sharper than the training images (a large original shrunk by the "
+        "clinic) is not covered by it.",
+        "",
+    ]
+    return lines
 
 
 def _checks_lines(metrics: dict) -> list[str]:
