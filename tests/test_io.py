@@ -28,7 +28,7 @@ from dicom_factory import lesion_image, make_dicom
 from skinapp.cli import main
 from skinapp.io import DISPLAY_MAX_SIDE, InputFile, load_cases, read_image
 from skinapp.io.images import UnreadableImage
-from skinapp.io.pixels import _general_frames, _reduced_frames
+from skinapp.io.pixels import _general_decodes, _reduced_decodes
 
 
 def reasons(report) -> dict[str, str]:
@@ -71,8 +71,9 @@ def _zoom_pixels(case) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(case.zoom_jpeg)).convert("RGB"))
 
 
-def test_a_large_image_also_gets_a_zoom_copy_and_its_display_image_is_what_it_was(tmp_path):
-    """Up to 2048 px for the viewer's zoom, decoded apart: the display image, which names the case, is unchanged."""
+def test_a_large_image_also_gets_a_zoom_copy_made_from_the_same_decode(tmp_path):
+    """Up to 2048 px for the viewer's zoom, made with the display image from one decode; the case's content key,
+    which names it, does not depend on either (tests/test_decode_once.py pins it for real files)."""
     big = cv2.resize(lesion_image(), (3000, 2000), interpolation=cv2.INTER_LINEAR)
     Image.fromarray(big).save(tmp_path / "phone.jpg", quality=95)
     make_dicom(tmp_path / "scope.dcm", cv2.resize(lesion_image(), (2600, 1950)), JPEGBaseline8Bit)
@@ -88,6 +89,9 @@ def test_a_large_image_also_gets_a_zoom_copy_and_its_display_image_is_what_it_wa
     assert np.abs(_zoom_pixels(phone).astype(int) - reference).mean() < 3
     alone, _ = load_cases([tmp_path / "phone.jpg"], max_side=DISPLAY_MAX_SIDE)
     assert np.array_equal(alone[0].image, phone.image) and phone.image.shape == (683, 1024, 3)
+    assert np.abs(phone.image.astype(int) - cv2.resize(big, (1024, 683), interpolation=cv2.INTER_AREA)).mean() < 3
+    full, _ = load_cases([tmp_path / "phone.jpg", tmp_path / "scope.dcm"], max_side=None)  # no zoom copy, full size
+    assert [c.content_key for c in full] == [phone.content_key, scope.content_key] and phone.content_key != scope.content_key
     assert by_name["small"].zoom_jpeg is None  # nothing more to see than the display image
     assert all(c.zoom_jpeg is None for c in cases if c.source == "frames.dcm")  # frames at zoom size: too much memory
 
@@ -163,10 +167,12 @@ def test_every_transfer_syntax_decodes_with_the_right_colours(tmp_path, syntax):
 def test_reduced_size_decoding_matches_full_decoding(tmp_path, syntax):
     image = cv2.resize(lesion_image(), (2400, 1600), interpolation=cv2.INTER_CUBIC)
     ds = pydicom.dcmread(make_dicom(tmp_path / "big.dcm", image, syntax))
-    fast = _reduced_frames(ds, 1, 300)
+    fast = _reduced_decodes(ds, 1, 300)
     assert fast is not None, "the reduced-size decoder should apply"
-    assert fast[0].shape == (200, 300, 3)
-    assert np.abs(fast[0].astype(int) - _general_frames(ds, 1, 300)[0]).mean() < 3
+    assert fast[0].copy(300).shape == (200, 300, 3)
+    full = _general_decodes(ds, 1, 300)[0]
+    assert np.abs(fast[0].copy(300).astype(int) - full.copy(300)).mean() < 3
+    assert fast[0].content_key == full.content_key  # the key is the file's, whichever decoder reads it
 
 
 def test_multiframe_gives_one_case_per_frame_and_monochrome_is_not_dermoscopy(tmp_path):
@@ -329,6 +335,7 @@ def test_ham_style_metadata_csv_gives_lesion_not_patient(tmp_path):
     assert case.metadata.age == 55 and case.metadata.site.fine == "back" and not report.notes
 
 
+@pytest.mark.slow  # reads all 20 real 6000×4000 DICOMs
 def test_real_dicoms_with_metadata_csv(shared_data):
     folder = shared_data / "siim_isic_2020"
     cases, report = load_cases([folder / "dicom"], metadata_csv=folder / "metadata.csv")
@@ -351,6 +358,7 @@ def test_real_dicoms_with_metadata_csv(shared_data):
     assert np.abs(reference.astype(int) - case.image).mean() < 3
 
 
+@pytest.mark.slow  # reads all 20 real 6000×4000 DICOMs
 def test_real_dicom_metadata_without_metadata_csv(shared_data):
     cases, _ = load_cases([shared_data / "siim_isic_2020" / "dicom"])
     by_id = {c.name: c for c in cases}

@@ -14,6 +14,7 @@ from skinapp.inference.assessment import Assessor
 from skinapp.inference.measurements import measure_lesion
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
+from skinapp.inference.site import SiteProfile, SiteProfileError
 from skinapp.io import Case, load_cases
 from skinapp.trust.flags import Flag, needs_manual_check
 from skinapp.vocab import CLASSES
@@ -24,7 +25,7 @@ FULL_COLUMNS = [
     "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm",
     "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "asymmetry_long_axis",
     "asymmetry_short_axis", "asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag", "flag_reasons",
-    "patient_id", "dermoscopic", "source", "model_version",
+    "patient_id", "dermoscopic", "source", "model_version", "model_id",
 ]
 
 
@@ -32,12 +33,14 @@ def mask_file_name(case_name: str) -> str:
     return case_name.replace("#", "_frame") + "_mask.png"
 
 
-def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = ()) -> dict[str, object]:
+def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = (),
+            model_id: str = "") -> dict[str, object]:
     """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
     calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it, the
     90 % conformal set (`prediction_set`, e.g. "MEL|NV", the call first) and the melanoma safety net
     (`suspicious`: 1 at or above it; both empty for a model without them), and the lesion measurements from the
-    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size)."""
+    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size), and
+    the model (`model_version`, with the site profile where one was used, and `model_id`, its identity)."""
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
         values = prediction.decision_scores
@@ -57,7 +60,7 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
             **_measurement_columns(case, prediction, scale),
             patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
-            model_version=prediction.model_version,
+            model_version=prediction.model_version, model_id=model_id,
         )
     return row
 
@@ -77,8 +80,11 @@ def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> di
 
 
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
-                masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16) -> int:
-    """Returns the exit code: 0 if any case was analysed, 1 if none could be."""
+                masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16,
+                site_profile: Path | None = None, site_adapt: bool = False, save_profile: Path | None = None) -> int:
+    """Returns the exit code: 0 if any case was analysed, 1 if none could be, 2 if the site profile asked for
+    cannot be used (nothing is written then). `site_profile`: a profile file to analyse with; `site_adapt`: estimate
+    one on the inputs themselves (at least MIN_SITE_IMAGES), and with `save_profile` keep it for later runs."""
     cases, report = load_cases(paths, metadata_csv=metadata_csv, keep_duplicates=True)  # a row for every input
     for rejection in report.rejected:
         print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
@@ -86,6 +92,18 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         print("error: no input could be read; nothing was analysed", file=sys.stderr)
         return 1
     predictor = Predictor.from_weights(weights, tta=tta, gradcam=False)
+    try:
+        if site_profile is not None:
+            predictor.adapt_to_site(SiteProfile.load(site_profile))
+        elif site_adapt:
+            profile = predictor.estimate_site_profile([c.image for c in cases], [c.metadata for c in cases],
+                                                      name=(save_profile.stem if save_profile else "these inputs"))
+            if save_profile is not None:
+                profile.save(save_profile)
+            predictor.adapt_to_site(profile)
+    except SiteProfileError as exc:
+        print(f"error: {exc}; nothing was analysed", file=sys.stderr)
+        return 2
     assessor = Assessor.from_weights(weights, predictor.card)
     if masks_dir is not None:
         masks_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +117,7 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
             predictions = predictor.predict([c.image for c in batch], [c.metadata for c in batch])
             for case, prediction in zip(batch, predictions, strict=True):
                 flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []
-                writer.writerow(csv_row(case, prediction, output_format, flags))
+                writer.writerow(csv_row(case, prediction, output_format, flags, predictor.identity))
                 if masks_dir is not None:
                     mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
                     if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):

@@ -20,6 +20,7 @@ from skinapp.inference.gradcam import MODEL_USE, gradcam_maps
 from skinapp.inference.outline import resize_map
 from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction, RawOutputs
+from skinapp.inference.site import SiteProfile, SiteProfileError, apply_profile, estimate_profile, profiled_identity
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.batch import model_input
 from skinapp.model.card import ModelCard
@@ -76,6 +77,7 @@ class Predictor:
         # the net were fitted on calibrated probabilities).
         self.postprocessing = PostProcessing.from_card(card) if calibrate else PostProcessing()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
+        self.site_profile: SiteProfile | None = None
 
     @classmethod
     def from_weights(cls, folder: str | Path, **kwargs) -> Predictor:
@@ -87,7 +89,31 @@ class Predictor:
 
     @property
     def model_version(self) -> str:
-        return self.card.version
+        """The card's version, and the site profile where one is applied: every result names both."""
+        if self.site_profile is None:
+            return self.card.version
+        return f"{self.card.version} with {self.site_profile.label}"[:128]
+
+    @property
+    def identity(self) -> str:
+        """What each stored result is bound to: the card's identity, or one that also binds the site profile."""
+        return profiled_identity(self.card, self.site_profile)
+
+    def adapt_to_site(self, profile: SiteProfile) -> Predictor:
+        """Use a site profile's batch-norm statistics from now on (in place; `SiteProfileError` if it was made for
+        another model)."""
+        apply_profile(self.models, self.card, profile)
+        self.site_profile = profile
+        return self
+
+    def estimate_site_profile(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None,
+                              name: str = "site") -> SiteProfile:
+        """A profile for these images (at least MIN_SITE_IMAGES of one site), estimated on the card's own members
+        and views; the predictor itself is left as it was."""
+        if self.site_profile is not None:
+            raise SiteProfileError("estimate a site profile with the plain model, not one already adapted")
+        with MODEL_USE:
+            return estimate_profile(self.models, self.card, images, metadata, name, len(self.views), device=self.device)
 
     @property
     def temperature(self) -> float:

@@ -2,7 +2,7 @@
 
 A bad file never stops a batch: it gets a line in the report naming it and the reason in plain words. Nothing
 is written to disk (archives are read in memory). Images are kept at display size; the full-resolution array
-is made only when asked (`max_side=None`).
+is made only when asked (`max_side=None`). Each file is decoded once; every copy of an image comes from that decode.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import BinaryIO
 
 from skinapp.io.case import Acquisition, Case, ImportReport, Rejection
 from skinapp.io.dicom import PATIENT_ID_IS_IMAGE_NAME, looks_like_dicom, read_dicom
-from skinapp.io.images import IMAGE_SUFFIXES, NotAnImage, UnreadableImage, read_image
+from skinapp.io.images import IMAGE_SUFFIXES, NotAnImage, UnreadableImage, decode_image, read_image
 from skinapp.io.metadata_csv import MetadataRow, read_metadata_csv
-from skinapp.io.pixels import DISPLAY_MAX_SIDE, ZOOM_MAX_SIDE, jpeg_bytes
+from skinapp.io.pixels import DISPLAY_MAX_SIDE, ZOOM_MAX_SIDE, zoom_side
 from skinapp.io.sources import InputFile, expand_inputs
 from skinapp.vocab import Metadata
 
@@ -34,25 +34,24 @@ FileProgress = Callable[[int, int, str], None]  # (files done, files in all, fil
 
 def read_file(file: InputFile, max_side: int | None) -> list[Case]:
     """One file → its cases. DICOM is recognised by content, not by name; raises UnreadableImage with a reason.
-    A single image larger than max_side also gets a zoom copy (up to ZOOM_MAX_SIDE, as JPEG): a second decode
-    at that size, so the display image, and with it the case's identity, stays what it always was."""
-    cases = _read_file(file, max_side)
-    if max_side is None or max_side >= ZOOM_MAX_SIDE or len(cases) != 1 or max(cases[0].original_size) <= max_side:
-        return cases  # a multi-frame file gets none: its frames at zoom size could hold gigabytes at once
-    (larger,) = _read_file(file, ZOOM_MAX_SIDE)
-    return [replace(cases[0], zoom_jpeg=jpeg_bytes(larger.image))]
+    Each file is decoded once: a single image larger than max_side also gets a zoom copy (up to ZOOM_MAX_SIDE, as
+    JPEG), made from the same decode as its display image. A case's identity is its `content_key`, taken from the
+    file's stored data, so how the pixels are decoded and resized does not change it."""
+    return _read_file(file, max_side, ZOOM_MAX_SIDE)
 
 
-def _read_file(file: InputFile, max_side: int | None) -> list[Case]:
+def _read_file(file: InputFile, max_side: int | None, zoom_max_side: int | None) -> list[Case]:
     if looks_like_dicom(file):
-        return read_dicom(file, max_side)
+        return read_dicom(file, max_side, zoom_max_side)
     try:
-        image, original = read_image(file, max_side)
+        decoded = decode_image(file, max_side, zoom_max_side)
     except NotAnImage:
         if file.suffix in IMAGE_SUFFIXES:
             raise
-        return read_dicom(file, max_side)  # a DICOM dataset written without the preamble, or not an image at all
-    return [Case(name=file.stem, image=image, source=file.name, image_name=file.stem, original_size=original)]
+        return read_dicom(file, max_side, zoom_max_side)  # a DICOM dataset without the preamble, or not an image at all
+    image, zoom_jpeg = decoded.copies(max_side, zoom_side(decoded.size, max_side, zoom_max_side))
+    return [Case(name=file.stem, image=image, source=file.name, image_name=file.stem, original_size=decoded.size,
+                 content_key=decoded.content_key, zoom_jpeg=zoom_jpeg)]
 
 
 def _apply_metadata_row(case: Case, row: MetadataRow) -> Case:

@@ -52,6 +52,9 @@ class Case:
     sop_instance_uid: str | None = None
     notes: list[str] = field(default_factory=list)          # what the clinician should know about the file
     zoom_jpeg: bytes | None = None  # up to ZOOM_MAX_SIDE, JPEG: for the viewer's zoom where the file has more pixels
+    # what names the image, whatever the decoding (identity.py): the same image imported again has the same key.
+    # None for a case not made by the importer.
+    content_key: str | None = None
 
     @property
     def mm_per_pixel(self) -> float | None:

@@ -7,6 +7,8 @@ APP1) and free-text comments into the stream; DICOM attributes never show them.
 
 from __future__ import annotations
 
+import re
+
 KEPT_APP_SEGMENTS = (  # needed to decode the colours right, and nothing identifying
     (0xE0, b"JFIF\0"),
     (0xEE, b"Adobe"),
@@ -28,18 +30,14 @@ def _is_metadata(marker: int, payload: bytes) -> bool:
     return False
 
 
+_MARKER = re.compile(rb"\xff[\xc0-\xcf\xd8-\xfe]")  # 0xFF and a marker code: neither stuffing, RSTn nor a fill byte
+
+
 def _next_marker(data: bytes, start: int) -> int:
     """Position of the next marker after entropy-coded data (0xFF00 stuffing, RSTn and, in JPEG-LS, 0xFF
     followed by a byte below 0x80 belong to the data)."""
-    position = start
-    while True:
-        position = data.find(b"\xff", position)
-        if position < 0 or position + 1 >= len(data):
-            return len(data)
-        following = data[position + 1]
-        if following >= 0xC0 and not 0xD0 <= following <= 0xD7 and following != 0xFF:
-            return position
-        position += 1
+    found = _MARKER.search(data, start)
+    return len(data) if found is None else found.start()
 
 
 def strip_jpeg_metadata(data: bytes) -> bytes:

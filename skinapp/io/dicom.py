@@ -16,7 +16,7 @@ from pydicom.uid import MediaStorageDirectoryStorage
 from skinapp.io.case import Acquisition, Case
 from skinapp.io.images import UnreadableImage
 from skinapp.io.integrity import DamagedImageData
-from skinapp.io.pixels import MAX_FRAMES, MAX_PIXELS, MAX_TOTAL_PIXELS, dicom_frames, frame_count
+from skinapp.io.pixels import MAX_FRAMES, MAX_PIXELS, MAX_TOTAL_PIXELS, decode_dicom, frame_count, zoom_side
 from skinapp.io.sources import InputFile
 from skinapp.vocab import Metadata, Site, parse_age, parse_sex, parse_site
 
@@ -177,14 +177,16 @@ def _cut_short(ds: pydicom.Dataset, size: int | None) -> bool:
     return tell + length != size
 
 
-def read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
-    """One case per frame, fitted within max_side. Raises UnreadableImage with the reason in plain words."""
+def read_dicom(file: InputFile, max_side: int | None, zoom_max_side: int | None = None) -> list[Case]:
+    """One case per frame, fitted within max_side. A single frame with more pixels than that also gets a zoom copy
+    fitted within zoom_max_side (JPEG), made from the same decode; several frames get none (at zoom size they
+    could hold gigabytes at once). Raises UnreadableImage with the reason in plain words."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # real files break VR rules (quoted UIDs); what matters is handled here
-        return _read_dicom(file, max_side)
+        return _read_dicom(file, max_side, zoom_max_side)
 
 
-def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
+def _read_dicom(file: InputFile, max_side: int | None, zoom_max_side: int | None) -> list[Case]:
     ds = _open(file)
     if clean_text(ds.get("SOPClassUID")) == MediaStorageDirectoryStorage:
         raise UnreadableImage("DICOMDIR index, not an image (the files it lists are imported from the folder)")
@@ -207,8 +209,14 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
         raise UnreadableImage(
             f"image is {columns:,}×{rows:,} pixels × {frames} frame(s), too large to open safely (possible decompression bomb)"
         )
+    zoom = zoom_side((columns, rows), max_side, zoom_max_side) if frames == 1 else None
     try:
-        images = dicom_frames(ds, max_side)
+        decoded = decode_dicom(ds, zoom or max_side)
+        if zoom is None:
+            images, zoom_jpeg = [d.copy(max_side) for d in decoded], None
+        else:
+            image, zoom_jpeg = decoded[0].copies(max_side, zoom)
+            images = [image]
     except DamagedImageData as exc:
         raise UnreadableImage(f"image data is damaged: {exc}. Not imported, as a damaged picture must not be "
                               "diagnosed; ask for the original file") from None
@@ -228,13 +236,13 @@ def _read_dicom(file: InputFile, max_side: int | None) -> list[Case]:
         metadata=Metadata(parse_age(_text(ds, "PatientAge")), parse_sex(_text(ds, "PatientSex")), _site(ds)),
         patient_id=patient_id, study_date=_iso_date(ds), is_dermoscopic=dermoscopic,
         original_size=(columns, rows), acquisition=_acquisition(ds),
-        sop_instance_uid=_text(ds, "SOPInstanceUID"), notes=notes,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"), notes=notes, zoom_jpeg=zoom_jpeg,
     )
     cases = []
-    for index, image in enumerate(images):
+    for index, (image, frame) in enumerate(zip(images, decoded, strict=True)):
         scale = columns / image.shape[1]
         cases.append(replace(
-            base, image=image, notes=list(notes),
+            base, image=image, notes=list(notes), content_key=frame.content_key,
             name=base.name if frames == 1 else f"{base.name}#{index + 1}",
             frame=None if frames == 1 else index + 1,
             pixel_spacing_mm=None if spacing is None else (spacing[0] * scale, spacing[1] * scale),

@@ -24,7 +24,7 @@ class DamagedImageData(ValueError):
     """The image data is damaged; the message says how, in the decoder's words."""
 
 
-def _eight_bit_jpeg(data: bytes) -> bool:
+def is_eight_bit_jpeg(data: bytes) -> bool:
     """Whether the stream's frame header is an 8-bit DCT one (what libjpeg-turbo's 8-bit decoder reads)."""
     position = 2
     while position + 4 <= len(data) and data[position] == 0xFF:
@@ -55,7 +55,7 @@ def decode_jpeg_strict(data: bytes, min_size: tuple[int, int] | None = None, gre
 
 def check_jpeg(data: bytes) -> None:
     """Raises DamagedImageData where an 8-bit JPEG stream is damaged; other streams pass untouched."""
-    if data.startswith(JPEG_SOI) and _eight_bit_jpeg(data):
+    if data.startswith(JPEG_SOI) and is_eight_bit_jpeg(data):
         decode_jpeg_strict(data, (1, 1), grey=True)  # smallest scale: every coded bit is still entropy-decoded
 
 

@@ -1,20 +1,26 @@
-"""Pixel decoding behind one function: `dicom_frames(ds, max_side)` gives RGB uint8 frames no larger than
-asked, whatever the transfer syntax. Where the codec can decode at reduced size (JPEG DCT scaling in
-libjpeg-turbo, JPEG 2000 resolution levels) the full-size array is never made; everything else goes through
-pydicom's own decoders (with pylibjpeg / pyjpegls for what Pillow cannot do) and is resized after. Compressed
-frames are checked for damage (`integrity.py`) on both paths: damaged data raises DamagedImageData."""
+"""Pixel decoding behind one function: `decode_dicom(ds, largest_side)` decodes each frame once, at least as large
+as the largest copy wanted, and every copy (the display image, the zoom copy) is made from that one decode
+(`Decoded.copy`). Where the codec can decode at reduced size (JPEG DCT scaling in libjpeg-turbo, JPEG 2000
+resolution levels) the full-size array is never made; everything else goes through pydicom's own decoders (with
+pylibjpeg / pyjpegls for what Pillow cannot do) and is resized after. Compressed frames are checked for damage
+(`integrity.py`) on both paths: damaged data raises DamagedImageData.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pydicom
+import simplejpeg
 from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit
 
+from skinapp.io.identity import dicom_frame_keys
 from skinapp.io.integrity import DamagedImageData, check_frame, check_j2k, decode_jpeg_strict, jpeg_header
 
 DISPLAY_MAX_SIDE = 1024  # what the app shows and the model reads from; the model itself needs a few hundred pixels
@@ -34,6 +40,12 @@ def jpeg_bytes(image: np.ndarray, quality: int = 90, max_side: int | None = None
     return buffer.getvalue()
 
 
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """RGB uint8 → JPEG (4:2:0, as Pillow writes at this quality), by libjpeg-turbo straight from the array: no
+    copy into a Pillow image, at under half of `jpeg_bytes`'s time for a zoom copy."""
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB", colorsubsampling="420")
+
+
 def fitted_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     if max_side is None or max(width, height) <= max_side:
         return width, height
@@ -48,6 +60,69 @@ def shrink(image: Image.Image, max_side: int | None) -> np.ndarray:
     if size != image.size:
         image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     return np.asarray(image)
+
+
+def zoom_side(size: tuple[int, int], max_side: int | None, zoom_max_side: int | None) -> int | None:
+    """The side of the zoom copy kept beside an image of `size` (width, height) shown fitted within max_side:
+    None where the image has no more pixels than the display image, or no larger copy is asked for."""
+    if max_side is None or zoom_max_side is None or zoom_max_side <= max_side or max(size) <= max_side:
+        return None
+    return zoom_max_side
+
+
+def _as_rgb(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[-1] == 3:
+        return pixels
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    return np.asarray(Image.fromarray(pixels).convert("RGB"))
+
+
+def _fit(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Shrunk to size (width, height): area-averaged where it shrinks 1.5× or more, bilinear below that (the zoom
+    copy from a zoom-size decode, about 1.1×: every pixel still counts, and on the real 6000×4000 DICOMs it is
+    within 0.3/255 of area-averaging, at a fifth of its time)."""
+    width, height = size
+    have_height, have_width = pixels.shape[:2]
+    if (have_width, have_height) == size:
+        return pixels
+    if width > have_width or height > have_height:
+        raise ValueError(f"a {width}×{height} copy asked of a {have_width}×{have_height} decode")
+    area = max(have_width / width, have_height / height) >= 1.5
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One image decoded once, and every copy made from it."""
+
+    pixels: np.ndarray          # RGB uint8 (H, W, 3): at least as large as any copy asked of it, or full size
+    size: tuple[int, int]       # (width, height) of the image at full size, as shown
+    content_key: str            # identity.py: from the stored data, whatever the decoding
+
+    @property
+    def full_size(self) -> bool:
+        return (self.pixels.shape[1], self.pixels.shape[0]) == self.size
+
+    def copy(self, max_side: int | None) -> np.ndarray:
+        """RGB uint8 fitted within max_side (aspect kept; never enlarged beyond the file), made from this decode.
+        A full-size decode is resized as the importer always did (`shrink`: bicubic, reduced first where it shrinks
+        more than 2×); a reduced-size decode, where the codec has already done the large step, by `_fit`."""
+        if self.full_size:
+            return shrink(Image.fromarray(self.pixels), max_side)
+        return _fit(self.pixels, fitted_size(*self.size, max_side))
+
+    def copies(self, max_side: int | None, zoom_side: int | None) -> tuple[np.ndarray, bytes | None]:
+        """The display image fitted within max_side, and the zoom copy fitted within zoom_side as JPEG (None where
+        zoom_side is None). From a reduced-size decode the display image is area-averaged from the zoom copy: on the
+        real 6000×4000 DICOMs closer to an area average of the full-size image than the importer's display image
+        was before, in 40 % less time than from the decode. From a full-size decode both are made from it, as
+        they always were."""
+        if zoom_side is None:
+            return self.copy(max_side), None
+        zoom = self.copy(zoom_side)
+        display = self.copy(max_side) if self.full_size else _fit(zoom, fitted_size(*self.size, max_side))
+        return display, encode_jpeg(zoom, quality=90)
 
 
 # --- reduced-size decoders: each decodes one frame at least at the target size ----------------------------------
@@ -86,9 +161,9 @@ _REDUCED_DECODERS: dict[str, tuple[ReducedDecoder, frozenset[str]]] = {
 }
 
 
-def _reduced_frames(ds: pydicom.Dataset, frames: int, max_side: int) -> list[np.ndarray] | None:
-    """None where no reduced decoder applies or the codestream looks odd: the general path then decides.
-    Damaged data raises DamagedImageData."""
+def _reduced_decodes(ds: pydicom.Dataset, frames: int, largest_side: int) -> list[Decoded] | None:
+    """Each frame decoded once at reduced size, at least fitted within largest_side. None where no reduced decoder
+    applies or the codestream looks odd: the general path then decides. Damaged data raises DamagedImageData."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     decode, photometrics = _REDUCED_DECODERS.get(str(syntax), (None, frozenset()))
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
@@ -99,11 +174,14 @@ def _reduced_frames(ds: pydicom.Dataset, frames: int, max_side: int) -> list[np.
     size = (int(ds.Columns), int(ds.Rows))
     result = []
     try:
-        for frame in generate_frames(ds.PixelData, number_of_frames=frames):
-            decoded = decode(frame, size, max_side, photometric == "MONOCHROME2")
-            if decoded is None:
+        keys = dicom_frame_keys(ds, frames)
+        for frame, key in zip(generate_frames(ds.PixelData, number_of_frames=frames), keys, strict=True):
+            pixels = decode(frame, size, largest_side, photometric == "MONOCHROME2")
+            if pixels is None:
                 return None
-            result.append(shrink(Image.fromarray(decoded), max_side))
+            decoded = Decoded(_as_rgb(pixels), size, key)
+            # several frames: each fitted as it comes, so memory holds one at decoded size (they get no zoom copy)
+            result.append(decoded if frames == 1 else Decoded(decoded.copy(largest_side), size, key))
     except DamagedImageData:
         raise
     except Exception:
@@ -133,13 +211,21 @@ def _to_display_rgb(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def _general_frames(ds: pydicom.Dataset, frames: int, max_side: int | None) -> list[np.ndarray]:
+def _general_decodes(ds: pydicom.Dataset, frames: int, largest_side: int | None) -> list[Decoded]:
+    """Each frame decoded at full size by pydicom. A single frame is kept at full size, for its copies to be made
+    from; each of several frames is fitted within largest_side as it comes, so memory holds one at full size."""
     if ds["PixelData"].is_undefined_length:  # encapsulated: check each compressed frame before trusting a decode
         for frame in generate_frames(ds.PixelData, number_of_frames=frames):
             check_frame(frame)
     pixels = ds.pixel_array
     stack = pixels if frames > 1 else pixels[None]
-    return [shrink(Image.fromarray(_to_display_rgb(frame, ds)), max_side) for frame in stack]
+    size = (int(ds.Columns), int(ds.Rows))
+    keys = dicom_frame_keys(ds, frames)
+    result = []
+    for frame, key in zip(stack, keys, strict=True):
+        rgb = _to_display_rgb(frame, ds)
+        result.append(Decoded(rgb if frames == 1 else shrink(Image.fromarray(rgb), largest_side), size, key))
+    return result
 
 
 def frame_count(ds: pydicom.Dataset) -> int:
@@ -149,8 +235,14 @@ def frame_count(ds: pydicom.Dataset) -> int:
         return 1
 
 
+def decode_dicom(ds: pydicom.Dataset, largest_side: int | None = DISPLAY_MAX_SIDE) -> list[Decoded]:
+    """Every frame decoded once, at least as large as fitted within largest_side (None: full size), for its copies
+    to be made from (`Decoded.copy`). Raises on undecodable data; DamagedImageData on damaged data."""
+    frames = frame_count(ds)
+    reduced = _reduced_decodes(ds, frames, largest_side) if largest_side is not None else None
+    return reduced if reduced is not None else _general_decodes(ds, frames, largest_side)
+
+
 def dicom_frames(ds: pydicom.Dataset, max_side: int | None = DISPLAY_MAX_SIDE) -> list[np.ndarray]:
     """Every frame as RGB uint8 fitted within max_side (None: full size). Raises on undecodable data."""
-    frames = frame_count(ds)
-    reduced = _reduced_frames(ds, frames, max_side) if max_side is not None else None
-    return reduced if reduced is not None else _general_frames(ds, frames, max_side)
+    return [decoded.copy(max_side) for decoded in decode_dicom(ds, max_side)]

@@ -65,7 +65,7 @@ def import_and_analyse(
         result.case_ids.append(added.id)
         result.new_cases += added.new
         filled += bool(added.filled)
-        if added.model_input_changed or store.latest_weights(added.id) != predictor.card.identity:
+        if added.model_input_changed or store.latest_weights(added.id) != predictor.identity:
             if not added.new:  # a case already known is analysed as it now reads, a reviewer's corrections included
                 known = store.case(added.id)
                 if known is not None:
@@ -100,7 +100,7 @@ def _record(store: Store, case_id: int, prediction: Prediction, image: np.ndarra
             predictor: Predictor, assessor: Assessor, actor: str) -> int:
     """The model's result stored with its flags and the identity of the model that made it."""
     flags = assessor.assess(prediction, image, is_dermoscopic)
-    return store.add_prediction(case_id, prediction, flags, predictor.card.identity, actor)
+    return store.add_prediction(case_id, prediction, flags, predictor.identity, actor)
 
 
 def _refuse(report: ImportReport, case: Case, reason: str) -> None:

@@ -1,0 +1,140 @@
+"""Site profiles: the ensemble adapted to one clinic's images without labels (AdaBN; Li et al. 2016, Schneider et
+al. 2020). What depends on how a clinic's dermatoscope renders skin — every member's batch-norm statistics — is
+re-estimated from at least `MIN_SITE_IMAGES` of the site's own images; the weights, calibration, rule, sets,
+net, tiers and flags stay the model card's.
+
+A profile is a safetensors file (never pickle) holding each member's batch-norm running means and variances, with
+its metadata (name, the model identity it was made for, how many images) in the file's header. Its identity
+hashes the statistics and the model's identity, so results made with a profile are told apart from the plain
+model's and from another site's (`ProfiledModel.identity`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from skinapp.inference.views import views_for
+from skinapp.model.batch import model_input
+from skinapp.model.card import ModelCard
+from skinapp.model.network import LesionNet
+from skinapp.vocab import Metadata, encode_metadata
+
+MIN_SITE_IMAGES = 50
+_STATS = ("running_mean", "running_var")
+
+
+class SiteProfileError(ValueError):
+    """A site profile cannot be made (too few images) or does not fit the model it is used with."""
+
+
+@dataclass(frozen=True)
+class SiteProfile:
+    name: str
+    model_identity: str                # the `ModelCard.identity` it was estimated for
+    n_images: int
+    created_at: str
+    statistics: dict[str, torch.Tensor]  # "member{j}.{module}.running_mean|running_var"
+
+    @property
+    def identity(self) -> str:
+        digest = hashlib.sha256(self.model_identity.encode())
+        for key in sorted(self.statistics):
+            digest.update(key.encode())
+            digest.update(self.statistics[key].detach().cpu().float().numpy().tobytes())
+        return digest.hexdigest()
+
+    @property
+    def label(self) -> str:
+        """How results name it: "site profile Clinic A (a1b2c3d4e5f6, 212 images)"."""
+        return f"site profile {self.name} ({self.identity[:12]}, {self.n_images} images)"
+
+    def save(self, path: Path) -> None:
+        header = {"name": self.name, "model_identity": self.model_identity, "n_images": str(self.n_images),
+                  "created_at": self.created_at}
+        save_file({k: v.contiguous() for k, v in self.statistics.items()}, str(path), metadata=header)
+
+    @classmethod
+    def load(cls, path: Path) -> SiteProfile:
+        try:
+            statistics = load_file(str(path))
+            with open(path, "rb") as handle:
+                length = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(length))["__metadata__"]
+            return cls(header["name"], header["model_identity"], int(header["n_images"]), header["created_at"],
+                       statistics)
+        except (OSError, SafetensorError, KeyError, ValueError) as exc:
+            raise SiteProfileError(f"{path} is not a site profile: {exc}") from exc
+
+
+def _norm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
+@torch.no_grad()
+def estimate_profile(models: Sequence[LesionNet], card: ModelCard, images: Sequence[np.ndarray],
+                     metadata: Sequence[Metadata | None] | None = None, name: str = "site", views: int = 4,
+                     batch_size: int = 32, device: torch.device | str = "cpu") -> SiteProfile:
+    """Each member's batch-norm statistics re-estimated on the site's images (every test-time view of each, so
+    that the statistics match what the app feeds the members). The members themselves are left unchanged."""
+    if len(images) < MIN_SITE_IMAGES:
+        raise SiteProfileError(f"a site profile needs at least {MIN_SITE_IMAGES} of the site's images; "
+                               f"{len(images)} given")
+    meta = list(metadata) if metadata is not None else [None] * len(images)
+    codes = torch.tensor(np.asarray([encode_metadata(m or Metadata()) for m in meta], np.float32))
+    statistics: dict[str, torch.Tensor] = {}
+    for j, member in enumerate(models):
+        saved = {k: v.clone() for k, v in member.state_dict().items()}
+        layers = _norm_layers(member)
+        momenta = {n: m.momentum for n, m in layers.items()}
+        try:
+            for layer in layers.values():
+                layer.reset_running_stats()
+                layer.momentum = None  # a cumulative average over every batch
+                layer.train()
+            for start in range(0, len(images), batch_size):
+                x = model_input(card.preprocessing, list(images[start:start + batch_size])).to(device)
+                batch_codes = codes[start:start + batch_size].to(device)
+                for view in views_for(views):
+                    member(view.forward(x).contiguous(memory_format=torch.channels_last), batch_codes)
+            for n, layer in layers.items():
+                for stat in _STATS:
+                    statistics[f"member{j}.{n}.{stat}"] = getattr(layer, stat).detach().cpu().clone()
+        finally:
+            member.load_state_dict(saved)
+            for n, layer in layers.items():
+                layer.momentum = momenta[n]
+            member.eval()
+    return SiteProfile(name, card.identity, len(images), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                       statistics)
+
+
+def apply_profile(models: Sequence[LesionNet], card: ModelCard, profile: SiteProfile) -> None:
+    """Load the profile's statistics into the members (in place)."""
+    if profile.model_identity != card.identity:
+        raise SiteProfileError(f"the site profile {profile.name!r} was made for another model "
+                               f"({profile.model_identity[:12]}…, not {card.identity[:12]}…); make it again")
+    for j, member in enumerate(models):
+        for n, layer in _norm_layers(member).items():
+            for stat in _STATS:
+                key = f"member{j}.{n}.{stat}"
+                if key not in profile.statistics:
+                    raise SiteProfileError(f"the site profile {profile.name!r} does not fit this model ({key} missing)")
+                getattr(layer, stat).copy_(profile.statistics[key].to(getattr(layer, stat).device))
+
+
+def profiled_identity(card: ModelCard, profile: SiteProfile | None) -> str:
+    """The identity stored with each result: the model's own, or one that also binds the site profile."""
+    if profile is None:
+        return card.identity
+    return hashlib.sha256(f"{card.identity}+site:{profile.identity}".encode()).hexdigest()
