@@ -79,8 +79,8 @@ def page() -> None:
 
     st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
                        key="export_csv", on_click="ignore")
-    st.caption("The export holds predictions, flags and decisions, with the model version of each prediction and the "
-               "result each decision was made on.")
+    st.caption("The export holds predictions, flags, decisions and outcomes, with the model version of each prediction "
+               "and the result each decision was made on.")
 
 
 run_guarded(page)

@@ -1,7 +1,8 @@
 """Parts of the case-review page (pages/2_Case_review.py), kept here to keep the page short: moving along the
 review queue, and the panels beside the image and the decision (the model's answer, similar training cases, the
-measuring tool, corrections, links to the lesion and the patient, the reports). Layout only: what they show is
-worked out in skinapp/workflow/case_view.py. Not in pages/: Streamlit would list it as a page."""
+measuring tool, corrections, links to the lesion and the patient, the reports, the outcome). Layout only: what they
+show is worked out in skinapp/workflow/case_view.py and outcome_view.py. Not in pages/: Streamlit would list it as a
+page."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import datetime as dt
 from typing import IO
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer
 from skinapp.inference.assessment import training_image_path
+from skinapp.outcomes import BRESLOW_MAX_MM, EARLIEST_RESULT
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
-from skinapp.store import InvalidText, Store, StoredCase, StoredPrediction
+from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
 from skinapp.store.limits import LIMITS
 from skinapp.store.records import DIAMETER, SCALE
 from skinapp.vocab import CLASS_NAMES, SEXES
 from skinapp.workflow import case_view as view
+from skinapp.workflow import outcome_view
 from skinapp.workflow.analysis import reanalyse_case
 from skinapp.workflow.followup import series_of_case
 from skinapp.workflow.queue import ReviewQueue
@@ -233,3 +237,54 @@ def related(store: Store, case: StoredCase) -> None:
         st.switch_page("pages/3_Patient_context.py")
     correction_form(store, case)
     _downloads(store, case, [r.case.id for r in records] if case.patient_id else [])
+
+
+def outcome_panel(store: Store, case: StoredCase) -> None:
+    """What the lesion turned out to be: the latest outcome always in view; the form and the history on request."""
+    history = store.outcomes(case.id)
+    latest = history[-1] if history else None
+    st.markdown(outcome_view.latest_outcome_text(latest))
+    panel = st.expander("Record the outcome (histopathology or follow-up)", key="outcome_open", on_change="rerun")
+    with panel:
+        if not panel.open:
+            return
+        seen_key = f"seen_outcome_{case.id}"
+        with st.form(f"outcome_{case.id}"):
+            kind = st.selectbox("Outcome", outcome_view.KIND_CHOICES, format_func=outcome_view.kind_choice_label,
+                                key=f"outcome_kind_{case.id}")
+            diagnosis = st.selectbox("Diagnosis", outcome_view.DIAGNOSIS_CHOICES, key=f"outcome_diagnosis_{case.id}",
+                                     format_func=outcome_view.diagnosis_choice_label)
+            breslow = st.number_input("Breslow thickness in mm (invasive melanoma only)", 0.0, BRESLOW_MAX_MM, None, 0.1,
+                                      "%.2f", key=f"outcome_breslow_{case.id}", placeholder="none")
+            words = st.text_input("The diagnosis in words (with “Other”)", max_chars=LIMITS["diagnosis in words"],
+                                  key=f"outcome_words_{case.id}")
+            today = dt.date.today()
+            result_date = st.date_input("Date of the result", today, EARLIEST_RESULT, today, key=f"outcome_date_{case.id}")
+            reference = st.text_input("Laboratory reference (optional)", max_chars=LIMITS["lab reference"],
+                                      key=f"outcome_reference_{case.id}")
+            note = st.text_area("Note on the outcome", max_chars=LIMITS["note"], height=68, key=f"outcome_note_{case.id}")
+            submitted = st.form_submit_button("Save the outcome")
+        if history:
+            st.markdown("**Outcomes entered on this case** (latest first; each corrected the one below it)")
+            st.dataframe(pd.DataFrame(outcome_view.outcome_history(history)), hide_index=True, width="stretch")
+        if submitted:
+            day = result_date if isinstance(result_date, dt.date) else None
+            problem = outcome_view.outcome_problem(kind, day)
+            if problem is not None or day is None:
+                st.error(problem)
+            else:
+                seen = st.session_state.get(seen_key, latest.id if latest else None)
+                try:
+                    saved = store.record_outcome(outcome_view.outcome_entry(
+                        case.id, kind, diagnosis, breslow, day, words, reference, note), reviewer() or "",
+                        seen_outcome_id=seen)
+                except OutcomeConflict as conflict:
+                    st.warning(outcome_view.outcome_conflict_text(conflict.current))
+                    latest = conflict.current
+                except InvalidText as exc:
+                    st.error(view.not_saved_text(exc))
+                else:
+                    st.session_state.pop(seen_key, None)
+                    st.session_state["saved_message"] = outcome_view.outcome_saved_text(saved)
+                    st.rerun()
+        st.session_state[seen_key] = latest.id if latest else None

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_shared import get_predictor, get_store, open_case, reviewer, run_guarded
-from case_review_parts import measure_tool, model_answer, navigation, related, similar_cases
+from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, related, similar_cases
 from skinapp.reporting.overlay import OVERLAYS, VIEWER_LEGENDS
 from skinapp.reporting.text import plain_markdown
 from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
@@ -16,6 +16,7 @@ from skinapp.store.limits import LIMITS, InvalidText
 from skinapp.store.records import DECISIONS, Decision, DecisionConflict, PredictionChanged, StoredCase, StoredPrediction
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow import case_view as view
+from skinapp.workflow.outcome_view import DIAGNOSIS_CHOICES, diagnosis_choice_label
 from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.worklist import worklist
 
@@ -23,7 +24,7 @@ from skinapp.workflow.worklist import worklist
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM …")
 def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> np.ndarray | None:
     store, predictor = get_store(), get_predictor()
-    if predictor is None or predictor.card.identity != weights_sha256:
+    if predictor is None or predictor.identity != weights_sha256:
         return None  # the model that made this prediction is not the one loaded: do not mix them
     case = store.case(case_id)
     return None if case is None else predictor.explain_class(_case_image(case_id), class_name, case.metadata)
@@ -86,12 +87,12 @@ def _decision_form(store: Store, queue: ReviewQueue, case: StoredCase, latest: D
         st.button(DECISIONS[decision], shortcut=key, key=f"pick_{decision}", width="stretch",
                   icon=":material/check_circle:" if decision == choice else None,
                   on_click=st.session_state.__setitem__, args=(keys.choice, decision))
-    diagnosis = st.selectbox("Your diagnosis (when you disagree)", [None, *CLASSES], key=keys.diagnosis,
-                             format_func=lambda c: "—" if c is None else f"{CLASS_NAMES[c]} ({c})")
+    diagnosis = st.selectbox("Your diagnosis (when you disagree; “Other”: write it in the note)", DIAGNOSIS_CHOICES,
+                             key=keys.diagnosis, format_func=diagnosis_choice_label)
     note = st.text_area("Note", key=keys.note, max_chars=LIMITS["note"], height=68)
     shown_result = stored.id if stored is not None else None
     if st.button("Save decision", type="primary", shortcut="Ctrl+Enter", key="save_decision", width="stretch"):
-        problem = view.decision_problem(choice, diagnosis)
+        problem = view.decision_problem(choice, diagnosis, note)
         if problem is not None:
             st.error(problem)
         elif choice is not None:  # always, once nothing is missing
@@ -222,6 +223,7 @@ def page() -> None:
             model_answer(stored)
         st.caption(view.case_facts_text(case))
         related(store, case)
+        outcome_panel(store, case)
     measure_tool(store, case, image)  # the page's full width: a wide picture is measured more precisely
     if stored is not None:
         similar_cases(stored)

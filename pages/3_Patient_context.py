@@ -1,4 +1,5 @@
-"""Patient context: all lesions of one patient side by side, and which one looks unlike the others."""
+"""Patient context: all lesions of one patient side by side with what each turned out to be, and which one looks
+unlike the others."""
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -7,6 +8,7 @@ from app_shared import get_store, open_case, run_guarded
 from skinapp.reporting.text import plain_chart_text, plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow.context import MIN_LESIONS
+from skinapp.workflow.outcome_view import outcome_short_text
 from skinapp.workflow.worklist import worklist
 
 
@@ -63,6 +65,9 @@ def page() -> None:
                     call_probability = p.probabilities[CLASSES.index(p.predicted_class)]
                     st.caption(f"{CLASS_NAMES[p.predicted_class]} ({call_probability:.0%}) · malignancy "
                                f"{p.malignancy:.0%}" + (" · manual check" if p.needs_manual_check else ""))
+                outcome = outcome_short_text(row.outcome)
+                if outcome:
+                    st.markdown(outcome)
                 if row.context and row.context.ugly_duckling is not None:
                     st.caption(f"Looks different: {row.context.ugly_duckling:.2f} (rank {row.context.rank} of {len(rows)})")
                 if st.button("Open", key=f"open_{row.case.id}"):

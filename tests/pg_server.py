@@ -30,6 +30,18 @@ def _binaries() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
+def _scratch_root() -> str | None:
+    """/dev/shm where it has room, else the usual temporary folder. In memory, a database is made three times
+    faster, and the cluster's thousands of files go at once at the end: on the development machine's disk (ext4
+    mounted with `discard`) deleting them took 25 s after a full run."""
+    try:
+        if os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free > 2 * 1024**3:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
 class ScratchPostgres:
     def __init__(self, admin_url: str, folder: Path | None = None, stop: list[str] | None = None):
         self.admin_url = admin_url
@@ -53,7 +65,7 @@ class ScratchPostgres:
         if binaries is None:
             raise RuntimeError("PostgreSQL's binaries (initdb) are not installed and SKINAPP_TEST_POSTGRES_URL is not set")
         run_as: list[str] = []
-        folder = Path(tempfile.mkdtemp(prefix="skinapp-pg-"))
+        folder = Path(tempfile.mkdtemp(prefix="skinapp-pg-", dir=_scratch_root()))
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user
             try:
                 user = pwd.getpwnam("postgres")

@@ -226,11 +226,11 @@ def test_decision_is_saved_reloaded_and_never_silently_overwritten(data_dir, shi
     app.button(key="pick_disagree").click().run()
     app.button(key="save_decision").click().run()
     assert "Choose the diagnosis you think is right" in _texts(app)
-    app.selectbox(key=f"diagnosis_{case_id}").set_value("MEL")
+    app.selectbox(key=f"diagnosis_{case_id}").set_value("MIS")  # the clinical list, wider than the model's classes
     app.text_area(key=f"note_{case_id}").input("irregular network **check**")
     app.button(key="save_decision").click().run()
-    assert (f"Saved on {plain_markdown(store_case_name(data_dir, case_id))}: {plain_markdown('Disagree: MEL')}."
-            in _texts(app))
+    assert (f"Saved on {plain_markdown(store_case_name(data_dir, case_id))}: "
+            f"{plain_markdown('Disagree: Melanoma in situ (MIS)')}." in _texts(app))
     assert app.session_state["case_id"] != case_id  # on to the next case to review …
     app.button(key="previous_case").click().run()  # … and back along the same queue
     assert app.session_state["case_id"] == case_id
@@ -301,6 +301,27 @@ def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weig
     app = _app()
     assert "The audit trail failed its integrity check" in _texts(app)
     assert "The audit trail failed its integrity check" in _texts(_page(app, "model_card"))
+
+
+def test_an_outcome_is_recorded_on_the_case_page_and_shown_with_its_history(data_dir, shipped_weights, tiny_weights):
+    (case_id,) = _seed_cases(data_dir, count=1, weights=tiny_weights)  # which model analysed it is beside the point
+    app = _page(_app("Dr Path"), "case_review")
+    assert "**Outcome:** none recorded yet." in _texts(app)
+    app.session_state["outcome_open"] = True
+    app.run()
+    app.selectbox(key=f"outcome_diagnosis_{case_id}").set_value("MEL_INV")
+    app.text_input(key=f"outcome_reference_{case_id}").input("H-25-7")
+    app.button(key=f"FormSubmitter:outcome_{case_id}-Save the outcome").click().run()
+    assert "an invasive melanoma needs its Breslow thickness in mm" in _texts(app)  # nothing saved
+    app.number_input(key=f"outcome_breslow_{case_id}").set_value(0.8)
+    app.button(key=f"FormSubmitter:outcome_{case_id}-Save the outcome").click().run()
+    assert not app.exception
+    (saved,) = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").outcomes(case_id)
+    assert (saved.diagnosis, saved.breslow_mm, saved.lab_reference, saved.entered_by) == ("MEL_INV", 0.8, "H-25-7",
+                                                                                          _label("Dr Path"))
+    assert f"Outcome saved: {plain_markdown(saved.label)}." in _texts(app)
+    assert f"**Outcome:** {plain_markdown(saved.label)} (counts as MEL, malignant)" in _texts(app)
+    assert list(app.dataframe[-1].value["diagnosis"]) == ["Invasive melanoma (MEL_INV), Breslow 0.8 mm"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit,users} …`. Heavy imports
+"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit,users,outcomes} …`. Heavy imports
 happen inside each command."""
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def _predict(args: argparse.Namespace) -> int:
     from skinapp.cli.predict import run_predict
 
     return run_predict(args.paths, args.out, weights=weights, output_format=args.format, masks_dir=args.masks_dir,
-                       metadata_csv=args.metadata, tta=not args.no_tta)
+                       metadata_csv=args.metadata, tta=not args.no_tta, site_profile=args.site_profile,
+                       site_adapt=args.site_adapt, save_profile=args.save_profile)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -129,6 +130,24 @@ def _users(args: argparse.Namespace) -> int:
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _outcomes_import(args: argparse.Namespace) -> int:
+    from skinapp.store import Store
+    from skinapp.workflow.outcomes_import import import_outcomes_file
+
+    result = import_outcomes_file(Store.open(args.database), args.csv, args.user)
+    if result.refused:
+        print(f"refused {len(result.refused)} row(s) of {args.csv}; nothing was imported:")
+        for refused in result.refused:
+            print(f"  row {refused.row}: {refused.reason}")
+        return 1
+    print(f"imported {len(result.imported)} outcome(s) from {args.csv}")
+    for row in result.imported:
+        print(f"  row {row.row}: {row.case_name}: {row.outcome.label}")
+    for number, name in result.unchanged:
+        print(f"  row {number}: {name}: already recorded, not recorded again")
     return 0
 
 
@@ -240,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         command.set_defaults(run=_users)
 
+    outcomes = commands.add_parser("outcomes", help="what lesions turned out to be").add_subparsers(
+        dest="outcomes", required=True)
+    outcome_import = outcomes.add_parser(
+        "import", help="import a laboratory's CSV of outcomes: all rows or none (exit 1 and each refused row)",
+        description="Columns: case (or case_id), kind (histopathology when empty; stable, not excised), diagnosis (a "
+                    "code or name of the clinical list; 'other: <name>'), breslow_mm (invasive melanoma), date "
+                    "(YYYY-MM-DD or DD.MM.YYYY), lab_reference, note. Every row is checked first; a file with any "
+                    "refused row imports nothing.")
+    outcome_import.add_argument("csv", type=Path, help="the CSV file")
+    outcome_import.add_argument("--user", required=True, help="who enters the outcomes, e.g. 'Dr A. Meyer'")
+    outcome_import.add_argument("--database", help=database_help)
+    outcome_import.set_defaults(run=_outcomes_import)
+
     predict = commands.add_parser("predict", help="analyse images, DICOM files or folders")
     predict.add_argument("paths", nargs="+", type=Path, help="image files, DICOM files, or folders (searched recursively)")
     predict.add_argument("--out", type=Path, required=True, help="CSV file to write")
@@ -248,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--metadata", type=Path, help="metadata CSV with age, sex, site and patient per image name")
     predict.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
     predict.add_argument("--no-tta", action="store_true", help="identity view only (faster, less stable)")
+    site = predict.add_mutually_exclusive_group()
+    site.add_argument("--site-adapt", action="store_true", help="adapt the model to the inputs' site first (its "
+                      "batch-norm statistics re-estimated on the inputs themselves; at least 50 images of one site)")
+    site.add_argument("--site-profile", type=Path, help="analyse with a site profile made before (--save-profile)")
+    predict.add_argument("--save-profile", type=Path, help="with --site-adapt: keep the site profile in this file")
     predict.set_defaults(run=_predict)
     return parser
 

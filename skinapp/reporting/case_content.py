@@ -17,7 +17,7 @@ from skinapp.inference.measurements import LesionMeasurements, measured_outline
 from skinapp.io.pixels import jpeg_bytes
 from skinapp.reporting.overlay import LAYER_LEGENDS, OVERLAYS, overlay
 from skinapp.reporting.text import class_recall_text, decision_rule_text, percent_text
-from skinapp.store import Decision, StoredCase, StoredPrediction
+from skinapp.store import Decision, Outcome, StoredCase, StoredPrediction
 from skinapp.store.records import DIAMETER, Measurement
 from skinapp.vocab import CLASS_NAMES, CLASSES
 
@@ -47,6 +47,27 @@ class DecisionLine:
 
 
 @dataclass(frozen=True)
+class OutcomeLine:
+    result_date: str
+    outcome: str          # "Histopathology result"
+    diagnosis: str        # "Invasive melanoma (MEL_INV), Breslow 0.8 mm" (empty: none given)
+    counts_as: str        # "MEL, malignant": the model class and malignancy it counts as
+    lab_reference: str
+    entered: str          # "2025-03-04 10:12 UTC by Dr A"
+    note: str
+
+
+def outcome_lines(history: Sequence[Outcome]) -> list[OutcomeLine]:
+    """The case's outcomes, latest first: the first is the case's outcome, the others were corrected by it."""
+    return [OutcomeLine(o.result_date.isoformat(), o.kind_label, o.diagnosis_label,
+                        ", ".join(x for x in (o.model_class or "", o.malignancy) if x), o.lab_reference or "",
+                        f"{o.entered_at:%Y-%m-%d %H:%M} UTC by {o.entered_by}", o.note) for o in reversed(history)]
+
+
+OUTCOME_HEADER = ("Date", "Outcome", "Diagnosis", "Counts as", "Lab reference", "Entered", "Note")
+
+
+@dataclass(frozen=True)
 class CaseReport:
     case_id: int
     case_name: str
@@ -62,6 +83,7 @@ class CaseReport:
     pictures: list[Picture] = field(default_factory=list)
     decisions: list[DecisionLine] = field(default_factory=list)
     decision_warning: str | None = None
+    outcomes: list[OutcomeLine] = field(default_factory=list)   # latest first; the first is the case's outcome
 
     @property
     def date(self) -> str:
@@ -102,11 +124,12 @@ def _measurement_lines(case: StoredCase, measured: LesionMeasurements | None, le
 
 def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | None, history: list[Decision],
                 generated_by: str, lengths: Sequence[Measurement] = (), card_metrics: dict | None = None,
-                now: dt.datetime | None = None) -> CaseReport:
-    """card_metrics: the metrics of the model card of the model that made `stored` (for its recall), if known."""
+                now: dt.datetime | None = None, outcomes: Sequence[Outcome] = ()) -> CaseReport:
+    """card_metrics: the metrics of the model card of the model that made `stored` (for its recall), if known;
+    outcomes: what the lesion turned out to be, as entered, oldest first."""
     lengths = list(lengths)
     report = partial(CaseReport, case_id=case.id, case_name=case.name, generated_at=now or dt.datetime.now(dt.UTC),
-                     generated_by=generated_by, facts=_facts(case))
+                     generated_by=generated_by, facts=_facts(case), outcomes=outcome_lines(outcomes))
     decisions = [DecisionLine(f"{d.created_at:%Y-%m-%d %H:%M} UTC", d.reviewer, d.label, d.made_on_text, d.note)
                  for d in history]
     warning = None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from skinapp.reporting.case_content import DISCLAIMER, CaseReport, case_report, report_jpeg
+from skinapp.reporting.case_content import DISCLAIMER, OUTCOME_HEADER, CaseReport, case_report, report_jpeg
 from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.store import Decision, StoredCase, StoredPrediction
 
@@ -45,6 +45,14 @@ def _case_html(report: CaseReport) -> str:
                             ("When", "Reviewer", "Decision", "Made on", "Note")))
     else:
         parts.append("<p>No decision recorded yet.</p>")
+    parts.append("<h2>Outcome</h2>")
+    if report.outcomes:
+        if len(report.outcomes) > 1:
+            parts.append("<p>The first line is the outcome; those below it were corrected by it.</p>")
+        parts.append(_table([(o.result_date, o.outcome, o.diagnosis, o.counts_as, o.lab_reference, o.entered, o.note)
+                             for o in report.outcomes], OUTCOME_HEADER))
+    else:
+        parts.append("<p>No outcome recorded yet.</p>")
     return "\n".join(parts) + "</section>"
 
 

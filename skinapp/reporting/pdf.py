@@ -19,7 +19,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from skinapp.reporting.case_content import DISCLAIMER, CaseReport, report_jpeg
+from skinapp.reporting.case_content import DISCLAIMER, OUTCOME_HEADER, CaseReport, report_jpeg
 
 _FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 pdfmetrics.registerFont(TTFont("DejaVuSans", str(_FONTS / "DejaVuSans.ttf")))
@@ -98,6 +98,18 @@ def _case_story(report: CaseReport) -> list:
     else:
         decisions.append(_text("No decision recorded yet."))
     story.append(KeepTogether(decisions))
+    outcome: list = [_text("Outcome", _STYLES["Heading2"])]
+    if report.outcomes:
+        if len(report.outcomes) > 1:
+            outcome.append(_text("The first line is the outcome; those below it were corrected by it."))
+        outcome.append(Table([[_text(h, _SMALL) for h in OUTCOME_HEADER]]  # seven columns: the smaller type
+                             + [[_text(c, _SMALL) for c in (o.result_date, o.outcome, o.diagnosis, o.counts_as,
+                                                            o.lab_reference, o.entered, o.note)] for o in report.outcomes],
+                             colWidths=[21 * mm, 27 * mm, 36 * mm, 20 * mm, 20 * mm, 25 * mm, 25 * mm], style=_HEADED,
+                             repeatRows=1))
+    else:
+        outcome.append(_text("No outcome recorded yet."))
+    story.append(KeepTogether(outcome))
     return story
 
 

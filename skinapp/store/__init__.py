@@ -1,4 +1,4 @@
-"""Persistence: cases, predictions, decisions and an append-only audit log (SQLAlchemy; SQLite or PostgreSQL)."""
+"""Persistence: cases, predictions, decisions, outcomes and an append-only audit log (SQLAlchemy; SQLite or PostgreSQL)."""
 
 from skinapp.store.limits import InvalidText
 from skinapp.store.records import (
@@ -8,6 +8,9 @@ from skinapp.store.records import (
     CaseRecord,
     Decision,
     DecisionConflict,
+    Outcome,
+    OutcomeConflict,
+    OutcomeEntry,
     PredictionChanged,
     StoredCase,
     StoredPrediction,
@@ -17,5 +20,6 @@ from skinapp.store.store import Store
 
 __all__ = [
     "DECISIONS", "AuditCheck", "AuditEntry", "CaseRecord", "Decision", "DecisionConflict", "InvalidText",
-    "PredictionChanged", "Store", "StoreSetupError", "StoredCase", "StoredPrediction",
+    "Outcome", "OutcomeConflict", "OutcomeEntry", "PredictionChanged", "Store", "StoreSetupError", "StoredCase",
+    "StoredPrediction",
 ]

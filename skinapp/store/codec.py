@@ -14,7 +14,7 @@ from PIL import Image
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
 from skinapp.io.pixels import jpeg_bytes
-from skinapp.store.records import Decision, StoredCase, StoredPrediction
+from skinapp.store.records import Decision, Outcome, StoredCase, StoredPrediction
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES, Metadata, Site
 
@@ -143,3 +143,12 @@ def decision_from_row(row) -> Decision:
     return Decision(row["id"], row["case_id"], row["reviewer"], as_utc(row["created_at"]), row["decision"],
                     row["diagnosis"], row["note"] or "", row["replaces_id"], row["prediction_id"], row["model_version"],
                     row["predicted_class"])
+
+
+def outcome_from_row(row) -> Outcome:
+    result_date = row["result_date"]
+    if isinstance(result_date, str):  # SQLite through a plain query
+        result_date = dt.date.fromisoformat(result_date)
+    return Outcome(row["id"], row["case_id"], row["kind"], result_date, row["diagnosis"], row["breslow_mm"],
+                   row["diagnosis_text"], row["lab_reference"], row["note"] or "", row["entered_by"],
+                   as_utc(row["entered_at"]), row["replaces_id"])

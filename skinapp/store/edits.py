@@ -1,12 +1,15 @@
-"""A reviewer's corrections of a case's metadata and measurements on its image, checked before they are kept:
-the message names the field and the rule, as for every text the store keeps."""
+"""A reviewer's corrections of a case's metadata, measurements on its image and outcomes, checked before they are
+kept: the message names the field and the rule, as for every text the store keeps."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 
+from skinapp.outcomes import OutcomeError, checked_outcome
 from skinapp.store.limits import InvalidText, checked
-from skinapp.store.records import DIAMETER, MODEL_FIELDS, SCALE
+from skinapp.store.records import DIAMETER, MODEL_FIELDS, SCALE, OutcomeEntry
 from skinapp.store.schema import EDITABLE_CASE_COLUMNS
 from skinapp.vocab import FINE_SITES, REGION_OF_SITE, REGIONS, SEXES
 
@@ -76,3 +79,17 @@ def checked_ruler_length(kind: str, length_mm: float | None) -> float | None:
     if length_mm is None or not 0 < float(length_mm) <= MAX_RULER_MM:
         raise InvalidText(f"the distance on the ruler must be between 0 and {MAX_RULER_MM:g} mm")
     return float(length_mm)
+
+
+def checked_outcome_entry(entry: OutcomeEntry, today: dt.date | None = None) -> OutcomeEntry:
+    """An outcome as the store keeps it: the rules of `skinapp.outcomes.checked_outcome` and the text limits; texts
+    stripped, an empty laboratory reference kept as none."""
+    try:
+        diagnosis, breslow_mm, text = checked_outcome(entry.kind, entry.diagnosis, entry.breslow_mm, entry.result_date,
+                                                      entry.diagnosis_text, today)
+    except OutcomeError as exc:
+        raise InvalidText(str(exc)) from None
+    reference = (checked("lab reference", entry.lab_reference) or "").strip() or None
+    note = checked("note", entry.note or "", multiline=True) or ""
+    return dataclasses.replace(entry, diagnosis=diagnosis, breslow_mm=breslow_mm, lab_reference=reference, note=note,
+                               diagnosis_text=checked("diagnosis in words", text))

@@ -1,6 +1,6 @@
 """What the database itself refuses, so that the record holds whoever writes to it.
 
-- Predictions, decisions, audit entries, metadata corrections and measurements are append-only: no UPDATE,
+- Predictions, decisions, outcomes, audit entries, metadata corrections and measurements are append-only: no UPDATE,
   DELETE, TRUNCATE, and no INSERT that would replace an existing row (SQLite's `INSERT OR REPLACE`, an UPSERT).
 - A case is never deleted or replaced and only gains metadata it lacked (a reviewer's correction is a new row
   in `case_edits`, the imported value stays); a user account is never deleted.
@@ -23,6 +23,7 @@ from skinapp.store.schema import APPEND_ONLY, FILLABLE_CASE_COLUMNS, USER_UPDATA
 _MESSAGES = {"audit_log": "the audit log is append-only", "decisions": "decisions are append-only",
              "predictions": "predictions are append-only",
              "case_edits": "metadata corrections are append-only", "case_measurements": "measurements are append-only",
+             "outcomes": "outcomes are append-only (a correction is a new outcome)",
              "cases": "a stored case is never removed or replaced",
              "users": "a user account is never removed (disable it instead)"}
 _IMMUTABLE_CASE = [c.name for c in cases.c if c.name not in FILLABLE_CASE_COLUMNS]

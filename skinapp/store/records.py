@@ -1,4 +1,4 @@
-"""What the store hands out: typed, immutable records of cases, predictions, decisions and audit entries."""
+"""What the store hands out: typed, immutable records of cases, predictions, decisions, outcomes and audit entries."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
+from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER, OUTCOME_KINDS, Diagnosis
 from skinapp.trust.flags import Flag, malignancy_spread, needs_manual_check
 from skinapp.vocab import Metadata
 
@@ -135,7 +136,10 @@ class Decision:
     @property
     def label(self) -> str:
         if self.decision == "disagree" and self.diagnosis:
-            return f"Disagree: {self.diagnosis}"
+            clinical = DIAGNOSIS_BY_CODE.get(self.diagnosis)  # decisions from before the clinical list hold a class
+            if clinical is not None and clinical.code == OTHER:
+                return "Disagree: another diagnosis (in the note)"
+            return f"Disagree: {clinical.label if clinical else self.diagnosis}"
         return DECISIONS.get(self.decision, self.decision)
 
     def made_on(self, prediction: StoredPrediction | None) -> bool:
@@ -152,13 +156,96 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class OutcomeEntry:
+    """An outcome to record (`Store.record_outcomes`): what the lesion turned out to be (skinapp.outcomes)."""
+
+    case_id: int
+    kind: str
+    result_date: dt.date
+    diagnosis: str | None = None
+    breslow_mm: float | None = None
+    diagnosis_text: str | None = None   # "other" only: the diagnosis in words
+    lab_reference: str | None = None
+    note: str = ""
+
+    def same_as(self, other: Outcome | OutcomeEntry) -> bool:
+        """Says the same as `other` (importing a laboratory's file twice adds nothing)."""
+        fields = ("case_id", "kind", "result_date", "diagnosis", "breslow_mm", "diagnosis_text", "lab_reference", "note")
+        return all(getattr(self, f) == getattr(other, f) for f in fields)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the lesion turned out to be, as entered: a histopathology result or a clinical outcome. A correction is a
+    new outcome naming the one it replaces (`replaces_id`); the latest is the case's outcome."""
+
+    id: int
+    case_id: int
+    kind: str
+    result_date: dt.date
+    diagnosis: str | None
+    breslow_mm: float | None
+    diagnosis_text: str | None
+    lab_reference: str | None
+    note: str
+    entered_by: str
+    entered_at: dt.datetime
+    replaces_id: int | None
+
+    @property
+    def entry(self) -> Diagnosis | None:
+        return DIAGNOSIS_BY_CODE.get(self.diagnosis or "")
+
+    @property
+    def kind_label(self) -> str:
+        return OUTCOME_KINDS.get(self.kind, self.kind)
+
+    @property
+    def diagnosis_label(self) -> str:
+        """"Invasive melanoma (MEL_INV), Breslow 0.8 mm"; "Other: pigmented poroma"; "" without a diagnosis."""
+        entry = self.entry
+        if entry is None:
+            return ""
+        if entry.code == OTHER:
+            return f"Other: {self.diagnosis_text or ''}"
+        return entry.label + (f", Breslow {self.breslow_mm:g} mm" if self.breslow_mm is not None else "")
+
+    @property
+    def model_class(self) -> str | None:
+        """The model's class this diagnosis counts as (None: no diagnosis, or one outside the classes)."""
+        return self.entry.model_class if self.entry else None
+
+    @property
+    def malignancy(self) -> str:
+        """"malignant", "benign", or "" where the outcome does not say (no diagnosis, or "other")."""
+        if self.entry is None or self.entry.malignant is None:
+            return ""
+        return self.entry.malignancy_text
+
+    @property
+    def label(self) -> str:
+        """The outcome in one line: "Histopathology result: Dermal nevus (DERM_NV), 2025-03-02"."""
+        diagnosis = self.diagnosis_label
+        return f"{self.kind_label}: {diagnosis + ', ' if diagnosis else ''}{self.result_date.isoformat()}"
+
+
+class OutcomeConflict(RuntimeError):
+    """Someone recorded an outcome on this case after the reviewer last looked at it."""
+
+    def __init__(self, current: Outcome):
+        super().__init__(f"{current.entered_by} recorded an outcome on this case at {current.entered_at:%H:%M}")
+        self.current = current
+
+
+@dataclass(frozen=True)
 class CaseRecord:
-    """A case with its latest prediction and decision, as the worklist needs it."""
+    """A case with its latest prediction, decision and outcome, as the worklist needs it."""
 
     case: StoredCase
     prediction: StoredPrediction | None
     decision: Decision | None
     thumbnail_jpeg: bytes
+    outcome: Outcome | None = None
 
 
 class PredictionChanged(RuntimeError):
@@ -195,6 +282,7 @@ class AuditCheck:
     decisions: int
     head: str           # the hash of the last entry
     problems: tuple[str, ...]
+    outcomes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -202,6 +290,6 @@ class AuditCheck:
 
     def summary(self) -> str:
         if self.ok:
-            return (f"audit trail intact: {self.entries} entries, {self.decisions} decisions checked; last entry's hash "
-                    f"{self.head}")
+            return (f"audit trail intact: {self.entries} entries, {self.decisions} decisions and {self.outcomes} "
+                    f"outcomes checked; last entry's hash {self.head}")
         return f"audit trail damaged ({len(self.problems)} problem(s)): " + "; ".join(self.problems)

@@ -1,4 +1,4 @@
-"""Tables. Predictions, decisions and audit entries are only ever added to, and a case only gains metadata it
+"""Tables. Predictions, decisions, outcomes and audit entries are only ever added to, and a case only gains metadata it
 lacked (on the record). `skinapp.store.guards` makes the database itself refuse anything else."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -24,7 +25,7 @@ metadata = MetaData()
 cases = Table(
     "cases", metadata,
     Column("id", Integer, primary_key=True),
-    Column("content_key", String(64), nullable=False, unique=True),  # sha256 of the image pixels: one row per image
+    Column("content_key", String(64), nullable=False, unique=True),  # io.identity: one row per image content
     Column("name", String(255), nullable=False),                      # the case id the clinician sees
     Column("source", Text, nullable=False),
     Column("frame", Integer),
@@ -99,6 +100,22 @@ case_measurements = Table(  # lengths a reviewer measured on the stored image
     Column("length_mm", Float, nullable=False),   # scale: as the reviewer gave it; diameter: by the scale then in force
 )
 
+outcomes = Table(  # what the lesion turned out to be; a correction is a new row naming the one it replaces
+    "outcomes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),          # skinapp.outcomes.OUTCOME_KINDS
+    Column("diagnosis", String(8)),                      # a code of skinapp.outcomes.DIAGNOSES; set for histopathology
+    Column("diagnosis_text", Text),                      # the diagnosis in words, for "other"
+    Column("breslow_mm", Float),                         # invasive melanoma only
+    Column("result_date", Date, nullable=False),
+    Column("lab_reference", String(64)),
+    Column("note", Text, nullable=False, default=""),
+    Column("entered_by", String(128), nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("replaces_id", Integer, ForeignKey("outcomes.id")),  # the case's outcome before this one, if any
+)
+
 audit_log = Table(
     "audit_log", metadata,
     Column("id", Integer, primary_key=True),
@@ -133,7 +150,7 @@ sessions = Table(  # signed-in browser sessions; the browser holds the token, th
     Column("ended_at", DateTime(timezone=True)),
 )
 
-APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements")
+APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements", "outcomes")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
 EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine")
 USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")

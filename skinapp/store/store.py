@@ -7,13 +7,13 @@ decides on an out-of-date view of the case (a colleague decided, or the model an
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -24,18 +24,27 @@ from sqlalchemy.exc import ProgrammingError
 from skinapp.config import database_url
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Case
+from skinapp.io.identity import display_pixels_key
+from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER
 from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
 from skinapp.store.codec import (
     as_utc,
     case_from_row,
     decision_from_row,
     metadata_columns,
+    outcome_from_row,
     png_bytes,
     prediction_arrays,
     thumbnail_jpeg,
 )
 from skinapp.store.decoded import IDS_PER_QUERY, DecodedPredictions
-from skinapp.store.edits import changes_model_input, checked_case_changes, checked_points, checked_ruler_length
+from skinapp.store.edits import (
+    changes_model_input,
+    checked_case_changes,
+    checked_outcome_entry,
+    checked_points,
+    checked_ruler_length,
+)
 from skinapp.store.guards import sqlite_authorizer
 from skinapp.store.limits import InvalidText, checked, checked_notes
 from skinapp.store.records import (
@@ -48,11 +57,14 @@ from skinapp.store.records import (
     Decision,
     DecisionConflict,
     Measurement,
+    Outcome,
+    OutcomeConflict,
+    OutcomeEntry,
     PredictionChanged,
     StoredCase,
     StoredPrediction,
 )
-from skinapp.store.schema import audit_log, case_edits, case_measurements, cases, decisions, predictions
+from skinapp.store.schema import audit_log, case_edits, case_measurements, cases, decisions, outcomes, predictions
 from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, insert_audit_entry, missing_parts
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES
@@ -173,12 +185,16 @@ class Store:
     def add_case(self, case: Case, actor: str) -> AddedCase:
         """The same image imported again is the same case. What it was stored with is never overwritten, but
         metadata it lacked (e.g. the patient, once a metadata CSV comes along) is filled in, on the record."""
-        key = hashlib.sha256(np.ascontiguousarray(case.image).tobytes() + str(case.image.shape).encode()).hexdigest()
+        # The file's content key names the case; cases stored before content keys were named by their display
+        # pixels, which a file that decodes as it did then still finds.
+        pixels_key = display_pixels_key(case.image)
+        key = case.content_key or pixels_key
         offered = _fillable_values(case)  # checked before anything is written: InvalidText names the field
         name, source, notes = checked("case name", case.name), checked("file", case.source), checked_notes(list(case.notes))
         acquisition, actor = _checked_acquisition(case), self._actor(actor)
         with self.write_transaction() as connection:
-            existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key == key)).mappings().first()
+            existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key.in_({key, pixels_key}))
+                                          .order_by(cases.c.id)).mappings().first()
             if existing is not None:
                 filled = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
                 if filled:
@@ -225,8 +241,10 @@ class Store:
         note = checked("note", note, multiline=True) or ""
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}")
-        if decision == "disagree" and diagnosis not in CLASSES:
+        if decision == "disagree" and diagnosis not in DIAGNOSIS_BY_CODE and diagnosis not in CLASSES:
             raise ValueError("a disagreement needs the diagnosis the reviewer chose")
+        if decision == "disagree" and diagnosis == OTHER and not note.strip():
+            raise InvalidText("“other” needs the diagnosis in words: write it in the note")
         diagnosis = diagnosis if decision == "disagree" else None
         with self.write_transaction() as connection:
             if self.engine.dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises writers
@@ -255,6 +273,63 @@ class Store:
             recorded = self._latest_decision(connection, case_id)
             assert recorded is not None  # just inserted, in this transaction
             return recorded
+
+    def record_outcome(self, entry: OutcomeEntry, entered_by: str, *,
+                       seen_outcome_id: int | Literal["latest"] | None = "latest", via: str = "case page") -> Outcome:
+        """Record what the lesion turned out to be (`skinapp.outcomes`); it replaces the case's outcome before it, which
+        stays on record. `seen_outcome_id`: the case's latest outcome the person saw (None: none); if another came in
+        since, nothing is written and OutcomeConflict carries it. "latest": replace whatever is latest."""
+        (recorded,) = self.record_outcomes([entry], entered_by, seen={entry.case_id: seen_outcome_id}, via=via)
+        return recorded
+
+    def record_outcomes(self, entries: Sequence[OutcomeEntry], entered_by: str, *,
+                        seen: dict[int, int | Literal["latest"] | None] | None = None, via: str = "import") -> list[Outcome]:
+        """Record outcomes all together or not at all: each is checked first (InvalidText names the first that
+        breaks a rule, ValueError an unknown case), then all are written with their audit entries in one
+        transaction. Outcomes of one case follow each other in the order given. `via` is kept in the audit entries."""
+        entered_by = self._actor(entered_by)
+        kept = [checked_outcome_entry(e) for e in entries]
+        seen = seen or {}
+        with self.write_transaction() as connection:
+            wanted = sorted({e.case_id for e in kept})
+            known: set[int] = set()
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                chunk = wanted[start:start + IDS_PER_QUERY]
+                query = select(cases.c.id).where(cases.c.id.in_(chunk))
+                if self.engine.dialect.name != "sqlite":  # serialise writers of a case's outcomes, as for decisions
+                    query = query.with_for_update()
+                known.update(connection.execute(query).scalars())
+            missing = [c for c in wanted if c not in known]
+            if missing:
+                raise ValueError(f"there is no case {missing[0]}")
+            latest: dict[int, int | None] = {case_id: None for case_id in wanted}
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                chunk = wanted[start:start + IDS_PER_QUERY]
+                latest.update(connection.execute(select(outcomes.c.case_id, func.max(outcomes.c.id))
+                                                 .where(outcomes.c.case_id.in_(chunk)).group_by(outcomes.c.case_id)).all())
+            for case_id, saw in seen.items():
+                if saw != "latest" and latest.get(case_id) != saw:
+                    current = latest.get(case_id)
+                    if current is None:
+                        raise RuntimeError(f"outcome {saw} of case {case_id} is missing from the database")
+                    raise OutcomeConflict(self._outcome(connection, current))
+            written = []
+            now = _now()
+            for entry in kept:
+                replaces = latest[entry.case_id]
+                outcome_id = _new_id(connection.execute(insert(outcomes).values(
+                    case_id=entry.case_id, kind=entry.kind, diagnosis=entry.diagnosis, diagnosis_text=entry.diagnosis_text,
+                    breslow_mm=entry.breslow_mm, result_date=entry.result_date, lab_reference=entry.lab_reference,
+                    note=entry.note, entered_by=entered_by, entered_at=now, replaces_id=replaces)))
+                self.append_audit(connection, entered_by, "outcome recorded", entry.case_id, **_outcome_details(
+                    outcome_id, entry), replaces=replaces, via=via)
+                latest[entry.case_id] = outcome_id
+                written.append(outcome_id)
+            by_id: dict[int, Outcome] = {}
+            for start in range(0, len(written), IDS_PER_QUERY):
+                by_id.update((r["id"], outcome_from_row(r)) for r in connection.execute(
+                    select(outcomes).where(outcomes.c.id.in_(written[start:start + IDS_PER_QUERY]))).mappings())
+        return [by_id[i] for i in written]
 
     def edit_case(self, case_id: int, editor: str, changes: dict[str, object]) -> tuple[StoredCase, bool]:
         """Correct a case's metadata (patient, lesion, age, sex, site). The imported values stay in the record and
@@ -329,6 +404,60 @@ class Store:
         with self.engine.connect() as connection:
             return self._latest_decision(connection, case_id)
 
+    @staticmethod
+    def _outcome(connection: Connection, outcome_id: int) -> Outcome:
+        return outcome_from_row(connection.execute(select(outcomes).where(outcomes.c.id == outcome_id)).mappings().one())
+
+    def outcomes(self, case_id: int) -> list[Outcome]:
+        """Every outcome entered on the case, oldest first; the last is the case's outcome."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(outcomes).where(outcomes.c.case_id == case_id).order_by(outcomes.c.id))
+            return [outcome_from_row(r) for r in rows.mappings()]
+
+    def latest_outcome(self, case_id: int) -> Outcome | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(outcomes).where(outcomes.c.case_id == case_id)
+                                     .order_by(outcomes.c.id.desc()).limit(1)).mappings().first()
+            return outcome_from_row(row) if row else None
+
+    def cases_named(self, names: Iterable[str]) -> dict[str, list[int]]:
+        """The cases each name (the case id the clinician sees) belongs to; a name may name several images."""
+        wanted = sorted(set(names))
+        found: dict[str, list[int]] = defaultdict(list)
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                for name, case_id in connection.execute(select(cases.c.name, cases.c.id).where(
+                        cases.c.name.in_(wanted[start:start + IDS_PER_QUERY])).order_by(cases.c.id)):
+                    found[name].append(case_id)
+        return dict(found)
+
+    def existing_cases(self, case_ids: Iterable[int]) -> dict[int, str]:
+        """Which of these case ids are cases, with their names."""
+        wanted = sorted(set(case_ids))
+        found: dict[int, str] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), IDS_PER_QUERY):
+                found.update(connection.execute(select(cases.c.id, cases.c.name).where(
+                    cases.c.id.in_(wanted[start:start + IDS_PER_QUERY]))).all())
+        return found
+
+    def outcomes_of(self, case_ids: Iterable[int]) -> dict[int, list[Outcome]]:
+        """Every outcome of these cases, oldest first (cases without one are left out)."""
+        ids = sorted(set(case_ids))
+        found: dict[int, list[Outcome]] = defaultdict(list)
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                for row in connection.execute(select(outcomes).where(outcomes.c.case_id.in_(ids[start:start + IDS_PER_QUERY]))
+                                              .order_by(outcomes.c.id)).mappings():
+                    found[row["case_id"]].append(outcome_from_row(row))
+        return dict(found)
+
+    @staticmethod
+    def _latest_outcomes(connection: Connection, ids: list[int] | None) -> dict[int, Outcome]:
+        latest = select(func.max(outcomes.c.id)).where(_of_cases(outcomes.c.case_id, ids)).group_by(outcomes.c.case_id)
+        return {r["case_id"]: outcome_from_row(r)
+                for r in connection.execute(select(outcomes).where(outcomes.c.id.in_(latest))).mappings()}
+
     def decisions(self, case_id: int) -> list[Decision]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id))
@@ -384,8 +513,8 @@ class Store:
             return self._decoded.by_id(connection, [latest])[latest] if latest is not None else None
 
     def case_records(self, patient_id: str | None = None, lesion_id: str | None = None) -> list[CaseRecord]:
-        """Every case (or one patient's, or one lesion's, as corrected) with its latest prediction and decision, in
-        import order."""
+        """Every case (or one patient's, or one lesion's, as corrected) with its latest prediction, decision and
+        outcome, in import order."""
         with self.engine.connect() as connection:
             query = select(*_CASE_COLUMNS, cases.c.thumbnail_jpeg)
             corrected = select(case_edits.c.case_id)  # a correction may have moved a case to or from the one asked for
@@ -409,8 +538,9 @@ class Store:
             decision_rows = connection.execute(select(decisions).where(decisions.c.id.in_(latest_d))).mappings()
             by_case_p = {case_id: decoded[prediction_id] for case_id, prediction_id in latest_p.items()}
             by_case_d = {r["case_id"]: decision_from_row(r) for r in decision_rows}
-        return [CaseRecord(stored[r["id"]], by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"])
-                for r in case_rows]
+            by_case_o = self._latest_outcomes(connection, ids)
+        return [CaseRecord(stored[r["id"]], by_case_p.get(r["id"]), by_case_d.get(r["id"]), r["thumbnail_jpeg"],
+                           by_case_o.get(r["id"])) for r in case_rows]
 
     def warm(self) -> None:
         """Decodes the latest prediction of every case ahead of the first worklist (run at app start)."""
@@ -445,11 +575,12 @@ class Store:
                     for r in connection.execute(query).mappings()]
 
     def verify_audit(self) -> AuditCheck:
-        """The hash chain, and every decision against the audit entry written with it (a decision row edited
+        """The hash chain, and every decision and outcome against the audit entry written with it (a row edited
         outside the application no longer matches its entry)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
             decision_rows = {r["id"]: r for r in connection.execute(select(decisions)).mappings()}
+            outcome_rows = [outcome_from_row(r) for r in connection.execute(select(outcomes).order_by(outcomes.c.id)).mappings()]
         chain: ChainCheck = check_chain(rows)
         problems = list(chain.problems)
         recorded: dict[int, dict] = {}
@@ -470,7 +601,33 @@ class Store:
             if any(entry.get(k) != v for k, v in stored.items()):
                 problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
-        return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems))
+        problems += _outcome_problems(rows, outcome_rows)
+        return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems),
+                          len(outcome_rows))
+
+
+def _outcome_details(outcome_id: int, entry: Outcome | OutcomeEntry) -> dict:
+    """What an outcome's audit entry holds of it: enough to prove the row unchanged; free texts as digests."""
+    return {"outcome_id": outcome_id, "kind": entry.kind, "diagnosis": entry.diagnosis, "breslow_mm": entry.breslow_mm,
+            "result_date": entry.result_date.isoformat(), "lab_reference_sha256": text_digest(entry.lab_reference or ""),
+            "diagnosis_text_sha256": text_digest(entry.diagnosis_text or ""), "note_sha256": text_digest(entry.note)}
+
+
+def _outcome_problems(audit_rows: Sequence, outcome_rows: list[Outcome]) -> list[str]:
+    recorded = {int(r["details"]["outcome_id"]): r for r in audit_rows
+                if r["action"] == "outcome recorded" and "outcome_id" in r["details"]}
+    problems = []
+    for outcome in outcome_rows:
+        entry = recorded.get(outcome.id)
+        if entry is None:
+            problems.append(f"outcome {outcome.id} has no audit entry: it was written outside the application")
+            continue
+        stored = {**_outcome_details(outcome.id, outcome), "replaces": outcome.replaces_id}
+        if (entry["actor"] != outcome.entered_by or entry["case_id"] != outcome.case_id
+                or any(entry["details"].get(k) != v for k, v in stored.items())):
+            problems.append(f"outcome {outcome.id} differs from its audit entry: it was altered")
+    present = {o.id for o in outcome_rows}
+    return problems + [f"outcome {o} named in the audit trail is missing" for o in sorted(set(recorded) - present)]
 
 
 def _of_cases(column, ids: list[int] | None):

@@ -21,6 +21,7 @@ from PIL import Image
 
 from skinapp.inference.measurements import LesionMeasurements, measured_outline
 from skinapp.model.card import ModelCard
+from skinapp.outcomes import OTHER
 from skinapp.reporting.overlay import OVERLAYS, overlay
 from skinapp.reporting.text import (
     class_recall_text,
@@ -231,12 +232,14 @@ def has_draft(choice: object, diagnosis: object, note: str | None) -> bool:
     return choice is not None or diagnosis is not None or bool((note or "").strip())
 
 
-def decision_problem(choice: str | None, diagnosis: str | None) -> str | None:
+def decision_problem(choice: str | None, diagnosis: str | None, note: str | None = "") -> str | None:
     """What is missing before a decision can be saved; None when it can be."""
     if choice is None:
         return "Choose a decision, then save."
     if choice == "disagree" and diagnosis is None:
         return "Choose the diagnosis you think is right, then save again."
+    if choice == "disagree" and diagnosis == OTHER and not (note or "").strip():
+        return "Write the diagnosis you think is right in the note, then save again."
     return None
 
 

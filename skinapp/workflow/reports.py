@@ -32,7 +32,8 @@ def _reports(store: Store, case_ids: Sequence[int], generated_by: str, installed
         # The recall quoted next to the call belongs to the model that made it: known only for the installed one.
         metrics = metrics_of(installed, stored.weights_sha256 if stored is not None else None)
         reports.append(case_report(case, store.case_image(case_id), stored, store.decisions(case_id), generated_by,
-                                   lengths=store.measurements(case_id), card_metrics=metrics, now=now))
+                                   lengths=store.measurements(case_id), card_metrics=metrics, now=now,
+                                   outcomes=store.outcomes(case_id)))
     return reports
 
 

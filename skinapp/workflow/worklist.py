@@ -1,4 +1,4 @@
-"""The worklist: every case with its latest prediction and decision, its patient context, most urgent first;
+"""The worklist: every case with its latest prediction, decision and outcome, its patient context, most urgent first;
 filters, and the flat records the worklist shows and the CSV export writes. Pure functions over stored
 records: no torch, no Streamlit."""
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skinapp.store import CaseRecord, Decision, Store, StoredCase, StoredPrediction
+from skinapp.store import CaseRecord, Decision, Outcome, Store, StoredCase, StoredPrediction
 from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, LOW
 from skinapp.vocab import CLASSES
 from skinapp.workflow.context import LesionContext, ugly_duckling_scores
@@ -41,6 +41,7 @@ class WorklistRow:
     decision: Decision | None
     thumbnail_jpeg: bytes
     context: LesionContext | None = None
+    outcome: Outcome | None = None      # what the lesion turned out to be (the latest outcome entered)
 
     @property
     def reviewed(self) -> bool:
@@ -87,7 +88,8 @@ def patient_contexts(records: list[CaseRecord]) -> dict[int, LesionContext]:
 def build_worklist(records: list[CaseRecord]) -> list[WorklistRow]:
     """In the order of ORDER_RULE."""
     contexts = patient_contexts(records)
-    rows = [WorklistRow(r.case, r.prediction, r.decision, r.thumbnail_jpeg, contexts.get(r.case.id)) for r in records]
+    rows = [WorklistRow(r.case, r.prediction, r.decision, r.thumbnail_jpeg, contexts.get(r.case.id), r.outcome)
+            for r in records]
     return sorted(rows, key=lambda row: row.order_key)
 
 
@@ -133,10 +135,11 @@ def model_label(prediction: StoredPrediction | None, installed_weights_sha256: s
 def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> list[dict]:
     """One flat record per case: what the worklist shows and the CSV export writes. `model` says whether the
     prediction was made by the installed model or an older one; `decision_made_on` names the result a decision
-    was made on, which after a re-analysis is not the one in the columns before it."""
+    was made on, which after a re-analysis is not the one in the columns before it; the `outcome_` columns say what
+    the lesion turned out to be (the latest outcome entered), with the model class it counts as."""
     records = []
     for row in rows:
-        p, d = row.prediction, row.decision
+        p, d, o = row.prediction, row.decision, row.outcome
         records.append({
             "case": row.case.name,
             "patient": row.case.patient_id or "",
@@ -160,6 +163,12 @@ def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | No
             "reviewer": d.reviewer if d else "",
             "decided_at": d.created_at.isoformat(timespec="seconds") if d else "",
             "note": d.note if d else "",
+            "outcome": o.kind_label if o else "",
+            "outcome_diagnosis": o.diagnosis_label if o else "",
+            "outcome_class": (o.model_class or "") if o else "",
+            "outcome_malignancy": o.malignancy if o else "",
+            "outcome_date": o.result_date.isoformat() if o else "",
+            "outcome_lab_reference": (o.lab_reference or "") if o else "",
             "model": model_label(p, installed_weights_sha256),
             "model_version": p.model_version if p else "",
             "weights_sha256": p.weights_sha256 if p else "",
