@@ -37,6 +37,7 @@ PAGES = (  # the sidebar's own navigation (Streamlit's is off in .streamlit/conf
     ("pages/3_Patient_context.py", "Patient context", ":material/group:"),
     (LESION_PAGE, "Lesion over time", ":material/compare:"),
     ("pages/4_Model_card.py", "Model card", ":material/info:"),
+    ("pages/7_Clinic_record.py", "Record at this clinic", ":material/fact_check:"),
     ("pages/5_Administration.py", "Administration", ":material/admin_panel_settings:"),
 )
 ADMIN_PAGE = "pages/5_Administration.py"

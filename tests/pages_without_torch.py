@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PAGES = ("pages/3_Patient_context.py", "pages/4_Model_card.py", "pages/5_Administration.py",
-         "pages/6_Lesion_over_time.py")
+         "pages/6_Lesion_over_time.py", "pages/7_Clinic_record.py")
 
 
 def main() -> None:

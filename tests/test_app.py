@@ -75,7 +75,8 @@ def _label(name: str) -> str:
 
 PAGES = {"worklist": "app.py", "import_cases": "pages/1_Import.py", "case_review": "pages/2_Case_review.py",
          "patient_context": "pages/3_Patient_context.py", "model_card": "pages/4_Model_card.py",
-         "administration": "pages/5_Administration.py", "lesion_over_time": "pages/6_Lesion_over_time.py"}
+         "administration": "pages/5_Administration.py", "lesion_over_time": "pages/6_Lesion_over_time.py",
+         "clinic_record": "pages/7_Clinic_record.py"}
 
 
 def _page(app: AppTest, page: str) -> AppTest:

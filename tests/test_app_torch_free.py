@@ -1,5 +1,5 @@
-"""The pages that only show results (worklist, patient, model card, administration, lesion over time) never load
-torch: a fresh app process serves them without the model's 12 s import (issue 25)."""
+"""The pages that only show results (worklist, patient, model card, administration, lesion over time, clinic record)
+never load torch: a fresh app process serves them without the model's 12 s import (issue 25)."""
 
 import subprocess
 import sys

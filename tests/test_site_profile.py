@@ -26,6 +26,7 @@ def weights(tmp_path_factory):
     return write_weights(tmp_path_factory.mktemp("site_weights"), members=2)
 
 
+@pytest.mark.slow  # 50 images through two members, several times over
 def test_a_profile_is_estimated_without_touching_the_model_and_changes_what_it_says(weights, tmp_path):
     predictor = Predictor.from_weights(weights, device="cpu", gradcam=False)
     before = {k: v.clone() for k, v in predictor.models[0].state_dict().items()}
@@ -71,6 +72,7 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow  # 50 images through two members, several times over
 def test_predict_adapts_on_its_inputs_keeps_the_profile_and_reuses_it(weights, tmp_path, capsys):
     inputs = _write_inputs(tmp_path / "site", MIN_SITE_IMAGES)
     profile = tmp_path / "site.safetensors"

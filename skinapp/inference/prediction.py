@@ -56,7 +56,7 @@ class Prediction:
 
     @cached_property
     def outline(self) -> LesionOutline:
-        """Binary lesion mask, contour and bounding box at the analysed image's resolution."""
+        """Binary lesion mask, contour and bounding box at the analysed image's resolution (worked out once)."""
         return lesion_outline(self.attention_grid, *self.image_size)
 
     def shown_at(self, image_shape: tuple[int, ...]) -> Self:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from skinapp.inference.outline import LesionOutline, lesion_outline
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER, OUTCOME_KINDS, Diagnosis
@@ -100,6 +101,12 @@ class StoredPrediction(Prediction):
     weights_sha256: str    # the model identity (`ModelCard.identity`) that made it
     created_at: dt.datetime
     flags: list[Flag]
+
+    @property
+    def outline(self) -> LesionOutline:
+        """Worked out on each call, never kept: the store shares its decoded predictions between sessions, and a
+        kept mask would add most of a megabyte to each (`workflow.case_view` keeps the one on screen)."""
+        return lesion_outline(self.attention_grid, *self.image_size)
 
     @property
     def calibrated(self) -> bool:
