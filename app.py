@@ -14,7 +14,7 @@ from skinapp.workflow.worklist import ORDER_RULE, TIER_LABELS, Filters, apply_fi
 _COLUMNS = ["thumbnail", "case", "patient", "site", "risk", "top_diagnosis", "malignancy", "needs_manual_check",
             "status", "decision", "reviewer", "model"]
 # The tier as a coloured chip: red, amber, grey (the case page uses the same colours).
-_CHIPS = {"high": "🔴 High risk", "cannot_exclude": "🟠 Cannot exclude", "low": "⚪ Low", "not_analysed": "⚫ Not analysed"}
+_CHIPS = {"high": "🔴", "suspicious": "🔴", "cannot_exclude": "🟠", "low": "⚪", "not_analysed": "⚫"}
 
 
 def page() -> None:
@@ -27,7 +27,7 @@ def page() -> None:
         return
     to_review = sum(not r.reviewed for r in rows)
     flagged = sum(r.prediction is None or r.prediction.needs_manual_check for r in rows)
-    high = sum(r.risk_tier == "high" for r in rows)
+    high = sum(r.risk_tier in ("high", "suspicious") for r in rows)
     cannot_exclude = sum(r.risk_tier == "cannot_exclude" for r in rows)
     st.caption(f"{len(rows)} case(s): {to_review} to review, {high} at high risk of malignancy, {cannot_exclude} where "
                f"malignancy cannot be excluded, {flagged} flagged for a manual check.")
@@ -51,7 +51,7 @@ def page() -> None:
         st.info("No case matches these filters.")
         return
     table.insert(0, "thumbnail", [jpeg_data_url(r.thumbnail_jpeg) for r in shown])
-    table["risk"] = [_CHIPS.get(r.risk_tier or "", "") for r in shown]
+    table["risk"] = [f"{_CHIPS[r.risk_tier]} {TIER_LABELS[r.risk_tier]}" if r.risk_tier else "" for r in shown]
     event = st.dataframe(
         table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
         selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),
@@ -61,7 +61,8 @@ def page() -> None:
             "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
             "risk": st.column_config.TextColumn("Risk", help="High: consider excision or biopsy. Cannot exclude: a "
                                                 "second look or dermoscopic follow-up. Low: below the safety net "
-                                                "(never a statement that the lesion is benign)."),
+                                                "(never a statement that the lesion is benign). Suspicious "
+                                                "(ungraded): above the safety net of a model without tiers."),
             "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
             "model": st.column_config.TextColumn("Model", help="Whether the installed model made this prediction; "
                                                                "older results are kept until the case is imported again"),

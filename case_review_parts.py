@@ -78,6 +78,8 @@ def model_answer(stored: StoredPrediction) -> None:
         st.error(warning, icon=":material/priority_high:")
     for warning in answer.cannot_exclude:
         st.warning(warning, icon=":material/visibility:")
+    if answer.low:
+        st.info(answer.low)
     if answer.manual_check:
         st.error(answer.manual_check)
     for warning in answer.warnings:

@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium: the app as a clinician uses it (Debian's chromium, driven by
 Playwright's Python package through `executable_path`; no browser is downloaded)."""
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -75,10 +76,10 @@ def _dicom_folder(tmp_path: Path) -> Path:
 PASSWORD = "a long browser password"
 
 
-def _account(data: Path, username: str, name: str) -> None:
+def _account(data: Path, username: str, name: str, role: str = "reviewer") -> None:
     data.mkdir(parents=True, exist_ok=True)
     store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
-    Accounts(store).add(username, name, PASSWORD, "reviewer", actor="test set-up")
+    Accounts(store).add(username, name, PASSWORD, role, actor="test set-up")
     store.engine.dispose()
 
 
@@ -433,3 +434,91 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
     assert scale.length_mm == 10 and diameter.length_mm > 0
     assert store.case(case_id).metadata.age == 41 and store.latest_prediction(case_id).metadata_used.age == 41
     assert len(list(shots.glob("*.png"))) == 7
+
+
+@pytest.mark.data  # real SIIM-ISIC DICOMs where present
+def test_an_outcome_recorded_shows_on_the_clinic_record_and_a_refit_is_refused(running_app, tmp_path):
+    """Issue 27's walk: an administrator imports three images, records a histopathology outcome on a case (shown on
+    the case page), opens the record at this clinic (one verified case, too few malignant lesions to judge) and asks
+    for a refit, which is refused with the minimum counts named."""
+    url, data = running_app
+    _account(data, "dradmin", "Dr Admin", role="admin")
+    folder = _dicom_folder(tmp_path)
+    screenshot = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR", tmp_path)) / "clinic_record.png"
+    result_date = dt.date.today() - dt.timedelta(days=16)  # not today's (the form's default)
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser, page = _signed_in_page(playwright, url, "dradmin", height=1900)
+        sidebar = page.get_by_test_id("stSidebar")
+        main = page.get_by_test_id("stMain")
+
+        sidebar.get_by_role("link", name="Import").click()
+        page.locator("input[type=file][webkitdirectory]").set_input_files(folder)
+        page.get_by_role("button", name="Import and analyse").click()  # waits until the upload enabled it
+        page.get_by_text("case(s) in the worklist from this import").wait_for()
+        assert "3 case(s) in the worklist from this import (3 new, 3 analysed)" in page.content()
+
+        # The outcome, on the first case of the queue
+        sidebar.get_by_role("link", name="Case review").click()
+        page.get_by_text("Malignancy probability").first.wait_for()
+        page.get_by_text("Outcome: none recorded yet.").wait_for()
+        case_id = int(page.url.rsplit("case=", 1)[1])
+        _idle(page)
+        page.get_by_text("Record the outcome (histopathology or follow-up)").click()
+        save = page.get_by_role("button", name="Save the outcome")
+        save.wait_for()
+        _idle(page)
+        form = main.get_by_test_id("stForm").filter(has=save)
+        kind, diagnosis = form.get_by_test_id("stSelectbox").nth(0), form.get_by_test_id("stSelectbox").nth(1)
+        sync_api.expect(kind.get_by_role("combobox")).to_have_value("Histopathology result")  # the first choice
+        diagnosis.get_by_role("combobox").click()
+        page.keyboard.type("Dysplastic")  # the list is long (and drawn only where it shows): narrowed, as one types
+        page.get_by_role("option", name="Dysplastic / Clark nevus (NV, benign)").click()
+        sync_api.expect(diagnosis.get_by_role("combobox")).to_have_value("Dysplastic / Clark nevus (NV, benign)")
+        when = form.get_by_test_id("stDateInputField")  # a date field of year, month and day segments, typed into
+        for part, value in (("year", f"{result_date:%Y}"), ("month", f"{result_date:%m}"), ("day", f"{result_date:%d}")):
+            when.locator(f"[role=spinbutton][data-type={part}]").click()
+            page.keyboard.type(value)
+        for part, value in (("year", result_date.year), ("month", result_date.month), ("day", result_date.day)):
+            sync_api.expect(when.locator(f"[data-type={part}]")).to_have_attribute("aria-valuenow", str(value))
+        form.get_by_label("Laboratory reference (optional)").fill("H26-04711")
+        save.click()
+        shown = f"Histopathology result: Dysplastic / Clark nevus (DN), {result_date.isoformat()}"
+        page.get_by_text(re.compile("^Outcome saved: " + re.escape(shown).replace(":", "\u2060?:") + r"\.$")).wait_for()
+        latest = main.get_by_text(re.compile(r"^Outcome: Histopathology result"))
+        latest.wait_for()
+        assert latest.inner_text().replace("\u2060", "") == (
+            f"Outcome: {shown} (counts as NV, benign) · lab reference H26-04711 · entered by Dr Admin (dradmin)")
+
+        # The record at this clinic counts it, and says it is too little to judge
+        sidebar.get_by_role("link", name="Record at this clinic").click()
+        page.wait_for_url("**/Clinic_record**")
+        main.get_by_role("heading", name="The model's record at this clinic").wait_for()
+        judgement = page.get_by_text(re.compile(r"^Only 0 verified malignant lesion"))
+        judgement.wait_for()
+        _idle(page)
+        assert judgement.inner_text() == ("Only 0 verified malignant lesion(s), fewer than 20: the figures cannot be "
+                                          "judged yet. The counts are shown as they stand; read no percentage from them.")
+        assert "1 verified case(s), 0 malignant and 1 benign, 1 of them by histopathology." in main.inner_text()
+        metrics = {m.get_by_test_id("stMetricLabel").inner_text().strip(): m.get_by_test_id("stMetricValue").inner_text()
+                   for m in main.get_by_test_id("stMetric").all()}
+        assert metrics == {"Verified cases": "1", "Malignant": "0", "Benign": "1", "By histopathology": "1"}
+
+        # An administrator's refit: refused, with the minimum named
+        page.get_by_role("button", name="Compute a refit").click()
+        refusal = page.get_by_text(re.compile(r"^The refit is refused"))
+        refusal.wait_for()
+        assert refusal.inner_text().replace("\u2060", "") == (
+            "The refit is refused: it needs at least 30 verified malignant and 100 verified benign lesions of this "
+            "model; there are 0 and 1.")
+        page.set_viewport_size({"width": 1400, "height": 3000})  # the page scrolls inside the app: tall enough for all of it
+        _idle(page)
+        main.get_by_role("heading", name="The model's record at this clinic").scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    assert screenshot.stat().st_size > 10_000
+    store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
+    (outcome,) = store.outcomes(case_id)
+    assert (outcome.diagnosis, outcome.result_date.isoformat(), outcome.lab_reference, outcome.entered_by) == (
+        "DN", result_date.isoformat(), "H26-04711", "Dr Admin (dradmin)")
+    store.engine.dispose()

@@ -65,7 +65,7 @@ def test_results_of_a_model_without_tiers_rank_by_the_safety_net_they_had():
                _record(4, 0.35, suspicious=True, flags=[CHECK]), _record(5, 0.10, suspicious=False)]
     rows = build_worklist(records)
     assert [r.case.id for r in rows] == [1, 4, 3, 2, 5]
-    assert [r.risk_tier for r in rows] == ["high", "cannot_exclude", "cannot_exclude", None, "low"]
+    assert [r.risk_tier for r in rows] == ["high", "suspicious", "suspicious", None, "low"]
 
 
 def test_patient_context_needs_three_analysed_lesions_of_one_patient():

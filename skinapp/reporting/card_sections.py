@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skinapp.model.card import ModelCard
 from skinapp.trust.flags import FIXED_CHECKS
+from skinapp.trust.risk import TIER_NAMES
 from skinapp.vocab import CLASSES
 
 
@@ -273,6 +274,13 @@ def trust_section(card: ModelCard) -> list[str]:
     ]
 
 
+def _net_wording(metrics: dict) -> str:
+    """What the app says at the net: with graded risk the lower tier's words, never the excision wording."""
+    if "risk_tiers" in metrics:
+        return "\"malignancy cannot be excluded\" (or \"high risk\" above the High level, below)"
+    return "\"suspicious — consider excision\""
+
+
 def _sets_and_net_lines(metrics: dict) -> list[str]:
     if "conformal" not in metrics:
         return []
@@ -285,18 +293,16 @@ def _sets_and_net_lines(metrics: dict) -> list[str]:
         f"**{sets['coverage']:.1%}** of them, {sets['mean_set_size']:.2f} diagnoses on average, a single diagnosis for "
         f"{sets['single_class_share']:.1%}. By class: "
         + ", ".join(f"{c} {v:.0%}" for c, v in sets["coverage_by_class"].items()) + ".",
-        f"- **Safety net**: \"suspicious — consider excision\" at a malignancy probability of {net['threshold']:.1%} or "
+        f"- **Safety net**: {_net_wording(metrics)} at a malignancy probability of {net['threshold']:.1%} or "
         f"more, chosen so that {net['target_sensitivity']:.0%} of held-out malignant lesions (and of their shifted "
         f"copies) reach it. On the out-of-fold images it keeps **{_share(net['malignant_sensitivity'])} of malignant "
         f"lesions** and marks {net['share_marked']:.1%} of all cases ({_share(net['benign_marked'])} of benign ones): "
-        "that is its cost, accepted because a missed melanoma is the costliest error. A suspicious case is never "
-        "shown without a warning and sorts to the top of the worklist.",
+        "that is its cost, accepted because a missed melanoma is the costliest error. A case above it is never "
+        "shown without a warning.",
         "",
     ]
 
 
-TIER_NAMES = {"high": "High risk of malignancy", "cannot_exclude": "Malignancy cannot be excluded",
-              "low": "Low (below the safety net)"}
 
 
 def _risk_tier_lines(metrics: dict) -> list[str]:

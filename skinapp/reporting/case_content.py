@@ -150,7 +150,7 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
     if recall:
         notes.append(recall)
     if stored.prediction_set:
-        notes.append("Diagnoses the model cannot exclude (a set that held the true diagnosis about 90 % of the time on "
+        notes.append("Possible diagnoses (a set that held the true diagnosis about 90 % of the time on "
                      "held-out images): " + ", ".join(f"{CLASS_NAMES[c]} ({c})" for c in stored.prediction_set) + ".")
     notes.append(f"Malignancy probability {percent_text(stored.malignancy)} (± {stored.malignancy_spread * 100:.0f} "
                  "percentage points across the views the model looked at).")

@@ -145,8 +145,10 @@ def risk_warning(evidence: Evidence) -> Flag | None:
     malignancy, net = f"{evidence.malignancy:.0%}", evidence.safety_net
     if evidence.risk_tier == HIGH:
         return Flag(RISK_HIGH, f"High risk of malignancy — consider excision or biopsy. The malignancy probability "
-                               f"({malignancy}) is in the highest tier, which few benign lesions reach (at most 1 in "
-                               "10 in the model's tests).", False)
+                               f"({malignancy}) is in the highest tier, which few benign lesions reach (at most "
+                               f"{evidence.high_benign_share:.0%} in the model's tests).", False)
+    if evidence.risk_tier is not None and evidence.risk_tier != CANNOT_EXCLUDE:
+        return None  # a graded model's Low: below the net (never a warning, never "benign")
     if evidence.risk_tier == CANNOT_EXCLUDE:
         return Flag(RISK_CANNOT_EXCLUDE, f"Malignancy cannot be excluded — a second look or dermoscopic follow-up. The "
                                          f"malignancy probability ({malignancy}) is at or above the safety net "

@@ -21,6 +21,13 @@ from skinapp.trust.safety_net import TARGET_SENSITIVITY, SafetyNet, fit_safety_n
 
 HIGH, CANNOT_EXCLUDE, LOW = "high", "cannot_exclude", "low"
 TIERS = (HIGH, CANNOT_EXCLUDE, LOW)
+# A result of a model without tiers: at or above its safety net, which it worded "suspicious — consider excision".
+SUSPICIOUS_UNGRADED = "suspicious"
+# What each is called wherever a clinician reads it (worklist, case page, reports, the clinic page, the card).
+TIER_NAMES = {HIGH: "High risk of malignancy", CANNOT_EXCLUDE: "Malignancy cannot be excluded",
+              LOW: "Low (below the safety net)", SUSPICIOUS_UNGRADED: "Suspicious (safety net of an ungraded model)"}
+TIER_SHORT_NAMES = {HIGH: "High risk", CANNOT_EXCLUDE: "Cannot exclude", LOW: "Low",
+                    SUSPICIOUS_UNGRADED: "Suspicious (ungraded)"}
 HIGH_BENIGN_SHARE = 0.10  # at most this share of held-out benign lesions reach High
 
 

@@ -1,5 +1,7 @@
-"""The melanoma safety net: "suspicious — consider excision" above a malignancy probability chosen on
-out-of-fold data so that at least 95 % of held-out malignant lesions (MEL, BCC, AKIEC) are above it.
+"""The melanoma safety net: a malignancy probability chosen on out-of-fold data so that at least 95 % of held-out
+malignant lesions (MEL, BCC, AKIEC) are at or above it. Above it a model with graded risk (`risk.py`) says
+"malignancy cannot be excluded" (or "high risk" above its High level); a model without says "suspicious —
+consider excision".
 
 It trades many false alarms for few missed malignancies, on purpose: a missed melanoma is the costliest
 error. What it costs (the share of all cases it marks) is measured and shown in the model card.

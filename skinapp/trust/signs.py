@@ -12,6 +12,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from skinapp.trust.risk import HIGH_BENIGN_SHARE
 from skinapp.trust.safety_net import SafetyNet
 from skinapp.vocab import CLASS_NAMES, CLASSES, MALIGNANT_INDICES, Metadata
 
@@ -36,6 +37,7 @@ class Evidence:
     safety_net: SafetyNet | None = None  # the melanoma safety net shipped with the model
     marked_suspicious: bool | None = None  # the net's decision where already taken (the prediction carries it)
     risk_tier: str | None = None       # trust.risk's tier, for models that grade the risk
+    high_benign_share: float = HIGH_BENIGN_SHARE  # the share of held-out benign lesions that reach High
 
     @property
     def top_call(self) -> int:
@@ -220,8 +222,8 @@ class MalignancyNotRuledOut(Sign):
 
     def reason(self, evidence: Evidence, value: float) -> str:
         malignant = [CLASS_NAMES[c] for c in evidence.prediction_set or () if c in MALIGNANT_CLASSES]
-        return (f"A malignant diagnosis is not ruled out: {', '.join(malignant)} is among the diagnoses the model "
-                f"cannot exclude, although its top call, {CLASS_NAMES[CLASSES[evidence.top_call]]}, is benign.")
+        return (f"A malignant diagnosis is not ruled out: {', '.join(malignant)} is among the possible diagnoses, "
+                f"although the model's top call, {CLASS_NAMES[CLASSES[evidence.top_call]]}, is benign.")
 
 
 class SplitAttention(Sign):

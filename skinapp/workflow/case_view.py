@@ -35,9 +35,13 @@ from skinapp.reporting.viewer import Line, jpeg_data_url
 from skinapp.store import CaseRecord, Decision, Store, StoredCase, StoredPrediction
 from skinapp.store.records import SCALE, Measurement
 from skinapp.trust.flags import RED_WARNINGS, RISK_CANNOT_EXCLUDE
+from skinapp.trust.risk import LOW
 from skinapp.vocab import CLASS_NAMES, CLASSES, FINE_SITES, REGION_OF_SITE, REGIONS
 from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.reports import metrics_of
+
+LOW_TIER_TEXT = ("**Low risk tier**: the malignancy probability is below the safety net. This is not a statement "
+                 "that the lesion is benign; the clinical picture decides.")
 
 # ---------------------------------------------------------------------------------------------------- which case
 
@@ -147,6 +151,7 @@ class ModelAnswer:
     prediction_set: str | None
     suspicious: tuple[str, ...]        # the red malignancy warning (High risk; or an older model's safety net)
     cannot_exclude: tuple[str, ...]    # the amber one: malignancy cannot be excluded (never the excision wording)
+    low: str | None                    # a graded model's Low tier, said as what it is (never "benign")
     manual_check: str | None           # the serious flags' reasons, when the case needs a manual check
     warnings: tuple[str, ...]          # the other flags' reasons
     probabilities: dict[str, float]
@@ -175,13 +180,14 @@ def model_answer(stored: StoredPrediction, installed: ModelCard | None) -> Model
         prediction_set=prediction_set_text(stored.prediction_set) if stored.prediction_set else None,
         suspicious=tuple(f"**{plain_markdown(f.reason)}**" for f in stored.flags if f.code in RED_WARNINGS),
         cannot_exclude=tuple(f"**{plain_markdown(f.reason)}**" for f in stored.flags if f.code == RISK_CANNOT_EXCLUDE),
+        low=(LOW_TIER_TEXT if stored.risk_tier == LOW else None),
         manual_check=("**Manual check needed.** " + " ".join(plain_markdown(f.reason) for f in stored.flags if f.serious)
                       if stored.needs_manual_check else None),
         warnings=tuple(plain_markdown(f.reason) for f in stored.flags
                        if not f.serious and f.code not in (*RED_WARNINGS, RISK_CANNOT_EXCLUDE)),
         probabilities=dict(zip(CLASSES, map(float, stored.probabilities), strict=True)),
         highlighted=stored.prediction_set or (top,),
-        chart_caption=("Dark bars: the diagnoses the model cannot exclude. " if stored.prediction_set
+        chart_caption=("Dark bars: the possible diagnoses (the model's set). " if stored.prediction_set
                        else "Dark bar: the top diagnosis. ") + calibration,
         metadata_caption=(f"Metadata the model used: age {age}, sex {plain_markdown(meta.sex or 'unknown')}, "
                           f"site {plain_markdown(meta.site.label)}."),

@@ -33,12 +33,20 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from skinapp.outcomes import DIAGNOSIS_BY_CODE, HISTOPATHOLOGY
+from skinapp.outcomes import DIAGNOSIS_BY_CODE, HISTOPATHOLOGY, NOT_EXCISED
 from skinapp.reporting.table_report import Section, TableBlock, TableReport, rows_of, table_report_pdf
 from skinapp.store import CaseRecord, Outcome
 from skinapp.store.records import DECISIONS
 from skinapp.trust.calibration import apply_temperature, fit_temperature
-from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, HIGH_BENIGN_SHARE, LOW, fit_risk_tiers
+from skinapp.trust.risk import (
+    CANNOT_EXCLUDE,
+    HIGH,
+    HIGH_BENIGN_SHARE,
+    LOW,
+    SUSPICIOUS_UNGRADED,
+    TIER_SHORT_NAMES,
+    fit_risk_tiers,
+)
 from skinapp.trust.safety_net import TARGET_SENSITIVITY, fit_safety_net
 from skinapp.vocab import CLASSES
 from skinapp.workflow.export import spreadsheet_safe
@@ -57,11 +65,13 @@ TEMPERATURE_MIN_CASES = 30         # verified cases with a diagnosis among the m
 
 VERIFICATION_RULE = (
     "A lesion counts as verified where its latest outcome says whether it was malignant: a histopathology result by "
-    "its diagnosis (a histopathology result of “other” is left out: its malignancy is unknown), a clinical outcome "
-    "(stable at follow-up ≥ 12 months, or not excised) as benign unless it names a malignant diagnosis. Actinic "
+    "its diagnosis (a histopathology result of “other” is left out: its malignancy is unknown); stable at follow-up "
+    "≥ 12 months as benign unless it names a malignant diagnosis. “Not excised” is a decision, not a finding: it "
+    "verifies nothing unless it names a malignant diagnosis. Actinic "
     "keratosis counts as malignant, as the model's AKIEC class does. Each case counts once, with its latest result "
     "and its latest outcome.")
-TIER_NAMES = {HIGH: "High", CANNOT_EXCLUDE: "Cannot exclude", LOW: "Low", None: "No tier"}
+TIER_NAMES: dict[str | None, str] = {tier: name for tier, name in TIER_SHORT_NAMES.items()} | {None: "No tier"}
+ABOVE_NET = (HIGH, CANNOT_EXCLUDE, SUSPICIOUS_UNGRADED)  # the tiers above the safety net
 
 
 # ------------------------------------------------------------------------------------------ proportions
@@ -125,7 +135,9 @@ def verified_malignancy(outcome: Outcome) -> bool | None:
     entry = outcome.entry
     if outcome.kind == HISTOPATHOLOGY:
         return None if entry is None else entry.malignant
-    return bool(entry is not None and entry.malignant)  # a clinical outcome: benign unless it names a malignancy
+    if outcome.kind == NOT_EXCISED:  # a decision, not a finding: a lesion left in place is not known to be benign
+        return True if entry is not None and entry.malignant else None
+    return bool(entry is not None and entry.malignant)  # stable at follow-up: benign unless it names a malignancy
 
 
 def _class_of(code: str | None) -> str | None:
@@ -150,7 +162,8 @@ class VerifiedCase:
     probabilities: np.ndarray       # (K,) calibrated, as shown
     temperature: float              # the calibration applied to them
     malignancy: float
-    tier: str | None                # HIGH, CANNOT_EXCLUDE, LOW; None: the model had neither tiers nor a net
+    tier: str | None                # HIGH, CANNOT_EXCLUDE, LOW, SUSPICIOUS_UNGRADED (a model without tiers, above
+                                    # its net); None: the model had neither tiers nor a net
     graded: bool                    # the model had risk tiers (without them the net's mark counts as Cannot exclude)
     call: str
     flagged: bool                   # a manual check was asked for
@@ -344,9 +357,9 @@ class ClinicRecord:
 def _tier_rows(cases: Sequence[VerifiedCase], malignant: np.ndarray) -> tuple[TierRow, ...]:
     tiers = np.asarray([c.tier for c in cases], dtype=object)
     rows = []
-    for tier in (HIGH, CANNOT_EXCLUDE, LOW, None):
+    for tier in (HIGH, SUSPICIOUS_UNGRADED, CANNOT_EXCLUDE, LOW, None):
         inside = np.asarray([t == tier for t in tiers], bool)
-        if tier is None and not inside.any():
+        if tier in (None, SUSPICIOUS_UNGRADED) and not inside.any():
             continue
         rows.append(TierRow(tier, int(inside.sum()), _share(inside, malignant), _share(inside, ~malignant),
                             _share(malignant, inside)))
@@ -394,7 +407,7 @@ def _reviewers(cases: Sequence[VerifiedCase]) -> ReviewerFigures:
     malignant = np.asarray([c.malignant for c in decided], bool)
     biopsy = np.asarray([c.decision == "biopsy" for c in decided], bool)
     mark_high = any(c.graded for c in cases)  # a model with tiers: its High; one without: its one mark, the net
-    marked = np.asarray([c.tier == HIGH if mark_high else c.tier in (HIGH, CANNOT_EXCLUDE) for c in decided], bool)
+    marked = np.asarray([c.tier == HIGH if mark_high else c.tier in ABOVE_NET for c in decided], bool)
     disagreeing = [c for c in decided if c.decision_class is not None and c.outcome_class is not None]
     return ReviewerFigures(
         decided=len(decided), counts=counts,
@@ -414,7 +427,7 @@ def clinic_record(records: Sequence[CaseRecord], installed_identity: str | None,
     pool = next((p for p in pools if p.identity == identity), None) if identity is not None else (pools[0] if pools else None)
     cases = tuple(c for c in everything if pool is not None and c.identity == pool.identity)
     malignant = np.asarray([c.malignant for c in cases], bool)
-    kept = np.asarray([c.tier in (HIGH, CANNOT_EXCLUDE) for c in cases], bool)
+    kept = np.asarray([c.tier in ABOVE_NET for c in cases], bool)
     return ClinicRecord(
         pool=pool, other_pools=tuple(p for p in pools if pool is None or p.identity != pool.identity), cases=cases,
         tiers=_tier_rows(cases, malignant), kept_by_net=_share(kept, malignant), confusion=_confusion(cases),
@@ -531,7 +544,7 @@ def refit_levels(cases: Sequence[VerifiedCase], current_net: float | None, curre
     groups = np.asarray([c.group for c in cases])
     tiers = np.asarray([c.tier for c in cases], dtype=object)
     n_malignant, n_benign = int(malignant.sum()), int((~malignant).sum())
-    current_kept = _share(np.asarray([t in (HIGH, CANNOT_EXCLUDE) for t in tiers], bool), malignant)
+    current_kept = _share(np.asarray([t in ABOVE_NET for t in tiers], bool), malignant)
     graded = any(c.graded for c in cases)  # a model without tiers has no High to count
     current_benign_high = _share(np.asarray([t == HIGH for t in tiers], bool), ~malignant) if graded else Proportion(0, 0)
     empty = Proportion(0, 0)

@@ -9,29 +9,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from skinapp.store import CaseRecord, Decision, Outcome, Store, StoredCase, StoredPrediction
-from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, LOW
+from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, LOW, SUSPICIOUS_UNGRADED, TIER_SHORT_NAMES
 from skinapp.vocab import CLASSES
 from skinapp.workflow.context import LesionContext, ugly_duckling_scores
 
 # The worklist's order, stated once (the page shows ORDER_RULE above the table): risk tier first, then
 # malignancy, unreviewed before reviewed. Flags have their own column and filter and do not reorder.
 NOT_ANALYSED = "not_analysed"   # a case the model could not analyse always needs a person first
-TIER_RANK = {NOT_ANALYSED: 0, HIGH: 1, CANNOT_EXCLUDE: 2, LOW: 3, None: 3}
-TIER_LABELS = {NOT_ANALYSED: "Not analysed", HIGH: "High risk", CANNOT_EXCLUDE: "Cannot exclude", LOW: "Low"}
+# An ungraded model's "suspicious" ranks with High: its warning said "consider excision".
+TIER_RANK = {NOT_ANALYSED: 0, HIGH: 1, SUSPICIOUS_UNGRADED: 1, CANNOT_EXCLUDE: 2, LOW: 3, None: 3}
+TIER_LABELS = {NOT_ANALYSED: "Not analysed", **TIER_SHORT_NAMES}
 ORDER_RULE = ("Order: cases to review first; among them, cases the model could not analyse, then High risk, "
               "Cannot exclude and Low, each highest malignancy first. Flags do not change the order.")
 
 
 def risk_tier_of(prediction: StoredPrediction | None) -> str | None:
-    """The tier a result was given. Results of models from before the tiers had one mark, the safety net: above
-    it they rank with "cannot exclude" (their model said no more than that), below it with "low"."""
+    """The tier a result was given. Results of models without tiers had one mark, the safety net: above it they
+    keep their own "suspicious" (worded "consider excision" on the case page, so it ranks with High), below it
+    "low"."""
     if prediction is None:
         return NOT_ANALYSED
     if prediction.risk_tier is not None:
         return prediction.risk_tier
     if prediction.suspicious is None:
         return None
-    return CANNOT_EXCLUDE if prediction.suspicious else LOW
+    return SUSPICIOUS_UNGRADED if prediction.suspicious else LOW
 
 
 @dataclass(frozen=True)
