@@ -121,7 +121,7 @@ def test_upload_a_dicom_folder_review_a_case_and_record_a_decision(running_app, 
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("Needs biopsy or excision").click()
         _ticked(page, "Needs biopsy or excision")
-        page.get_by_label("Note").fill("asymmetric, regression structures")
+        page.get_by_label("Note", exact=True).fill("asymmetric, regression structures")
         page.get_by_role("button", name="Save decision").click()
         page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()  # and on to the next case
         page.screenshot(path=str(screenshot), full_page=True)
@@ -341,7 +341,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.screenshot(path=str(shots / "02_first_case.png"))
         _press(page, "3")  # needs biopsy or excision
         _ticked(page, "Needs biopsy or excision")
-        page.get_by_label("Note").press_sequentially("4 mm, 2 colours")  # digits typed in a note pick no decision
+        page.get_by_label("Note", exact=True).press_sequentially("4 mm, 2 colours")  # digits typed in a note pick no decision
         save.click()
         page.get_by_text(re.compile(r"^Saved on .*: Needs biopsy or excision\.")).wait_for()
         assert _case_counter(page) == "Case 2 of 5 in your review queue"

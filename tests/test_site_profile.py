@@ -95,3 +95,10 @@ def test_predict_refuses_to_adapt_on_too_few_inputs_and_writes_nothing(weights, 
     assert main(["predict", str(inputs), "--weights", str(weights), "--out", str(out), "--site-adapt"]) == 2
     assert not out.exists()
     assert f"at least {MIN_SITE_IMAGES}" in capsys.readouterr().err
+
+
+def test_save_profile_without_site_adapt_is_refused(weights, tmp_path, capsys):
+    inputs = _write_inputs(tmp_path / "some", 2)
+    assert main(["predict", str(inputs), "--weights", str(weights), "--out", str(tmp_path / "o.csv"),
+                 "--save-profile", str(tmp_path / "p.safetensors")]) == 2
+    assert "--site-adapt" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()

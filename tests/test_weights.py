@@ -83,22 +83,20 @@ def test_model_identity_follows_what_changes_outputs_and_not_the_figures(tiny_we
         assert ModelCard.load(folder / "..").identity == changed.identity  # the identity survives a save
 
 
-SHIPPED_IDENTITY = "52417f709d5a78e2d8a8fe93702f9888d38edf915db2ab8d5eb7af2f4c33e3dd"  # model 0.2.0, τ = 0.2
+SCHEMA_2_CARD = Path(__file__).parent / "data" / "model_card_0.2.0_schema2.json"  # the 0.2.0 card as it shipped
+SCHEMA_2_IDENTITY = "52417f709d5a78e2d8a8fe93702f9888d38edf915db2ab8d5eb7af2f4c33e3dd"  # what its results were stored under
 
 
-def test_the_shipped_card_keeps_its_identity_through_the_typed_schema(shipped_weights, tmp_path):
-    """Results stored under model 0.2.0 stay bound to it: the schema 2 → 3 migration changes no identity."""
-    card = ModelCard.load(shipped_weights)
-    assert card.schema == CARD_SCHEMA and card.identity == SHIPPED_IDENTITY
-    as_schema_2 = card.to_dict()
-    as_schema_2.update(schema=2, calibration={**as_schema_2["calibration"], "ece_after": 0.017},
-                       flag_policy=as_schema_2["flag_policy"], index=as_schema_2["index"])
-    as_schema_2["metrics"] = {k: v for k, v in as_schema_2["metrics"].items() if k != "calibration"}
-    (tmp_path / "model_card.json").write_text(json.dumps(as_schema_2))
-    migrated = ModelCard.load(tmp_path)
-    assert migrated.identity == SHIPPED_IDENTITY
-    assert migrated.calibration == card.calibration
-    assert migrated.metrics["calibration"]["ece_after"] == 0.017  # the measured figure moved to the metrics
+def test_the_schema_2_card_keeps_its_identity_through_the_migration(tmp_path):
+    """Results stored under model 0.2.0 stay bound to it: reading its schema-2 card changes no identity."""
+    (tmp_path / "model_card.json").write_text(SCHEMA_2_CARD.read_text())
+    card = ModelCard.load(tmp_path)
+    assert card.schema == CARD_SCHEMA and card.identity == SCHEMA_2_IDENTITY
+    raw = json.loads(SCHEMA_2_CARD.read_text())
+    assert card.calibration == Calibration(raw["calibration"]["temperature"], raw["calibration"]["method"])
+    assert card.metrics["calibration"]["ece_after"] == raw["calibration"]["ece_after"]  # measured figures kept
+    card.save(tmp_path)  # and written as schema 3, still the same model
+    assert ModelCard.load(tmp_path).identity == SCHEMA_2_IDENTITY
 
 
 @pytest.mark.parametrize("schema, message", [(CARD_SCHEMA + 1, "newer than this skinapp"), (1, "before typed cards"),

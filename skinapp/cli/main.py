@@ -66,6 +66,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.save_profile is not None and not args.site_adapt:
+        print("error: --save-profile keeps the profile --site-adapt makes; give both", file=sys.stderr)
+        return 2
     weights = args.weights or weights_dir()
     from skinapp.cli.predict import run_predict
 

@@ -79,6 +79,19 @@ def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> di
         colour_count=len(measured.colours), colours="|".join(measured.colours))
 
 
+def site_images(cases: Sequence[Case]) -> list[Case]:
+    """The inputs a site profile may learn from: dermoscopy images, each image once (a file given twice, or two
+    copies of one image, would weigh double)."""
+    seen: set[str] = set()
+    kept = []
+    for case in cases:
+        key = case.content_key or str(id(case))
+        if case.is_dermoscopic and key not in seen:
+            seen.add(key)
+            kept.append(case)
+    return kept
+
+
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
                 masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16,
                 site_profile: Path | None = None, site_adapt: bool = False, save_profile: Path | None = None) -> int:
@@ -96,7 +109,8 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         if site_profile is not None:
             predictor.adapt_to_site(SiteProfile.load(site_profile))
         elif site_adapt:
-            profile = predictor.estimate_site_profile([c.image for c in cases], [c.metadata for c in cases],
+            site_cases = site_images(cases)
+            profile = predictor.estimate_site_profile([c.image for c in site_cases], [c.metadata for c in site_cases],
                                                       name=(save_profile.stem if save_profile else "these inputs"))
             if save_profile is not None:
                 profile.save(save_profile)

@@ -92,7 +92,10 @@ class Predictor:
         """The card's version, and the site profile where one is applied: every result names both."""
         if self.site_profile is None:
             return self.card.version
-        return f"{self.card.version} with {self.site_profile.label}"[:128]
+        profile = self.site_profile
+        # the stored version holds at most 128 characters: a long profile name is cut, never its identity
+        name = profile.name[:max(8, 128 - len(self.card.version) - 60)]
+        return f"{self.card.version} with site profile {name} ({profile.identity[:12]}, {profile.n_images} images)"
 
     @property
     def identity(self) -> str:

@@ -113,17 +113,22 @@ def _case_story(report: CaseReport) -> list:
     return story
 
 
-def reports_pdf(reports: Sequence[CaseReport], title: str) -> bytes:
-    buffer = io.BytesIO()
-    first = reports[0]
-    footer = f"{title} · made {first.generated_at:%Y-%m-%d %H:%M} UTC by {first.generated_by} with skinapp"
-
+def page_footer(footer: str):
+    """A reportlab page callback: `footer` and the page number at the foot of every page."""
     def on_page(canvas, document) -> None:
         canvas.saveState()
         canvas.setFont("DejaVuSans", 7)
         canvas.drawString(document.leftMargin, 10 * mm, footer[:150])
         canvas.drawRightString(A4[0] - document.rightMargin, 10 * mm, f"page {document.page}")
         canvas.restoreState()
+
+    return on_page
+
+
+def reports_pdf(reports: Sequence[CaseReport], title: str) -> bytes:
+    buffer = io.BytesIO()
+    first = reports[0]
+    on_page = page_footer(f"{title} · made {first.generated_at:%Y-%m-%d %H:%M} UTC by {first.generated_by} with skinapp")
 
     document = SimpleDocTemplate(buffer, pagesize=A4, title=title, author=first.generated_by, creator="skinapp",
                                  leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=18 * mm)

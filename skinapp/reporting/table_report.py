@@ -13,7 +13,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, SimpleDocTemplate, Spacer, Table
 
-from skinapp.reporting.pdf import _CELL, _HEADED, _SMALL, _STYLES, _text
+from skinapp.reporting.pdf import _CELL, _HEADED, _SMALL, _STYLES, _text, page_footer
 
 _WIDTH = A4[0] - 36 * mm
 
@@ -61,14 +61,8 @@ def _section(section: Section) -> list:
 
 def table_report_pdf(report: TableReport) -> bytes:
     buffer = io.BytesIO()
-    footer = f"{report.title} · made {report.generated_at:%Y-%m-%d %H:%M} UTC by {report.generated_by} with skinapp"
-
-    def on_page(canvas, document) -> None:
-        canvas.saveState()
-        canvas.setFont("DejaVuSans", 7)
-        canvas.drawString(document.leftMargin, 10 * mm, footer[:150])
-        canvas.drawRightString(A4[0] - document.rightMargin, 10 * mm, f"page {document.page}")
-        canvas.restoreState()
+    on_page = page_footer(f"{report.title} · made {report.generated_at:%Y-%m-%d %H:%M} UTC by {report.generated_by} "
+                          "with skinapp")
 
     document = SimpleDocTemplate(buffer, pagesize=A4, title=report.title, author=report.generated_by, creator="skinapp",
                                  leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=18 * mm)
