@@ -3,6 +3,7 @@ out to be; for administrators, a refit of the risk levels to the clinic's own ve
 Layout only: the figures come from skinapp.workflow.clinic_record."""
 
 import datetime as dt
+import hashlib
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -57,8 +58,10 @@ def _reliability_chart(record: ClinicRecord) -> go.Figure:
 
 
 def _refit_key(record: ClinicRecord) -> str:
-    """A refit belongs to the model and the verified cases it was computed on."""
-    return f"clinic_refit_{record.pool.identity if record.pool else ''}_{len(record.cases)}"
+    """A refit belongs to the model and the verified cases (and their outcomes) it was computed on."""
+    content = "|".join(f"{c.case_id}:{int(c.malignant)}:{c.malignancy:.6f}:{c.patient_id}" for c in record.cases)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:16]  # a corrected outcome is another refit
+    return f"clinic_refit_{record.pool.identity if record.pool else ''}_{digest}"
 
 
 def _refit(record: ClinicRecord) -> None:
