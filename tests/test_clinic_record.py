@@ -143,9 +143,9 @@ def _small_clinic(store: Store) -> dict[str, int]:
         decision = ("disagree", "SK") if truth == "BKL" else ("biopsy", None) if malignancy >= 0.5 else None
         ids[f"b{k}"] = _add(store, k, f"P{k % 6}", _prediction(malignancy, truth, call), _histology(truth), flagged,
                             decision=decision)
-    # benign by a clinical outcome: stable without a diagnosis, not excised
+    # benign by a clinical outcome: stable at follow-up, without a diagnosis and with one
     ids["stable"] = _add(store, 40, "P1", _prediction(0.12, "NV", "NV"), OutcomeEntry(0, STABLE, DAY))
-    ids["not_excised"] = _add(store, 41, "P2", _prediction(0.33, "BKL", "BKL"), OutcomeEntry(0, NOT_EXCISED, DAY, "SK"))
+    ids["not_excised"] = _add(store, 41, "P2", _prediction(0.33, "BKL", "BKL"), OutcomeEntry(0, STABLE, DAY, "SK"))
     # not counted: histopathology "other" (malignancy unknown), no outcome, another model's result
     _add(store, 42, "P3", _prediction(0.50, "NV", "NV"),
          OutcomeEntry(0, HISTOPATHOLOGY, DAY, "OTHER", diagnosis_text="pigmented poroma"))
@@ -347,3 +347,20 @@ def test_the_clinic_page_opens_for_a_signed_in_user(data_dir):
     admin.button(key="compute_refit").click().run()
     assert not admin.exception and "The refit is refused" in _texts(admin)
 
+
+
+def test_not_excised_is_a_decision_and_verifies_nothing_unless_it_names_a_malignancy():
+    import datetime as dt
+
+    from skinapp.store.records import Outcome
+    from skinapp.workflow.clinic_record import verified_malignancy
+
+    def outcome(kind, diagnosis):
+        return Outcome(1, 1, kind, dt.date(2026, 1, 5), diagnosis, None, None, None, "", "Dr A",
+                       dt.datetime(2026, 1, 6, tzinfo=dt.UTC), None)
+
+    assert verified_malignancy(outcome(NOT_EXCISED, None)) is None
+    assert verified_malignancy(outcome(NOT_EXCISED, "SK")) is None       # a benign-looking lesion left in place
+    assert verified_malignancy(outcome(NOT_EXCISED, "BCC")) is True      # a known carcinoma left in place
+    assert verified_malignancy(outcome(STABLE, None)) is False
+    assert verified_malignancy(outcome(HISTOPATHOLOGY, "MIS")) is True
