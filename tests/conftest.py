@@ -128,3 +128,29 @@ def synthetic_lesion(height: int = 90, width: int = 120, seed: int = 0) -> tuple
     image[mask] = (90, 55, 40)
     noise = rng.integers(-10, 10, image.shape)
     return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), mask
+
+
+def tamper(db, statements: list[str], tables: tuple[str, ...]) -> None:
+    """What someone with the database file, or a superuser, could do: the guards of `tables` set aside (SQLite: every
+    trigger dropped; PostgreSQL: disabled as a superuser, then enabled again) and `statements` run."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    if db.admin_url is None:
+        connection = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+        for (trigger,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            connection.execute(f"DROP TRIGGER {trigger}")
+        for statement in statements:
+            connection.execute(statement)
+        connection.close()
+        return
+    engine = create_engine(db.admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for table in tables:
+            connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER ALL")
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+        for table in tables:
+            connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER ALL")
+    engine.dispose()

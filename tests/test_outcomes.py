@@ -10,16 +10,14 @@ import datetime as dt
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 import sqlalchemy
-from sqlalchemy import create_engine
 
-from conftest import REPO, synthetic_lesion
+from conftest import REPO, synthetic_lesion, tamper
 from skinapp.cli.main import main
 from skinapp.io.case import Case
 from skinapp.outcomes import (
@@ -163,7 +161,7 @@ def test_the_reviewers_diagnosis_uses_the_clinical_list_and_old_decisions_still_
     store = Store.open(db_url)
     (case_id,) = _cases(store, 1)
     old = store.record_decision(case_id, "Dr A", "disagree", diagnosis="MEL", seen_prediction_id=None)
-    assert old.label == "Disagree: MEL"  # a decision of the seven classes, as recorded before the clinical list
+    assert old.label == "Disagree: Melanoma (MEL)"  # a decision of the seven classes, as recorded before the clinical list
     new = store.record_decision(case_id, "Dr A", "disagree", diagnosis="DN", seen_decision_id=old.id,
                                 seen_prediction_id=None)
     assert new.label == "Disagree: Dysplastic / Clark nevus (DN)"
@@ -206,22 +204,7 @@ def test_the_database_refuses_to_rewrite_outcomes(db):
 
 
 def _behind_the_apps_back(db, statements: list[str]) -> None:
-    """What someone with the database file, or a superuser, could do."""
-    if db.admin_url is None:
-        connection = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
-        for (trigger,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-            connection.execute(f"DROP TRIGGER {trigger}")
-        for statement in statements:
-            connection.execute(statement)
-        connection.close()
-        return
-    engine = create_engine(db.admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql("ALTER TABLE outcomes DISABLE TRIGGER ALL")
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-        connection.exec_driver_sql("ALTER TABLE outcomes ENABLE TRIGGER ALL")
-    engine.dispose()
+    tamper(db, statements, ("outcomes",))
 
 
 @pytest.mark.parametrize("tampering, finding", [

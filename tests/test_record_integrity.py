@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import create_engine
 
-from conftest import synthetic_lesion
+from conftest import synthetic_lesion, tamper
 from skinapp.cli.main import main
 from skinapp.inference import Predictor
 from skinapp.io import InputFile
@@ -76,25 +76,7 @@ def test_a_decision_stays_with_the_result_it_was_made_on(db_url, tiny_weights):
 
 
 def _tamper(db, statements: list[str]) -> None:
-    """What someone with the database file, or a superuser, could do behind the application's back."""
-    if db.admin_url is None:
-        path = db.url.removeprefix("sqlite:///")
-        connection = sqlite3.connect(path, isolation_level=None)
-        for trigger in [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]:
-            connection.execute(f"DROP TRIGGER {trigger}")
-        for statement in statements:
-            connection.execute(statement)
-        connection.close()
-        return
-    engine = create_engine(db.admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        for table in ("audit_log", "decisions"):
-            connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER ALL")
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-        for table in ("audit_log", "decisions"):
-            connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER ALL")
-    engine.dispose()
+    tamper(db, statements, ("audit_log", "decisions"))
 
 
 @pytest.mark.parametrize("tampering, finding", [
