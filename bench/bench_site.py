@@ -24,7 +24,7 @@ from skinapp.config import weights_dir
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import balanced_accuracy_of_calls, is_malignant
 from skinapp.train.data import load_isic2017
-from skinapp.vocab import CLASSES
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 MEL = CLASSES.index("MEL")
 
@@ -37,7 +37,7 @@ def figures(labels: np.ndarray, predictions) -> dict[str, float]:
     malignant, melanoma = is_malignant(labels), labels == MEL
     return {
         "melanoma AUC": float(roc_auc_score(melanoma, probabilities[:, MEL])),
-        "malignant AUC": float(roc_auc_score(malignant, probabilities[:, [0, 2, 3]].sum(1))),
+        "malignant AUC": float(roc_auc_score(malignant, probabilities[:, list(MALIGNANT_INDICES)].sum(1))),
         "balanced accuracy": balanced_accuracy_of_calls(labels, calls),
         "melanomas at/above net": float(suspicious[melanoma].mean()),
         "benign above net": float(suspicious[~malignant].mean()),

@@ -262,8 +262,8 @@ def shifted_check(weights: Path, data: LabelledImages, shifted: ShiftedSet, trus
     folds = _member_folds(weights, data)[shifted.rows]
     member_of_fold = {m.validation_fold: j for j, m in enumerate(card.members)}
     members = [member_of_fold[int(f)] for f in folds]
-    assessors = {j: fit.assessor(trust.index.member_view(j, len(card.members)), trust.distribution.member(j))
-                 for j in set(members)}
+    ensemble = fit.assessor(trust.index, trust.distribution)
+    assessors = {j: ensemble.member_view(j, len(card.members)) for j in set(members)}
     masks, suspicious, tiers = trust.shifted_cross_fitted if trust.shifted_cross_fitted is not None else (None, None, None)
     cases = assessed_cases(shifted.outputs, shifted.images, data.labels[shifted.rows], fit,
                            [assessors[j] for j in members], exclude_lesions=list(data.lesion_ids[shifted.rows]),
