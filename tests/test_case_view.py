@@ -206,7 +206,7 @@ def test_the_texts_around_saving_name_people_as_text():
     assert "at 09:30 UTC" in conflict
     assert view.not_saved_text(ValueError("note too *long*")) == f"Not saved: {plain_markdown('note too *long*')}."
     saved = _decision(3, decision="disagree", diagnosis="MEL")
-    assert view.saved_text(_case(), saved, following=8) == f"Saved on lesion7: {plain_markdown('Disagree: MEL')}."
+    assert view.saved_text(_case(), saved, following=8) == f"Saved on lesion7: {plain_markdown('Disagree: Melanoma (MEL)')}."
     assert view.saved_text(_case(), saved, following=None).endswith(". Every case in your queue is reviewed.")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from skinapp.inference.outline import LesionOutline, lesion_outline
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Acquisition
-from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER, OUTCOME_KINDS, Diagnosis
+from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER, OUTCOME_KINDS, Diagnosis, diagnosis_label
 from skinapp.trust.flags import Flag, malignancy_spread, needs_manual_check
 from skinapp.vocab import Metadata
 
@@ -143,10 +143,9 @@ class Decision:
     @property
     def label(self) -> str:
         if self.decision == "disagree" and self.diagnosis:
-            clinical = DIAGNOSIS_BY_CODE.get(self.diagnosis)  # decisions from before the clinical list hold a class
-            if clinical is not None and clinical.code == OTHER:
+            if self.diagnosis == OTHER:
                 return "Disagree: another diagnosis (in the note)"
-            return f"Disagree: {clinical.label if clinical else self.diagnosis}"
+            return f"Disagree: {diagnosis_label(self.diagnosis)}"  # older decisions hold one of the seven classes
         return DECISIONS.get(self.decision, self.decision)
 
     def made_on(self, prediction: StoredPrediction | None) -> bool:
