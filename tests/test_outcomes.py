@@ -376,3 +376,12 @@ def test_an_import_killed_half_way_leaves_the_store_and_its_audit_trail_whole(tm
     assert main(["outcomes", "import", str(path), "--user", "Dr Lab", "--database", url]) == 0  # and again, whole
     assert "imported 40 outcome(s)" in capsys.readouterr().out
     assert [len(store.outcomes(c)) for c in ids] == [9, 8, 8, 8, 8] and store.verify_audit().ok
+
+
+def test_the_outcomes_command_names_a_folder_given_as_the_file_without_a_traceback(tmp_path, capsys):
+    from skinapp.cli.main import main
+
+    assert main(["outcomes", "import", str(tmp_path), "--user", "drlab",
+                 "--database", f"sqlite:///{tmp_path / 'cases.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err

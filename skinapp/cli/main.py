@@ -297,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from skinapp.model.card import WeightsError
+    from skinapp.store.limits import InvalidText
     from skinapp.store.setup import StoreSetupError
 
     try:
         return args.run(args)
-    except (WeightsError, FileNotFoundError, StoreSetupError) as exc:
+    except (WeightsError, OSError, StoreSetupError, InvalidText) as exc:  # a missing file, a folder, a bad name
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:  # statement parameters are hidden by the store's engines
