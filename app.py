@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_shared import get_store, installed_card, open_case, reviewer, run_guarded
 from skinapp.reporting.viewer import jpeg_data_url
-from skinapp.vocab import CLASSES
+from skinapp.vocab import CLASSES, STRUCTURE_NAMES
 from skinapp.workflow.export import export_csv
 from skinapp.workflow.worklist import ORDER_RULE, TIER_LABELS, Filters, apply_filters, worklist, worklist_records
 
@@ -33,7 +33,9 @@ def page() -> None:
                f"malignancy cannot be excluded, {flagged} flagged for a manual check.")
     st.caption(ORDER_RULE)
 
-    status, tier, flagged_only, diagnosis, text = st.columns([1, 1, 1, 1, 2])
+    card = installed_card()
+    seen = [f.structure for f in card.structures.shown] if card is not None and card.structures is not None else []
+    status, tier, flagged_only, diagnosis, structure, text = st.columns([1, 1, 1, 1, 1, 2])
     filters = Filters(
         status=status.selectbox("Status", ["all", "to review", "reviewed"], key="filter_status"),
         tier=tier.selectbox("Risk", [None, *TIER_LABELS], key="filter_tier",
@@ -42,9 +44,11 @@ def page() -> None:
         diagnosis=diagnosis.selectbox("Top diagnosis", [None, *CLASSES], key="filter_diagnosis",
                                       format_func=lambda c: "any" if c is None else c),
         text=text.text_input("Search case or patient", key="filter_text"),
+        structure=structure.selectbox("Structure seen", [None, *seen], key="filter_structure", disabled=not seen,
+                                      format_func=lambda s: "any" if s is None else STRUCTURE_NAMES[s],
+                                      help="Cases where the model sees this dermoscopic structure (50 % or more)."),
     )
     shown = apply_filters(rows, filters)
-    card = installed_card()
     installed_sha = card.identity if card is not None else None
     table = pd.DataFrame(worklist_records(shown, installed_sha))
     if table.empty:

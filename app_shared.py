@@ -5,6 +5,7 @@ guard that turns an internal error into a short message."""
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import gc
 import logging
 import threading
@@ -20,6 +21,7 @@ import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference.assessment import Assessor
 from skinapp.model.card import ModelCard, WeightsError
+from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
@@ -97,7 +99,7 @@ def _load_predictor() -> Predictor:
 
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
-    assessor = Assessor.from_weights(skinapp.config.weights_dir(), _installed_card())
+    assessor = Assessor.from_weights(skinapp.config.weights_dir(), _shipped_card())
     _outside_collection()
     return assessor
 
@@ -110,37 +112,68 @@ def _outside_collection() -> None:
 
 
 @st.cache_resource(show_spinner=False)
-def _installed_card() -> ModelCard:
+def _shipped_card() -> ModelCard:
     return ModelCard.load(skinapp.config.weights_dir())
 
 
+# Another app process's adoption reaches this one within this many seconds; this process's own at once.
+LEVELS_REFRESH_SECONDS = 30
+
+
+@st.cache_data(ttl=LEVELS_REFRESH_SECONDS, show_spinner=False)
+def _clinic_levels(base_identity: str) -> ClinicLevels | None:
+    return get_store().clinic_levels(base_identity)
+
+
 def installed_card() -> ModelCard | None:
-    """The installed model's card (cheap: no weights are loaded), or None where it is missing or unreadable."""
+    """The installed model's card as this clinic runs it (with the risk levels its administrator adopted, if any:
+    another identity), without loading the weights; None where it is missing or unreadable."""
     try:
-        return _installed_card()
+        card = _shipped_card()
+    except (WeightsError, FileNotFoundError):
+        return None
+    levels = _clinic_levels(card.identity)
+    return levels.applied_to(card) if levels is not None else card
+
+
+def shipped_card() -> ModelCard | None:
+    """The installed model's card as shipped, without the clinic's levels."""
+    try:
+        return _shipped_card()
     except (WeightsError, FileNotFoundError):
         return None
 
 
+def levels_changed() -> None:
+    """After this process adopted or withdrew clinic levels: every page uses the new ones at once."""
+    _clinic_levels.clear()
+
+
 def get_assessor(explain: bool = False) -> Assessor | None:
     """The shipped flag policy and similar-case index, or None (with the reason, if `explain`) where the weights
-    or the index are missing or altered."""
+    or the index are missing or altered. Its safety net is the one in force (the clinic's, where adopted)."""
     try:
-        return _load_assessor()
+        assessor = _load_assessor()
     except (WeightsError, FileNotFoundError) as exc:
         if explain:
             st.error(f"The model's flag policy could not be loaded: {plain_markdown(exc)}. Nothing new can be analysed.")
         return None
+    card = installed_card()
+    if card is None or not card.safety_net.active or card.safety_net == assessor.safety_net:
+        return assessor
+    return dataclasses.replace(assessor, safety_net=card.safety_net)
 
 
 def get_predictor() -> Predictor | None:
-    """The model, or None with the reason shown (missing or altered weights)."""
+    """The model as this clinic runs it, or None with the reason shown (missing or altered weights)."""
     try:
-        return _load_predictor()
+        predictor = _load_predictor()
     except (WeightsError, FileNotFoundError) as exc:
         st.error(f"The model could not be loaded: {plain_markdown(exc)}. Cases can be reviewed, but nothing new can be "
                  "analysed.")
         return None
+    card = installed_card()
+    return predictor.with_card(card) if card is not None and card.identity != predictor.card.identity else predictor
 
 
 SESSION_COOKIE = "skinapp_session"

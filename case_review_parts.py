@@ -14,10 +14,11 @@ import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer
+from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer, shipped_card
 from skinapp.inference.assessment import training_image_path
 from skinapp.outcomes import BRESLOW_MAX_MM, EARLIEST_RESULT
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
+from skinapp.reporting.structure_text import structure_lines
 from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
 from skinapp.store.limits import LIMITS
 from skinapp.store.records import DIAMETER, SCALE
@@ -88,10 +89,27 @@ def model_answer(stored: StoredPrediction) -> None:
         st.success("No warning signs found for this prediction.")
     st.plotly_chart(probability_chart(answer.probabilities, answer.highlighted), config=CHART_CONFIG, width="stretch",
                     key="probability_chart")
+    structures(stored)
     for caption in (answer.chart_caption, answer.metadata_caption, answer.model_caption):
         st.caption(caption)
     if answer.older_model:
         st.info(answer.older_model)
+
+
+def structures(stored: StoredPrediction) -> None:
+    """Structures the model sees, with each probability and how well it was measured."""
+    if stored.structures is None:
+        return
+    card, shipped = installed_card(), shipped_card()
+    same_model = card is not None and shipped is not None and stored.weights_sha256 in (card.identity, shipped.identity)
+    lines, caption = structure_lines(stored, card.structures if same_model and card is not None else None)
+    st.markdown("**Structures the model sees**")
+    if not lines:
+        st.caption("This result's model is not the installed one: its structure figures are not at hand.")
+        return
+    st.markdown("\n".join(f"- {'**' if line.likely else ''}{line.name}: {line.probability}{'**' if line.likely else ''} "
+                          f"({line.auc})" for line in lines))
+    st.caption(caption + " Show one on the image: layer “Where it sees a structure”.")
 
 
 def similar_cases(stored: StoredPrediction) -> None:

@@ -71,7 +71,7 @@ def main() -> None:
     suspicious = cross_fitted_suspicious(calibrated[:, list(MALIGNANT_INDICES)].sum(1), malignant, groups)
     shipped = card.decision_rule
     print(f"{card.version}: {len(labels)} out-of-fold HAM10000 images; shipped τ = {shipped.tau}; the card's flag "
-          f"catches {card.metrics.get('flags', {}).get('errors_caught', float('nan')):.1%} of errors")
+          f"catches {card.metrics.flags.errors_caught if card.metrics.flags else float('nan'):.1%} of errors")
     print(f"{'τ':>4s} {'BA':>6s} {'accuracy':>8s} {'MEL calls':>9s} {'MEL recall':>10s} | {'flagged':>7s} "
           f"{'errors caught':>13s} | {'no warning: MEL':>15s} {'malignant':>9s}")
     for tau in args.taus:

@@ -8,13 +8,13 @@ import streamlit as st
 
 from app_shared import get_predictor, get_store, open_case, reviewer, run_guarded
 from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, related, similar_cases
-from skinapp.reporting.overlay import OVERLAYS, VIEWER_LEGENDS
+from skinapp.reporting.overlay import CONTRAST_LAYER, OVERLAYS, STRUCTURE_LAYER, VIEWER_LEGENDS
 from skinapp.reporting.text import plain_markdown
 from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
 from skinapp.store import Store
 from skinapp.store.limits import LIMITS, InvalidText
 from skinapp.store.records import DECISIONS, Decision, DecisionConflict, PredictionChanged, StoredCase, StoredPrediction
-from skinapp.vocab import CLASS_NAMES, CLASSES
+from skinapp.vocab import CLASS_NAMES, CLASSES, STRUCTURE_NAMES, STRUCTURES
 from skinapp.workflow import case_view as view
 from skinapp.workflow.outcome_view import DIAGNOSIS_CHOICES, diagnosis_choice_label
 from skinapp.workflow.queue import ReviewQueue
@@ -22,12 +22,12 @@ from skinapp.workflow.worklist import worklist
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM …")
-def _gradcam_for(case_id: int, class_name: str, weights_sha256: str) -> np.ndarray | None:
+def _gradcam_for(case_id: int, class_name: str, weights_sha256: str, against: str | None = None) -> np.ndarray | None:
     store, predictor = get_store(), get_predictor()
     if predictor is None or predictor.identity != weights_sha256:
         return None  # the model that made this prediction is not the one loaded: do not mix them
     case = store.case(case_id)
-    return None if case is None else predictor.explain_class(_case_image(case_id), class_name, case.metadata)
+    return None if case is None else predictor.explain_class(_case_image(case_id), class_name, case.metadata, against)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -49,13 +49,13 @@ def _zoom_picture(case_id: int) -> view.ZoomPicture | None:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def _picture_url(case_id: int, prediction_id: int, kind: str, opacity: float, cam_class: str | None) -> str:
+def _picture_url(case_id: int, prediction_id: int, layer: view.LayerChoice) -> str:
     """The image with a heat-map overlay drawn in, as a JPEG data URL (outlines are drawn by the viewer)."""
     image, stored = _case_image(case_id), get_store().latest_prediction(case_id)
     if stored is None or stored.id != prediction_id:
         return jpeg_data_url(image)
-    cam = _gradcam_for(case_id, cam_class, stored.weights_sha256) if cam_class else None
-    return jpeg_data_url(view.layer_picture(image, stored, kind, opacity, cam))
+    cam = _gradcam_for(case_id, layer.cam_class, stored.weights_sha256, layer.against) if layer.cam_class else None
+    return jpeg_data_url(view.layer_picture(image, stored, layer.kind, layer.opacity, cam, layer.structure))
 
 
 def _review_queue(store: Store) -> ReviewQueue:
@@ -120,22 +120,35 @@ def _decision_form(store: Store, queue: ReviewQueue, case: StoredCase, latest: D
     st.session_state[seen_result_key] = shown_result
 
 
-def _layer_controls(case_id: int, stored: StoredPrediction) -> tuple[str, float, str | None]:
-    """Which layer to show, how strongly, and the other class to explain with Grad-CAM (None: the call)."""
+def _layer_controls(case_id: int, stored: StoredPrediction) -> view.LayerChoice:
+    """Which layer to show, how strongly, and what it explains (another class, the top two, a structure)."""
     layer, strength = st.columns([3, 2])
-    kind = layer.selectbox("Show", OVERLAYS, index=1, key="overlay_kind")
+    kind = layer.selectbox("Show", view.layers_of(stored), index=1, key="overlay_kind")
     opacity = strength.slider("Overlay strength", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity",
                               disabled=not view.shows_heat_map(kind))
+    plain = view.LayerChoice(kind, opacity)
+    if kind == STRUCTURE_LAYER:
+        found = stored.structure_probabilities()
+        structure = st.selectbox("Structure", STRUCTURES, key="structure_layer", format_func=lambda s: (
+            f"{STRUCTURE_NAMES[s]} ({found[s] * 100:.0f} %)"))
+        return plain._replace(structure=structure)
+    if kind == CONTRAST_LAYER:
+        top, runner_up = stored.predicted_class, stored.runner_up_class
+        st.caption(f"What speaks for {CLASS_NAMES[top]} ({top}) rather than {CLASS_NAMES[runner_up]} ({runner_up}).")
+        if _gradcam_for(case_id, top, stored.weights_sha256, runner_up) is None:
+            st.caption("This map needs the model that made this prediction; it is not loaded.")
+            return plain
+        return plain._replace(cam_class=top, against=runner_up)
     if kind != OVERLAYS[4]:
-        return kind, opacity, None
+        return plain
     target = st.selectbox("Show what drove the model towards", CLASSES, index=CLASSES.index(stored.predicted_class),
                           format_func=lambda c: f"{CLASS_NAMES[c]} ({c})", key="gradcam_class")
     if target == stored.predicted_class:
-        return kind, opacity, None
+        return plain
     if _gradcam_for(case_id, target, stored.weights_sha256) is None:
         st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
-        return kind, opacity, None
-    return kind, opacity, target
+        return plain
+    return plain._replace(cam_class=target)
 
 
 def _viewer(case: StoredCase, stored: StoredPrediction | None, image: np.ndarray) -> None:
@@ -143,13 +156,14 @@ def _viewer(case: StoredCase, stored: StoredPrediction | None, image: np.ndarray
     height, width = image.shape[:2]
     lines: list[Line] = []
     reading: view.OutlineReading | None = None
-    kind, opacity, cam_class = _layer_controls(case.id, stored) if stored is not None else (OVERLAYS[0], 0.0, None)
+    layer = _layer_controls(case.id, stored) if stored is not None else view.LayerChoice(OVERLAYS[0], 0.0)
+    kind = layer.kind
     zoom = None if view.shows_heat_map(kind) else _zoom_picture(case.id)  # no heat map: the sharper copy, to zoom into
     url, picture_size = zoom if zoom is not None else (None, None)
     if stored is None:
         url = url or jpeg_data_url(image)
     else:
-        url = url or _picture_url(case.id, stored.id, kind, opacity, cam_class)
+        url = url or _picture_url(case.id, stored.id, layer)
         reading = _outline(case.id, stored.id, case.mm_per_pixel)
         if reading is not None and kind != OVERLAYS[0]:
             lines += view.outline_lines(reading)

@@ -5,8 +5,9 @@ import re
 import streamlit as st
 
 import skinapp.config
-from app_shared import run_guarded
+from app_shared import get_store, run_guarded, shipped_card
 from skinapp.reporting.text import plain_markdown
+from skinapp.workflow.clinic_record import levels_text
 
 _PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
@@ -22,6 +23,11 @@ def page() -> None:
         st.error("No model card found in the weights folder: this installation has no evaluated model.")
         return
     text = card.read_text()
+    shipped = shipped_card()
+    levels = get_store().clinic_levels(shipped.identity) if shipped is not None else None
+    if shipped is not None and levels is not None:  # the card describes the model as shipped, not the clinic's levels
+        st.warning(plain_markdown(levels_text(levels, shipped.safety_net.threshold, shipped.risk_tiers.high)) +
+                   " The figures below are the model card's, for its own levels.")
     position = 0
     for picture in _PICTURE.finditer(text):  # markdown between pictures, and each picture from weights/
         st.markdown(text[position:picture.start()])

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_shared import current_user, get_store, installed_card, reviewer, run_guarded
+from app_shared import current_user, get_store, installed_card, levels_changed, reviewer, run_guarded, shipped_card
 from skinapp.reporting.text import plain_markdown
 from skinapp.workflow.clinic_record import (
     ADOPTION_NOTE,
@@ -26,6 +26,8 @@ from skinapp.workflow.clinic_record import (
     decision_table,
     flag_lines,
     fold_table,
+    levels_text,
+    levels_to_adopt,
     model_pools,
     refit_levels,
     refit_table,
@@ -66,8 +68,17 @@ def _refit_key(record: ClinicRecord) -> str:
 
 def _refit(record: ClinicRecord) -> None:
     st.subheader("Refit the risk levels to this clinic", anchor=False)
-    card = installed_card()
-    if card is None or record.pool is None or record.pool.identity != card.identity:
+    card, shipped = installed_card(), shipped_card()
+    if card is None or shipped is None:
+        return
+    store, who = get_store(), reviewer() or "unnamed"
+    levels = store.clinic_levels(shipped.identity)
+    st.markdown(plain_markdown(levels_text(levels, shipped.safety_net.threshold, shipped.risk_tiers.high)))
+    if levels is not None and st.button("Return to the model card's levels", key="withdraw_levels"):
+        store.withdraw_clinic_levels(shipped.identity, who)
+        levels_changed()
+        st.rerun()
+    if record.pool is None or record.pool.identity not in (card.identity, shipped.identity):
         st.info("A refit is computed for the installed model only, on its own verified cases.")
         return
     st.caption(f"The safety net's level is refitted as the highest level that keeps ≥ 95 % of this clinic's verified "
@@ -89,6 +100,15 @@ def _refit(record: ClinicRecord) -> None:
         st.dataframe(pd.DataFrame(fold_table(refit)), hide_index=True, width="stretch")
     st.caption(plain_markdown(temperature_text(refit)))
     st.info(ADOPTION_NOTE)
+    if refit.refused:
+        return
+    sure = st.checkbox("I have read the figures above and adopt these levels for every new analysis at this clinic",
+                       key="adopt_sure")
+    if st.button("Adopt the refitted levels", key="adopt_levels", disabled=not sure, type="primary"):
+        store.adopt_clinic_levels(levels_to_adopt(refit, shipped.identity, who))
+        levels_changed()
+        st.session_state.pop(key, None)
+        st.rerun()
 
 
 def page() -> None:

@@ -24,6 +24,18 @@ CLASS_NAMES: dict[str, str] = {
 MALIGNANT: tuple[str, ...] = ("MEL", "BCC", "AKIEC")
 MALIGNANT_INDICES: tuple[int, ...] = tuple(CLASSES.index(c) for c in MALIGNANT)
 
+# Dermoscopic structures the model reports (issue 28), and what a clinician reads for each.
+STRUCTURES: tuple[str, ...] = ("pigment_network", "dots_globules", "streaks", "blue_white_veil", "regression",
+                               "vascular")
+STRUCTURE_NAMES: dict[str, str] = {
+    "pigment_network": "Pigment network",
+    "dots_globules": "Dots / globules",
+    "streaks": "Streaks",
+    "blue_white_veil": "Blue-white veil",
+    "regression": "Regression structures",
+    "vascular": "Vascular structures",
+}
+
 REGIONS: tuple[str, ...] = (
     "head/neck", "upper extremity", "lower extremity", "torso", "palms/soles", "oral/genital",
 )

@@ -372,7 +372,7 @@ def test_user_strings_are_shown_as_text_not_markup(data_dir, shipped_weights):
 def test_model_card_page(data_dir, shipped_weights):
     app = _page(_app(), "model_card")
     assert "Balanced accuracy" in _texts(app) or "balanced accuracy" in _texts(app)
-    assert len(app.get("image")) == 4  # confusion matrix, ROC, reliability diagram, coverage curve
+    assert len(app.get("image")) == 5  # confusion matrix, ROC, reliability diagram, coverage curve, structure reliability
 
 
 def test_without_weights_the_worklist_still_opens_and_import_explains(data_dir, tmp_path, monkeypatch):

@@ -308,7 +308,8 @@ def _drag(page, image, start: tuple[float, float], end: tuple[float, float], sho
 def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
     """Issue 12's walk on a 1440×900 screen: sign in → import a folder → review three cases in a row with the
     keyboard (decision keys, J/K, Ctrl+Enter) → zoom → calibrate on the ruler and measure → correct an age →
-    compare two images of one lesion → download the PDF. Screenshots of each step are saved."""
+    compare two images of one lesion → look at a dermoscopic structure the model sees (issue 28) → download the PDF.
+    Screenshots of each step are saved."""
     from pypdf import PdfReader
 
     url, data = running_app
@@ -416,8 +417,20 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         _idle(page)
         page.screenshot(path=str(shots / "07_same_lesion.png"), full_page=True)
 
-        # The case report as a PDF
+        # The structures the model sees, one of them drawn on the image
         page.goto(f"{url}/Case_review?case={lesion_case}")
+        page.get_by_text("Structures the model sees").wait_for()
+        layer = page.locator(".st-key-overlay_kind").get_by_role("combobox")
+        layer.click()
+        page.get_by_role("option", name="Where it sees a structure").click()
+        sync_api.expect(layer).to_have_value("Where it sees a structure")
+        page.get_by_text("where on the lesion the model sees the chosen dermoscopic structure").wait_for()
+        sync_api.expect(page.locator(".st-key-structure_layer").get_by_role("combobox")).to_have_value(
+            re.compile(r"^Pigment network \(\d+ %\)$"))
+        _idle(page)
+        page.screenshot(path=str(shots / "08_structure_layer.png"))
+
+        # The case report as a PDF
         with page.expect_download() as download:
             page.get_by_role("button", name="Case report (PDF)").click()
         pdf = shots / download.value.suggested_filename
@@ -426,14 +439,14 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
     assert pdf.name.startswith(f"{lesion_images[0]}_") and pdf.suffix == ".pdf"
     text = "".join(p.extract_text() for p in PdfReader(pdf).pages)
-    assert lesion_images[0] in text and "Dr Walk" in text
+    assert lesion_images[0] in text and "Dr Walk" in text and "Structures the model sees" in text
     decided = [r for r in worklist(store) if r.decision is not None]
     assert sorted(r.decision.label for r in decided) == ["Agree with the model", "Follow-up", "Needs biopsy or excision"]
     assert [r.decision.note for r in decided if r.decision.decision == "biopsy"] == ["4 mm, 2 colours"]
     scale, diameter = store.measurements(case_id)
     assert scale.length_mm == 10 and diameter.length_mm > 0
     assert store.case(case_id).metadata.age == 41 and store.latest_prediction(case_id).metadata_used.age == 41
-    assert len(list(shots.glob("*.png"))) == 7
+    assert len(list(shots.glob("*.png"))) == 8
 
 
 @pytest.mark.data  # real SIIM-ISIC DICOMs where present

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from skinapp.io.case import Acquisition
+from skinapp.model.measured import CardMetrics
 from skinapp.reporting.overlay import OVERLAYS
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import Decision, StoredCase, StoredPrediction
@@ -168,10 +169,10 @@ def test_a_plain_answer_has_no_warnings_and_says_when_probabilities_are_not_cali
 
 
 def test_a_result_of_another_model_than_the_installed_one_says_so_and_quotes_no_recall():
-    installed = SimpleNamespace(identity="b" * 64, version="v3", metrics={})
+    installed = SimpleNamespace(identity="b" * 64, version="v3", metrics=CardMetrics())
     answer = view.model_answer(_stored(), installed)
     assert answer.older_model is not None and "older model (v2)" in answer.older_model and "(v3)" in answer.older_model
-    same = SimpleNamespace(identity="a" * 64, version="v2", metrics={})
+    same = SimpleNamespace(identity="a" * 64, version="v2", metrics=CardMetrics())
     assert view.model_answer(_stored(), same).older_model is None
 
 

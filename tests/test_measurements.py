@@ -118,7 +118,7 @@ def test_predict_full_rows_carry_the_measurements_in_the_files_own_pixels_and_in
     assert float(row["longest_diameter_px"]) == pytest.approx(402, abs=2)
     assert int(row["lesion_area_px"]) == pytest.approx(4 * math.pi * 100 ** 2, rel=0.01)
     assert float(row["lesion_area_mm2"]) == pytest.approx(math.pi * 25, rel=0.01)
-    assert row["asymmetric_axes"] == 0 and float(row["border_irregularity"]) < 1.1
+    assert row["shape_asymmetric_axes"] == 0 and float(row["border_irregularity"]) < 1.1
     assert row["colour_count"] == 0 and row["colours"] == ""
 
 

@@ -31,9 +31,9 @@ def held_out(shared_data, shipped_weights):
 def test_card_is_evaluated_and_consistent(shipped_weights):
     card = ModelCard.load(shipped_weights)
     assert card.metrics, "the shipped model card has no measured metrics"
-    assert card.metrics["model_version"] == card.version
+    assert card.metrics.model_version == card.version and card.metrics.with_metadata is not None
     markdown = (shipped_weights / "MODEL_CARD.md").read_text()
-    assert f"{card.metrics['with_metadata']['balanced_accuracy']:.3f}" in markdown
+    assert f"{card.metrics.with_metadata.balanced_accuracy:.3f}" in markdown
 
 
 @pytest.mark.slow
@@ -84,13 +84,14 @@ def test_predict_real_dicoms(shared_data, shipped_weights, tmp_path):
 
 def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
     card = ModelCard.load(shipped_weights)
-    calibration, flags = card.metrics["calibration"], card.metrics["flags"]
-    assert card.temperature == calibration["temperature"] != 1.0
-    assert calibration["ece_after"] < calibration["ece_before"]
-    assert flags["flagged_share"] <= 0.2 + 1e-3 and flags["accuracy_unflagged"] > flags["accuracy_flagged"]
+    calibration, flags = card.metrics.calibration, card.metrics.flags
+    assert calibration is not None and flags is not None and flags.accuracy_flagged is not None
+    assert card.temperature == calibration.temperature != 1.0
+    assert calibration.ece_after < calibration.ece_before
+    assert flags.flagged_share <= 0.2 + 1e-3 and flags.accuracy_unflagged > flags.accuracy_flagged
     markdown = (shipped_weights / "MODEL_CARD.md").read_text()
-    assert f"{calibration['ece_after']:.3f} after" in markdown and f"{flags['errors_caught']:.1%}" in markdown
-    external = card.metrics["checks"]["isic2017_val"]["ece"]  # the temperature's reach beyond HAM10000 is stated too
+    assert f"{calibration.ece_after:.3f} after" in markdown and f"{flags.errors_caught:.1%}" in markdown
+    external = card.metrics.check_sets["isic2017_val"].ece  # the temperature's reach beyond HAM10000 is stated too
     assert f"ISIC 2017 val {external:.3f}" in markdown
     for picture in ("reliability.png", "coverage.png"):
         assert (shipped_weights / "evaluation" / picture).read_bytes()[:4] == b"\x89PNG"

@@ -8,6 +8,7 @@ import torch
 from conftest import write_weights
 from skinapp.model.card import CARD_SCHEMA, Calibration, ModelCard, WeightsError, sha256_of
 from skinapp.model.checkpoint import load_ensemble
+from skinapp.model.measured import CardMetrics
 from skinapp.model.network import LesionNet, ModelConfig
 from skinapp.model.preprocess import ANTIALIASED_RESIZE, Preprocessing
 from skinapp.trust.conformal import ConformalSets
@@ -69,7 +70,8 @@ def test_model_identity_follows_what_changes_outputs_and_not_the_figures(tiny_we
     shutil.copytree(tiny_weights, folder)
     card = ModelCard.load(folder)
     base = card.identity
-    card.metrics = {"with_metadata": {"balanced_accuracy": 0.5}}
+    card.metrics = CardMetrics.from_dict(json.loads(SCHEMA_2_CARD.read_text())["metrics"])
+    assert card.metrics.evaluated
     assert card.identity == base  # measuring a model does not make it another model
     for change in (dict(calibration=Calibration(0.7)), dict(tta_views=8),
                    dict(decision_rule=DecisionRule((1 / 7,) * 7, 0.5)),
@@ -94,7 +96,8 @@ def test_the_schema_2_card_keeps_its_identity_through_the_migration(tmp_path):
     assert card.schema == CARD_SCHEMA and card.identity == SCHEMA_2_IDENTITY
     raw = json.loads(SCHEMA_2_CARD.read_text())
     assert card.calibration == Calibration(raw["calibration"]["temperature"], raw["calibration"]["method"])
-    assert card.metrics["calibration"]["ece_after"] == raw["calibration"]["ece_after"]  # measured figures kept
+    assert card.metrics.calibration is not None
+    assert card.metrics.calibration.ece_after == raw["calibration"]["ece_after"]  # measured figures kept
     card.save(tmp_path)  # and written as schema 3, still the same model
     assert ModelCard.load(tmp_path).identity == SCHEMA_2_IDENTITY
 

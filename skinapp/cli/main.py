@@ -41,26 +41,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
                        isic2017=args.isic2017, views=args.views, shifted=args.shifted,
                        resolution=args.resolution)
-    for key in ("with_metadata", "without_metadata"):
-        m = metrics[key]
-        print(f"{key:17s} balanced accuracy {m['balanced_accuracy']:.3f}  malignant AUC {m['malignant_auc']:.3f}  "
-              f"sensitivity@90%spec {m['sensitivity_at_90_specificity']:.3f}  ECE {m['expected_calibration_error']:.3f}")
-    rule = metrics["decision_rule"]
-    print(f"balanced rule     τ {rule['tau']:.2f}: balanced accuracy {rule['balanced_accuracy_balanced_rule']:.3f} "
-          f"(argmax {rule['balanced_accuracy_argmax']:.3f}; cross-fitted {rule['cross_fitting']})")
-    if "external" in metrics:
-        ext = metrics["external"]
-        print(f"external          ISIC 2017 val: melanoma AUC {ext['melanoma_auc']:.3f}  balanced accuracy "
-              f"{ext['balanced_accuracy_balanced_rule']:.3f} (argmax {ext['balanced_accuracy_argmax']:.3f})")
-    for name, check in metrics.get("checks", {}).items():
-        net, sets = check["safety_net"], check.get("conformal", {})
-        caught = "–" if check["errors_caught"] is None else f"{check['errors_caught']:.0%}"
-        sensitivity = "–" if net["malignant_sensitivity"] is None else f"{net['malignant_sensitivity']:.0%}"
-        print(f"check {name:11s} flagged {check['flagged_share']:.0%} catching {caught} of errors; conformal coverage "
-              f"{sets.get('coverage', float('nan')):.0%} (mean set {sets.get('mean_set_size', float('nan')):.2f}); "
-              f"safety net sensitivity {sensitivity}, marks {net['share_marked']:.0%}")
-    if "mask" in metrics:
-        print(f"mask              Jaccard {metrics['mask']['jaccard']:.3f}  Dice {metrics['mask']['dice']:.3f}")
+    for key, m in (("with_metadata", metrics.with_metadata), ("without_metadata", metrics.without_metadata)):
+        if m is not None:
+            print(f"{key:17s} balanced accuracy {m.balanced_accuracy:.3f}  malignant AUC {m.malignant_auc:.3f}  "
+                  f"sensitivity@90%spec {m.sensitivity_at_90_specificity:.3f}  ECE {m.expected_calibration_error:.3f}")
+    rule = metrics.decision_rule
+    if rule is not None:
+        print(f"balanced rule     τ {rule.tau:.2f}: balanced accuracy {rule.balanced_accuracy_balanced_rule:.3f} "
+              f"(argmax {rule.balanced_accuracy_argmax:.3f}; cross-fitted {rule.cross_fitting})")
+    if metrics.external is not None:
+        ext = metrics.external
+        print(f"external          ISIC 2017 val: melanoma AUC {ext.melanoma_auc:.3f}  balanced accuracy "
+              f"{ext.balanced_accuracy_balanced_rule:.3f} (argmax {ext.balanced_accuracy_argmax:.3f})")
+    for name, check in metrics.check_sets.items():
+        net, sets = check.safety_net, check.conformal
+        caught = "–" if check.errors_caught is None else f"{check.errors_caught:.0%}"
+        sensitivity = "–" if net.malignant_sensitivity is None else f"{net.malignant_sensitivity:.0%}"
+        coverage, set_size = (sets.coverage, sets.mean_set_size) if sets is not None else (float("nan"), float("nan"))
+        print(f"check {name:11s} flagged {check.flagged_share:.0%} catching {caught} of errors; conformal coverage "
+              f"{coverage:.0%} (mean set {set_size:.2f}); safety net sensitivity {sensitivity}, marks {net.share_marked:.0%}")
+    if metrics.mask is not None:
+        print(f"mask              Jaccard {metrics.mask.jaccard:.3f}  Dice {metrics.mask.dice:.3f}")
     print(f"report: {args.out / 'report.md'}")
     return 0
 
@@ -160,6 +161,19 @@ def _deidentify(args: argparse.Namespace) -> int:
     return run_deidentify(args.paths, args.out, metadata_csv=args.metadata, key=args.key)
 
 
+def _structures(args: argparse.Namespace) -> int:
+    weights = args.weights or weights_dir()
+    from skinapp.evaluation.structures import fit_structures
+
+    section = fit_structures(weights, args.isic2017, seeds=range(args.seeds), cache=args.cache)
+    print(f"structure heads fitted on {section.images} labelled images; cross-validated ({section.folds} folds, "
+          f"{section.seeds} seeds) AUC, baseline beside it:")
+    for f in section.figures:
+        print(f"  {f.structure:16s} {f.positives:4d} present  AUC {f.auc:.3f} ({f.auc_low:.3f}–{f.auc_high:.3f})  "
+              f"baseline {f.baseline_auc:.3f}  ECE {f.ece:.3f}  {'shown' if f.shown else 'NOT shown (below the minimum)'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skinapp", description="skinapp dermoscopy model tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "(each delivered at 1×, 1.5×, 2×, 3× and 5× its size; 0: none)")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
     evaluate.set_defaults(run=_evaluate)
+
+    structures = commands.add_parser(
+        "structures", help="fit and measure the dermoscopic-structure heads on the installed members",
+        description="Reads the weak structure labels of ISIC 2017 `train`, measures the heads by cross-validation "
+                    "against a pooled-feature baseline, and writes the heads and their figures into the weights.")
+    structures.add_argument("--isic2017", type=Path, required=True,
+                            help="ISIC 2017 folder holding structures_isic2016_weak.csv and images/")
+    structures.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
+    structures.add_argument("--seeds", type=int, default=3, help="seeds of the cross-validation split")
+    structures.add_argument("--cache", type=Path, help="an .npz to keep the members' features in between runs")
+    structures.set_defaults(run=_structures)
 
     ingest = commands.add_parser("ingest", help="import images, DICOM files, folders or zip archives and report on them")
     ingest.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders (searched recursively), zip archives")

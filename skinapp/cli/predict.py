@@ -17,15 +17,16 @@ from skinapp.inference.predictor import Predictor
 from skinapp.inference.site import SiteProfile, SiteProfileError
 from skinapp.io import Case, load_cases
 from skinapp.trust.flags import Flag, needs_manual_check
-from skinapp.vocab import CLASSES
+from skinapp.vocab import CLASSES, STRUCTURES
 
 ISIC2018_COLUMNS = ["image", *CLASSES]
 FULL_COLUMNS = [
     *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious", "risk_tier",
     "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm",
-    "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "asymmetry_long_axis",
-    "asymmetry_short_axis", "asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag", "flag_reasons",
-    "patient_id", "dermoscopic", "source", "model_version", "model_id",
+    "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "shape_asymmetry_long_axis",
+    "shape_asymmetry_short_axis", "shape_asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag",
+    "flag_reasons",
+    *(f"structure_{s}" for s in STRUCTURES), "patient_id", "dermoscopic", "source", "model_version", "model_id",
 ]
 
 
@@ -39,7 +40,8 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
     calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it, the
     90 % conformal set (`prediction_set`, e.g. "MEL|NV", the call first) and the melanoma safety net
     (`suspicious`: 1 at or above it; both empty for a model without them), and the lesion measurements from the
-    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size), and
+    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size), the
+    calibrated probability of each dermoscopic structure (`structure_…`, empty for a model without structure heads), and
     the model (`model_version`, with the site profile where one was used, and `model_id`, its identity)."""
     values = prediction.probabilities
     if output_format == "isic2018" and prediction.decision_scores is not None:
@@ -59,10 +61,17 @@ def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Seque
             lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
             flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
             **_measurement_columns(case, prediction, scale),
+            **{f"structure_{s}": "" if p is None else f"{p:.4f}" for s, p in _structures(prediction).items()},
             patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
             model_version=prediction.model_version, model_id=model_id,
         )
     return row
+
+
+def _structures(prediction: Prediction) -> dict[str, float | None]:
+    """Each structure's calibrated probability (None: the model reads no structures)."""
+    found = prediction.structure_probabilities()
+    return {s: found.get(s) for s in STRUCTURES}
 
 
 def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> dict[str, object]:
@@ -74,8 +83,9 @@ def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> di
         lesion_area_px=round(measured.area_px * scale ** 2), lesion_area_mm2="" if area_mm2 is None else f"{area_mm2:.2f}",
         longest_diameter_px=f"{measured.longest_diameter_px * scale:.1f}",
         longest_diameter_mm="" if diameter_mm is None else f"{diameter_mm:.2f}",
-        asymmetry_long_axis=f"{measured.asymmetry[0]:.3f}", asymmetry_short_axis=f"{measured.asymmetry[1]:.3f}",
-        asymmetric_axes=measured.asymmetric_axes, border_irregularity=f"{measured.border_irregularity:.3f}",
+        shape_asymmetry_long_axis=f"{measured.asymmetry[0]:.3f}",
+        shape_asymmetry_short_axis=f"{measured.asymmetry[1]:.3f}", shape_asymmetric_axes=measured.asymmetric_axes,
+        border_irregularity=f"{measured.border_irregularity:.3f}",
         colour_count=len(measured.colours), colours="|".join(measured.colours))
 
 

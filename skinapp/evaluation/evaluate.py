@@ -43,6 +43,7 @@ from skinapp.metrics import (
 )
 from skinapp.model.card import Calibration, ModelCard
 from skinapp.model.checkpoint import load_member
+from skinapp.model.measured import CardMetrics
 from skinapp.reporting.card_sections import evaluation_report
 from skinapp.reporting.model_card import write_model_card_markdown
 from skinapp.train.data import FOLDS_FILE, LabelledImages, load_ham10000, load_isic2017, read_folds
@@ -326,10 +327,10 @@ def resolution_figures(weights: Path, data: LabelledImages, oof: pd.DataFrame, t
 
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
              isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES,
-             resolution: int | None = RESOLUTION_IMAGES) -> dict:
+             resolution: int | None = RESOLUTION_IMAGES) -> CardMetrics:
     """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count.
     shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check); resolution: how
-    many the resolution check uses (0 or None: none)."""
+    many the resolution check uses (0 or None: none). The figures are written as metrics.json and returned typed."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
@@ -361,13 +362,14 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
         external_cases.to_csv(out / "check_isic2017_val.csv", index=False, float_format="%.6f")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    measured = CardMetrics.from_dict(metrics)
     plot_confusion(np.asarray(metrics["with_metadata"]["confusion_matrix"]), out / "confusion.png",
                    "Held-out HAM10000, with metadata")
     plot_roc(oof, out / "roc.png")
-    (out / "report.md").write_text(evaluation_report(metrics, card.version))
+    (out / "report.md").write_text(evaluation_report(measured, card.version))
     if update_card:
         card = ModelCard.load(weights)
-        card.metrics, card.flag_policy, card.index = metrics, trust.fit.policy, trust.index_entry
+        card.metrics, card.flag_policy, card.index = measured, trust.fit.policy, trust.index_entry
         card.calibration = Calibration(trust.calibration["temperature"], trust.calibration["method"])
         card.decision_rule, card.conformal, card.safety_net = trust.fit.rule, trust.fit.conformal, trust.fit.safety_net
         card.risk_tiers = trust.fit.postprocessing.risk_tiers
@@ -375,4 +377,4 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
             card.tta_views = views
         card.save(weights)
         write_model_card_markdown(weights)
-    return metrics
+    return measured

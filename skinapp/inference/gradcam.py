@@ -36,8 +36,23 @@ class _HeadOnTopFeatures(nn.Module):
         return self.net.head([*self.lower_features, top], self.metadata).logits
 
 
-def gradcam_maps(net: LesionNet, features: list[torch.Tensor], metadata: torch.Tensor, classes: list[int]) -> np.ndarray:
-    """Grad-CAM of `classes[i]` for image i, (B, h, w) in [0, 1] at the stride-32 grid."""
+class LogitDifference:
+    """The target that separates two diagnoses: the logit of one minus the other's (a contrastive Grad-CAM shows
+    what speaks for the first against the second, where a plain map covers the whole lesion for both)."""
+
+    def __init__(self, towards: int, against: int):
+        self.towards, self.against = towards, against
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if output.ndim == 1:
+            return output[self.towards] - output[self.against]
+        return output[:, self.towards] - output[:, self.against]
+
+
+def gradcam_maps(net: LesionNet, features: list[torch.Tensor], metadata: torch.Tensor, classes: list[int],
+                 against: list[int] | None = None) -> np.ndarray:
+    """Grad-CAM of `classes[i]` for image i, (B, h, w) in [0, 1] at the stride-32 grid; with `against`, of the
+    difference between the logits of `classes[i]` and `against[i]`."""
     lower = [f.detach() for f in features[:-1]]
     top = features[-1].detach().requires_grad_(True)  # frozen weights: gradients flow to the activations only
     wrapper = _HeadOnTopFeatures(net, lower, metadata.detach())
@@ -45,6 +60,8 @@ def gradcam_maps(net: LesionNet, features: list[torch.Tensor], metadata: torch.T
         cam = GradCAM(model=wrapper, target_layers=[net.class_hidden])
         try:
             with torch.enable_grad():
-                return cam(input_tensor=top, targets=[ClassifierOutputTarget(c) for c in classes])
+                targets = ([ClassifierOutputTarget(c) for c in classes] if against is None
+                           else [LogitDifference(c, a) for c, a in zip(classes, against, strict=True)])
+                return cam(input_tensor=top, targets=targets)
         finally:
             cam.activations_and_grads.release()

@@ -1,5 +1,7 @@
 """Lesion measurements from the outline, the way a dermatologist reads the ABCD rule: area, longest diameter,
-asymmetry about the two principal axes, border irregularity and the dermoscopic colours inside the lesion.
+the outline's shape asymmetry about the two principal axes, border irregularity and the dermoscopic colours inside
+the lesion. The asymmetry is of the shape only: Stolz's ABCD rule also counts asymmetry of colours and structures,
+which this measure does not, so it is named "shape asymmetry" wherever a clinician reads it.
 
 numpy and OpenCV only (the app's pages and the reports use it without torch). Lengths are in image pixels, and in
 millimetres where a pixel's size is known (from the DICOM file or a ruler calibration). They describe the model's
@@ -66,8 +68,8 @@ class LesionMeasurements:
             size = [f"Area {self.area_mm2:.1f} mm²", f"Longest diameter {self.longest_diameter_mm:.1f} mm"]
         major, minor = self.asymmetry
         return [*size,
-                f"Asymmetry: {self.asymmetric_axes} of 2 axes ({major:.0%} of the lesion unmatched about the long axis, "
-                f"{minor:.0%} about the short axis)",
+                f"Shape asymmetry (outline only, not colours or structures): {self.asymmetric_axes} of 2 axes "
+                f"({major:.0%} of the lesion unmatched about the long axis, {minor:.0%} about the short axis)",
                 f"Border irregularity {self.border_irregularity:.2f} (1.00 is a circle)",
                 f"Colours: {len(self.colours)}" + (f" ({', '.join(self.colours)})" if self.colours else "")]
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skinapp.inference.outline import resize_map
 from skinapp.inference.prediction import Prediction, RawOutputs
 from skinapp.model.card import ModelCard
+from skinapp.model.structure_card import StructureSection
 from skinapp.trust.calibration import apply_temperature
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
@@ -30,11 +32,13 @@ class PostProcessing:
     conformal: ConformalSets = field(default_factory=ConformalSets)
     safety_net: SafetyNet = field(default_factory=SafetyNet)
     risk_tiers: RiskTiers = field(default_factory=RiskTiers)
+    structures: StructureSection | None = None  # the structure heads' calibration; None: no structures
 
     @classmethod
     def from_card(cls, card: ModelCard) -> PostProcessing:
         """The chain `evaluate` fitted and wrote into the card."""
-        return cls(card.temperature, card.decision_rule, card.conformal, card.safety_net, card.risk_tiers)
+        return cls(card.temperature, card.decision_rule, card.conformal, card.safety_net, card.risk_tiers,
+                   card.structures)
 
     def calibrated(self, probabilities: np.ndarray) -> np.ndarray:
         return apply_temperature(probabilities, self.temperature)
@@ -63,7 +67,17 @@ class PostProcessing:
             prediction_set=self.conformal.prediction_set(ranking) if self.conformal.active else None,
             suspicious=bool(self.safety_net.suspicious(malignancy)) if self.safety_net.active else None,
             risk_tier=self.risk_tiers.tier(malignancy, self.safety_net),
+            **self._structures(raw),
         )
+
+    def _structures(self, raw: RawOutputs) -> dict:
+        """Calibrated structure probabilities, and per location on the lesion (weighted by σ(M) on their grid)."""
+        if self.structures is None or raw.structure_logits is None or raw.structure_grids is None:
+            return {}
+        grids = np.moveaxis(self.structures.probabilities(np.moveaxis(raw.structure_grids, 0, -1)), -1, 0)
+        on_lesion = resize_map(raw.attention_grid, *grids.shape[-2:]).clip(0, 1)
+        return {"structures": self.structures.probabilities(raw.structure_logits),
+                "structure_grids": (grids * on_lesion[None]).astype(np.float32)}
 
     def call_of(self, raw: RawOutputs) -> int:
         """The top call `finish` will make, without building the rest."""

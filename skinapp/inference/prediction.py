@@ -11,7 +11,7 @@ from typing import Self
 import numpy as np
 
 from skinapp.inference.outline import LesionOutline, lesion_outline, resize_map
-from skinapp.vocab import CLASSES, MALIGNANT_INDICES, Metadata
+from skinapp.vocab import CLASSES, MALIGNANT_INDICES, STRUCTURES, Metadata
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class RawOutputs:
     image_features: np.ndarray | None  # (C,) pooled top encoder features per member, side by side
     image_size: tuple[int, int]        # (height, width) of the analysed image
     metadata_used: Metadata = field(default_factory=Metadata)
+    structure_logits: np.ndarray | None = None  # (S,) in STRUCTURES order, averaged over members and views
+    structure_grids: np.ndarray | None = None   # (S, h, w) the same per location, mapped back to the identity view
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -53,6 +55,8 @@ class Prediction:
     prediction_set: tuple[str, ...] | None = None  # the conformal set, top call first; None: the model has none
     suspicious: bool | None = None     # at or above the melanoma safety net; None: the model has none
     risk_tier: str | None = None       # trust.risk: "high", "cannot_exclude" or "low"; None: the model has no tiers
+    structures: np.ndarray | None = None       # (S,) calibrated probability of each of STRUCTURES; None: no heads
+    structure_grids: np.ndarray | None = None  # (S, h, w) calibrated probability per location, on the lesion
 
     @cached_property
     def outline(self) -> LesionOutline:
@@ -69,6 +73,12 @@ class Prediction:
     def predicted_index(self) -> int:
         """The top call: the decision rule's choice, which can differ from the highest probability."""
         return int(np.argmax(self.probabilities if self.decision_scores is None else self.decision_scores))
+
+    @property
+    def runner_up_class(self) -> str:
+        """The second in the call's own ranking (the decision rule's scores, or the probabilities)."""
+        ranking = self.probabilities if self.decision_scores is None else self.decision_scores
+        return CLASSES[int(np.argsort(-ranking, kind="stable")[1])]
 
     @property
     def most_probable_class(self) -> str:
@@ -91,6 +101,18 @@ class Prediction:
 
     def refined_mask(self) -> np.ndarray:
         return resize_map(self.refined_grid, *self.image_size)
+
+    def structure_probabilities(self) -> dict[str, float]:
+        """{structure: probability}; empty where the model reads no structures."""
+        if self.structures is None:
+            return {}
+        return {s: float(p) for s, p in zip(STRUCTURES, self.structures, strict=True)}
+
+    def structure_map(self, structure: str) -> np.ndarray | None:
+        """Where the model sees `structure`, at the analysed image's size, in [0, 1]."""
+        if self.structure_grids is None:
+            return None
+        return resize_map(self.structure_grids[STRUCTURES.index(structure)], *self.image_size).clip(0, 1)
 
     def gradcam(self) -> np.ndarray | None:
         return None if self.gradcam_grid is None else resize_map(self.gradcam_grid, *self.image_size).clip(0, 1)

@@ -9,6 +9,7 @@ mapped back onto the identity view before averaging. Grad-CAM reuses the identit
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ from skinapp.inference.prediction import Prediction, RawOutputs
 from skinapp.inference.site import SiteProfile, SiteProfileError, apply_profile, estimate_profile, profiled_identity
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.batch import model_input
-from skinapp.model.card import ModelCard
-from skinapp.model.checkpoint import load_ensemble
+from skinapp.model.card import ModelCard, WeightsError
+from skinapp.model.checkpoint import load_ensemble, load_structure_heads
 from skinapp.model.network import LesionNet
+from skinapp.model.structures import LinearStructureHead, lesion_weights, structure_features
+from skinapp.model.structures import pooled as pooled_over_lesion
 from skinapp.vocab import CLASSES, Metadata, encode_metadata
 
 
@@ -43,6 +46,8 @@ class _ChunkOutputs:
     embedding: torch.Tensor           # (n, members·D) L2-normalised
     image_features: np.ndarray        # (n, members·C)
     identity_features: list[list[torch.Tensor]]  # per member: the identity view's encoder features
+    structure_logits: torch.Tensor | None = None  # (n, S) averaged over members and views
+    structure_grids: torch.Tensor | None = None   # (n, S, h, w) on the identity view, averaged likewise
 
     def per_image(self, sizes: Sequence[tuple[int, int]], metadata: Sequence[Metadata]) -> list[RawOutputs]:
         members, views, n, k = self.per_view.shape
@@ -51,7 +56,9 @@ class _ChunkOutputs:
         refined = (self.attention[:, :, :, None] * self.location).mean(dim=(0, 1)).cpu().numpy()  # (n, K, h, w)
         return [RawOutputs(view_probabilities=per_view[i], attention_grid=attention[i].cpu().numpy(),
                            refined_grids=refined[i], embedding=self.embedding[i].cpu().numpy(),
-                           image_features=self.image_features[i], image_size=sizes[i], metadata_used=metadata[i])
+                           image_features=self.image_features[i], image_size=sizes[i], metadata_used=metadata[i],
+                           structure_logits=None if self.structure_logits is None else self.structure_logits[i].numpy(),
+                           structure_grids=None if self.structure_grids is None else self.structure_grids[i].numpy())
                 for i in range(n)]
 
 
@@ -75,9 +82,11 @@ class Predictor:
         self.batch_size = max(1, min(batch_size, forward_batch // len(self.views)))
         # Fitted on out-of-fold data by `evaluate`; without calibration none of it applies (the rule, the sets and
         # the net were fitted on calibrated probabilities).
+        self.calibrate = calibrate
         self.postprocessing = PostProcessing.from_card(card) if calibrate else PostProcessing()
         self.folder: Path | None = None  # the weights folder, where the flag policy's index lives
         self.site_profile: SiteProfile | None = None
+        self.structure_heads: list[LinearStructureHead] | None = None  # read where the card describes them
 
     @classmethod
     def from_weights(cls, folder: str | Path, **kwargs) -> Predictor:
@@ -85,7 +94,20 @@ class Predictor:
         models, card = load_ensemble(Path(folder), device)
         predictor = cls(models, card, device=device, **kwargs)
         predictor.folder = Path(folder)
+        predictor.structure_heads = load_structure_heads(Path(folder), card)
         return predictor
+
+    def with_card(self, card: ModelCard) -> Predictor:
+        """The same loaded weights run under another card of the same model (one whose clinic risk levels differ,
+        `skinapp.model.clinic_levels`): a shallow copy sharing the networks; the post-processing and the identity
+        follow the new card. WeightsError for a card of other weights or preprocessing."""
+        if ([m.sha256 for m in card.members] != [m.sha256 for m in self.card.members]
+                or card.preprocessing != self.card.preprocessing or card.config != self.card.config):
+            raise WeightsError("that model card describes other weights than the loaded ones")
+        view = copy.copy(self)
+        view.card = card
+        view.postprocessing = PostProcessing.from_card(card) if self.calibrate else PostProcessing()
+        return view
 
     @property
     def model_version(self) -> str:
@@ -157,9 +179,14 @@ class Predictor:
         x = model_input(self.preprocessing, list(images)).to(self.device)
         batch = torch.cat([view.forward(x) for view in self.views]).contiguous(memory_format=torch.channels_last)
         probabilities, attention, location, embeddings, pooled, identity = [], [], [], [], [], []
-        for net in self.models:
+        structure_logits, structure_grids = [], []
+        for m, net in enumerate(self.models):
             features = net.encode(batch)
             out = net.head(features, codes.repeat(n_views, 1))
+            if self.structure_heads is not None:
+                logits, grids = self._structures(self.structure_heads[m], features, out.mask_logits, n)
+                structure_logits.append(logits)
+                structure_grids.append(grids)
             probabilities.append(out.logits.float().softmax(1).view(n_views, n, -1))
             attention.append(undo_views(self.views, torch.sigmoid(out.mask_logits), n)[:, :, 0])
             location.append(undo_views(self.views, out.location_logits, n))
@@ -170,7 +197,18 @@ class Predictor:
             per_view=torch.stack(probabilities), attention=torch.stack(attention), location=torch.stack(location),
             embedding=torch.nn.functional.normalize(torch.cat(embeddings, dim=1), dim=1),
             image_features=torch.cat(pooled, dim=1).cpu().numpy(), identity_features=identity,
+            structure_logits=torch.stack(structure_logits).mean(0).cpu() if structure_logits else None,
+            structure_grids=torch.stack(structure_grids).mean(0).cpu() if structure_grids else None,
         )
+
+    def _structures(self, head: LinearStructureHead, features: list[torch.Tensor], mask_logits: torch.Tensor,
+                    n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's structure logits (n, S), pooled over the lesion, and per location (n, S, h, w), both
+        averaged over the views (the maps mapped back onto the identity view first)."""
+        grid = structure_features(features)
+        location = head.location_logits(grid)
+        logits = pooled_over_lesion(location, lesion_weights(mask_logits, grid.shape[-2:])).view(len(self.views), n, -1).mean(0)
+        return logits, undo_views(self.views, location, n).mean(0)
 
     def _predict_chunk(self, images: Sequence[np.ndarray], metadata: list[Metadata]) -> list[Prediction]:
         codes = self._codes(metadata)
@@ -183,13 +221,17 @@ class Predictor:
                                  for net, feats in zip(self.models, outputs.identity_features, strict=True)], axis=0))
         return [self.postprocessing.finish(raw, self.model_version, cam) for raw, cam in zip(raws, cams, strict=True)]
 
-    def explain_class(self, image: np.ndarray, class_name: str, metadata: Metadata | None = None) -> np.ndarray:
-        """Grad-CAM for any class the clinician picks, at image resolution, averaged over members."""
+    def explain_class(self, image: np.ndarray, class_name: str, metadata: Metadata | None = None,
+                      against: str | None = None) -> np.ndarray:
+        """Grad-CAM for any class the clinician picks, at image resolution, averaged over members; with `against`,
+        what separates `class_name` from that other class (Grad-CAM of the difference of their logits)."""
         k = CLASSES.index(class_name)
+        versus = None if against is None else [CLASSES.index(against)]
         x = model_input(self.preprocessing, [image]).to(self.device)
         codes = self._codes([metadata or Metadata()])
         with MODEL_USE:
             with torch.no_grad():
                 features = [net.encode(x) for net in self.models]
-            cam = np.mean([gradcam_maps(net, f, codes, [k])[0] for net, f in zip(self.models, features, strict=True)], axis=0)
+            cam = np.mean([gradcam_maps(net, f, codes, [k], versus)[0]
+                           for net, f in zip(self.models, features, strict=True)], axis=0)
         return resize_map(cam, *image.shape[:2]).clip(0, 1)

@@ -3,9 +3,10 @@ the code reads to build, feed and trust the model. No torch here, so the pages t
 card never load it.
 
 Schema 3 (this code): every fitted part is a typed record (architecture, preprocessing, calibration, decision
-rule, conformal sets, safety net, risk tiers, flag policy, similar-case index); what was measured stays in `metrics`
-(written by `evaluate`), what produced the weights in `training`. Schema 2 cards (0.1 and 0.2 releases) are
-migrated on load; a newer schema than this code knows is refused with a plain message.
+rule, conformal sets, safety net, risk tiers, flag policy, similar-case index), and so is what was measured,
+`metrics` (written by `evaluate`, typed in `measured.py`); what produced the weights is in `training`. Schema 2
+cards (0.1 and 0.2 releases) are migrated on load; a newer schema than this code knows is refused with a plain
+message.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from skinapp.model.architecture import ModelConfig
+from skinapp.model.measured import CardMetrics
 from skinapp.model.preprocess import Preprocessing
+from skinapp.model.structure_card import StructureSection
 from skinapp.trust.conformal import ConformalSets
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.flags import FlagPolicy
@@ -55,7 +58,7 @@ class Member:
 @dataclass(frozen=True)
 class Calibration:
     """Temperature scaling fitted on out-of-fold predictions; 1.0: not calibrated. Its measured effect is in
-    `metrics["calibration"]`."""
+    `metrics.calibration`."""
 
     temperature: float = 1.0
     method: str = ""
@@ -92,10 +95,11 @@ class ModelCard:
     risk_tiers: RiskTiers = field(default_factory=RiskTiers)           # default: no graded risk
     flag_policy: FlagPolicy | None = None    # None: not fitted, the provisional policy applies
     index: IndexEntry | None = None
+    structures: StructureSection | None = None  # the dermoscopic-structure heads (None: the model reads none)
     classes: list[str] = field(default_factory=lambda: list(CLASSES))        # the order of the network's outputs
     metadata_encoding: dict = field(default_factory=metadata_encoding)      # what the metadata input means
     training: dict = field(default_factory=dict)   # provenance: the recipe and data that produced the weights
-    metrics: dict = field(default_factory=dict)    # what `evaluate` measured (the card's figures)
+    metrics: CardMetrics = field(default_factory=CardMetrics)   # what `evaluate` measured (the card's figures)
     schema: int = CARD_SCHEMA
 
     def __post_init__(self) -> None:
@@ -129,6 +133,8 @@ class ModelCard:
                            safety_net=self.safety_net.to_dict() if self.safety_net.active else {})
         if self.risk_tiers.active:
             content.update(risk_tiers=self.risk_tiers.to_dict())
+        if self.structures is not None:
+            content.update(structures=self.structures.identity_content())
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def check_compatible(self) -> None:
@@ -153,8 +159,9 @@ class ModelCard:
             "safety_net": self.safety_net.to_dict(), "risk_tiers": self.risk_tiers.to_dict(),
             "flag_policy": vars(self.flag_policy) if self.flag_policy is not None else None,
             "index": asdict(self.index) if self.index is not None else None,
+            "structures": self.structures.to_dict() if self.structures is not None else None,
             "classes": self.classes, "metadata_encoding": self.metadata_encoding, "training": self.training,
-            "metrics": self.metrics,
+            "metrics": self.metrics.to_dict(),
         }
 
     @classmethod
@@ -171,8 +178,10 @@ class ModelCard:
             risk_tiers=RiskTiers.from_dict(raw.get("risk_tiers")),
             flag_policy=FlagPolicy(**raw["flag_policy"]) if raw.get("flag_policy") else None,
             index=IndexEntry(**raw["index"]) if raw.get("index") else None,
+            structures=StructureSection.from_dict(raw.get("structures")),
             classes=list(raw.get("classes", CLASSES)), metadata_encoding=raw.get("metadata_encoding", metadata_encoding()),
-            training=raw.get("training") or {}, metrics=raw.get("metrics") or {}, schema=CARD_SCHEMA,
+            training=raw.get("training") or {}, metrics=CardMetrics.from_dict(raw.get("metrics") or {}),
+            schema=CARD_SCHEMA,
         )
 
     def save(self, folder: Path) -> None:

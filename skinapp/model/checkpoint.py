@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from skinapp.model.architecture import ModelConfig
 from skinapp.model.card import Member, ModelCard, WeightsError, sha256_of
 from skinapp.model.network import LesionNet
+from skinapp.model.structures import LinearStructureHead, load_heads
 
 
 def save_weights(model: LesionNet, path: Path, half: bool = False) -> str:
@@ -52,3 +53,17 @@ def load_ensemble(folder: Path, device: str | torch.device = "cpu") -> tuple[lis
     if not card.members:
         raise WeightsError(f"the model card in {folder} lists no weight files")
     return [load_member(folder, m, card.config, device) for m in card.members], card
+
+
+def load_structure_heads(folder: Path, card: ModelCard) -> list[LinearStructureHead] | None:
+    """The structure heads the card describes, checked against its sha256; None where the model has none."""
+    section = card.structures
+    if section is None:
+        return None
+    path = Path(folder) / section.file
+    if not path.is_file() or sha256_of(path) != section.sha256:
+        raise WeightsError(f"structure file {path} named in the model card is missing or does not match it")
+    try:
+        return load_heads(path, len(card.members))
+    except (SafetensorError, ValueError) as exc:
+        raise WeightsError(f"structure file {path} cannot be read: {exc}") from exc

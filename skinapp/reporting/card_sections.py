@@ -5,146 +5,168 @@ calibration and flags, similar cases, experiments. Each renders figures written 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
+from skinapp.model.measured import CardMetrics, CheckFigures, FlagFigures
 from skinapp.trust.flags import FIXED_CHECKS
 from skinapp.trust.risk import TIER_NAMES
 from skinapp.vocab import CLASSES
 
 
-def metrics_section(metrics: dict, pictures: str = "evaluation/") -> list[str]:
+def metrics_section(metrics: CardMetrics, pictures: str = "evaluation/") -> list[str]:
     """pictures: where the evaluation's PNGs are, relative to the page (the card sits beside `evaluation/`)."""
-    if not metrics:
+    m, image_only = metrics.with_metadata, metrics.without_metadata
+    if m is None or image_only is None:
         return ["**Not evaluated.** Run `python -m skinapp evaluate … --update-card` before using this model."]
     lines = [
-        f"Measured by `python -m skinapp evaluate` on {metrics['evaluated_on']} — folds {metrics['folds']}, "
-        f"{metrics['with_metadata']['n_images']} images, {views_text(metrics)}.",
+        f"Measured by `python -m skinapp evaluate` on {metrics.evaluated_on} — folds {list(metrics.folds or ())}, "
+        f"{m.n_images} images, {views_text(metrics)}.",
         *_ensemble_note(metrics),
         "",
         "| input | balanced accuracy | accuracy | malignant AUC | sensitivity at 90 % specificity | ECE (uncalibrated) |",
         "|---|---|---|---|---|---|",
     ]
-    for key, name in (("with_metadata", "image + age, sex, site"), ("without_metadata", "image only")):
-        m = metrics[key]
+    for figures, name in ((m, "image + age, sex, site"), (image_only, "image only")):
         lines.append(
-            f"| {name} | {m['balanced_accuracy']:.3f} | {m['accuracy']:.3f} | {m['malignant_auc']:.3f} | "
-            f"{m['sensitivity_at_90_specificity']:.3f} | {m['expected_calibration_error']:.3f} |"
+            f"| {name} | {figures.balanced_accuracy:.3f} | {figures.accuracy:.3f} | {figures.malignant_auc:.3f} | "
+            f"{figures.sensitivity_at_90_specificity:.3f} | {figures.expected_calibration_error:.3f} |"
         )
-    m = metrics["with_metadata"]
     lines += [
         "",
         "Per class (image + metadata):",
         "",
         "| | " + " | ".join(CLASSES) + " |",
         "|---|" + "---|" * len(CLASSES),
-        _recall_row("recall", m["recall"]),
-        _recall_row("precision", m["precision"]),
+        _recall_row("recall", m.recall),
+        _recall_row("precision", m.precision),
     ]
-    if "mask" in metrics:
-        mask = metrics["mask"]
-        lines += ["", f"Lesion outline against the HAM10000 masks ({mask['method']}): Jaccard **{mask['jaccard']:.3f}**, "
-                      f"Dice {mask['dice']:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) "
-                      f"{mask['thresholded_jaccard_065']:.3f}."]
-    if "melanoma_sensitivity_at_90_specificity" in m:
+    if metrics.mask is not None:
+        mask = metrics.mask
+        lines += ["", f"Lesion outline against the HAM10000 masks ({mask.method}): Jaccard **{mask.jaccard:.3f}**, "
+                      f"Dice {mask.dice:.3f}, ISIC thresholded Jaccard (J < 0.65 counts 0) "
+                      f"{mask.thresholded_jaccard_065:.3f}."]
+    if m.melanoma_sensitivity_at_90_specificity is not None:
         lines += ["", f"Melanoma against everything else (P(MEL)): sensitivity at 90 % specificity "
-                      f"**{m['melanoma_sensitivity_at_90_specificity']:.3f}**."]
+                      f"**{m.melanoma_sensitivity_at_90_specificity:.3f}**."]
     lines += ["", f"![confusion matrix]({pictures}confusion.png)", "", f"![ROC]({pictures}roc.png)", "",
               *_decision_rule_lines(metrics), *_external_lines(metrics), *_targets(metrics)]
     return lines
 
 
-def _ensemble_note(metrics: dict) -> list[str]:
-    if metrics.get("members", 1) <= 1:
+def _ensemble_note(metrics: CardMetrics) -> list[str]:
+    if metrics.members is None or metrics.members <= 1:
         return []
     return ["", f"Each HAM10000 image is scored by the one member that never trained on it: every other member of the "
-                f"{metrics['members']}-member ensemble trained on it, so no HAM10000 image can measure the whole "
+                f"{metrics.members}-member ensemble trained on it, so no HAM10000 image can measure the whole "
                 "ensemble without a leak. The figures below are therefore one member's (with test-time views); the "
                 "whole ensemble is measured on the external check (ISIC 2017 `val`) further down."]
 
 
-def _recall_row(name: str, recall: dict) -> str:
+def _recall_row(name: str, recall: dict[str, float]) -> str:
     return f"| {name} | " + " | ".join(f"{recall[c]:.2f}" if c in recall else "–" for c in CLASSES) + " |"
 
 
-def _decision_rule_lines(metrics: dict) -> list[str]:
-    rule = metrics.get("decision_rule")
-    if not rule:
+def _decision_rule_lines(metrics: CardMetrics) -> list[str]:
+    rule = metrics.decision_rule
+    if rule is None:
         return []
-    choice = rule.get("tau_choice")
-    how = ("tuned on the out-of-fold predictions for balanced accuracy" if not choice else
+    choice = rule.tau_choice
+    how = ("tuned on the out-of-fold predictions for balanced accuracy" if choice is None else
            "the smallest τ whose out-of-fold balanced accuracy is within one standard error of the best, the "
-           f"one-standard-error rule; the best is at τ = {choice['best_tau']:.2f}, the standard error "
-           f"{choice['standard_error']:.3f} by a bootstrap over lesions. The values of τ within that error differ "
+           f"one-standard-error rule; the best is at τ = {choice.best_tau:.2f}, the standard error "
+           f"{choice.standard_error:.3f} by a bootstrap over lesions. The values of τ within that error differ "
            "mainly in how often a nevus is called melanoma, and the smallest does so least")
     return [
         "### The top diagnosis: a decision rule balanced over the classes",
         "",
         "The app and `predict` show as top diagnosis the class with the largest calibrated probability divided by the "
-        f"model's effective class prior raised to τ = {rule['tau']:.2f} (post-hoc prior correction, Menon et al. 2021; τ: "
+        f"model's effective class prior raised to τ = {rule.tau:.2f} (post-hoc prior correction, Menon et al. 2021; τ: "
         f"{how}). The probabilities shown are not changed; rarer diagnoses are called more often, at the cost of more "
         "false alarms among nevi.",
         "",
         "| top diagnosis by | balanced accuracy | accuracy |",
         "|---|---|---|",
-        f"| highest probability | {rule['balanced_accuracy_argmax']:.3f} | {rule['accuracy_argmax']:.3f} |",
-        f"| balanced rule ({rule['cross_fitting']}) | **{rule['balanced_accuracy_balanced_rule']:.3f}** | "
-        f"{rule['accuracy_balanced_rule']:.3f} |",
+        f"| highest probability | {rule.balanced_accuracy_argmax:.3f} | {rule.accuracy_argmax:.3f} |",
+        f"| balanced rule ({rule.cross_fitting}) | **{rule.balanced_accuracy_balanced_rule:.3f}** | "
+        f"{rule.accuracy_balanced_rule:.3f} |",
         "",
         "| recall | " + " | ".join(CLASSES) + " |",
         "|---|" + "---|" * len(CLASSES),
-        _recall_row("highest probability", rule["recall_argmax"]),
-        _recall_row("balanced rule", rule["recall_balanced_rule"]),
+        _recall_row("highest probability", rule.recall_argmax),
+        _recall_row("balanced rule", rule.recall_balanced_rule),
         "",
     ]
 
 
-def _external_lines(metrics: dict) -> list[str]:
-    ext = metrics.get("external")
-    if not ext:
+def _external_lines(metrics: CardMetrics) -> list[str]:
+    ext = metrics.external
+    if ext is None:
         return ["### External check", "", "**Not run.** `evaluate --isic2017 …` scores the model on images from other "
                 "centres and dermatoscopes (ISIC 2017 `val`).", ""]
-    present = ", ".join(f"{c} {n}" for c, n in ext["classes_present"].items())
+    present = ", ".join(f"{c} {n}" for c, n in ext.classes_present.items())
     return [
         "### External check: ISIC 2017 `val` (other centres and dermatoscopes, never trained on)",
         "",
-        f"{ext['n_images']} images ({present}), scored by the whole ensemble with calibration and the balanced rule "
+        f"{ext.n_images} images ({present}), scored by the whole ensemble with calibration and the balanced rule "
         "fitted on HAM10000 only.",
         "",
         "| melanoma AUC | malignant AUC | melanoma sensitivity at 90 % specificity | balanced accuracy (balanced rule) "
         "| balanced accuracy (highest probability) |",
         "|---|---|---|---|---|",
-        f"| **{_number(ext['melanoma_auc'])}** | {_number(ext['malignant_auc'])} | "
-        f"{_number(ext['melanoma_sensitivity_at_90_specificity'])} | {ext['balanced_accuracy_balanced_rule']:.3f} | "
-        f"{ext['balanced_accuracy_argmax']:.3f} |",
+        f"| **{_number(ext.melanoma_auc)}** | {_number(ext.malignant_auc)} | "
+        f"{_number(ext.melanoma_sensitivity_at_90_specificity)} | {ext.balanced_accuracy_balanced_rule:.3f} | "
+        f"{ext.balanced_accuracy_argmax:.3f} |",
         "",
         "Balanced accuracy is the mean recall over the classes present, the call chosen among all seven. Recall "
-        "(balanced rule): " + ", ".join(f"{c} {r:.2f}" for c, r in ext["recall_balanced_rule"].items()) + ".",
+        "(balanced rule): " + ", ".join(f"{c} {r:.2f}" for c, r in ext.recall_balanced_rule.items()) + ".",
         "",
     ]
 
 
-TARGETS = (("balanced accuracy (highest probability)", ("with_metadata", "balanced_accuracy"), 0.80, "≥"),
-           ("balanced accuracy (balanced rule)", ("decision_rule", "balanced_accuracy_balanced_rule"), 0.80, "≥"),
-           ("malignant AUC", ("with_metadata", "malignant_auc"), 0.94, "≥"),
-           ("melanoma AUC on the external check", ("external", "melanoma_auc"), 0.85, "≥"),
-           ("mask Jaccard", ("mask", "jaccard"), 0.85, "≥"),
-           ("ECE after calibration", ("calibration", "ece_after"), 0.03, "≤"),
-           ("share of errors caught by the manual-check flag (≤ 20 % flagged)", ("flags", "errors_caught"), 0.60, "≥"))
+# The model's targets: (what, the figure (None: not measured), target, sense).
+TARGETS: tuple[tuple[str, Callable[[CardMetrics], float | None], float, str], ...] = (
+    ("balanced accuracy (highest probability)",
+     lambda m: m.with_metadata.balanced_accuracy if m.with_metadata else None, 0.80, "≥"),
+    ("balanced accuracy (balanced rule)",
+     lambda m: m.decision_rule.balanced_accuracy_balanced_rule if m.decision_rule else None, 0.80, "≥"),
+    ("malignant AUC", lambda m: m.with_metadata.malignant_auc if m.with_metadata else None, 0.94, "≥"),
+    ("melanoma AUC on the external check", lambda m: m.external.melanoma_auc if m.external else None, 0.85, "≥"),
+    ("mask Jaccard", lambda m: m.mask.jaccard if m.mask else None, 0.85, "≥"),
+    ("ECE after calibration", lambda m: m.calibration.ece_after if m.calibration else None, 0.03, "≤"),
+    ("share of errors caught by the manual-check flag (≤ 20 % flagged)",
+     lambda m: m.flags.errors_caught if m.flags else None, 0.60, "≥"))
 
 
-# The trust checks' targets: (check, what, (section, key) in the check, lowest, highest).
-CHECK_TARGETS = (
-    ("out_of_fold", "flagged", (None, "flagged_share"), None, 0.20),
-    ("out_of_fold", "errors caught by the flag", (None, "errors_caught"), 0.60, None),
-    ("shifted_ham", "flagged", (None, "flagged_share"), 0.10, 0.30),
-    ("shifted_ham", "errors caught by the flag", (None, "errors_caught"), 0.50, None),
-    ("shifted_ham", "conformal coverage", ("conformal", "coverage"), 0.85, None),
-    ("shifted_ham", "safety net: malignant lesions kept", ("safety_net", "malignant_sensitivity"), 0.90, None),
-    ("isic2017_val", "flagged", (None, "flagged_share"), 0.10, 0.30),
-    ("isic2017_val", "errors caught by the flag", (None, "errors_caught"), 0.50, None),
-    ("isic2017_val", "conformal coverage", ("conformal", "coverage"), 0.85, None),
-    ("isic2017_val", "safety net: malignant lesions kept", ("safety_net", "malignant_sensitivity"), 0.90, None),
+def _flagged(check: CheckFigures) -> float | None:
+    return check.flagged_share
+
+
+def _errors_caught(check: CheckFigures) -> float | None:
+    return check.errors_caught
+
+
+def _set_coverage(check: CheckFigures) -> float | None:
+    return check.conformal.coverage if check.conformal else None
+
+
+def _net_sensitivity(check: CheckFigures) -> float | None:
+    return check.safety_net.malignant_sensitivity
+
+
+# The trust checks' targets: (check, what, the figure in the check, lowest, highest).
+CHECK_TARGETS: tuple[tuple[str, str, Callable[[CheckFigures], float | None], float | None, float | None], ...] = (
+    ("out_of_fold", "flagged", _flagged, None, 0.20),
+    ("out_of_fold", "errors caught by the flag", _errors_caught, 0.60, None),
+    ("shifted_ham", "flagged", _flagged, 0.10, 0.30),
+    ("shifted_ham", "errors caught by the flag", _errors_caught, 0.50, None),
+    ("shifted_ham", "conformal coverage", _set_coverage, 0.85, None),
+    ("shifted_ham", "safety net: malignant lesions kept", _net_sensitivity, 0.90, None),
+    ("isic2017_val", "flagged", _flagged, 0.10, 0.30),
+    ("isic2017_val", "errors caught by the flag", _errors_caught, 0.50, None),
+    ("isic2017_val", "conformal coverage", _set_coverage, 0.85, None),
+    ("isic2017_val", "safety net: malignant lesions kept", _net_sensitivity, 0.90, None),
 )
 CHECK_NAMES = {"out_of_fold": "out-of-fold HAM10000", "shifted_ham": "shifted HAM10000 copy",
                "isic2017_val": "ISIC 2017 val"}
@@ -162,23 +184,21 @@ def _verdict(value: float, lowest: float | None, highest: float | None, points: 
     return "met"
 
 
-def _targets(metrics: dict) -> list[str]:
+def _targets(metrics: CardMetrics) -> list[str]:
     lines = ["Against the project's targets for this model:", ""]
-    for name, (section, key), target, sense in TARGETS:
-        if section in metrics:
-            value = metrics[section][key]
-            if value is None:
-                continue
-            bounds = (target, None) if sense == "≥" else (None, target)
-            lines.append(f"- {name} {value:.3f} (target {sense} {target:.2f}): {_verdict(value, *bounds)}")
+    for name, figure, target, sense in TARGETS:
+        value = figure(metrics)
+        if value is None:
+            continue
+        bounds = (target, None) if sense == "≥" else (None, target)
+        lines.append(f"- {name} {value:.3f} (target {sense} {target:.2f}): {_verdict(value, *bounds)}")
     return [*lines, ""]
 
 
-def _check_targets(metrics: dict) -> list[str]:
-    checks, lines = metrics.get("checks", {}), []
-    for check, name, (section, key), lowest, highest in CHECK_TARGETS:
-        values = checks.get(check, {})
-        value = (values.get(section, {}) if section else values).get(key)
+def _check_targets(metrics: CardMetrics) -> list[str]:
+    checks, lines = metrics.check_sets, []
+    for check, name, figure, lowest, highest in CHECK_TARGETS:
+        value = figure(checks[check]) if check in checks else None
         if value is None:
             continue
         wanted = (f"{lowest:.0%}–{highest:.0%}" if lowest is not None and highest is not None
@@ -196,50 +216,50 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _calibration_on_checks(metrics: dict) -> str:
+def _calibration_on_checks(metrics: CardMetrics) -> str:
     """The same temperature on the other check sets: with an ensemble it was fitted on one member's predictions
     and is applied to the averaged ones, and other clinics' images drift from HAM10000 as well."""
-    shown = [f"{CHECK_NAMES.get(name, name)} {check['ece']:.3f}" for name, check in metrics.get("checks", {}).items()
-             if name != "out_of_fold" and check.get("ece") is not None]
+    shown = [f"{CHECK_NAMES.get(name, name)} {check.ece:.3f}" for name, check in metrics.check_sets.items()
+             if name != "out_of_fold" and check.ece is not None]
     if not shown:
         return ""
-    members = metrics.get("members", 1)
+    members = metrics.members if metrics.members is not None else 1
     scored = f" (each scored by one member, while the app averages all {members})" if members > 1 else ""
     return (f" The temperature is fitted on HAM10000 images only{scored}; the top diagnosis's calibration error on "
             f"the other checks: {', '.join(shown)}. Read the probabilities of images from other clinics as less "
             "exact than the held-out figures suggest.")
 
 
-def _flag_parts(flags: dict) -> str:
-    if "always_checked_share" not in flags:  # fitted before the budget counted the always-checked cases
+def _flag_parts(flags: FlagFigures) -> str:
+    if flags.always_checked_share is None:  # fitted before the budget counted the always-checked cases
         return ""
-    return (f" ({flags['flagged_by_score_share']:.1%} by the combined score, {flags['always_checked_share']:.1%} "
+    return (f" ({flags.flagged_by_score_share:.1%} by the combined score, {flags.always_checked_share:.1%} "
             "always checked)")
 
 
 def trust_section(card: ModelCard) -> list[str]:
     metrics = card.metrics
-    if "calibration" not in metrics:
+    c, f, s = metrics.calibration, metrics.flags, metrics.similar_cases
+    if c is None or f is None or s is None:
         return ["## Calibration and flags", "", "**Not fitted.** Probabilities are uncalibrated and the manual-check "
                 "flags use provisional thresholds until `python -m skinapp evaluate … --update-card` is run.", ""]
-    c, f, s = metrics["calibration"], metrics["flags"], metrics["similar_cases"]
-    weights = sorted(f["weights"].items(), key=lambda kv: -abs(kv[1]))
+    weights = sorted(f.weights.items(), key=lambda kv: -abs(kv[1]))
     return [
         "## Calibration",
         "",
-        f"Temperature scaling (T = {c['temperature']:.3f}, fitted on the {c['n_images']} out-of-fold predictions; "
+        f"Temperature scaling (T = {c.temperature:.3f}, fitted on the {c.n_images} out-of-fold predictions; "
         "it changes no prediction's ranking of the classes, so the figures above stay as they are). Expected "
-        f"calibration error of the top diagnosis: **{c['ece_before']:.3f} before, {c['ece_after']:.3f} after** "
-        f"({c['ece_after_note']}); without metadata {c['ece_before_without_metadata']:.3f} → "
-        f"{c['ece_after_without_metadata']:.3f}. Malignancy probability against the malignant/benign truth: "
-        f"calibration error {c['malignancy_calibration_error_before']:.3f} → {c['malignancy_calibration_error_after']:.3f}."
+        f"calibration error of the top diagnosis: **{c.ece_before:.3f} before, {c.ece_after:.3f} after** "
+        f"({c.ece_after_note}); without metadata {c.ece_before_without_metadata:.3f} → "
+        f"{c.ece_after_without_metadata:.3f}. Malignancy probability against the malignant/benign truth: "
+        f"calibration error {c.malignancy_calibration_error_before:.3f} → {c.malignancy_calibration_error_after:.3f}."
         + _calibration_on_checks(metrics),
         "",
         "![reliability diagram](evaluation/reliability.png)",
         "",
         "## When the model flags a case for a manual check",
         "",
-        f"Fitted on the same {f['n_images']} held-out images, cross-fitted by lesion. A few of the model's own "
+        f"Fitted on the same {f.n_images} held-out images, cross-fitted by lesion. A few of the model's own "
         "uncertainty signs (confidence in the top call, margin, entropy, disagreement across test-time views and "
         "ensemble members, mutual information, malignancy spread, size of the conformal set, whether the most similar "
         "labelled images share the diagnosis) are combined by a logistic model of its errors whose weights may not be "
@@ -247,12 +267,12 @@ def trust_section(card: ModelCard) -> list[str]:
         "the threshold flags at most 20 % of held-out cases, those always checked (below) counted in. Every flag "
         "names the signs that raised it.",
         "",
-        f"- Flagged: {f['flagged_share']:.1%} of held-out cases{_flag_parts(f)}; they hold **{f['errors_caught']:.1%} "
-        f"of the model's errors** (error rate {f['error_rate']:.1%} overall).",
-        f"- Accuracy on unflagged cases {_number(f['accuracy_unflagged'])}, on flagged cases {_number(f['accuracy_flagged'])}.",
+        f"- Flagged: {f.flagged_share:.1%} of held-out cases{_flag_parts(f)}; they hold **{f.errors_caught:.1%} "
+        f"of the model's errors** (error rate {f.error_rate:.1%} overall).",
+        f"- Accuracy on unflagged cases {_number(f.accuracy_unflagged)}, on flagged cases {_number(f.accuracy_flagged)}.",
         f"- Always a manual check, whatever the score: {', '.join(FIXED_CHECKS.values())}, or an image farther "
-        f"from the training images than {_number(f['ood_threshold'], 1)} (Mahalanobis distance of the encoder's pooled "
-        f"features; {f['ood_share_of_held_out']:.1%} of held-out dermoscopy images are that far).",
+        f"from the training images than {_number(f.ood_threshold, 1)} (Mahalanobis distance of the encoder's pooled "
+        f"features; {f.ood_share_of_held_out:.1%} of held-out dermoscopy images are that far).",
         "- Weights (standardised; signs left out have weight 0): " + ", ".join(f"{k} {v:+.2f}" for k, v in weights) + ".",
         "",
         *_sets_and_net_lines(metrics),
@@ -264,39 +284,39 @@ def trust_section(card: ModelCard) -> list[str]:
         "",
         "## Similar cases",
         "",
-        f"The {s['index_images']:,} labelled HAM10000 images are indexed by the model's embedding (`embeddings.npz`). "
-        f"On held-out images (neighbours of the same lesion excluded), a vote of the {s['knn_k']} nearest agrees with the "
-        f"classifier for {s['knn_agrees_with_classifier']:.1%} of images; the vote alone is right for "
-        f"{s['knn_accuracy']:.1%}, the classifier for {s['classifier_accuracy']:.1%}. When they agree the classifier is "
-        f"right {_share(s['accuracy_when_they_agree'])} of the time, when they disagree "
-        f"{_share(s['accuracy_when_they_disagree'])}.",
+        f"The {s.index_images:,} labelled HAM10000 images are indexed by the model's embedding (`embeddings.npz`). "
+        f"On held-out images (neighbours of the same lesion excluded), a vote of the {s.knn_k} nearest agrees with the "
+        f"classifier for {s.knn_agrees_with_classifier:.1%} of images; the vote alone is right for "
+        f"{s.knn_accuracy:.1%}, the classifier for {s.classifier_accuracy:.1%}. When they agree the classifier is "
+        f"right {_share(s.accuracy_when_they_agree)} of the time, when they disagree "
+        f"{_share(s.accuracy_when_they_disagree)}.",
         "",
     ]
 
 
-def _net_wording(metrics: dict) -> str:
+def _net_wording(metrics: CardMetrics) -> str:
     """What the app says at the net: with graded risk the lower tier's words, never the excision wording."""
-    if "risk_tiers" in metrics:
+    if metrics.risk_tiers is not None:
         return "\"malignancy cannot be excluded\" (or \"high risk\" above the High level, below)"
     return "\"suspicious — consider excision\""
 
 
-def _sets_and_net_lines(metrics: dict) -> list[str]:
-    if "conformal" not in metrics:
+def _sets_and_net_lines(metrics: CardMetrics) -> list[str]:
+    sets, net = metrics.conformal, metrics.safety_net
+    if sets is None or net is None:
         return []
-    sets, net = metrics["conformal"], metrics["safety_net"]
     return [
         "## Prediction sets and the melanoma safety net",
         "",
-        f"- **Conformal sets** ({sets['method']}, for {sets['target_coverage']:.0%} coverage; fitted on "
-        f"{sets['fitted_on']}): on the out-of-fold images the set held the true diagnosis for "
-        f"**{sets['coverage']:.1%}** of them, {sets['mean_set_size']:.2f} diagnoses on average, a single diagnosis for "
-        f"{sets['single_class_share']:.1%}. By class: "
-        + ", ".join(f"{c} {v:.0%}" for c, v in sets["coverage_by_class"].items()) + ".",
-        f"- **Safety net**: {_net_wording(metrics)} at a malignancy probability of {net['threshold']:.1%} or "
-        f"more, chosen so that {net['target_sensitivity']:.0%} of held-out malignant lesions (and of their shifted "
-        f"copies) reach it. On the out-of-fold images it keeps **{_share(net['malignant_sensitivity'])} of malignant "
-        f"lesions** and marks {net['share_marked']:.1%} of all cases ({_share(net['benign_marked'])} of benign ones): "
+        f"- **Conformal sets** ({sets.method}, for {sets.target_coverage:.0%} coverage; fitted on "
+        f"{sets.fitted_on}): on the out-of-fold images the set held the true diagnosis for "
+        f"**{sets.coverage:.1%}** of them, {sets.mean_set_size:.2f} diagnoses on average, a single diagnosis for "
+        f"{sets.single_class_share:.1%}. By class: "
+        + ", ".join(f"{c} {v:.0%}" for c, v in sets.coverage_by_class.items()) + ".",
+        f"- **Safety net**: {_net_wording(metrics)} at a malignancy probability of {net.threshold:.1%} or "
+        f"more, chosen so that {net.target_sensitivity:.0%} of held-out malignant lesions (and of their shifted "
+        f"copies) reach it. On the out-of-fold images it keeps **{_share(net.malignant_sensitivity)} of malignant "
+        f"lesions** and marks {net.share_marked:.1%} of all cases ({_share(net.benign_marked)} of benign ones): "
         "that is its cost, accepted because a missed melanoma is the costliest error. A case above it is never "
         "shown without a warning.",
         "",
@@ -305,63 +325,63 @@ def _sets_and_net_lines(metrics: dict) -> list[str]:
 
 
 
-def _risk_tier_lines(metrics: dict) -> list[str]:
-    if "risk_tiers" not in metrics:
+def _risk_tier_lines(metrics: CardMetrics) -> list[str]:
+    tiers = metrics.risk_tiers
+    if tiers is None:
         return []
-    tiers = metrics["risk_tiers"]
-    levels = tiers["levels"]
+    levels = tiers.levels
     lines = [
         "## Graded malignancy risk",
         "",
         "One red warning for every lesion above the safety net stops being read, so the warning is graded by the "
         "calibrated malignancy probability:",
         "",
-        f"- **High risk of malignancy — consider excision or biopsy** at {levels['high']:.1%} or more: the level that "
-        f"at most {tiers['benign_share']:.0%} of held-out benign lesions reach.",
+        f"- **High risk of malignancy — consider excision or biopsy** at {levels.high:.1%} or more: the level that "
+        f"at most {tiers.benign_share:.0%} of held-out benign lesions reach.",
         f"- **Malignancy cannot be excluded — a second look or dermoscopic follow-up** from the safety net "
-        f"({levels['cannot_exclude']:.1%}) up to High. Never the excision wording.",
+        f"({levels.cannot_exclude:.1%}) up to High. Never the excision wording.",
         "- **Low** below the safety net. Never called benign: the model found nothing that reaches the net.",
         "",
-        f"Fitted on {tiers['fitted_on']}; {tiers['note']}. Per tier, the share of all malignant and of all benign "
+        f"Fitted on {tiers.fitted_on}; {tiers.note}. Per tier, the share of all malignant and of all benign "
         "lesions that fall in it, the share of its lesions that are malignant (PPV) and the lesions excised per "
         "malignant one found (number needed to excise, 1 / PPV):",
         "",
         "| images | tier | malignant lesions in it | benign lesions in it | PPV | number needed to excise |",
         "|---|---|---|---|---|---|",
     ]
-    rows = {"out_of_fold": tiers["tiers"], **{k: c["risk_tiers"] for k, c in metrics.get("checks", {}).items()
-                                              if k != "out_of_fold" and "risk_tiers" in c}}
+    rows = {"out_of_fold": tiers.tiers, **{k: c.risk_tiers for k, c in metrics.check_sets.items()
+                                           if k != "out_of_fold" and c.risk_tiers is not None}}
     for key, table in rows.items():
         for tier, row in table.items():
-            lines.append(f"| {CHECK_NAMES.get(key, key)} | {TIER_NAMES[tier]} | {_share(row['malignant_share'])} | "
-                         f"{_share(row['benign_share'])} | {_number(row['ppv'], 2)} | "
-                         f"{_number(row['number_needed_to_excise'], 1)} |")
+            lines.append(f"| {CHECK_NAMES.get(key, key)} | {TIER_NAMES[tier]} | {_share(row.malignant_share)} | "
+                         f"{_share(row.benign_share)} | {_number(row.ppv, 2)} | "
+                         f"{_number(row.number_needed_to_excise, 1)} |")
     return [*lines, ""]
 
 
-def _resolution_lines(metrics: dict) -> list[str]:
-    if "resolution" not in metrics:
+def _resolution_lines(metrics: CardMetrics) -> list[str]:
+    check = metrics.resolution
+    if check is None:
         return []
-    check = metrics["resolution"]
-    targets = check["targets"]
+    targets = check.targets
     lines = [
         "### Does the size a file arrives at matter?",
         "",
-        f"{check['data']}, then analysed as the app analyses an upload (the safety net's level as fitted). Clinics "
+        f"{check.data}, then analysed as the app analyses an upload (the safety net's level as fitted). Clinics "
         "send 768×512 scans, 1,024-px copies and 6000×4000 DICOMs; the figures should not move. Target: balanced "
-        f"accuracy within {targets['balanced_accuracy_range']:.2f} and malignant AUC within "
-        f"{targets['malignant_auc_range']:.2f} from 1× to 5×.",
+        f"accuracy within {targets.balanced_accuracy_range:.2f} and malignant AUC within "
+        f"{targets.malignant_auc_range:.2f} from 1× to 5×.",
         "",
         "| delivered at | balanced accuracy of the call | malignant AUC | benign lesions above the safety net |",
         "|---|---|---|---|",
-        *(f"| {row['factor']:g}× | {row['balanced_accuracy']:.3f} | {_number(row['malignant_auc'])} | "
-          f"{_share(row['benign_above_net'])} |" for row in check["rows"]),
+        *(f"| {row.factor:g}× | {row.balanced_accuracy:.3f} | {_number(row.malignant_auc)} | "
+          f"{_share(row.benign_above_net)} |" for row in check.rows),
         "",
-        f"Spread from 1× to 5×: balanced accuracy {check['balanced_accuracy_range']:.3f} "
-        f"({_verdict(check['balanced_accuracy_range'], None, targets['balanced_accuracy_range'])}), malignant AUC "
-        f"{_number(check['malignant_auc_range'])} ("
-        + (_verdict(check['malignant_auc_range'], None, targets['malignant_auc_range'])
-           if check["malignant_auc_range"] is not None else "not measured") + "). Enlarged copies of the same "
+        f"Spread from 1× to 5×: balanced accuracy {check.balanced_accuracy_range:.3f} "
+        f"({_verdict(check.balanced_accuracy_range, None, targets.balanced_accuracy_range)}), malignant AUC "
+        f"{_number(check.malignant_auc_range)} ("
+        + (_verdict(check.malignant_auc_range, None, targets.malignant_auc_range)
+           if check.malignant_auc_range is not None else "not measured") + "). Enlarged copies of the same "
         "picture are a kind test: a file that is sharper than the training images (a large original shrunk by the "
         "clinic) is not covered by it.",
         "",
@@ -369,8 +389,8 @@ def _resolution_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def _checks_lines(metrics: dict) -> list[str]:
-    checks = metrics.get("checks", {})
+def _checks_lines(metrics: CardMetrics) -> list[str]:
+    checks = metrics.check_sets
     if not checks:
         return []
     lines = [
@@ -387,13 +407,73 @@ def _checks_lines(metrics: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, check in checks.items():
-        sets, net = check.get("conformal", {}), check["safety_net"]
+        sets, net = check.conformal, check.safety_net
         lines.append(
-            f"| {CHECK_NAMES.get(key, key)} | {check['n_images']} | {check['error_rate']:.1%} | {check['flagged_share']:.1%} | "
-            f"{_share(check['errors_caught'])} | {_share(sets.get('coverage'))} | {_number(sets.get('mean_set_size'), 2)} | "
-            f"{_share(net['malignant_sensitivity'])} | {net['share_marked']:.1%} | "
-            f"{_share(check.get('melanomas_flagged_or_suspicious'))} |")
+            f"| {CHECK_NAMES.get(key, key)} | {check.n_images} | {check.error_rate:.1%} | {check.flagged_share:.1%} | "
+            f"{_share(check.errors_caught)} | {_share(sets.coverage if sets else None)} | "
+            f"{_number(sets.mean_set_size if sets else None, 2)} | "
+            f"{_share(net.malignant_sensitivity)} | {net.share_marked:.1%} | "
+            f"{_share(check.melanomas_flagged_or_suspicious)} |")
     return [*lines, ""]
+
+
+def structures_section(card: ModelCard, pictures: str = "evaluation/") -> list[str]:
+    """The dermoscopic-structure heads: what they read, how well (held out, against the baseline), what is shown."""
+    section = card.structures
+    if section is None:
+        return []
+    lines = [
+        "## Dermoscopic structures", "",
+        f"Six structures are read from each member's frozen features by a linear head per location, pooled over the "
+        f"lesion by σ(M) like the diagnosis; the same head location by location draws the map of where each is seen. "
+        f"Labels: {section.source}, {section.images} images, image level only (present or absent; not where, not "
+        f"typical or atypical). Measured by {section.folds}-fold cross-validation repeated over {section.seeds} seeds "
+        "of the split (nothing tuned on the labels), with a 95 % bootstrap interval; the baseline is a logistic "
+        "regression on each member's plain average of its top features. Probabilities are Platt-calibrated on the "
+        "held-out logits; the calibration error is cross-fitted.", "",
+        "| structure | present | AUC (95 % interval) | baseline AUC | calibration error | shown to clinicians |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in section.figures:
+        lines.append(f"| {f.name} | {f.positives} | {f.auc:.3f} ({f.auc_low:.3f}–{f.auc_high:.3f}) | "
+                     f"{f.baseline_auc:.3f} | {f.ece:.3f} | {'yes' if f.shown else 'no'} |")
+    missed = [f for f in section.figures if f.auc < 0.75]
+    hidden = [f for f in section.figures if not f.shown]
+    gain = sum(f.auc - f.baseline_auc for f in section.figures) / len(section.figures)
+    lines += ["", f"- Against the baseline the lesion-weighted head gains {gain:+.3f} AUC on average over the six: "
+                  + ("about the same; its value is the map of where each structure is seen, which the baseline cannot "
+                     "draw." if abs(gain) < 0.02 else "its pooling over the lesion helps." if gain > 0 else
+                     "the baseline reads them better.")]
+    if missed:
+        lines.append("- Below the target AUC of 0.75: " + "; ".join(f"{f.name} {f.auc:.3f}" for f in missed) + ".")
+    if hidden:
+        lines.append(f"- Not shown to clinicians (AUC below {section.min_auc_shown:.2f}): "
+                     + ", ".join(f.name for f in hidden) + ".")
+    lines += ["",
+        "These are hints, not a 7-point checklist or ABCD score: the labels do not say whether a structure is typical "
+        "or atypical. The members were trained (for the diagnosis, not the structures) on these same ISIC 2017 "
+        "`train` images, so their features know them; on images from other clinics the figures may be lower. The "
+        "members are frozen: the diagnosis figures above are unchanged by the heads.", "",
+        f"![structure reliability]({pictures}structures_reliability.png)", "",
+    ]
+    return lines
+
+
+def contrast_lines(folder: Path) -> list[str]:
+    """How alike the top two diagnoses' Grad-CAM maps are, measured by bench/bench_contrast.py."""
+    path = folder / "evaluation" / "contrast.json"
+    if not path.is_file():
+        return []
+    c = json.loads(path.read_text())
+    return [
+        "## What separates the top two diagnoses", "",
+        f"On {c['images']} {c['data']} images (`python bench/bench_contrast.py`), the Grad-CAM maps of the top diagnosis "
+        f"and the runner-up correlate {c['class_maps_median_correlation']:.2f} (median) and look alike (correlation ≥ "
+        f"{c['alike_at']}) for {c['class_maps_alike_share']:.0%} of images: both cover the lesion. The case page's "
+        "contrast layer (Grad-CAM of the difference of the two logits) correlates "
+        f"{c['contrast_median_correlation']:.2f} with the top diagnosis's map (alike for {c['contrast_alike_share']:.0%}): "
+        "it shows what speaks for one diagnosis rather than the other.", "",
+    ]
 
 
 def ablation_section(folder: Path) -> list[str]:
@@ -420,11 +500,11 @@ def ablation_section(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def views_text(metrics: dict) -> str:
-    views = metrics.get("tta_views", 4 if metrics.get("tta") else 1)
+def views_text(metrics: CardMetrics) -> str:
+    views = metrics.views
     return f"{views} test-time view{'s' if views > 1 else ''}"
 
 
-def evaluation_report(metrics: dict, version: str) -> str:
+def evaluation_report(metrics: CardMetrics, version: str) -> str:
     """report.md in the evaluation folder: the same measured sections as the model card."""
     return "\n".join([f"# Evaluation of {version}", "", *metrics_section(metrics, pictures=""), ""])

@@ -32,6 +32,9 @@ def _case_html(report: CaseReport) -> str:
                   _table(report.probabilities, ("Diagnosis", "Probability")), f"<p>{e(report.model or '')}</p>"]
         if report.flags:
             parts.append("<h2>Why to check this case</h2><ul>" + "".join(f"<li>{e(f)}</li>" for f in report.flags) + "</ul>")
+    if report.structures:
+        parts.append("<h2>Structures the model sees</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in report.structures)
+                     + f"</ul><p>{e(report.structures_caption)}</p>")
     if report.measurements:
         parts.append("<h2>Measurements</h2><ul>" + "".join(f"<li>{e(m)}</li>" for m in report.measurements) + "</ul>")
     parts.append("<h2>Images</h2><div class='pictures'>" + "".join(

@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
-from skinapp.reporting.card_sections import ablation_section, metrics_section, trust_section
+from skinapp.reporting.card_sections import (
+    ablation_section,
+    contrast_lines,
+    metrics_section,
+    structures_section,
+    trust_section,
+)
 from skinapp.vocab import CLASS_NAMES, CLASSES, MALIGNANT
 
 MARKDOWN_FILE = "MODEL_CARD.md"
@@ -110,11 +116,13 @@ def render(card: ModelCard, folder: Path) -> str:
         *metrics_section(card.metrics),
         "",
         *trust_section(card),
+        *structures_section(card),
+        *contrast_lines(folder),
         *ablation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
            "No external validation: performance on other dermatoscopes, skin types and populations is unknown."]
-          if "external" not in card.metrics else
+          if card.metrics.external is None else
           ["- Trained on HAM10000" + (" and ISIC 2017 `train`" if training.get("isic2017") else "") + "; checked "
            "externally on 150 ISIC 2017 images of three diagnoses only (melanoma, nevus, seborrheic keratosis). Skin "
            "types are mostly fair; performance on darker skin and on other populations is unknown."]),

@@ -8,7 +8,8 @@ import numpy as np
 from skinapp.inference.prediction import Prediction
 
 OVERLAYS = ("Image only", "Lesion outline", "Where the model looked", "Where it found the diagnosis",
-            "What drove the diagnosis")
+            "What drove the diagnosis", "Where it sees a structure", "What separates the top two diagnoses")
+STRUCTURE_LAYER, CONTRAST_LAYER = OVERLAYS[5], OVERLAYS[6]
 # What each layer means, in plain words first and the method's name after, for legends and captions.
 LAYER_LEGENDS = {
     OVERLAYS[0]: "The image as stored.",
@@ -19,6 +20,11 @@ LAYER_LEGENDS = {
                  "mask, σ(M)·C).",
     OVERLAYS[4]: "Red and yellow: the parts of the image that pushed the model towards the chosen diagnosis most "
                  "(Grad-CAM).",
+    OVERLAYS[5]: "Red and yellow: where on the lesion the model sees the chosen dermoscopic structure; blue: where it "
+                 "does not. A hint read from image-level labels, not an outline of the structure.",
+    OVERLAYS[6]: "Red and yellow: the parts of the image that speak for the top diagnosis rather than the runner-up "
+                 "(Grad-CAM of the difference between the two). Where the plain map covers the whole lesion for "
+                 "both, this one shows what tells them apart.",
 }
 # In the app's viewer the outline and its longest diameter are drawn as lines over the image, not burnt in.
 VIEWER_LEGENDS = {**LAYER_LEGENDS, OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it (Otsu threshold "
@@ -54,8 +60,9 @@ def normalise(values: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, prediction: Prediction, kind: str, opacity: float = 0.45,
-            gradcam: np.ndarray | None = None) -> np.ndarray:
-    """One of OVERLAYS drawn over the image. `gradcam` overrides the predicted class's map (another class)."""
+            gradcam: np.ndarray | None = None, structure: str | None = None) -> np.ndarray:
+    """One of OVERLAYS drawn over the image. `gradcam` overrides the predicted class's map (another class or the
+    difference of two); `structure`: the structure whose map the structure layer shows."""
     if kind == OVERLAYS[1]:
         return outline_overlay(image, prediction.outline.contour, prediction.outline.bbox)
     if kind == OVERLAYS[2]:
@@ -65,4 +72,9 @@ def overlay(image: np.ndarray, prediction: Prediction, kind: str, opacity: float
     if kind == OVERLAYS[4]:
         cam = gradcam if gradcam is not None else prediction.gradcam()
         return image if cam is None else heatmap_overlay(image, cam, opacity)
+    if kind == CONTRAST_LAYER:
+        return image if gradcam is None else heatmap_overlay(image, gradcam, opacity)
+    if kind == OVERLAYS[5] and structure is not None:
+        seen = prediction.structure_map(structure)
+        return image if seen is None else heatmap_overlay(image, seen, opacity)
     return image

@@ -79,6 +79,9 @@ def _case_story(report: CaseReport) -> list:
                   _text(report.model or "", _SMALL)]
         if report.flags:
             story += [_text("Why to check this case", _STYLES["Heading2"]), *(_text(f"• {f}") for f in report.flags)]
+    if report.structures:
+        story += [_text("Structures the model sees", _STYLES["Heading2"]), *(_text(f"• {m}") for m in report.structures),
+                  _text(report.structures_caption, _SMALL)]
     if report.measurements:
         story += [_text("Measurements", _STYLES["Heading2"]), *(_text(f"• {m}") for m in report.measurements)]
     cells = [_picture(p) for p in report.pictures]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+from skinapp.model.measured import CardMetrics
 from skinapp.vocab import CLASS_NAMES
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
@@ -69,19 +70,20 @@ _PLURAL_NAMES = {
 }
 
 
-def class_recall_text(metrics: dict, class_name: str) -> str | None:
+def class_recall_text(metrics: CardMetrics, class_name: str) -> str | None:
     """How often the model's call finds this diagnosis, from the model card's own held-out evaluation: the
     balanced rule's cross-fitted recall where the model uses the rule, and the external ISIC 2017 check where
     the diagnosis occurs there. None when the card has no such figure."""
-    rule = metrics.get("decision_rule") or {}
-    held_out = (rule.get("recall_balanced_rule") if rule else None) or (metrics.get("with_metadata") or {}).get("recall")
+    rule, with_metadata, external = metrics.decision_rule, metrics.with_metadata, metrics.external
+    held_out = ((rule.recall_balanced_rule if rule is not None else None)
+                or (with_metadata.recall if with_metadata is not None else None))
     if not held_out or held_out.get(class_name) is None:
         return None
     text = f"This model finds {held_out[class_name] * 100:.0f} % of {_PLURAL_NAMES[class_name]} in held-out HAM10000 images"
-    external = metrics.get("external") or {}
-    external_recall = (external.get("recall_balanced_rule" if rule else "recall_argmax") or {}).get(class_name)
-    if external_recall is not None:
-        count = (external.get("classes_present") or {}).get(class_name)
+    external_recall = None if external is None else (
+        external.recall_balanced_rule if rule is not None else external.recall_argmax).get(class_name)
+    if external is not None and external_recall is not None:
+        count = external.classes_present.get(class_name)
         text += f" and {external_recall * 100:.0f} % in images from other clinics (ISIC 2017" + (
             f", {count} images)" if count else ")")
     return text + "."

@@ -107,6 +107,7 @@ def prediction_arrays(prediction: Prediction) -> bytes:
         suspicious=None if prediction.suspicious is None else np.asarray(prediction.suspicious),
         image_size=np.asarray(prediction.image_size),
         risk_tier=None if prediction.risk_tier is None else np.asarray(prediction.risk_tier),
+        structures=prediction.structures, structure_grids=prediction.structure_grids,
     )
 
 
@@ -131,6 +132,7 @@ def prediction_from_row(row, image_header: bytes | None = None) -> StoredPredict
         prediction_set=set_from_mask(arrays.get("prediction_set"), _set_order(row, arrays)),
         suspicious=bool(arrays["suspicious"]) if "suspicious" in arrays else None,
         risk_tier=str(arrays["risk_tier"]) if "risk_tier" in arrays else None,
+        structures=arrays.get("structures"), structure_grids=arrays.get("structure_grids"),
     )
 
 

@@ -25,6 +25,7 @@ from skinapp.config import database_url
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Case
 from skinapp.io.identity import display_pixels_key
+from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER
 from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
 from skinapp.store.codec import (
@@ -97,6 +98,7 @@ def _checked_acquisition(case: Case) -> dict:
             for k, v in vars(case.acquisition).items() if v is not None}
 
 
+CLINIC_LEVELS_ADOPTED, CLINIC_LEVELS_WITHDRAWN = "clinic levels adopted", "clinic levels withdrawn"
 _AUDIT_LOCK = 7_346_201  # PostgreSQL advisory lock that serialises writers of the audit chain
 
 
@@ -392,6 +394,36 @@ class Store:
         actor = self._actor(actor)
         with self.write_transaction() as connection:
             self.append_audit(connection, actor, "export", None, what=what, cases=list(case_ids))
+
+    def adopt_clinic_levels(self, levels: ClinicLevels) -> ClinicLevels:
+        """Adopt risk levels refitted on this clinic's verified lesions: from now on the installed model, when its
+        identity is `levels.base_identity`, runs with them (another model identity). The audit entry is the record;
+        `withdraw_clinic_levels` undoes it, on the record too."""
+        actor = self._actor(levels.adopted_by)
+        with self.write_transaction() as connection:
+            self.append_audit(connection, actor, CLINIC_LEVELS_ADOPTED, None, **levels.to_details())
+        adopted = self.clinic_levels(levels.base_identity)
+        assert adopted is not None
+        return adopted
+
+    def withdraw_clinic_levels(self, base_identity: str, actor: str) -> None:
+        """Return the model to its card's own levels (audited); results made with the clinic's levels keep them."""
+        actor = self._actor(actor)
+        with self.write_transaction() as connection:
+            self.append_audit(connection, actor, CLINIC_LEVELS_WITHDRAWN, None, base_identity=base_identity)
+
+    def clinic_levels(self, base_identity: str) -> ClinicLevels | None:
+        """The levels in force for the model of this identity: the latest adoption, unless withdrawn since."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(audit_log).where(audit_log.c.action.in_(
+                (CLINIC_LEVELS_ADOPTED, CLINIC_LEVELS_WITHDRAWN))).order_by(audit_log.c.id.desc())).mappings()
+            for row in rows:
+                if row["details"].get("base_identity") != base_identity:
+                    continue
+                if row["action"] == CLINIC_LEVELS_WITHDRAWN:
+                    return None
+                return ClinicLevels.from_details(row["details"], row["actor"], as_utc(row["at"]))
+        return None
 
     # --- reading -----------------------------------------------------------------------------------------------
 

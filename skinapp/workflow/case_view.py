@@ -22,7 +22,7 @@ from PIL import Image
 from skinapp.inference.measurements import LesionMeasurements, measured_outline
 from skinapp.model.card import ModelCard
 from skinapp.outcomes import OTHER
-from skinapp.reporting.overlay import OVERLAYS, overlay
+from skinapp.reporting.overlay import OVERLAYS, STRUCTURE_LAYER, overlay
 from skinapp.reporting.text import (
     class_recall_text,
     decision_rule_text,
@@ -114,12 +114,29 @@ def shows_heat_map(kind: str) -> bool:
 
 
 def layer_picture(image: np.ndarray, stored: StoredPrediction | None, kind: str, opacity: float,
-                  gradcam: np.ndarray | None = None) -> np.ndarray:
-    """The image with the layer's heat map drawn in (`gradcam`: another class's map); the image as it is for a
-    layer without one, or where there is no prediction."""
+                  gradcam: np.ndarray | None = None, structure: str | None = None) -> np.ndarray:
+    """The image with the layer's heat map drawn in (`gradcam`: another class's map; `structure`: the structure
+    layer's); the image as it is for a layer without one, or where there is no prediction."""
     if stored is None or not shows_heat_map(kind):
         return image
-    return overlay(image, stored.shown_at(image.shape), kind, opacity, gradcam)
+    return overlay(image, stored.shown_at(image.shape), kind, opacity, gradcam, structure)
+
+
+class LayerChoice(NamedTuple):
+    """The viewer's layer as the reviewer set it."""
+
+    kind: str
+    opacity: float
+    cam_class: str | None = None       # Grad-CAM of this class (None: the call's stored map)
+    against: str | None = None         # …of its logit minus this class's (the contrast layer)
+    structure: str | None = None       # the structure layer's structure
+
+
+def layers_of(stored: StoredPrediction) -> tuple[str, ...]:
+    """The layers a result can show: the structure layer only where its model reads structures."""
+    left_out = (STRUCTURE_LAYER,) if stored.structures is None else ()
+    return tuple(k for k in OVERLAYS if k not in left_out)
+
 
 
 class ZoomPicture(NamedTuple):

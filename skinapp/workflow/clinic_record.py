@@ -19,7 +19,8 @@ below `REFIT_MIN_MALIGNANT` / `REFIT_MIN_BENIGN` verified lesions and whenever, 
 than 95 % of the verified malignant lesions in High or Cannot exclude even so. The temperature is refitted (the
 stored probabilities un-tempered with their own temperature) and shown with its held-out effect only: adopting another
 temperature would change the calls, sets and flags too, so the levels beside it are fitted on the current
-calibration. Nothing here adopts a refit."""
+calibration. Adopting a refit (`levels_to_adopt`, then `Store.adopt_clinic_levels`) makes the installed model
+another model: `skinapp.model.clinic_levels`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
+from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, HISTOPATHOLOGY, NOT_EXCISED
 from skinapp.reporting.table_report import Section, TableBlock, TableReport, rows_of, table_report_pdf
 from skinapp.store import CaseRecord, Outcome
@@ -702,8 +704,35 @@ def temperature_text(refit: LevelRefit) -> str:
             f"(lower is better). {t.note}")
 
 
-ADOPTION_NOTE = ("A refit is shown here, not adopted: new analyses keep the installed model's levels. Adopting one "
-                 "would make it a new model identity, recorded and undoable; that is not built yet.")
+ADOPTION_NOTE = ("Adopting a refit that passes its guards makes the installed model run with these levels: another "
+                 "model identity, named in every result made with it (results made before keep theirs). It is "
+                 "recorded in the audit trail and undone by returning to the model card's levels, recorded too. The "
+                 "temperature is not adopted.")
+
+
+def levels_to_adopt(refit: LevelRefit, base_identity: str, adopted_by: str,
+                    adopted_at: dt.datetime | None = None) -> ClinicLevels:
+    """The refit's levels as the clinic adopts them for the model of `base_identity` (the card as installed, without
+    levels adopted before). ValueError where the refit was refused: a refused refit is never adopted."""
+    if refit.refused or refit.net_level is None or refit.high_level is None or refit.cv_kept.value is None:
+        raise ValueError("a refused refit cannot be adopted: " + " ".join(refit.refusals))
+    return ClinicLevels(base_identity, refit.net_level, refit.high_level, adopted_by,
+                        adopted_at or dt.datetime.now(dt.UTC), refit.malignant, refit.benign, refit.cv_kept.value)
+
+
+def levels_text(levels: ClinicLevels | None, card_net: float | None, card_high: float | None) -> str:
+    """One line on the levels in force, for the clinic page and the model card page."""
+    card = (f"the model card's levels (safety net {_level(card_net)}, High {_level(card_high)})")
+    if levels is None:
+        return f"New analyses use {card}."
+    return (f"New analyses use this clinic's levels, adopted by {levels.adopted_by} on {levels.adopted_at:%Y-%m-%d}: "
+            f"safety net {_level(levels.net)}, High {_level(max(levels.high, levels.net))} (fitted on {levels.malignant} "
+            f"verified malignant and {levels.benign} benign lesions; cross-validated by patient they kept "
+            f"{_percent(levels.kept_held_out)} of the malignant ones in High or Cannot exclude), in place of {card}.")
+
+
+def _level(value: float | None) -> str:
+    return "none" if value is None else f"{value * 100:.1f} %"
 
 
 def _table_block(rows: list[dict[str, object]], caption: str = "") -> TableBlock:

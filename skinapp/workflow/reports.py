@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skinapp.model.card import ModelCard
+from skinapp.model.measured import CardMetrics
 from skinapp.reporting.case_content import CaseReport, case_report, file_stem
 from skinapp.reporting.case_report import case_reports_html, case_reports_pdf
 from skinapp.store import Store
@@ -33,7 +34,8 @@ def _reports(store: Store, case_ids: Sequence[int], generated_by: str, installed
         metrics = metrics_of(installed, stored.weights_sha256 if stored is not None else None)
         reports.append(case_report(case, store.case_image(case_id), stored, store.decisions(case_id), generated_by,
                                    lengths=store.measurements(case_id), card_metrics=metrics, now=now,
-                                   outcomes=store.outcomes(case_id)))
+                                   outcomes=store.outcomes(case_id),
+                                   structures=installed.structures if metrics is not None and installed else None))
     return reports
 
 
@@ -46,7 +48,7 @@ def patient_subject(patient_id: str) -> str:
     return f"patient_{patient_id}"
 
 
-def metrics_of(installed: ModelCard | None, weights_sha256: str | None) -> dict | None:
+def metrics_of(installed: ModelCard | None, weights_sha256: str | None) -> CardMetrics | None:
     """The installed card's measured figures, where it is the model that made a result (else unknown here)."""
     return installed.metrics if installed is not None and installed.identity == weights_sha256 else None
 

@@ -106,6 +106,14 @@ class Filters:
     tier: str | None = None        # one of TIER_LABELS' keys; None: any
     diagnosis: str | None = None   # predicted class
     text: str = ""                 # matches case name or patient id
+    structure: str | None = None   # one of STRUCTURES the model sees (probability ≥ STRUCTURE_SEEN); None: any
+
+
+STRUCTURE_SEEN = 0.5  # a structure counts as seen at this calibrated probability or more
+
+
+def structure_seen(prediction: StoredPrediction | None, structure: str) -> bool:
+    return prediction is not None and prediction.structure_probabilities().get(structure, 0.0) >= STRUCTURE_SEEN
 
 
 def apply_filters(rows: list[WorklistRow], filters: Filters) -> list[WorklistRow]:
@@ -119,6 +127,8 @@ def apply_filters(rows: list[WorklistRow], filters: Filters) -> list[WorklistRow
         if filters.tier and row.risk_tier != filters.tier:
             continue
         if filters.diagnosis and (row.prediction is None or row.prediction.predicted_class != filters.diagnosis):
+            continue
+        if filters.structure and not structure_seen(row.prediction, filters.structure):
             continue
         if text and text not in row.case.name.lower() and text not in (row.case.patient_id or "").lower():
             continue

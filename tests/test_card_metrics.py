@@ -1,0 +1,94 @@
+"""The model card's measured figures, typed (`skinapp/model/measured.py`): the JSON `evaluate` wrote comes back
+exactly, key order and unknown keys included, and the card renders from the typed figures."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from skinapp.model.card import ModelCard, WeightsError
+from skinapp.model.measured import CardMetrics, CheckFigures, ClassificationFigures, NetFigures
+from skinapp.reporting.model_card import MARKDOWN_FILE, render
+
+SCHEMA_2_CARD = Path(__file__).parent / "data" / "model_card_0.2.0_schema2.json"
+
+
+def _shipped_sources(weights: Path) -> dict[str, dict]:
+    return {"model_card.json": json.loads((weights / "model_card.json").read_text())["metrics"],
+            "evaluation/metrics.json": json.loads((weights / "evaluation" / "metrics.json").read_text())}
+
+
+def test_the_shipped_figures_come_back_exactly(shipped_weights):
+    for source, raw in _shipped_sources(shipped_weights).items():
+        metrics = CardMetrics.from_dict(raw)
+        assert metrics.to_dict() == raw, source
+        assert json.dumps(metrics.to_dict(), indent=2) == json.dumps(raw, indent=2), f"{source}: key order changed"
+        assert metrics.evaluated and metrics.with_metadata is not None and metrics.decision_rule is not None
+
+
+def test_the_schema_2_cards_figures_come_back_exactly():
+    raw = json.loads(SCHEMA_2_CARD.read_text())["metrics"]
+    assert json.dumps(CardMetrics.from_dict(raw).to_dict()) == json.dumps(raw)
+
+
+def test_a_model_not_evaluated_has_no_figures():
+    metrics = CardMetrics.from_dict({})
+    assert metrics.to_dict() == {} and not metrics and not metrics.evaluated and metrics == CardMetrics()
+    assert metrics.check_sets == {} and metrics.views == 1
+
+
+def test_the_figures_are_read_through_attributes(shipped_weights):
+    metrics = CardMetrics.from_dict(_shipped_sources(shipped_weights)["model_card.json"])
+    assert isinstance(metrics.with_metadata, ClassificationFigures)
+    assert len(metrics.with_metadata.confusion_matrix) == len(metrics.with_metadata.recall)
+    assert metrics.without_metadata is not None and metrics.without_metadata.melanoma_sensitivity_at_90_specificity is None
+    out_of_fold = metrics.check_sets["out_of_fold"]
+    assert isinstance(out_of_fold, CheckFigures) and isinstance(out_of_fold.safety_net, NetFigures)
+    assert out_of_fold.balanced_accuracy is None  # not written for the out-of-fold images
+    assert metrics.flags is not None and metrics.flags.coverage_accuracy[0].coverage == 1.0
+    assert metrics.decision_rule is not None and metrics.decision_rule.tau_choice is not None
+
+
+def test_keys_this_code_does_not_know_are_kept_where_they_were():
+    raw = json.loads(SCHEMA_2_CARD.read_text())["metrics"]
+    raw = {"a_newer_figure": {"x": [1, 2]}, **raw}
+    raw["checks"]["isic2017_val"] = {"per_site": {"back": 0.5}, **raw["checks"]["isic2017_val"]}
+    raw["with_metadata"]["brier_score"] = 0.1
+    metrics = CardMetrics.from_dict(raw)
+    assert metrics.extra == {"a_newer_figure": {"x": [1, 2]}}
+    assert metrics.check_sets["isic2017_val"].extra == {"per_site": {"back": 0.5}}
+    assert json.dumps(metrics.to_dict()) == json.dumps(raw)
+
+
+def test_a_figure_written_as_null_stays_null_and_an_absent_one_stays_absent():
+    raw = json.loads(SCHEMA_2_CARD.read_text())["metrics"]
+    raw["checks"]["shifted_ham"]["melanomas_flagged_or_suspicious"] = None
+    del raw["checks"]["isic2017_val"]["conformal"]
+    del raw["decision_rule"]["tau_choice"]
+    metrics = CardMetrics.from_dict(raw)
+    assert metrics.check_sets["isic2017_val"].conformal is None and metrics.decision_rule is not None
+    assert metrics.decision_rule.tau_choice is None
+    assert json.dumps(metrics.to_dict()) == json.dumps(raw)
+
+
+def test_figures_missing_from_a_section_make_the_card_invalid(tiny_weights, tmp_path):
+    raw = json.loads((tiny_weights / "model_card.json").read_text())
+    raw["metrics"] = json.loads(SCHEMA_2_CARD.read_text())["metrics"]
+    del raw["metrics"]["flags"]["errors_caught"]
+    (tmp_path / "model_card.json").write_text(json.dumps(raw))
+    with pytest.raises(WeightsError, match="FlagFigures section lacks errors_caught"):
+        ModelCard.load(tmp_path)
+
+
+def test_saving_the_shipped_card_writes_its_figures_unchanged(shipped_weights, tmp_path):
+    card = ModelCard.load(shipped_weights)
+    card.save(tmp_path)
+    written = json.loads((tmp_path / "model_card.json").read_text())["metrics"]
+    shipped = json.loads((shipped_weights / "model_card.json").read_text())["metrics"]
+    assert json.dumps(written, indent=2) == json.dumps(shipped, indent=2)
+    assert ModelCard.load(tmp_path).identity == card.identity
+
+
+def test_the_shipped_card_renders_as_shipped(shipped_weights):
+    card = ModelCard.load(shipped_weights)
+    assert render(card, shipped_weights) == (shipped_weights / MARKDOWN_FILE).read_text()
