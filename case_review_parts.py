@@ -101,8 +101,8 @@ def structures(stored: StoredPrediction) -> None:
     if stored.structures is None:
         return
     card, shipped = installed_card(), shipped_card()
-    same_model = card is not None and shipped is not None and stored.weights_sha256 in (card.identity, shipped.identity)
-    lines, caption = structure_lines(stored, card.structures if same_model and card is not None else None)
+    made_by = [c for c in (card, shipped) if c is not None and c.identity == stored.weights_sha256]
+    lines, caption = structure_lines(stored, made_by[0].structures if made_by else None)
     st.markdown("**Structures the model sees**")
     if not lines:
         st.caption("This result's model is not the installed one: its structure figures are not at hand.")

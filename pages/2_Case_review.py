@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_shared import get_predictor, get_store, open_case, reviewer, run_guarded
+from app_shared import get_predictor, get_store, installed_card, open_case, reviewer, run_guarded, shipped_card
 from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, related, similar_cases
 from skinapp.reporting.overlay import CONTRAST_LAYER, OVERLAYS, STRUCTURE_LAYER, VIEWER_LEGENDS
 from skinapp.reporting.text import plain_markdown
@@ -14,7 +14,7 @@ from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_
 from skinapp.store import Store
 from skinapp.store.limits import LIMITS, InvalidText
 from skinapp.store.records import DECISIONS, Decision, DecisionConflict, PredictionChanged, StoredCase, StoredPrediction
-from skinapp.vocab import CLASS_NAMES, CLASSES, STRUCTURE_NAMES, STRUCTURES
+from skinapp.vocab import CLASS_NAMES, CLASSES, STRUCTURE_NAMES
 from skinapp.workflow import case_view as view
 from skinapp.workflow.outcome_view import DIAGNOSIS_CHOICES, diagnosis_choice_label
 from skinapp.workflow.queue import ReviewQueue
@@ -123,13 +123,14 @@ def _decision_form(store: Store, queue: ReviewQueue, case: StoredCase, latest: D
 def _layer_controls(case_id: int, stored: StoredPrediction) -> view.LayerChoice:
     """Which layer to show, how strongly, and what it explains (another class, the top two, a structure)."""
     layer, strength = st.columns([3, 2])
-    kind = layer.selectbox("Show", view.layers_of(stored), index=1, key="overlay_kind")
+    structures = view.shown_structures(stored, installed_card(), shipped_card())
+    kind = layer.selectbox("Show", view.layers_of(stored, structures), index=1, key="overlay_kind")
     opacity = strength.slider("Overlay strength", 0.0, 1.0, 0.45, 0.05, key="overlay_opacity",
                               disabled=not view.shows_heat_map(kind))
     plain = view.LayerChoice(kind, opacity)
     if kind == STRUCTURE_LAYER:
         found = stored.structure_probabilities()
-        structure = st.selectbox("Structure", STRUCTURES, key="structure_layer", format_func=lambda s: (
+        structure = st.selectbox("Structure", structures, key="structure_layer", format_func=lambda s: (
             f"{STRUCTURE_NAMES[s]} ({found[s] * 100:.0f} %)"))
         return plain._replace(structure=structure)
     if kind == CONTRAST_LAYER:

@@ -212,3 +212,19 @@ def test_the_contrast_map_differs_from_the_plain_map(tiny_weights):
     contrast = predictor.explain_class(image, top, against=runner_up)
     assert plain.shape == contrast.shape == image.shape[:2]
     assert not np.allclose(plain, contrast, atol=1e-3)
+
+
+def test_the_structure_layer_offers_only_structures_shown_to_clinicians(tiny_weights):
+    from types import SimpleNamespace
+
+    from skinapp.reporting.overlay import STRUCTURE_LAYER
+    from skinapp.workflow import case_view as view
+
+    card = ModelCard.load(tiny_weights)
+    card.structures = _section("f", "a" * 64)
+    result = SimpleNamespace(structures=np.full(len(STRUCTURES), 0.5), weights_sha256=card.identity)
+    shown = view.shown_structures(result, card, None)
+    assert "regression" not in shown and len(shown) == 5  # AUC 0.65: not offered on the image either
+    assert STRUCTURE_LAYER in view.layers_of(result, shown)
+    assert view.shown_structures(SimpleNamespace(structures=result.structures, weights_sha256="b" * 64), card, None) == ()
+    assert STRUCTURE_LAYER not in view.layers_of(result, ())

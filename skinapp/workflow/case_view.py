@@ -132,10 +132,20 @@ class LayerChoice(NamedTuple):
     structure: str | None = None       # the structure layer's structure
 
 
-def layers_of(stored: StoredPrediction) -> tuple[str, ...]:
-    """The layers a result can show: the structure layer only where its model reads structures."""
-    left_out = (STRUCTURE_LAYER,) if stored.structures is None else ()
+def layers_of(stored: StoredPrediction, shown_structures: Sequence[str]) -> tuple[str, ...]:
+    """The layers a result can show: the structure layer only where its model reads structures and some of them
+    were measured well enough to be shown (`shown_structures`, from the card of the model that made it)."""
+    left_out = (STRUCTURE_LAYER,) if stored.structures is None or not shown_structures else ()
     return tuple(k for k in OVERLAYS if k not in left_out)
+
+
+def shown_structures(stored: StoredPrediction, installed: ModelCard | None, shipped: ModelCard | None) -> tuple[str, ...]:
+    """The structures a clinician may see for this result: those its model's card measured at or above the minimum
+    AUC; none where the result is not the installed model's (its figures are not at hand)."""
+    cards = [c for c in (installed, shipped) if c is not None and c.identity == stored.weights_sha256]
+    if stored.structures is None or not cards or cards[0].structures is None:
+        return ()
+    return tuple(f.structure for f in cards[0].structures.shown)
 
 
 
