@@ -40,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate(weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
                        isic2017=args.isic2017, views=args.views, shifted=args.shifted,
-                       resolution=args.resolution)
+                       resolution=args.resolution, reuse_index=not args.rebuild_index)
     for key, m in (("with_metadata", metrics.with_metadata), ("without_metadata", metrics.without_metadata)):
         if m is not None:
             print(f"{key:17s} balanced accuracy {m.balanced_accuracy:.3f}  malignant AUC {m.malignant_auc:.3f}  "
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--resolution", type=int, default=1000, help="held-out images in the resolution check "
                           "(each delivered at 1×, 1.5×, 2×, 3× and 5× its size; 0: none)")
     evaluate.add_argument("--update-card", action="store_true", help="write the metrics into the weights' model card")
+    evaluate.add_argument("--rebuild-index", action="store_true",
+                          help="build the similar-case index anew even when the stored one is these members' own "
+                               "(checked by recomputing a sample); the longest step")
     evaluate.set_defaults(run=_evaluate)
 
     structures = commands.add_parser(

@@ -327,10 +327,11 @@ def resolution_figures(weights: Path, data: LabelledImages, oof: pd.DataFrame, t
 
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
              isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES,
-             resolution: int | None = RESOLUTION_IMAGES) -> CardMetrics:
+             resolution: int | None = RESOLUTION_IMAGES, reuse_index: bool = True) -> CardMetrics:
     """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count.
     shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check); resolution: how
-    many the resolution check uses (0 or None: none). The figures are written as metrics.json and returned typed."""
+    many the resolution check uses (0 or None: none); reuse_index: keep the similar-case index when it is the one
+    these members make (`reusable_index`). The figures are written as metrics.json and returned typed."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
@@ -344,7 +345,8 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
         labels == MEL, oof["MEL"].to_numpy())
     shifted_set = shifted_predictions(weights, data, oof, views, limit=shifted) if shifted else None
     isic_train = load_isic2017(isic2017, "train", limit=limit) if isic2017 is not None else None
-    trust = evaluate_trust(weights, data, oof, held_out, out, views, _member_folds(weights, data), shifted_set, isic_train)
+    trust = evaluate_trust(weights, data, oof, held_out, out, views, _member_folds(weights, data), shifted_set, isic_train,
+                           reuse_index)
     metrics.update(trust.metrics)
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
     lesions = data.lesion_ids[[position[i] for i in oof["image_id"]]]

@@ -30,7 +30,7 @@ from skinapp.trust.flags import FlagPolicy, features, fixed_hard_flags
 from skinapp.trust.policy_fit import fit_policy
 from skinapp.trust.risk import cross_fitted_tiers, fit_risk_tiers, tier_report
 from skinapp.trust.safety_net import cross_fitted_suspicious, fit_safety_net, net_report
-from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, save_index
+from skinapp.trust.similar import INDEX_FILE, VOTE_K, EmbeddingIndex, TrainingDistribution, load_index, save_index
 from skinapp.vocab import CLASSES, MALIGNANT_INDICES
 
 
@@ -66,6 +66,50 @@ def build_index(weights: Path, data: LabelledImages, held_out: dict[int, RawOutp
         np.concatenate([features[folds != m.validation_fold], extra])[:, j * width:(j + 1) * width]
         for j, m in enumerate(card.members)])
     return EmbeddingIndex(embeddings, data.labels.copy(), np.asarray(data.image_ids), data.lesion_ids.copy()), distribution
+
+
+INDEX_SPOT_CHECK = 24  # images the reused index is recomputed on before it is trusted
+
+
+def reusable_index(weights: Path, data: LabelledImages, views: int, seed: int = 2026
+                   ) -> tuple[EmbeddingIndex, TrainingDistribution] | None:
+    """The index already in the weights folder, when it is the one these members make: the file is the one the
+    card names, it holds exactly `data`'s images, the views are the card's, and the ensemble, run again on a
+    seeded sample of its images, gives the stored embeddings. Building it anew runs the whole ensemble over every
+    training image, the longest step of `evaluate`; a card refit alone (risk levels, flags) does not change it.
+    None, with the reason printed, when any of that does not hold."""
+    path = weights / INDEX_FILE
+    reason, stored = _stored_index_mismatch(weights, data, views, seed)
+    if stored is None:
+        print(f"similar-case index: building it anew ({reason})", flush=True)
+        return None
+    print(f"similar-case index: reusing {path.name} ({reason})", flush=True)
+    return stored
+
+
+def _stored_index_mismatch(weights: Path, data: LabelledImages, views: int, seed: int
+                           ) -> tuple[str, tuple[EmbeddingIndex, TrainingDistribution] | None]:
+    card = ModelCard.load(weights)
+    path = weights / INDEX_FILE
+    if card.index is None or not path.is_file() or sha256_of(path) != card.index.sha256:
+        return "the card names no index, or not this file", None
+    if views != card.tta_views:
+        return f"the stored index was made with {card.tta_views} views, this evaluation uses {views}", None
+    index, distribution = load_index(path)
+    if distribution is None or distribution.members != len(card.members):
+        return "the stored index has no per-member training distribution", None
+    if list(index.image_ids) != list(data.image_ids):
+        return "the stored index holds other images", None
+    sample = np.sort(np.random.default_rng(seed).choice(len(data), size=min(INDEX_SPOT_CHECK, len(data)), replace=False))
+    predictor = Predictor.from_weights(weights, tta=views > 1, views=views if views > 1 else None, gradcam=False,
+                                       calibrate=False)
+    again = predictor.infer([data.images[i] for i in sample], [data.metadata[i] for i in sample])
+    fresh = np.stack([p.embedding for p in again]).astype(np.float32)
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True).clip(1e-12)
+    gap = float(np.abs(fresh - index.embeddings[sample]).max())
+    if gap > 1e-3:
+        return f"these members' embeddings differ from the stored ones by up to {gap:.2g}", None
+    return f"made by these members: {len(sample)} images recomputed, largest difference {gap:.1e}", (index, distribution)
 
 
 def _plot_reliability(labels: np.ndarray, before: np.ndarray, after: np.ndarray, path: Path) -> None:
@@ -118,12 +162,13 @@ class ShiftedSet:
 
 def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_out: dict[int, RawOutputs],
                    out: Path, views: int, folds: np.ndarray, shifted: ShiftedSet | None = None,
-                   also_trained_on: LabelledImages | None = None) -> TrustResult:
+                   also_trained_on: LabelledImages | None = None, reuse_index: bool = True) -> TrustResult:
     """Calibration, decision rule, conformal sets, safety net, flag policy and similar-case index, fitted on the
     out-of-fold predictions. The rule is fitted on the calibrated probabilities; "an error" for the flags means
     its call is wrong. The conformal sets and the safety net are fitted on the out-of-fold images together with
     their shifted copies, so that they hold when the images change; each part's figures are cross-fitted by
-    lesion (an image is judged by thresholds fitted without its lesion, shifted or not)."""
+    lesion (an image is judged by thresholds fitted without its lesion, shifted or not). The similar-case index
+    is reused when `reusable_index` finds it made by these members, unless `reuse_index` is false."""
     position = {image_id: i for i, image_id in enumerate(data.image_ids)}
     rows = [position[i] for i in oof["image_id"]]
     labels = oof["label"].map(CLASSES.index).to_numpy()
@@ -171,8 +216,13 @@ def evaluate_trust(weights: Path, data: LabelledImages, oof: pd.DataFrame, held_
     n = len(labels)
     honest_sets, honest_suspicious, honest_tiers = all_sets[:n], all_suspicious[:n], all_tiers[:n]
 
-    index, distribution = build_index(weights, data, held_out, views, folds, also_trained_on)
-    save_index(weights / INDEX_FILE, index, distribution)
+    # The stored distribution was fitted with ISIC 2017 `train` in it: without those images, build it anew.
+    reused = reusable_index(weights, data, views) if reuse_index and also_trained_on is not None else None
+    if reused is None:
+        index, distribution = build_index(weights, data, held_out, views, folds, also_trained_on)
+        save_index(weights / INDEX_FILE, index, distribution)
+    else:
+        index, distribution = reused
     # A held-out image is measured in the space of the one member that never trained on it, by the app's own chain.
     chain = PostProcessing(temperature, rule, conformal, safety_net, risk_tiers)
     members = ModelCard.load(weights).members
