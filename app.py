@@ -56,18 +56,21 @@ def page() -> None:
         return
     table.insert(0, "thumbnail", [jpeg_data_url(r.thumbnail_jpeg) for r in shown])
     table["risk"] = [f"{_CHIPS[r.risk_tier]} {TIER_LABELS[r.risk_tier]}" if r.risk_tier else "" for r in shown]
+    table["malignancy"] = pd.to_numeric(table["malignancy"]) * 100  # a whole percentage; empty when not analysed
+    table["needs_manual_check"] = ["⚠ Manual check" if flagged else "" for flagged in table["needs_manual_check"]]
     event = st.dataframe(
         table[_COLUMNS], key="worklist_table", hide_index=True, width="stretch", on_select="rerun",
         selection_mode="single-row", row_height=64, height=min(40 + 64 * len(table), 760),
         column_config={
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
             "top_diagnosis": "Top diagnosis",
-            "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=1.0, format="percent"),
+            "malignancy": st.column_config.ProgressColumn("Malignancy", min_value=0.0, max_value=100.0, format="%.0f %%"),
             "risk": st.column_config.TextColumn("Risk", help="High: consider excision or biopsy. Cannot exclude: a "
                                                 "second look or dermoscopic follow-up. Low: below the safety net "
                                                 "(never a statement that the lesion is benign). Suspicious "
                                                 "(ungraded): above the safety net of a model without tiers."),
-            "needs_manual_check": st.column_config.CheckboxColumn("Manual check"),
+            "needs_manual_check": st.column_config.TextColumn("Check", help="The model asks for a manual check: "
+                                                              "open the case to read why"),
             "model": st.column_config.TextColumn("Model", help="Whether the installed model made this prediction; "
                                                                "older results are kept until the case is imported again"),
         },

@@ -123,8 +123,10 @@ def similar_cases(stored: StoredPrediction) -> None:
             st.caption("No similar-case index ships with this model.")
             return
         st.caption("The five HAM10000 images the model finds most alike, with their confirmed diagnoses. Closeness: "
-                   "100 is the same image to the model, 0 is as alike as a typical training image. Pictures appear "
-                   "where the training images are configured (SKINAPP_TRAINING_IMAGES).")
+                   "100 is the same image to the model, 0 is as alike as a typical training image.")
+        if training_image_path(neighbours[0].image_id) is None:
+            st.caption("Their pictures are not shipped with the model (the HAM10000 licence does not allow it); they "
+                       "appear where this machine has the HAM10000 images (administrators: SKINAPP_TRAINING_IMAGES).")
         for column, neighbour in zip(st.columns(len(neighbours)), neighbours, strict=True):
             picture = training_image_path(neighbour.image_id)
             if picture is not None:
@@ -190,7 +192,8 @@ def measure_tool(store: Store, case: StoredCase, image: np.ndarray) -> None:
 
 
 def correction_form(store: Store, case: StoredCase) -> None:
-    """Patient id, lesion id, age, sex and site, corrected on the record (the imported values are kept)."""
+    """Patient id, lesion id, age, sex, site and the date taken, corrected on the record (the imported values are
+    kept)."""
     corrections = st.expander("Correct the patient or lesion details", key="correct_open", on_change="rerun")
     with corrections:
         if not corrections.open:
@@ -206,6 +209,10 @@ def correction_form(store: Store, case: StoredCase) -> None:
                                format_func=lambda v: v or "unknown")
             site = st.selectbox("Anatomic site", sites, key=f"fix_site_{case.id}", format_func=view.site_label,
                                 index=site_index)
+            taken_on = st.date_input("Date the picture was taken", view.taken_on(case), min_value=dt.date(1900, 1, 1),
+                                     max_value="today", format="YYYY-MM-DD", key=f"fix_taken_{case.id}",
+                                     help="Read from the file where it says (DICOM acquisition date, photo's EXIF "
+                                          "date); orders the lesion's pictures over time. Empty: unknown.")
             submitted = st.form_submit_button("Save the corrections")
         edited = view.edited_text(case)
         if edited:
@@ -214,7 +221,7 @@ def correction_form(store: Store, case: StoredCase) -> None:
             return
         try:
             _, model_input_changed = store.edit_case(case.id, reviewer() or "",
-                                                     view.case_changes(patient, lesion, age, sex, site))
+                                                     view.case_changes(patient, lesion, age, sex, site, taken_on))
         except InvalidText as exc:
             st.error(view.not_saved_text(exc))
             return

@@ -1,10 +1,10 @@
 """Import: images, DICOM files or a whole folder, with an optional metadata CSV; the model runs once per case."""
 
-import pandas as pd
 import streamlit as st
 
 from app_shared import get_assessor, get_predictor, get_store, reviewer, run_guarded
 from skinapp.io import InputFile
+from skinapp.reporting.text import plain_markdown
 from skinapp.workflow.analysis import ImportResult, import_and_analyse
 
 
@@ -38,14 +38,13 @@ def page() -> None:
     if result is None:
         return
     report = result.report
-    st.success(f"{len(result.case_ids)} case(s) in the worklist from this import ({result.new_cases} new, "
-               f"{result.analysed} analysed); {len(report.rejected)} file(s) not imported.")
+    level, text = result.outcome
+    {"success": st.success, "warning": st.warning, "error": st.error}[level](text)
     for note in report.notes:
         st.info(note)
     if report.rejected:
         st.subheader("Not imported")
-        st.dataframe(pd.DataFrame([{"file": r.file, "reason": r.reason} for r in report.rejected]),
-                     hide_index=True, width="stretch")
+        st.markdown("\n".join(f"- **{plain_markdown(r.file)}**: {plain_markdown(r.reason)}" for r in report.rejected))
     st.page_link("app.py", label="Open the worklist", icon=":material/list:")
 
 

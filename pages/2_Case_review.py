@@ -21,7 +21,7 @@ from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.worklist import worklist
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM …")
+@st.cache_data(max_entries=64, show_spinner="Drawing the map …")
 def _gradcam_for(case_id: int, class_name: str, weights_sha256: str, against: str | None = None) -> np.ndarray | None:
     store, predictor = get_store(), get_predictor()
     if predictor is None or predictor.identity != weights_sha256:
@@ -147,7 +147,7 @@ def _layer_controls(case_id: int, stored: StoredPrediction) -> view.LayerChoice:
     if target == stored.predicted_class:
         return plain
     if _gradcam_for(case_id, target, stored.weights_sha256) is None:
-        st.caption("Grad-CAM for another class needs the model that made this prediction; it is not loaded.")
+        st.caption("A map for another diagnosis needs the model that made this prediction; it is not loaded.")
         return plain
     return plain._replace(cam_class=target)
 

@@ -8,6 +8,7 @@ from app_shared import get_store, open_case, run_guarded
 from skinapp.reporting.text import plain_chart_text, plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow.context import MIN_LESIONS
+from skinapp.workflow.followup import case_date, taken_order
 from skinapp.workflow.outcome_view import outcome_short_text
 from skinapp.workflow.worklist import worklist
 
@@ -49,7 +50,7 @@ def page() -> None:
         wanted = current.case.patient_id if current and current.case.patient_id in patients else most
     patient = st.selectbox("Patient", patients, index=patients.index(wanted), key="patient_select")
     st.session_state["patient_id"] = patient
-    rows = sorted((r for r in everyone if r.case.patient_id == patient), key=lambda r: r.case.id)
+    rows = sorted((r for r in everyone if r.case.patient_id == patient), key=taken_order)
     came_from = any(r.case.id == current_case for r in rows)
     st.caption(f"{len(rows)} lesion(s)." + (" The one marked ▶ is the case you came from." if came_from else "")
                + ("" if len(rows) >= MIN_LESIONS else f" With fewer than {MIN_LESIONS} lesions none can stand out "
@@ -60,6 +61,7 @@ def page() -> None:
                 is_current = row.case.id == current_case
                 st.image(row.thumbnail_jpeg, width="stretch")
                 st.markdown(("**▶ This case:** " if is_current else "") + plain_markdown(row.case.name))
+                st.caption(plain_markdown(case_date(row)))
                 if row.prediction is not None:
                     p = row.prediction
                     call_probability = p.probabilities[CLASSES.index(p.predicted_class)]

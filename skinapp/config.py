@@ -50,5 +50,12 @@ def database_url() -> str:
 
 
 def training_images_dir() -> Path | None:
+    """The similar-case index's pictures: `SKINAPP_TRAINING_IMAGES`, else, in a checkout, the project's data folder
+    beside it (`../shared/data/ham10000/images`) where it is there. They are never shipped with the weights: the
+    HAM10000 licence (CC BY-NC 4.0) allows no redistribution inside a product."""
     folder = os.environ.get(TRAINING_IMAGES_ENV)
-    return Path(folder) if folder else None
+    if folder:
+        return Path(folder).expanduser()
+    root = checkout()
+    beside = root.parent / "shared" / "data" / "ham10000" / "images" if root is not None else None
+    return beside if beside is not None and beside.is_dir() else None

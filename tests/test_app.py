@@ -184,9 +184,10 @@ def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, s
     app.run()
     app.button(key="import_button").click().run()
     assert not app.exception
-    assert "20 case(s) in the worklist from this import (20 new, 20 analysed); 1 file(s) not imported" in _texts(app)
-    rejected = app.dataframe[0].value
-    assert list(rejected["file"]) == ["dicom/notes.txt"] and "not an image or DICOM file" in rejected["reason"][0]
+    assert "20 case(s) in the worklist from this import (20 new, 20 analysed); 1 file(s) not imported" in app.warning[0].value
+    assert not app.success  # green only when every file came in
+    (rejected,) = [m.value for m in app.markdown if "notes.txt" in m.value]
+    assert rejected.startswith("- **dicom/notes.txt**: ") and "not an image or DICOM file" in rejected
 
     _page(app, "worklist")
     table = app.dataframe[0].value

@@ -154,7 +154,7 @@ def test_the_models_answer_in_words_with_its_warnings_sorted_by_weight():
     assert plain_markdown("views disagree") in answer.manual_check
     assert answer.warnings == (plain_markdown("age <missing>"),)
     assert answer.highlighted == ("MEL", "NV") and answer.prediction_set and answer.chart_caption.startswith("Dark bars")
-    assert "calibrated (temperature scaling" in answer.chart_caption
+    assert "calibrated on images the model never trained on" in answer.chart_caption
     assert answer.probabilities["MEL"] == pytest.approx(0.88) and list(answer.probabilities) == list(CLASSES)
     assert answer.metadata_caption == "Metadata the model used: age 60, sex male, site back."
     assert answer.model_caption.startswith("Model v2, model id aaaaaaaaaaaa, analysed 2026-01-01 09:30 UTC")
@@ -181,7 +181,8 @@ def test_a_result_of_another_model_than_the_installed_one_says_so_and_quotes_no_
 
 def test_the_case_facts_are_shown_as_text_not_markup():
     facts = view.case_facts_text(_case(patient="<b>P1</b>", lesion=None))
-    assert facts.startswith(f"Patient: {plain_markdown('<b>P1</b>')} · lesion not given · imported 2026-01-01 09:30 UTC")
+    assert facts.startswith(f"Patient: {plain_markdown('<b>P1</b>')} · lesion not given · date taken unknown · "
+                            "imported 2026-01-01 09:30 UTC")
     assert facts.endswith("by importer")
 
 
@@ -242,14 +243,16 @@ def test_the_sites_offered_always_hold_the_cases_own():
 
 
 def test_corrections_go_to_the_store_by_field_and_the_message_says_what_happened_to_the_result():
-    assert view.case_changes("P2", "L2", 35.0, None, ("torso", "back")) == {
-        "patient_id": "P2", "lesion_id": "L2", "age": 35.0, "sex": None, "site_region": "torso", "site_fine": "back"}
+    assert view.case_changes("P2", "L2", 35.0, None, ("torso", "back"), dt.date(2025, 3, 10)) == {
+        "patient_id": "P2", "lesion_id": "L2", "age": 35.0, "sex": None, "site_region": "torso", "site_fine": "back",
+        "study_date": "2025-03-10"}
+    assert view.case_changes("P2", "L2", None, None, (None, None))["study_date"] is None
     assert view.corrections_saved_text(False, False) == "Corrections saved."
     assert "analysed the case again" in view.corrections_saved_text(True, True)
     assert "The model is not available" in view.corrections_saved_text(True, False)
     assert view.edited_text(_case()) is None
-    assert view.edited_text(_case(edited=("age", "site_region"))) == ("Corrected in the app before: age, site region. "
-                                                                     "The imported values stay on record.")
+    assert view.edited_text(_case(edited=("age", "site_region", "study_date"))) == (
+        "Corrected in the app before: age, site region, date taken. The imported values stay on record.")
 
 
 # ------------------------------------------------------------------------------------------------- measuring

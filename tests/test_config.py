@@ -58,13 +58,15 @@ def test_an_empty_variable_is_unset(clean_env):
     clean_env.setenv("SKINAPP_DATA_DIR", "")
     clean_env.setenv("SKINAPP_TRAINING_IMAGES", "")
     assert config.data_dir() == REPO / "data"
-    assert config.training_images_dir() is None
+    beside = REPO.parent / "shared" / "data" / "ham10000" / "images"  # the project's data folder, where it is
+    assert config.training_images_dir() == (beside if beside.is_dir() else None)
 
 
 def test_installed_without_settings_keeps_data_in_the_working_directory(installed):
     assert config.checkout() is None
     assert config.data_dir() == installed / "data" and (installed / "data").is_dir()
     assert config.database_url() == f"sqlite:///{installed / 'data' / 'skinapp.db'}"
+    assert config.training_images_dir() is None  # the pictures of similar cases are never shipped
 
 
 def test_installed_without_weights_says_which_variable_to_set(installed):

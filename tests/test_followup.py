@@ -12,7 +12,15 @@ from skinapp.io.case import Acquisition
 from skinapp.store import CaseRecord, StoredCase
 from skinapp.store.records import Measurement
 from skinapp.vocab import Metadata, Site
-from skinapp.workflow.followup import LesionChange, LesionKey, LesionState, lesion_key, lesion_series
+from skinapp.workflow.followup import (
+    LesionChange,
+    LesionKey,
+    LesionState,
+    case_date,
+    interval_text,
+    lesion_key,
+    lesion_series,
+)
 
 
 def _record(case_id: int, patient=None, lesion=None, site=None, date=None) -> CaseRecord:
@@ -50,10 +58,24 @@ def test_the_change_between_two_dates_is_in_mm_and_percentage_points():
     change = LesionChange(earlier, later)
     assert change.days == 181
     span, area, diameter, malignancy = change.describe()
-    assert span == "2025-01-01 → 2025-07-01 (181 days)"
+    assert span == "2025-01-01 → 2025-07-01 (6 months)"
     assert area == "Area: 78.5 → 113.1 mm² (+44%)"   # π 5² and π 6², from the pixels of two discs
     assert diameter == "Longest diameter: 10.1 → 12.1 mm (+19%)"   # 101 px × 0.1 mm, 201 px × 0.06 mm
     assert "no model result" in malignancy
+
+
+def test_time_between_pictures_is_said_in_days_months_or_years():
+    assert [interval_text(d) for d in (0, 1, 59, 60, 365, 366, 730, 800)] == [
+        "same day", "1 day", "59 days", "2 months", "12 months", "12 months", "2 years", "2 years 2 months"]
+
+
+def test_an_unknown_capture_date_is_said_and_never_counted_from_the_import_date():
+    known, unknown = _record(1, date="2025-01-01"), _record(2)     # imported 2026-01-02, date taken unknown
+    assert case_date(unknown) == "date taken unknown (imported 2026-01-02)"
+    change = LesionChange(LesionState.of(known, None), LesionState.of(unknown, None))
+    assert change.days is None
+    assert change.describe()[0] == ("2025-01-01 → date taken unknown (imported 2026-01-02) (time between unknown: the "
+                                    "day a picture was taken is not recorded; enter it on its review page)")
 
 
 def test_a_diameter_measured_by_hand_wins_over_the_outline_and_images_without_scale_are_not_compared():

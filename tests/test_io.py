@@ -113,11 +113,14 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path):
     Image.fromarray(lesion_image()).save(jpeg, "JPEG")
     (tmp_path / "cut.jpg").write_bytes(jpeg.getvalue()[:300])
     (tmp_path / "empty").mkdir()
-    inputs = [tmp_path / n for n in ("good.png", "fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png")]
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    inputs = [tmp_path / n for n in ("good.png", "fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png",
+                                     "zero.jpg")]
     cases, report = load_cases(inputs)
     assert [c.name for c in cases] == ["good"]
     found = reasons(report)
-    assert set(found) == {"fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png"}
+    assert set(found) == {"fake.jpg", "notes.txt", "bomb.png", "cut.jpg", "empty", "gone.png", "zero.jpg"}
+    assert found["zero.jpg"].startswith("the file is empty (0 bytes)")
     assert "not an image or DICOM file" in found["fake.jpg"] and "not an image or DICOM file" in found["notes.txt"]
     assert "decompression bomb" in found["bomb.png"]
     assert "damaged or truncated" in found["cut.jpg"]
@@ -494,3 +497,16 @@ def test_of_two_files_with_one_sop_instance_uid_the_one_that_decodes_is_imported
     cases, report = load_cases([folder])
     assert [Path(c.source).name for c in cases] == ["b_copy.dcm"]
     assert reasons(report)["a_first.dcm"].startswith("image data is damaged")
+
+
+def test_the_import_says_green_only_when_every_file_came_in():
+    from skinapp.io import ImportReport
+    from skinapp.workflow.analysis import ImportResult
+
+    failed = ImportReport()
+    failed.reject("zero.jpg", "the file is empty (0 bytes)")
+    assert ImportResult(failed).outcome == ("error", "Nothing was imported: none of the 1 file(s) could be read as a "
+                                                     "dermoscopy image or DICOM file. The reasons are listed below.")
+    assert ImportResult(failed, [1, 2], 2, 2).outcome[0] == "warning"
+    assert ImportResult(ImportReport(), [1], 1, 1).outcome == (
+        "success", "1 case(s) in the worklist from this import (1 new, 1 analysed); 0 file(s) not imported.")

@@ -37,6 +37,19 @@ def test_without_a_scale_sizes_are_in_pixels_and_the_text_says_how_to_get_mm():
     assert "calibrate it on a ruler" in m.describe()[0]
 
 
+def test_a_lesion_running_out_of_the_picture_is_not_given_a_size_or_shape():
+    """A disc whose centre sits near the edge is cut by the frame: a quarter of its outline lies on the border."""
+    mask, image = _canvas()
+    cv2.circle(mask, (390, 200), 120, 1, -1)
+    m = measure_lesion(mask.astype(bool), image, mm_per_pixel=0.05)
+    assert m.cut_off and m.on_border > 0.2
+    assert m.area_mm2 is None and m.longest_diameter_mm is None
+    (size, colours) = m.describe()
+    assert size.startswith("Size, shape and border not measured:") and "runs along the image border" in size
+    inside = measure_lesion(_disc(100), image, mm_per_pixel=0.05)
+    assert not inside.cut_off and inside.on_border == 0 and inside.area_mm2 is not None
+
+
 def test_rectangles_have_their_diagonal_as_longest_diameter_and_known_compactness():
     mask, image = _canvas()
     mask[100:200, 50:350] = 1      # 300 × 100

@@ -326,6 +326,10 @@ def test_a_metadata_correction_is_kept_beside_the_imported_values_audited_and_re
     assert corrections[-1] == ["lesion_id"]
     _, model_input = store.edit_case(case_id, "Dr B", {"age": None, "site_region": "head/neck", "site_fine": "face"})
     assert model_input and store.case(case_id).metadata == Metadata(None, "female", Site("head/neck", "face"))
+    _, model_input = store.edit_case(case_id, "Dr B", {"study_date": "2025-03-10"})  # the day the picture was taken
+    assert not model_input and store.case(case_id).study_date == "2025-03-10" and "study_date" in store.case(case_id).edited
+    assert [e.details["fields"] for e in store.audit_entries(case_id)
+            if e.action == "case metadata corrected"][-1] == ["study_date"]
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -34,6 +34,7 @@ DERMOSCOPIC_COLOURS: dict[str, tuple[int, int, int]] = {
 _COLOUR_RADIUS = 30.0   # ΔE*ab
 _COLOUR_SHARE = 0.05
 ASYMMETRY_THRESHOLD = 0.10  # an axis counts as asymmetric when this share of the lesion has no mirror image
+CUT_OFF_SHARE = 0.05  # an outline with this share of its edge on the image border: the lesion may go on beyond it
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,21 @@ class LesionMeasurements:
     border_irregularity: float       # perimeter² / (4π area): 1.0 for a circle, 1.27 for a square, more if ragged
     colours: tuple[str, ...]         # dermoscopic colours present, most extensive first
     mm_per_pixel: float | None = None
+    on_border: float = 0.0           # share of the outline's edge that lies on the image border
+
+    @property
+    def cut_off(self) -> bool:
+        """The outline runs along the image border: the lesion may fill or leave the frame, so its size and shape
+        are those of the picture, not of the lesion."""
+        return self.on_border >= CUT_OFF_SHARE
 
     @property
     def area_mm2(self) -> float | None:
-        return None if self.mm_per_pixel is None else self.area_px * self.mm_per_pixel ** 2
+        return None if self.mm_per_pixel is None or self.cut_off else self.area_px * self.mm_per_pixel ** 2
 
     @property
     def longest_diameter_mm(self) -> float | None:
-        return None if self.mm_per_pixel is None else self.longest_diameter_px * self.mm_per_pixel
+        return None if self.mm_per_pixel is None or self.cut_off else self.longest_diameter_px * self.mm_per_pixel
 
     @property
     def asymmetric_axes(self) -> int:
@@ -61,6 +69,10 @@ class LesionMeasurements:
 
     def describe(self) -> list[str]:
         """One plain line per measurement, for the case page and the reports."""
+        colours = f"Colours: {len(self.colours)}" + (f" ({', '.join(self.colours)})" if self.colours else "")
+        if self.cut_off:
+            return [f"Size, shape and border not measured: {self.on_border:.0%} of the outline runs along the image "
+                    "border, so the lesion may be larger than the picture", colours]
         if self.mm_per_pixel is None:
             size = [f"Area {self.area_px:,} pixels; longest diameter {self.longest_diameter_px:.0f} pixels "
                     "(no size in mm: the image has no scale; calibrate it on a ruler)"]
@@ -70,8 +82,7 @@ class LesionMeasurements:
         return [*size,
                 f"Shape asymmetry (outline only, not colours or structures): {self.asymmetric_axes} of 2 axes "
                 f"({major:.0%} of the lesion unmatched about the long axis, {minor:.0%} about the short axis)",
-                f"Border irregularity {self.border_irregularity:.2f} (1.00 is a circle)",
-                f"Colours: {len(self.colours)}" + (f" ({', '.join(self.colours)})" if self.colours else "")]
+                f"Border irregularity {self.border_irregularity:.2f} (1.00 is a circle)", colours]
 
 
 def _longest_diameter(contour: np.ndarray) -> tuple[float, tuple[tuple[float, float], tuple[float, float]]]:
@@ -147,6 +158,9 @@ def measure_lesion(mask: np.ndarray, image: np.ndarray, mm_per_pixel: float | No
     # (a closed polygon through the boundary pixels' centres, slightly simplified) reads a circle as ~1.0.
     perimeter = cv2.arcLength(cv2.approxPolyDP(contour.reshape(-1, 1, 2), 0.5, True), True)
     irregularity = float(perimeter ** 2 / (4 * np.pi * area))
+    height, width = mask.shape
+    on_border = float(np.mean((contour[:, 0] == 0) | (contour[:, 0] == width - 1) | (contour[:, 1] == 0)
+                              | (contour[:, 1] == height - 1)))
     return LesionMeasurements(area_px=area, longest_diameter_px=diameter, diameter_ends=ends,
                               asymmetry=_asymmetry(mask), border_irregularity=irregularity,
-                              colours=_colours(image, mask), mm_per_pixel=mm_per_pixel)
+                              colours=_colours(image, mask), mm_per_pixel=mm_per_pixel, on_border=on_border)

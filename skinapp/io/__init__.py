@@ -51,7 +51,7 @@ def _read_file(file: InputFile, max_side: int | None, zoom_max_side: int | None)
         return read_dicom(file, max_side, zoom_max_side)  # a DICOM dataset without the preamble, or not an image at all
     image, zoom_jpeg = decoded.copies(max_side, zoom_side(decoded.size, max_side, zoom_max_side))
     return [Case(name=file.stem, image=image, source=file.name, image_name=file.stem, original_size=decoded.size,
-                 content_key=decoded.content_key, zoom_jpeg=zoom_jpeg)]
+                 content_key=decoded.content_key, zoom_jpeg=zoom_jpeg, study_date=decoded.taken_on)]
 
 
 def _apply_metadata_row(case: Case, row: MetadataRow) -> Case:
@@ -134,6 +134,10 @@ def iter_cases(
                 continue
             try:
                 data = file.read()
+                if not data:
+                    report.reject(file.name, "the file is empty (0 bytes): nothing to import. It may not have finished "
+                                             "copying; export or copy it again")
+                    continue
                 digest = hashlib.sha256(data).hexdigest()
                 if digest == csv_digest:  # the metadata CSV may sit in the folder it describes
                     continue

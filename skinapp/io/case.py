@@ -44,7 +44,7 @@ class Case:
     metadata: Metadata = field(default_factory=Metadata)
     patient_id: str | None = None
     lesion_id: str | None = None
-    study_date: str | None = None  # ISO date, YYYY-MM-DD
+    study_date: str | None = None  # ISO date the picture was taken, from the file (`capture_date.py`); None: unknown
     is_dermoscopic: bool = True    # False for monochrome DICOM and other non-dermoscopy sources
     original_size: tuple[int, int] = (0, 0)                 # (width, height) in the file
     pixel_spacing_mm: tuple[float, float] | None = None     # (row, column) mm per pixel of `image`

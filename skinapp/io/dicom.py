@@ -13,6 +13,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import MediaStorageDirectoryStorage
 
+from skinapp.io.capture_date import dicom_date_text
 from skinapp.io.case import Acquisition, Case
 from skinapp.io.images import UnreadableImage
 from skinapp.io.integrity import DamagedImageData
@@ -109,11 +110,15 @@ def _site(ds: pydicom.Dataset) -> Site:
     return next((site for site in candidates if site.region is not None), Site())
 
 
-def _iso_date(ds: pydicom.Dataset) -> str | None:
-    for keyword in ("StudyDate", "ContentDate", "AcquisitionDate", "SeriesDate"):
-        text = _text(ds, keyword)
-        if text and len(text) >= 8 and text[:8].isdigit():
-            return f"{text[:4]}-{text[4:6]}-{text[6:8]}"
+# When the picture was taken, most precise first: a study can span visits, a series or an image cannot.
+TAKEN_ON_KEYWORDS = ("AcquisitionDateTime", "AcquisitionDate", "ContentDate", "SeriesDate", "StudyDate")
+
+
+def _taken_on(ds: pydicom.Dataset) -> str | None:
+    for keyword in TAKEN_ON_KEYWORDS:
+        date = dicom_date_text(_text(ds, keyword))
+        if date:
+            return date
     return None
 
 
@@ -234,7 +239,7 @@ def _read_dicom(file: InputFile, max_side: int | None, zoom_max_side: int | None
     base = Case(
         name=file.stem, image=images[0], source=file.name, image_name=file.stem,
         metadata=Metadata(parse_age(_text(ds, "PatientAge")), parse_sex(_text(ds, "PatientSex")), _site(ds)),
-        patient_id=patient_id, study_date=_iso_date(ds), is_dermoscopic=dermoscopic,
+        patient_id=patient_id, study_date=_taken_on(ds), is_dermoscopic=dermoscopic,
         original_size=(columns, rows), acquisition=_acquisition(ds),
         sop_instance_uid=_text(ds, "SOPInstanceUID"), notes=notes, zoom_jpeg=zoom_jpeg,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from skinapp.io.capture_date import exif_taken_on
 from skinapp.io.case import UnreadableImage
 from skinapp.io.identity import jpeg_file_key, pixels_key
 from skinapp.io.integrity import DamagedImageData, check_jpeg, decode_jpeg_strict, is_eight_bit_jpeg, jpeg_header
@@ -80,7 +81,8 @@ def decode_image(file: InputFile | Path | str, max_side: int | None = None, zoom
                     oriented = ImageOps.exif_transpose(image)
                     palette = oriented.getpalette() if oriented.mode in ("P", "PA") else None
                     key = pixels_key(np.asarray(oriented), oriented.mode, bytes(palette) if palette else None)
-                    return Decoded(np.asarray(_eight_bit(oriented).convert("RGB")), oriented.size, key)
+                    return Decoded(np.asarray(_eight_bit(oriented).convert("RGB")), oriented.size, key,
+                                   exif_taken_on(image))
                 handle.seek(0)
                 data = handle.read()
                 orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
@@ -95,7 +97,7 @@ def decode_image(file: InputFile | Path | str, max_side: int | None = None, zoom
                 method = _ORIENTATIONS.get(orientation)
                 if method is not None:
                     pixels = np.asarray(Image.fromarray(pixels).transpose(method))
-                return Decoded(pixels, shown, key)
+                return Decoded(pixels, shown, key, exif_taken_on(image))
     except UnreadableImage:
         raise
     except DamagedImageData as exc:

@@ -99,6 +99,7 @@ class Decoded:
     pixels: np.ndarray          # RGB uint8 (H, W, 3): at least as large as any copy asked of it, or full size
     size: tuple[int, int]       # (width, height) of the image at full size, as shown
     content_key: str            # identity.py: from the stored data, whatever the decoding
+    taken_on: str | None = None  # ISO date the file says the picture was taken (`capture_date.py`)
 
     @property
     def full_size(self) -> bool:

@@ -471,8 +471,10 @@ def contrast_lines(folder: Path) -> list[str]:
         f"and the runner-up correlate {c['class_maps_median_correlation']:.2f} (median) and look alike (correlation ≥ "
         f"{c['alike_at']}) for {c['class_maps_alike_share']:.0%} of images: both cover the lesion. The case page's "
         "contrast layer (Grad-CAM of the difference of the two logits) correlates "
-        f"{c['contrast_median_correlation']:.2f} with the top diagnosis's map (alike for {c['contrast_alike_share']:.0%}): "
-        "it shows what speaks for one diagnosis rather than the other.", "",
+        f"{c['contrast_median_correlation']:.2f} with the top diagnosis's map (alike for {c['contrast_alike_share']:.0%}). "
+        + ("It differs from the plain map on only some images: where it looks the same, the two diagnoses are told "
+           "apart by the same region, not by a separate one." if c["contrast_alike_share"] >= 0.5 else
+           "It shows what speaks for one diagnosis rather than the other."), "",
     ]
 
 

@@ -151,8 +151,10 @@ def case_report(case: StoredCase, image: np.ndarray, stored: StoredPrediction | 
     _, measured = measured_outline(prediction, image, case.mm_per_pixel)
     top = stored.predicted_class
     notes = []
-    if stored.follows_decision_rule:
-        notes.append(decision_rule_text(top, stored.most_probable_class, float(stored.probabilities.max())))
+    rule = (decision_rule_text(top, stored.most_probable_class, float(stored.probabilities.max()))
+            if stored.follows_decision_rule else None)
+    if rule:
+        notes.append(rule)
     recall = class_recall_text(card_metrics, top) if card_metrics is not None else None
     if recall:
         notes.append(recall)

@@ -10,25 +10,23 @@ from skinapp.inference.prediction import Prediction
 OVERLAYS = ("Image only", "Lesion outline", "Where the model looked", "Where it found the diagnosis",
             "What drove the diagnosis", "Where it sees a structure", "What separates the top two diagnoses")
 STRUCTURE_LAYER, CONTRAST_LAYER = OVERLAYS[5], OVERLAYS[6]
-# What each layer means, in plain words first and the method's name after, for legends and captions.
+# What each layer means, in plain words (the methods are named in the model card), for legends and captions.
 LAYER_LEGENDS = {
     OVERLAYS[0]: "The image as stored.",
-    OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it (Otsu threshold and opening of its attention "
-                 "map). Yellow box: the outline's extent.",
-    OVERLAYS[2]: "Red and yellow: where the model looked hardest; blue: what it ignored (its attention map, σ(M)).",
-    OVERLAYS[3]: "Red and yellow: where the evidence for the top diagnosis lies; blue: little evidence (the refined "
-                 "mask, σ(M)·C).",
-    OVERLAYS[4]: "Red and yellow: the parts of the image that pushed the model towards the chosen diagnosis most "
-                 "(Grad-CAM).",
+    OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it from where it looked. Yellow box: the "
+                 "outline's extent.",
+    OVERLAYS[2]: "Red and yellow: where the model looked hardest; blue: what it ignored.",
+    OVERLAYS[3]: "Red and yellow: where the evidence for the top diagnosis lies; blue: little evidence.",
+    OVERLAYS[4]: "Red and yellow: the parts of the image that pushed the model towards the chosen diagnosis most.",
     OVERLAYS[5]: "Red and yellow: where on the lesion the model sees the chosen dermoscopic structure; blue: where it "
                  "does not. A hint read from image-level labels, not an outline of the structure.",
-    OVERLAYS[6]: "Red and yellow: the parts of the image that speak for the top diagnosis rather than the runner-up "
-                 "(Grad-CAM of the difference between the two). Where the plain map covers the whole lesion for "
+    OVERLAYS[6]: "Red and yellow: the parts of the image that speak for the top diagnosis rather than the runner-up. "
+                 "Where the plain map covers the whole lesion for "
                  "both, this one shows what tells them apart.",
 }
 # In the app's viewer the outline and its longest diameter are drawn as lines over the image, not burnt in.
-VIEWER_LEGENDS = {**LAYER_LEGENDS, OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it (Otsu threshold "
-                  "and opening of its attention map). Dotted yellow line: the outline's longest diameter."}
+VIEWER_LEGENDS = {**LAYER_LEGENDS, OVERLAYS[1]: "Green line: the lesion's edge as the model outlines it from where it "
+                  "looked. Dotted yellow line: the outline's longest diameter."}
 
 
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) -> np.ndarray:

@@ -27,15 +27,14 @@ def plain_chart_text(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def decision_rule_text(call: str, most_probable: str, most_probable_probability: float) -> str:
-    """The balanced decision rule in a clinician's words, for the case page and the report."""
-    text = ("The top diagnosis is chosen by a rule that gives rarer diagnoses, melanoma among them, a fair chance: "
-            "it weighs each probability against how often the model says that diagnosis in general. The "
-            "probabilities themselves are shown unchanged.")
-    if call != most_probable:
-        text += (f" Here the single most probable diagnosis is {CLASS_NAMES[most_probable]} "
-                 f"({most_probable_probability:.0%}).")
-    return text
+def decision_rule_text(call: str, most_probable: str, most_probable_probability: float) -> str | None:
+    """Why the top diagnosis is not the most probable one, in a clinician's words, for the case page and the
+    report; None where they are the same (the rule itself is explained once, in the model card)."""
+    if call == most_probable:
+        return None
+    return (f"Here the single most probable diagnosis is {CLASS_NAMES[most_probable]} ({most_probable_probability:.0%}). "
+            "The top diagnosis is chosen by a rule that gives rarer diagnoses, melanoma among them, a fair chance: "
+            "it weighs each probability against how often the model says that diagnosis in general.")
 
 
 def older_model_text(stored_version: str, installed_version: str) -> str:

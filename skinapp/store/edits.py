@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import math
 
+from skinapp.io.capture_date import EARLIEST_YEAR, calendar_date
 from skinapp.outcomes import OutcomeError, checked_outcome
 from skinapp.store.limits import InvalidText, checked
 from skinapp.store.records import DIAMETER, MODEL_FIELDS, SCALE, OutcomeEntry
@@ -50,7 +51,22 @@ def checked_case_changes(changes: dict[str, object]) -> dict[str, object]:
         if fine is not None and (fine not in FINE_SITES or REGION_OF_SITE[str(fine)] != region):
             raise InvalidText(f"the site {fine!r} does not lie in the region {region or 'unknown'}")
         kept["site_region"], kept["site_fine"] = region, fine
+    if "study_date" in changes:
+        kept["study_date"] = _checked_taken_on(changes["study_date"])
     return kept
+
+
+def _checked_taken_on(value: object) -> str | None:
+    """The day the picture was taken: a date (or ISO text) between 1900 and today; None: unknown."""
+    if value is None or value == "":
+        return None
+    text = value.isoformat() if isinstance(value, dt.date) else str(value).strip()
+    parts = text[:10].split("-")
+    date = calendar_date(parts[0], parts[1], parts[2]) if len(parts) == 3 and all(p.isdigit() for p in parts) else None
+    if date is None:
+        raise InvalidText(f"the date the picture was taken, {text[:20]!r}, is not a date between "
+                          f"{EARLIEST_YEAR} and today (YYYY-MM-DD)")
+    return date
 
 
 def changes_model_input(changes: dict[str, object]) -> bool:

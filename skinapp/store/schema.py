@@ -152,6 +152,6 @@ sessions = Table(  # signed-in browser sessions; the browser holds the token, th
 
 APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements", "outcomes")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
-EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine")
+EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine", "study_date")
 USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")
 

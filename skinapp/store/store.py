@@ -334,16 +334,17 @@ class Store:
         return [by_id[i] for i in written]
 
     def edit_case(self, case_id: int, editor: str, changes: dict[str, object]) -> tuple[StoredCase, bool]:
-        """Correct a case's metadata (patient, lesion, age, sex, site). The imported values stay in the record and
-        the correction is a new row, audited. Returns the case as it now reads and whether what the model reads
-        changed (then the case should be analysed again). Values equal to the current ones are not recorded."""
+        """Correct a case's metadata (patient, lesion, age, sex, site, the date the picture was taken). The imported
+        values stay in the record and the correction is a new row, audited. Returns the case as it now reads and
+        whether what the model reads changed (then the case should be analysed again). Values equal to the current
+        ones are not recorded."""
         editor = self._actor(editor)
         wanted = checked_case_changes(changes)
         with self.write_transaction() as connection:
             current = self._case(connection, case_id)
             if current is None:
                 raise InvalidText(f"there is no case {case_id}")
-            now = {"patient_id": current.patient_id, "lesion_id": current.lesion_id,
+            now = {"patient_id": current.patient_id, "lesion_id": current.lesion_id, "study_date": current.study_date,
                    **metadata_columns(current.metadata)}
             changed = {k: v for k, v in wanted.items() if now[k] != v}
             if changed:

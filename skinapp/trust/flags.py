@@ -151,12 +151,12 @@ def risk_warning(evidence: Evidence) -> Flag | None:
         return None  # a graded model's Low: below the net (never a warning, never "benign")
     if evidence.risk_tier == CANNOT_EXCLUDE:
         return Flag(RISK_CANNOT_EXCLUDE, f"Malignancy cannot be excluded — a second look or dermoscopic follow-up. The "
-                                         f"malignancy probability ({malignancy}) is at or above the safety net "
-                                         f"({net.threshold:.0%}), which {net.target_sensitivity:.0%} of malignant "
-                                         "lesions reached in the model's tests.", False)
+                                         f"malignancy probability ({malignancy}) is at or above the level that "
+                                         f"{net.target_sensitivity:.0%} of malignant lesions reached in the model's "
+                                         f"tests ({net.threshold:.0%}).", False)
     return Flag(SUSPICIOUS, f"Suspicious — consider excision: the malignancy probability ({malignancy}) is at or "
-                            f"above the safety net ({net.threshold:.0%}), which {net.target_sensitivity:.0%} of "
-                            "held-out malignant lesions reached.", False)
+                            f"above the level that {net.target_sensitivity:.0%} of malignant lesions reached in the "
+                            f"model's tests ({net.threshold:.0%}).", False)
 
 
 # The manual checks no fit decides, as the model card lists them (the out-of-distribution check comes on top).

@@ -208,7 +208,7 @@ class SeveralDiagnosesPossible(Sign):
 
     def reason(self, evidence: Evidence, value: float) -> str:
         named = ", ".join(CLASS_NAMES[c] for c in evidence.prediction_set or ())
-        return f"The model cannot narrow the diagnosis down: it is one of {named} (its 90 % set)."
+        return f"The model cannot narrow the diagnosis down: it is one of {named}."
 
 
 class MalignancyNotRuledOut(Sign):

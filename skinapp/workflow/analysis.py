@@ -31,6 +31,18 @@ class ImportResult:
     new_cases: int = 0
     analysed: int = 0
 
+    @property
+    def outcome(self) -> tuple[str, str]:
+        """("success" | "warning" | "error", the sentence that says how the import went): green only when every
+        file came in."""
+        rejected = len(self.report.rejected)
+        if not self.case_ids:
+            return "error", (f"Nothing was imported: {'none of the ' + str(rejected) if rejected else 'no'} file(s) "
+                             "could be read as a dermoscopy image or DICOM file. The reasons are listed below.")
+        text = (f"{len(self.case_ids)} case(s) in the worklist from this import ({self.new_cases} new, "
+                f"{self.analysed} analysed); {rejected} file(s) not imported.")
+        return ("warning" if rejected else "success"), text
+
 
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,

@@ -10,6 +10,7 @@ User strings (names, notes, patient ids, flag reasons) in the texts made here ar
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -192,7 +193,7 @@ class ModelAnswer:
 def model_answer(stored: StoredPrediction, installed: ModelCard | None) -> ModelAnswer:
     top = stored.predicted_class
     metrics = metrics_of(installed, stored.weights_sha256)
-    calibration = ("Probabilities are calibrated (temperature scaling on held-out data): in the evaluation, a "
+    calibration = ("Probabilities are calibrated on images the model never trained on: in the evaluation, a "
                    "diagnosis shown at 80 % was right about 80 % of the time." if stored.calibrated else
                    "These probabilities are not calibrated: read them as a ranking, not as frequencies.")
     meta = stored.metadata_used
@@ -229,10 +230,11 @@ def model_answer(stored: StoredPrediction, installed: ModelCard | None) -> Model
 
 
 def case_facts_text(case: StoredCase) -> str:
-    """Patient, lesion, import and acquisition in one line."""
+    """Patient, lesion, when the picture was taken, import and acquisition in one line."""
     patient, lesion = case.patient_id, case.lesion_id
+    taken = f"taken {case.study_date}" if case.study_date else "date taken unknown"
     return (f"Patient: {plain_markdown(patient) if patient else 'not given'} · lesion "
-            f"{plain_markdown(lesion) if lesion else 'not given'} · imported {case.imported_at:%Y-%m-%d %H:%M} UTC by "
+            f"{plain_markdown(lesion) if lesion else 'not given'} · {taken} · imported {case.imported_at:%Y-%m-%d %H:%M} UTC by "
             f"{plain_markdown(case.imported_by)}"
             + (f" · {plain_markdown(case.acquisition.describe())}" if not case.acquisition.is_empty else ""))
 
@@ -333,16 +335,25 @@ def site_choices(case: StoredCase) -> tuple[list[SiteChoice], int]:
     return sites, sites.index(now)
 
 
-def case_changes(patient_id: str, lesion_id: str, age: float | None, sex: str | None, site: SiteChoice) -> dict[str, object]:
+def case_changes(patient_id: str, lesion_id: str, age: float | None, sex: str | None, site: SiteChoice,
+                 taken_on: dt.date | None = None) -> dict[str, object]:
     """The corrections form's fields as `Store.edit_case` takes them."""
     return {"patient_id": patient_id, "lesion_id": lesion_id, "age": age, "sex": sex, "site_region": site[0],
-            "site_fine": site[1]}
+            "site_fine": site[1], "study_date": taken_on.isoformat() if taken_on is not None else None}
+
+
+_FIELD_WORDS = {"study_date": "date taken"}
+
+
+def taken_on(case: StoredCase) -> dt.date | None:
+    """The day the picture was taken, for the corrections form; None: unknown."""
+    return dt.date.fromisoformat(case.study_date) if case.study_date else None
 
 
 def edited_text(case: StoredCase) -> str | None:
     if not case.edited:
         return None
-    return ("Corrected in the app before: " + ", ".join(c.replace("_", " ") for c in case.edited)
+    return ("Corrected in the app before: " + ", ".join(_FIELD_WORDS.get(c, c.replace("_", " ")) for c in case.edited)
             + ". The imported values stay on record.")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -41,29 +42,54 @@ def lesion_key(case: StoredCase) -> LesionKey | None:
     return None
 
 
-def _when(record: CaseRecord) -> tuple[str, int]:
+class OfACase(Protocol):
+    """A stored record or a worklist row: anything that carries its case."""
+
+    @property
+    def case(self) -> StoredCase: ...
+
+
+def taken_order(record: OfACase) -> tuple[str, int]:
+    """Sort key: the day the picture was taken, else (unknown) its import date."""
     return record.case.study_date or f"{record.case.imported_at:%Y-%m-%d}", record.case.id
 
 
 def lesion_series(records: Iterable[CaseRecord]) -> dict[LesionKey, list[CaseRecord]]:
-    """Every lesion with two or more images, each series in date order (study date, else import date)."""
+    """Every lesion with two or more images, each series in the order the pictures were taken (an image whose date
+    is unknown by its import date)."""
     groups: dict[LesionKey, list[CaseRecord]] = {}
     for record in records:
         key = lesion_key(record.case)
         if key is not None:
             groups.setdefault(key, []).append(record)
-    return {key: sorted(group, key=_when) for key, group in sorted(groups.items()) if len(group) > 1}
+    return {key: sorted(group, key=taken_order) for key, group in sorted(groups.items()) if len(group) > 1}
 
 
-def case_date(record: CaseRecord) -> str:
-    return _when(record)[0]
+def case_date(record: OfACase) -> str:
+    """When the picture was taken, or that it is not known (with the import date, which orders it)."""
+    case = record.case
+    return case.study_date or f"date taken unknown (imported {case.imported_at:%Y-%m-%d})"
+
+
+def interval_text(days: int) -> str:
+    """Time between two pictures as a clinician says it: days up to two months, then months, then years."""
+    if days == 0:
+        return "same day"
+    if abs(days) < 60:
+        return f"{days} day{'s' if abs(days) != 1 else ''}"
+    months = round(days / 30.4375)
+    if abs(months) < 24:
+        return f"{months} months"
+    years, rest = divmod(months, 12)
+    return f"{years} years" + (f" {rest} months" if rest else "")
 
 
 @dataclass(frozen=True)
 class LesionState:
     """What is known about the lesion on one date."""
 
-    date: str
+    date: str                          # `case_date`: the day taken, or that it is unknown
+    taken_on: str | None               # ISO date the picture was taken; None: unknown
     area_mm2: float | None
     diameter_mm: float | None
     diameter_source: str | None        # "measured by <reviewer>" or "from the model's outline"
@@ -78,7 +104,7 @@ class LesionState:
             diameter, source = measured.longest_diameter_mm, "from the model's outline"
         else:
             diameter, source = None, None
-        return cls(case_date(record), measured.area_mm2 if measured else None, diameter, source,
+        return cls(case_date(record), record.case.study_date, measured.area_mm2 if measured else None, diameter, source,
                    record.prediction.malignancy if record.prediction is not None else None)
 
 
@@ -89,21 +115,24 @@ class LesionChange:
 
     @property
     def days(self) -> int | None:
-        try:
-            return int((np.datetime64(self.later.date) - np.datetime64(self.earlier.date)).astype(int))
-        except ValueError:
+        """Days between the two pictures; None where either date is unknown."""
+        if self.earlier.taken_on is None or self.later.taken_on is None:
             return None
+        return int((np.datetime64(self.later.taken_on) - np.datetime64(self.earlier.taken_on)).astype(int))
 
     @staticmethod
     def _change(before: float | None, after: float | None, unit: str, name: str) -> str:
         if before is None or after is None:
-            return f"{name}: cannot be compared (an image without a scale or without an outline; calibrate it on its ruler)"
+            return (f"{name}: cannot be compared (an image without a scale, without an outline, or with the lesion "
+                    "cut off by the image border; calibrate each image on its ruler)")
         relative = f" ({(after - before) / before:+.0%})" if before > 0 else ""
         return f"{name}: {before:.1f} → {after:.1f} {unit}{relative}"
 
     def describe(self) -> list[str]:
         days = self.days
-        span = f"{self.earlier.date} → {self.later.date}" + (f" ({days} days)" if days is not None else "")
+        span = f"{self.earlier.date} → {self.later.date}" + (
+            f" ({interval_text(days)})" if days is not None else
+            " (time between unknown: the day a picture was taken is not recorded; enter it on its review page)")
         diameter = self._change(self.earlier.diameter_mm, self.later.diameter_mm, "mm", "Longest diameter")
         sources = (self.earlier.diameter_source, self.later.diameter_source)
         if None not in sources and sources[0] != sources[1]:
