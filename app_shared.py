@@ -10,7 +10,7 @@ import gc
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from logging.handlers import RotatingFileHandler
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
+from skinapp.store.queues import ReviewQueues
 
 if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
     from skinapp.inference.predictor import Predictor
@@ -198,7 +199,8 @@ def _session_user() -> User | None:
     token = st.session_state.get("session_token") or st.context.cookies.get(SESSION_COOKIE)
     user = get_accounts().session_user(token)
     if user is None:
-        st.session_state.pop("session_token", None)
+        if st.session_state.pop("session_token", None):  # signed in a moment ago in this browser: say why not now
+            st.session_state["signed_out_because"] = get_accounts().session_end_reason(token)
         return None
     st.session_state["session_token"] = token
     return user
@@ -239,9 +241,15 @@ def _sign_in() -> None:
             except (AccountError, InvalidText) as exc:
                 st.error(f"Not created: {plain_markdown(str(exc))}.")
                 return
-            st.success("Account created. Sign in with it below.")
-        else:
-            return
+            st.session_state["signed_out_because"] = None
+            st.session_state["first_account_made"] = True
+            st.rerun()  # the first-start form goes; the sign-in form takes its place
+        return
+    if st.session_state.pop("first_account_made", False):
+        st.success("Administrator account created. Sign in with it.")
+    because = st.session_state.pop("signed_out_because", None)
+    if because:
+        st.warning(because)
     with st.form("sign_in_form"):
         username = st.text_input("User name", key="sign_in_username", max_chars=64)
         password = st.text_input("Password", type="password", key="sign_in_password")
@@ -272,11 +280,29 @@ def _user_sidebar(user: User) -> None:
 
 
 def open_case(case_id: int, queue: list[int] | None = None) -> None:
-    """queue: the cases in the order the reviewer sees them, kept as the review queue (J/K, next after saving)."""
+    """queue: the cases in the order the reviewer sees them (entering from the worklist), kept as the reviewer's
+    review queue (J/K, next after saving) in this session and in the database, for the next session."""
     st.session_state["case_id"] = int(case_id)
     if queue is not None:
-        st.session_state["review_queue"] = tuple(int(c) for c in queue)
+        st.session_state["review_queue"] = keep_review_queue(queue)
     st.switch_page(REVIEW_PAGE)
+
+
+def keep_review_queue(queue: Sequence[int]) -> tuple[int, ...]:
+    user = current_user()
+    return ReviewQueues(get_store()).enter(user.username, queue) if user else tuple(int(c) for c in queue)
+
+
+def kept_review_queue() -> tuple[int, ...] | None:
+    """This session's review queue, else the one the signed-in reviewer last entered (a reload, another day)."""
+    kept = st.session_state.get("review_queue")
+    if kept:
+        return tuple(kept)
+    user = current_user()
+    stored = ReviewQueues(get_store()).latest(user.username) if user else None
+    if stored:
+        st.session_state["review_queue"] = stored
+    return stored
 
 
 def run_guarded(page: Callable[[], None], admin_only: bool = False) -> None:

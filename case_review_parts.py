@@ -17,16 +17,18 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer, shipped_card
 from skinapp.inference.assessment import training_image_path
 from skinapp.outcomes import BRESLOW_MAX_MM, EARLIEST_RESULT
+from skinapp.reporting.body_map import body_map_figure, site_of_selection
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
 from skinapp.reporting.structure_text import structure_lines
 from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
 from skinapp.store.limits import LIMITS
 from skinapp.store.records import DIAMETER, SCALE
-from skinapp.vocab import CLASS_NAMES, SEXES
+from skinapp.vocab import CLASS_NAMES, SEXES, Site
 from skinapp.workflow import case_view as view
 from skinapp.workflow import outcome_view
 from skinapp.workflow.analysis import reanalyse_case
 from skinapp.workflow.followup import series_of_case
+from skinapp.workflow.letters import letter_file
 from skinapp.workflow.queue import ReviewQueue
 from skinapp.workflow.reports import FORMATS, patient_subject, report_file, report_name
 
@@ -191,6 +193,23 @@ def measure_tool(store: Store, case: StoredCase, image: np.ndarray) -> None:
             st.error(view.not_saved_text(exc))
 
 
+def _body_map(case: StoredCase, sites: list[view.SiteChoice]) -> None:
+    """Pick the site by pointing at it: the click sets the form's site below, which is saved with the form."""
+    key, seen = f"fix_site_{case.id}", f"body_map_seen_{case.id}"
+    st.session_state.setdefault(key, (case.metadata.site.region, case.metadata.site.fine))  # the form's site
+    event = st.plotly_chart(body_map_figure(Site(*st.session_state[key]), height=300), on_select="rerun",
+                            selection_mode="points", key=f"body_map_{case.id}", config={"displayModeBar": False},
+                            width="stretch")
+    picked = site_of_selection(event)
+    choice = (picked.region, picked.fine) if picked is not None else None
+    if choice != st.session_state.get(seen):  # a new click (a site chosen in the list later is left alone)
+        st.session_state[seen] = choice
+        if choice is not None and choice in sites:
+            st.session_state[key] = choice
+            st.rerun()
+    st.caption("Click the lesion's site on the body (front or back), or choose it below; then save.")
+
+
 def correction_form(store: Store, case: StoredCase) -> None:
     """Patient id, lesion id, age, sex, site and the date taken, corrected on the record (the imported values are
     kept)."""
@@ -198,7 +217,8 @@ def correction_form(store: Store, case: StoredCase) -> None:
     with corrections:
         if not corrections.open:
             return
-        sites, site_index = view.site_choices(case)
+        sites, _ = view.site_choices(case)
+        _body_map(case, sites)
         with st.form(f"correct_{case.id}"):
             patient = st.text_input("Patient id", case.patient_id or "", max_chars=LIMITS["patient id"],
                                     key=f"fix_patient_{case.id}")
@@ -207,8 +227,7 @@ def correction_form(store: Store, case: StoredCase) -> None:
                                   placeholder="unknown")
             sex = st.selectbox("Sex", [None, *SEXES], index=[None, *SEXES].index(case.metadata.sex), key=f"fix_sex_{case.id}",
                                format_func=lambda v: v or "unknown")
-            site = st.selectbox("Anatomic site", sites, key=f"fix_site_{case.id}", format_func=view.site_label,
-                                index=site_index)
+            site = st.selectbox("Anatomic site", sites, key=f"fix_site_{case.id}", format_func=view.site_label)
             taken_on = st.date_input("Date the picture was taken", view.taken_on(case), min_value=dt.date(1900, 1, 1),
                                      max_value="today", format="YYYY-MM-DD", key=f"fix_taken_{case.id}",
                                      help="Read from the file where it says (DICOM acquisition date, photo's EXIF "
@@ -264,6 +283,31 @@ def related(store: Store, case: StoredCase) -> None:
         st.switch_page("pages/3_Patient_context.py")
     correction_form(store, case)
     _downloads(store, case, [r.case.id for r in records] if case.patient_id else [])
+    _letter(store, case)
+
+
+def _letter(store: Store, case: StoredCase) -> None:
+    """A referral or report letter: the clinic's letterhead, the addressee and question, the decision first."""
+    panel = st.expander("Write a referral or report letter (PDF)", key="letter_open", on_change="rerun")
+    with panel:
+        if not panel.open:
+            return
+        addressee = st.text_area("To", key=f"letter_to_{case.id}", max_chars=LIMITS["addressee"], height=90,
+                                 placeholder="Name, department, address")
+        question = st.text_area("Clinical question or reason for referral", key=f"letter_question_{case.id}",
+                                max_chars=LIMITS["clinical question"], height=90)
+        who = reviewer() or "unnamed"
+
+        def make() -> bytes:  # written when the button is pressed, and recorded in the audit log
+            store.log_export(who, "letter (pdf)", [case.id])
+            return letter_file(store, case.id, who, addressee, question, installed_card()).data
+
+        st.download_button("Download the letter", make, file_name=report_name(f"letter_{case.name}", "pdf",
+                                                                              dt.datetime.now(dt.UTC)),
+                           mime=FORMATS["pdf"], key="letter_download", on_click="ignore", icon=":material/download:",
+                           width="stretch")
+        st.caption("Your decision and diagnosis come first; the model's answer follows as decision support, named with "
+                   "its version. The clinic's letterhead is set by an administrator.")
 
 
 def outcome_panel(store: Store, case: StoredCase) -> None:

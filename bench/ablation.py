@@ -10,7 +10,7 @@ probability) on HAM10000 fold 0 and on ISIC 2017 `val`. The recipe is the curren
 removes one ingredient. Figures are comparable with each other, not with the shipped model's longer training.
 Each variant also gets the resolution check (`evaluation/resolution.py`): fold 0 delivered at 1×–5× its size,
 through the import's decoder, with the safety net's level fitted at 1× (95 % of malignant lesions). `--json`
-merges into the file, so variants can be run apart (`--only`).
+merges into the file, so variants and seeds can be run apart (`--only`, `--seed`).
 """
 
 from __future__ import annotations
@@ -61,15 +61,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--limit", type=int, help="first N images of each data set only (smoke runs)")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
+    parser.add_argument("--seed", type=int, default=0, help="training seed; results of a seed other than 0 are kept "
+                                                              "under the variant's name with the seed")
     args = parser.parse_args()
     results = {}
     for index, (name, overrides) in enumerate(VARIANTS.items()):
         if args.only and not any(word in name for word in args.only):
             continue
-        out = args.out / f"variant{index}"
+        out = args.out / (f"variant{index}" + (f"_seed{args.seed}" if args.seed else ""))
+        name = name + (f" [seed {args.seed}]" if args.seed else "")
         settings = dict(isic2017=args.isic2017, image_size=args.image_size, epochs=args.epochs,
                         steps_per_epoch=args.steps_per_epoch, warmup_steps=60, threads=args.threads, folds=(0,),
-                        limit=args.limit)
+                        limit=args.limit, seed=args.seed)
         cfg = TrainConfig(data=args.data, out=out, **{**settings, **overrides})
         train(cfg)
         last = json.loads((out / "history_fold0.jsonl").read_text().splitlines()[-1])

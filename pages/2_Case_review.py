@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import app_shared as shared
 from app_shared import get_predictor, get_store, installed_card, open_case, reviewer, run_guarded, shipped_card
 from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, related, similar_cases
 from skinapp.reporting.overlay import CONTRAST_LAYER, OVERLAYS, STRUCTURE_LAYER, VIEWER_LEGENDS
@@ -59,11 +60,12 @@ def _picture_url(case_id: int, prediction_id: int, layer: view.LayerChoice) -> s
 
 
 def _review_queue(store: Store) -> ReviewQueue:
-    """The queue the reviewer entered from the worklist; entered any other way, the worklist's order now."""
-    kept = st.session_state.get("review_queue")
+    """The queue the reviewer last entered from the worklist (kept across reloads and sessions); never entered,
+    the worklist's order now, kept as theirs."""
+    kept = shared.kept_review_queue()
     if kept:
-        return ReviewQueue(tuple(kept))
-    queue = ReviewQueue(tuple(r.case.id for r in worklist(store)))
+        return ReviewQueue(kept)
+    queue = ReviewQueue(shared.keep_review_queue([r.case.id for r in worklist(store)]))
     st.session_state["review_queue"] = queue.case_ids
     return queue
 

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_shared import get_store, open_case, run_guarded
+from skinapp.reporting.body_map import body_map_figure
 from skinapp.reporting.text import plain_chart_text, plain_markdown
 from skinapp.vocab import CLASS_NAMES, CLASSES
 from skinapp.workflow.context import MIN_LESIONS
@@ -55,6 +56,9 @@ def page() -> None:
     st.caption(f"{len(rows)} lesion(s)." + (" The one marked ▶ is the case you came from." if came_from else "")
                + ("" if len(rows) >= MIN_LESIONS else f" With fewer than {MIN_LESIONS} lesions none can stand out "
                                                        "from the others, so there is no ugly-duckling score."))
+    st.plotly_chart(body_map_figure(lesions=[(r.case.metadata.site, r.risk_tier, r.case.name) for r in rows],
+                                    height=320), key="patient_body_map", config={"displayModeBar": False})
+    st.caption("Where the lesions are, each in its risk tier's colour: red high, amber cannot exclude, grey low.")
     for start in range(0, len(rows), 4):
         for column, row in zip(st.columns(4), rows[start:start + 4], strict=False):  # the last row may be short
             with column.container(border=True):

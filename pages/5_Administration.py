@@ -1,4 +1,5 @@
-"""Administration (administrators only): user accounts and the audit trail's integrity check."""
+"""Administration (administrators only): user accounts, the clinic's letterhead and the audit trail's integrity
+check."""
 
 import pandas as pd
 import streamlit as st
@@ -7,6 +8,8 @@ from app_shared import current_user, get_accounts, get_store, run_guarded
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import InvalidText
 from skinapp.store.accounts import ROLES, AccountError
+from skinapp.store.letterhead import Letterhead, Letterheads
+from skinapp.store.limits import LIMITS
 
 
 def _accounts() -> None:
@@ -37,8 +40,21 @@ def _accounts() -> None:
         chosen = left.selectbox("Account", [u.username for u in others], key="toggle_user")
         user = next(u for u in others if u.username == chosen)
         if right.button("Enable" if user.disabled else "Disable", key="toggle_user_button"):
-            accounts.set_disabled(user.username, not user.disabled, actor=me.label)
-            st.rerun()
+            if user.disabled:
+                accounts.set_disabled(user.username, False, actor=me.label)
+                st.rerun()
+            st.session_state["confirm_disable"] = user.username  # disabling signs them out: asked first
+        if st.session_state.get("confirm_disable") == user.username and not user.disabled:
+            st.warning(f"Disable {plain_markdown(user.label)}? They are signed out at once and cannot sign in until "
+                       "an administrator enables the account again. Their decisions stay on record.")
+            yes, no = st.columns(2)
+            if yes.button(f"Disable {plain_markdown(user.username)}", type="primary", key="confirm_disable_button"):
+                accounts.set_disabled(user.username, True, actor=me.label)
+                st.session_state.pop("confirm_disable", None)
+                st.rerun()
+            if no.button("Keep the account", key="cancel_disable_button"):
+                st.session_state.pop("confirm_disable", None)
+                st.rerun()
 
 
 def _audit() -> None:
@@ -52,9 +68,29 @@ def _audit() -> None:
         st.error(plain_markdown(check.summary()))
 
 
+def _letterhead() -> None:
+    st.subheader("Letterhead")
+    letterheads, me = Letterheads(get_store()), current_user()
+    assert me is not None
+    now = letterheads.current() or Letterhead("")
+    with st.form("letterhead_form"):
+        st.caption("The clinic's name and address at the top of every letter skinapp writes. Changes are audited.")
+        clinic = st.text_input("Clinic", now.clinic, max_chars=LIMITS["clinic name"], key="letterhead_clinic")
+        address = st.text_area("Address", now.address, max_chars=LIMITS["address"], height=90, key="letterhead_address")
+        contact = st.text_input("Telephone, e-mail", now.contact, max_chars=LIMITS["contact"], key="letterhead_contact")
+        saved = st.form_submit_button("Save the letterhead")
+    if saved:
+        try:
+            letterheads.set(Letterhead(clinic, address, contact), actor=me.label)
+            st.success("Letterhead saved.")
+        except InvalidText as exc:
+            st.error(f"Not saved: {plain_markdown(str(exc))}.")
+
+
 def page() -> None:
     st.title("Administration")
     _accounts()
+    _letterhead()
     _audit()
 
 

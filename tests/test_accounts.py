@@ -35,9 +35,12 @@ def test_accounts_sign_in_and_sessions(db_url):
 
     accounts.sign_out(token)
     assert accounts.session_user(token) is None
+    assert accounts.session_end_reason(token) == "You were signed out. Sign in again to go on."
     _, token = accounts.sign_in("dr.meyer", PASSWORD)
     accounts.set_disabled("dr.meyer", True, actor="admin")  # ends open sessions and refuses new ones
     assert accounts.session_user(token) is None and accounts.sign_in("dr.meyer", PASSWORD) is None
+    assert "disabled by an administrator" in accounts.session_end_reason(token)  # the holder is told why
+    assert accounts.session_end_reason("x" * 43) is None and accounts.session_end_reason(None) is None
     accounts.set_disabled("dr.meyer", False, actor="admin")
     accounts.set_password("dr.meyer", "a new long password", actor="admin")
     assert accounts.sign_in("dr.meyer", PASSWORD) is None and accounts.sign_in("dr.meyer", "a new long password")

@@ -122,7 +122,8 @@ def test_nothing_is_shown_before_sign_in_and_accounts_are_managed_by_administrat
     assert "The two passwords differ." in _texts(app)
     app.text_input(key="first_password_again").input(form["first_password"])
     app.button(key="FormSubmitter:first_admin_form-Create the account").click().run()
-    assert "Account created. Sign in with it below." in _texts(app)
+    assert "Administrator account created. Sign in with it." in _texts(app)
+    assert not [t for t in app.text_input if t.key == "first_username"]  # the first-start form is gone
     _sign_in(app, "admin", "not the password")
     assert "Wrong user name or password, or the account is disabled." in _texts(app)
     _page(app, "worklist")
@@ -145,9 +146,16 @@ def test_nothing_is_shown_before_sign_in_and_accounts_are_managed_by_administrat
     assert "Only administrators can open this page." in _texts(reviewer) and not reviewer.dataframe
 
     app.selectbox(key="toggle_user").select("drb").run()
-    app.button(key="toggle_user_button").click().run()  # disable: Dr B's open session ends at once
+    app.button(key="toggle_user_button").click().run()  # disabling asks first
+    assert "Disable Dr B" in _texts(app) and "They are signed out at once" in _texts(app)
+    app.button(key="cancel_disable_button").click().run()
+    _page(reviewer, "worklist")
+    assert reviewer.dataframe  # kept: still signed in
+    app.button(key="toggle_user_button").click().run()
+    app.button(key="confirm_disable_button").click().run()  # disabled: Dr B's open session ends at once
     _page(reviewer, "worklist")
     assert "User name" in [t.label for t in reviewer.text_input] and not reviewer.dataframe
+    assert "Your account has been disabled by an administrator" in _texts(reviewer)  # told why
     _sign_in(reviewer, "drb")
     assert "Wrong user name or password, or the account is disabled." in _texts(reviewer)
     store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
@@ -186,8 +194,8 @@ def test_import_real_dicom_folder_then_worklist_filters(data_dir, shared_data, s
     assert not app.exception
     assert "20 case(s) in the worklist from this import (20 new, 20 analysed); 1 file(s) not imported" in app.warning[0].value
     assert not app.success  # green only when every file came in
-    (rejected,) = [m.value for m in app.markdown if "notes.txt" in m.value]
-    assert rejected.startswith("- **dicom/notes.txt**: ") and "not an image or DICOM file" in rejected
+    (rejected,) = [m.value for m in app.markdown if "notes" in m.value]  # the reason in full, not a table cell
+    assert rejected == f"- **{plain_markdown('dicom/notes.txt')}**: not an image or DICOM file"
 
     _page(app, "worklist")
     table = app.dataframe[0].value
@@ -354,7 +362,8 @@ def test_patient_context_shows_all_lesions_and_the_ugly_duckling_chart(data_dir,
     assert app.selectbox(key="patient_select").value == "<b>P7</b>"
     texts = _texts(app)
     assert texts.count("Looks different:") == 3 and "rank 1 of 3" in texts
-    assert len(app.get("plotly_chart")) == 1
+    body_map, duckling = app.get("plotly_chart")  # where the lesions are, then how different each looks
+    assert '"lesions"' in body_map.proto.spec and "Where the lesions are" in texts and '"lesions"' not in duckling.proto.spec
     app.button(key="open_2").click().run()
     assert not app.exception and app.session_state["case_id"] == 2
 
@@ -450,6 +459,15 @@ def test_the_review_queue_holds_still_saving_moves_on_and_an_unsaved_note_asks_f
     app.button(key="previous_case").click().run()
     assert app.session_state["case_id"] == first  # K follows the queue too
 
+    # A reload or another day (a new session, the same reviewer) finds the same queue, not the worklist's order now
+    # (the two reviewed cases sort last there).
+    again = _page(_app("Dr A"), "case_review")
+    assert tuple(again.session_state["review_queue"]) == (first, second, third)
+    now = tuple(r.case.id for r in worklist(Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")))
+    assert now[0] == second
+    other = _page(_app("Dr B"), "case_review")  # each reviewer has their own: never entered, the worklist's order
+    assert tuple(other.session_state["review_queue"]) == now
+
 
 @pytest.mark.slow
 def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed_again(data_dir, shipped_weights):
@@ -466,6 +484,7 @@ def test_the_case_page_reads_plainly_and_a_corrected_age_is_audited_and_analysed
     before = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}").latest_prediction(first)
     app.session_state["correct_open"] = True
     app.run()
+    assert any(f"body_map_{first}" in str(c.proto.id) or '"sites"' in c.proto.spec for c in app.get("plotly_chart"))
     app.number_input(key=f"fix_age_{first}").set_value(35.0)
     app.button(key=f"FormSubmitter:correct_{first}-Save the corrections").click().run()
     assert not app.exception

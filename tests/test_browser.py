@@ -19,6 +19,7 @@ from conftest import REPO, SHARED_DATA
 from dicom_factory import lesion_image, make_dicom
 from skinapp.store import Store
 from skinapp.store.accounts import Accounts
+from skinapp.vocab import Site
 from skinapp.workflow.worklist import worklist
 
 CHROMIUM = os.environ.get("SKINAPP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -204,6 +205,17 @@ def test_user_strings_are_plain_text_in_the_real_browser(running_app, tmp_path):
     store.engine.dispose()
 
 
+TAKEN = ("2024:03:01 10:00:00", "2025:03:01 11:30:00")  # the lesion's two pictures, a year apart
+
+
+def _exif(taken: str):
+    from PIL import ExifTags, Image
+
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
+    return exif
+
+
 def _clinic_folder(tmp_path: Path) -> tuple[Path, Path, tuple[str, str]]:
     """A folder as a clinic exports it: three DICOMs and two images of one lesion (a real SIIM-ISIC / HAM10000
     pair where the data is present, else synthetic ones), and the metadata CSV naming patient and lesion; the
@@ -228,13 +240,13 @@ def _clinic_folder(tmp_path: Path) -> tuple[Path, Path, tuple[str, str]]:
             by_lesion.setdefault(row["lesion_id"], []).append(row)
         lesion, pair = min((k, v) for k, v in by_lesion.items() if len(v) == 2)
         names = tuple(sorted(r["image_id"] for r in pair))
-        for name in names:
-            shutil.copy(ham / "images" / f"{name}.jpg", folder / f"{name}.jpg")
+        for name, taken in zip(names, TAKEN, strict=True):  # as a camera writes them: the day taken in EXIF
+            Image.open(ham / "images" / f"{name}.jpg").save(folder / f"{name}.jpg", quality=95, exif=_exif(taken))
         age, sex, site = pair[0]["age"], pair[0]["sex"], pair[0]["localization"]
     else:
         lesion, names, age, sex, site = "L-1", ("lesion_a", "lesion_b"), "50", "female", "back"
-        for seed, name in enumerate(names):
-            Image.fromarray(synthetic_lesion(150, 200, seed=seed)[0]).save(folder / f"{name}.png")
+        for seed, (name, taken) in enumerate(zip(names, TAKEN, strict=True)):
+            Image.fromarray(synthetic_lesion(150, 200, seed=seed)[0]).save(folder / f"{name}.png", exif=_exif(taken))
     rows += [[name, "WALK-P1", lesion, age, sex, site] for name in names]
     metadata = tmp_path / "metadata.csv"
     with metadata.open("w", newline="") as file:
@@ -362,6 +374,8 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.get_by_text("Case 4 of 5 in your review queue").wait_for()
         _idle(page)
         page.screenshot(path=str(shots / "03_three_reviewed.png"))
+        page.reload()  # the queue is the reviewer's, kept in the database: a reload does not rebuild it
+        page.get_by_text("Case 4 of 5 in your review queue").wait_for()
 
         # Zoom: the mouse wheel over the image narrows the shown part of it
         viewer = page.locator(".st-key-case_viewer .js-plotly-plot").last
@@ -400,6 +414,17 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
         # Correct the age: the case is analysed again with it
         page.get_by_text("Correct the patient or lesion details").click()
+        body = page.locator(f".st-key-body_map_{case_id} .js-plotly-plot")  # the site picked on the body map
+        body.locator(".scatterlayer .point").first.wait_for()
+        _idle(page)
+        body.scroll_into_view_if_needed()  # a click lands where the map is on the screen
+        x, y = body.evaluate("""gd => { const f = gd._fullLayout, i = gd.data[0].customdata.indexOf('hand'),
+            r = gd.getBoundingClientRect();
+            return [r.left + f.xaxis._offset + f.xaxis.l2p(gd.data[0].x[i]),
+                    r.top + f.yaxis._offset + f.yaxis.l2p(gd.data[0].y[i])]; }""")
+        page.mouse.click(x, y)
+        sync_api.expect(page.locator(f".st-key-fix_site_{case_id}").get_by_role("combobox")).to_have_value("hand")
+        _idle(page)
         page.get_by_label("Age (years)").fill("41")
         page.get_by_role("button", name="Save the corrections").click()
         page.get_by_text("Corrections saved. The model analysed the case again").wait_for()
@@ -414,6 +439,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.get_by_role("button", name="Compare 2 images of this lesion").click()
         page.wait_for_url("**/Lesion_over_time**")
         page.get_by_text("Malignancy probability").first.wait_for()
+        page.get_by_text("2024-03-01 → 2025-03-01 (12 months)").wait_for()  # the days taken, read from the files
         _idle(page)
         page.screenshot(path=str(shots / "07_same_lesion.png"), full_page=True)
 
@@ -435,6 +461,17 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
             page.get_by_role("button", name="Case report (PDF)").click()
         pdf = shots / download.value.suggested_filename
         download.value.save_as(pdf)
+
+        # A referral letter, read back
+        page.get_by_text("Write a referral or report letter (PDF)").click()
+        page.get_by_label("To", exact=True).fill("Dr Smith, Plastic Surgery")
+        page.get_by_label("Clinical question or reason for referral").fill("Excision of a changing lesion?")
+        page.get_by_label("Clinical question or reason for referral").press("Tab")  # committed on leaving the field
+        _idle(page)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download the letter").click()
+        letter = shots / download.value.suggested_filename
+        download.value.save_as(letter)
         browser.close()
 
     assert pdf.name.startswith(f"{lesion_images[0]}_") and pdf.suffix == ".pdf"
@@ -446,7 +483,12 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
     scale, diameter = store.measurements(case_id)
     assert scale.length_mm == 10 and diameter.length_mm > 0
     assert store.case(case_id).metadata.age == 41 and store.latest_prediction(case_id).metadata_used.age == 41
+    assert store.case(case_id).metadata.site == Site("upper extremity", "hand")  # picked on the body map
     assert len(list(shots.glob("*.png"))) == 8
+    letter_text = " ".join(p.extract_text() for p in PdfReader(letter).pages).replace("\n", " ")
+    assert letter.name.startswith(f"letter_{lesion_images[0]}_") and len(PdfReader(letter).pages) == 1
+    assert "Dr Smith, Plastic Surgery" in letter_text and "Excision of a changing lesion?" in letter_text
+    assert letter_text.index("Our assessment") < letter_text.index("Decision support (not a diagnosis)")
 
 
 @pytest.mark.data  # real SIIM-ISIC DICOMs where present

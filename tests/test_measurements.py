@@ -44,7 +44,8 @@ def test_a_lesion_running_out_of_the_picture_is_not_given_a_size_or_shape():
     m = measure_lesion(mask.astype(bool), image, mm_per_pixel=0.05)
     assert m.cut_off and m.on_border > 0.2
     assert m.area_mm2 is None and m.longest_diameter_mm is None
-    (size, colours) = m.describe()
+    size, colours = m.describe()
+    assert colours.startswith("Colours:")
     assert size.startswith("Size, shape and border not measured:") and "runs along the image border" in size
     inside = measure_lesion(_disc(100), image, mm_per_pixel=0.05)
     assert not inside.cut_off and inside.on_border == 0 and inside.area_mm2 is not None

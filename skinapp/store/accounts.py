@@ -170,6 +170,23 @@ class Accounts:
         expires = row["expires_at"] if row["expires_at"].tzinfo else row["expires_at"].replace(tzinfo=dt.UTC)
         return _user(row) if expires > now else None
 
+    def session_end_reason(self, token: str | None) -> str | None:
+        """Why a session token that once signed someone in no longer does, told to whoever holds it (they were
+        signed in with it); None for a token that never named a session."""
+        if not isinstance(token, str) or not token or len(token) > 100:
+            return None
+        with self.store.engine.connect() as connection:
+            row = connection.execute(
+                select(users.c.disabled, sessions.c.ended_at).join(sessions, sessions.c.user_id == users.c.id)
+                .where(sessions.c.token_sha256 == _token_digest(token))).mappings().first()
+        if row is None:
+            return None
+        if row["disabled"]:
+            return "Your account has been disabled by an administrator, so you were signed out. Ask an administrator."
+        if row["ended_at"] is not None:
+            return "You were signed out. Sign in again to go on."
+        return f"Your session ended after {SESSION_HOURS} hours. Sign in again to go on."
+
     def sign_out(self, token: str | None) -> None:
         if not token:
             return

@@ -100,12 +100,13 @@ def grant_statements(app_role: str) -> list[str]:
         raise ValueError(f"{app_role!r} is not a plain PostgreSQL role name (lower-case letters, digits, _)")
     tables = ", ".join(_MESSAGES)
     return [
-        f"REVOKE ALL ON {tables}, sessions FROM {app_role}",
+        f"REVOKE ALL ON {tables}, sessions, review_queues FROM {app_role}",
         f"GRANT USAGE ON SCHEMA public TO {app_role}",
         f"GRANT SELECT, INSERT ON {tables} TO {app_role}",
         f"GRANT UPDATE ({', '.join(FILLABLE_CASE_COLUMNS)}) ON cases TO {app_role}",
         f"GRANT UPDATE ({', '.join(USER_UPDATABLE_COLUMNS)}) ON users TO {app_role}",
         f"GRANT SELECT, INSERT, UPDATE (ended_at) ON sessions TO {app_role}",
+        f"GRANT SELECT, INSERT ON review_queues TO {app_role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app_role}",
     ]
 

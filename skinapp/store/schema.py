@@ -150,6 +150,14 @@ sessions = Table(  # signed-in browser sessions; the browser holds the token, th
     Column("ended_at", DateTime(timezone=True)),
 )
 
+review_queues = Table(  # each reviewer's queue as they entered it from the worklist (`queues.py`); latest wins
+    "review_queues", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("case_ids", JSON, nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+)
+
 APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements", "outcomes")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
 EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine", "study_date")

@@ -23,7 +23,7 @@ class ReportFile:
     data: bytes
 
 
-def _reports(store: Store, case_ids: Sequence[int], generated_by: str, installed: ModelCard | None,
+def stored_reports(store: Store, case_ids: Sequence[int], generated_by: str, installed: ModelCard | None,
              now: dt.datetime) -> list[CaseReport]:
     reports = []
     for case_id in case_ids:
@@ -57,7 +57,7 @@ def report_file(store: Store, case_ids: Sequence[int], generated_by: str, kind: 
                 installed: ModelCard | None = None, patient_id: str | None = None) -> ReportFile:
     """One case (`case_ids` of one) or a patient's cases (`patient_id` names the file) in one file."""
     now = dt.datetime.now(dt.UTC)
-    reports = _reports(store, case_ids, generated_by, installed, now)
+    reports = stored_reports(store, case_ids, generated_by, installed, now)
     if not reports:
         raise ValueError("none of these cases is in the store")
     subject = patient_subject(patient_id) if patient_id is not None else reports[0].case_name
