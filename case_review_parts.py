@@ -67,16 +67,13 @@ def navigation(queue: ReviewQueue, case_id: int) -> None:
 
 
 def model_answer(stored: StoredPrediction) -> None:
+    """Compact: the top diagnosis, the malignancy, the risk warning and up to three reasons in view; everything
+    else (each diagnosis's probability, the set, the structures, which model) one click away."""
     answer = view.model_answer(stored, installed_card())
     st.caption("Model's top diagnosis")
     st.subheader(answer.call, anchor=False)
-    for caption in (answer.recall, answer.rule):
-        if caption:
-            st.caption(caption)
     st.metric("Malignancy probability", answer.malignancy, answer.malignancy_spread, delta_color="off",
               delta_arrow="off", help=view.MALIGNANCY_HELP)
-    if answer.prediction_set:
-        st.markdown(answer.prediction_set)
     for warning in answer.suspicious:
         st.error(warning, icon=":material/priority_high:")
     for warning in answer.cannot_exclude:
@@ -85,17 +82,25 @@ def model_answer(stored: StoredPrediction) -> None:
         st.info(answer.low)
     if answer.manual_check:
         st.error(answer.manual_check)
-    for warning in answer.warnings:
+    for warning in answer.warnings[:view.REASONS_IN_VIEW]:
         st.warning(warning)
     if not stored.flags:
         st.success("No warning signs found for this prediction.")
-    st.plotly_chart(probability_chart(answer.probabilities, answer.highlighted), config=CHART_CONFIG, width="stretch",
-                    key="probability_chart")
-    structures(stored)
-    for caption in (answer.chart_caption, answer.metadata_caption, answer.model_caption):
-        st.caption(caption)
     if answer.older_model:
         st.info(answer.older_model)
+    with st.expander("Details: every diagnosis, the structures, the model", icon=":material/info:"):
+        for warning in answer.warnings[view.REASONS_IN_VIEW:]:
+            st.warning(warning)
+        for caption in (answer.recall, answer.rule):
+            if caption:
+                st.caption(caption)
+        if answer.prediction_set:
+            st.markdown(answer.prediction_set)
+        st.plotly_chart(probability_chart(answer.probabilities, answer.highlighted), config=CHART_CONFIG,
+                        width="stretch", key="probability_chart")
+        structures(stored)
+        for caption in (answer.chart_caption, answer.metadata_caption, answer.model_caption):
+            st.caption(caption)
 
 
 def structures(stored: StoredPrediction) -> None:

@@ -172,7 +172,7 @@ def _viewer(case: StoredCase, stored: StoredPrediction | None, image: np.ndarray
             lines += view.outline_lines(reading)
         st.caption(VIEWER_LEGENDS[kind])
     lines += view.measurement_lines(get_store().measurements(case.id))
-    figure = viewer_figure(url, width, height, lines, view_width=400, picture_size=picture_size)
+    figure = viewer_figure(url, width, height, lines, view_width=560, picture_size=picture_size)
     st.plotly_chart(figure, config=VIEWER_CONFIG, width="stretch", key="case_viewer")
     st.caption("Scroll to zoom, drag to move; double-click to see the whole image again.")
     measured = reading.measured if reading is not None else None
@@ -220,7 +220,7 @@ def page() -> None:
     for note in case.notes:
         st.caption(f"About this file: {plain_markdown(note)}")
 
-    picture, answer, decision = st.columns([5, 4, 3], gap="medium")
+    picture, answer, decision = st.columns([14, 6, 5], gap="small")  # the picture first: more than half the width
     with picture:
         if stored is None:
             st.warning("The model did not analyse this image. Review it without model support.")

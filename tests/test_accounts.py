@@ -42,7 +42,9 @@ def test_accounts_sign_in_and_sessions(db_url):
     assert "disabled by an administrator" in accounts.session_end_reason(token)  # the holder is told why
     assert accounts.session_end_reason("x" * 43) is None and accounts.session_end_reason(None) is None
     accounts.set_disabled("dr.meyer", False, actor="admin")
+    _, token = accounts.sign_in("dr.meyer", PASSWORD)
     accounts.set_password("dr.meyer", "a new long password", actor="admin")
+    assert accounts.session_user(token) is None  # a password change signs out every session of the account
     assert accounts.sign_in("dr.meyer", PASSWORD) is None and accounts.sign_in("dr.meyer", "a new long password")
     actions = [e.action for e in accounts.store.audit_entries()]
     assert actions.count("sign-in failed") == 4 and "user disabled" in actions and "password changed" in actions

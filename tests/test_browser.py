@@ -351,6 +351,12 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         save = page.get_by_role("button", name="Save decision")
         box = save.bounding_box()
         assert box["y"] + box["height"] <= 900, "the decision form needs scrolling on a 1440×900 screen"
+        main = page.get_by_test_id("stMainBlockContainer").evaluate(  # the width content may take
+            "el => { const s = getComputedStyle(el); return el.clientWidth - parseFloat(s.paddingLeft)"
+            " - parseFloat(s.paddingRight); }")
+        viewer = page.locator(".st-key-case_viewer").bounding_box()
+        assert viewer["width"] >= 0.5 * main, (viewer, main)  # the picture first
+        assert viewer["y"] + viewer["height"] <= 900, "the picture needs scrolling on a 1440×900 screen"
         page.screenshot(path=str(shots / "02_first_case.png"))
         _press(page, "3")  # needs biopsy or excision
         _ticked(page, "Needs biopsy or excision")
@@ -429,7 +435,7 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.get_by_role("button", name="Save the corrections").click()
         page.get_by_text("Corrections saved. The model analysed the case again").wait_for()
         _idle(page)
-        page.get_by_text("Metadata the model used").scroll_into_view_if_needed()
+        page.get_by_text("Corrections saved. The model analysed the case again").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "06_age_corrected.png"))
 
         # Two images of one lesion, side by side
@@ -445,7 +451,9 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
         # The structures the model sees, one of them drawn on the image
         page.goto(f"{url}/Case_review?case={lesion_case}")
+        page.get_by_text("Details: every diagnosis, the structures, the model").click()
         page.get_by_text("Structures the model sees").wait_for()
+        _idle(page)  # the page has finished drawing before a list is opened on it
         layer = page.locator(".st-key-overlay_kind").get_by_role("combobox")
         layer.click()
         page.get_by_role("option", name="Where it sees a structure").click()

@@ -238,3 +238,15 @@ def test_overlay_bits_hidden_in_native_pixels_are_cleared(tmp_path):
     assert np.array_equal(stored, grey) and np.array_equal(copy.pixel_array, grey)
     export = json.loads((tmp_path / "out" / "export.json").read_text())
     assert any("overlay" in note for note in export["files"][0]["warnings"])
+
+
+def test_a_name_planted_in_the_preamble_does_not_leave(tmp_path):
+    (tmp_path / "in").mkdir()
+    path = make_dicom(tmp_path / "in" / "lesion.dcm", lesion_image())
+    data = bytearray(path.read_bytes())
+    data[:128] = b"Patient: Jane Q. Public, born 1961".ljust(128, b" ")  # the preamble is free for any use
+    path.write_bytes(bytes(data))
+    assert pydicom.dcmread(path).preamble.startswith(b"Patient: Jane")
+    assert main(["deidentify", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    copy = next((tmp_path / "out").glob("*.dcm")).read_bytes()
+    assert copy[:128] == bytes(128) and copy[128:132] == b"DICM" and b"Jane" not in copy

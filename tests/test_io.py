@@ -276,6 +276,7 @@ def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
         z.writestr("study/photo.png", _png_bytes(lesion_image(seed=3)))
         z.writestr("../escape.png", _png_bytes(lesion_image(seed=4)))
         z.writestr("/etc/absolute.png", _png_bytes(lesion_image(seed=5)))
+        z.writestr("..\\..\\windows.png", _png_bytes(lesion_image(seed=6)))  # a Windows path that climbs out
         z.writestr("bomb.bin", bytes(50 << 20))
         z.writestr("inner.zip", b"PK")
     before = sorted(os.listdir(tmp_path))
@@ -283,7 +284,7 @@ def test_zip_archives_are_read_in_memory_and_unsafe_members_refused(tmp_path):
     assert sorted(c.name for c in cases) == ["lesion", "photo"]
     assert cases[0].source.startswith(str(archive))
     found = reasons(report)
-    assert "outside" in found["escape.png"] and "outside" in found["absolute.png"]
+    assert "outside" in found["escape.png"] and "outside" in found["absolute.png"] and "outside" in found["..\\..\\windows.png"]
     assert "zip bomb" in found["bomb.bin"] and "archive inside an archive" in found["inner.zip"]
     assert sorted(os.listdir(tmp_path)) == before and not (tmp_path.parent / "escape.png").exists()
 
@@ -510,3 +511,16 @@ def test_the_import_says_green_only_when_every_file_came_in():
     assert ImportResult(failed, [1, 2], 2, 2).outcome[0] == "warning"
     assert ImportResult(ImportReport(), [1], 1, 1).outcome == (
         "success", "1 case(s) in the worklist from this import (1 new, 1 analysed); 0 file(s) not imported.")
+
+
+@pytest.mark.parametrize("spacing", [["inf", "inf"], ["1e308", "1e308"], ["0.01", "50"]])
+def test_a_pixel_spacing_that_is_no_size_is_ignored_with_a_note(tmp_path, spacing):
+    import pydicom
+
+    path = make_dicom(tmp_path / "odd.dcm", lesion_image())
+    ds = pydicom.dcmread(path)
+    ds["PixelSpacing"] = pydicom.DataElement(0x00280030, "DS", spacing, validation_mode=0)
+    ds.save_as(path)
+    (case,), report = load_cases([path])
+    assert not report.rejected and case.pixel_spacing_mm is None and case.length_mm(100) is None
+    assert any("pixel spacing is not a real size" in note for note in case.notes)

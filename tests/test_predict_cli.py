@@ -3,6 +3,7 @@ import csv
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import synthetic_lesion
 from skinapp.cli import main
@@ -60,6 +61,16 @@ def test_full_format_flags_a_grey_image(tmp_path, tiny_weights):
     assert main(["predict", str(tmp_path), "--out", str(out), "--format", "full", "--weights", str(tiny_weights)]) == 0
     rows = {r["image"]: r for r in _rows(out)}
     assert rows["xray"]["flag"] == "1" and "not a colour dermoscopy image" in rows["xray"]["flag_reasons"]
+
+
+def test_the_full_table_neutralises_formula_names_and_the_isic_table_keeps_them(tmp_path, tiny_weights):
+    """A file named like a formula must not run in a spreadsheet; the ISIC table is read by the scorer, as named."""
+    Image.fromarray(synthetic_lesion()[0]).save(tmp_path / "=HYPERLINK(1).png")
+    full, isic = tmp_path / "full.csv", tmp_path / "isic.csv"
+    assert main(["predict", str(tmp_path), "--out", str(full), "--format", "full", "--weights", str(tiny_weights)]) == 0
+    assert main(["predict", str(tmp_path), "--out", str(isic), "--weights", str(tiny_weights)]) == 0
+    assert [r["image"] for r in _rows(full)] == ["'=HYPERLINK(1)"]
+    assert [r["image"] for r in _rows(isic)] == ["=HYPERLINK(1)"]
 
 
 def test_nothing_readable_exits_non_zero(tmp_path, tiny_weights, capsys):

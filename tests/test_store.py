@@ -156,7 +156,7 @@ def test_exports_are_safe(db_url, tiny_weights):
     page = case_report_html(store.case(case_id), store.case_image(case_id), store.latest_prediction(case_id),
                             store.decisions(case_id), "Dr A")
     assert "<script>" not in page and "<img src=x" not in page and "&lt;script&gt;" in page
-    assert spreadsheet_safe(3.5) == 3.5 and spreadsheet_safe("ok") == "ok"
+    assert spreadsheet_safe(3.5) == 3.5 and spreadsheet_safe("ok") == "ok" and spreadsheet_safe("-0.25") == "-0.25"
     assert plain_markdown("**bold** [link](javascript:x) <b>") == "\\*\\*bold\\*\\* \\[link\\]\\(javascript\u2060\\:x\\) \\<b\\>"
 
 

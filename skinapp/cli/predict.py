@@ -16,6 +16,7 @@ from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.inference.site import SiteProfile, SiteProfileError
 from skinapp.io import Case, load_cases
+from skinapp.reporting.text import spreadsheet_safe
 from skinapp.trust.flags import Flag, needs_manual_check
 from skinapp.vocab import CLASSES, STRUCTURES
 
@@ -141,7 +142,10 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
             predictions = predictor.predict([c.image for c in batch], [c.metadata for c in batch])
             for case, prediction in zip(batch, predictions, strict=True):
                 flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []
-                writer.writerow(csv_row(case, prediction, output_format, flags, predictor.identity))
+                row = csv_row(case, prediction, output_format, flags, predictor.identity)
+                # The full table is read in spreadsheets: a file or patient name cannot become a formula there. The
+                # ISIC format is read by the challenge's scorer, which matches image names as written.
+                writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()} if output_format == "full" else row)
                 if masks_dir is not None:
                     mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
                     if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):

@@ -223,6 +223,7 @@ def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: Me
         patient_key = (row.patient_id if row else None) or (file_patient if file_patient != file.stem else None) or file.stem
         notes = deidentify_dataset(ds, pseudonyms, patient_key)
         name = pseudonyms.name("case", file.name) + ".dcm"
+        ds.preamble = bytes(128)  # the preamble is free for any use, a name included: it goes out blank
         ds.save_as(out / name, enforce_file_format=True)
     return ExportedFile(name, ds.PatientID, notes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import warnings
 from dataclasses import replace
 
@@ -122,8 +123,14 @@ def _taken_on(ds: pydicom.Dataset) -> str | None:
     return None
 
 
+MAX_MM_PER_PIXEL = 5.0  # coarser than any photograph of skin: a larger spacing is a wrong value, not a size
+SPACING_REFUSED = ("the file's pixel spacing is not a real size (not a finite number between 0 and "
+                   f"{MAX_MM_PER_PIXEL:g} mm); it is ignored: calibrate the image on its ruler to measure in mm")
+
+
 def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
-    """mm per pixel (row, column) in the stored image, from the first place the file gives it."""
+    """mm per pixel (row, column) in the stored image, from the first place the file gives it. Raises ValueError
+    for a spacing that cannot be a size (infinite, not a number, absurdly large)."""
     places = [ds]
     try:
         shared = ds.get("SharedFunctionalGroupsSequence")
@@ -141,6 +148,8 @@ def _pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
             if len(spacing) == 2:
                 row, column = spacing
                 if row and column:
+                    if not all(math.isfinite(v) and v <= MAX_MM_PER_PIXEL for v in (row, column)):
+                        raise ValueError(SPACING_REFUSED)
                     return row, column
     return None
 
@@ -235,7 +244,11 @@ def _read_dicom(file: InputFile, max_side: int | None, zoom_max_side: int | None
     if patient_id is not None and patient_id in {file.stem, _text(ds, "StudyID"), _text(ds, "SOPInstanceUID")}:
         notes.append(PATIENT_ID_IS_IMAGE_NAME)
         patient_id = None
-    spacing = _pixel_spacing(ds)
+    try:
+        spacing = _pixel_spacing(ds)
+    except ValueError as refused:
+        spacing = None
+        notes.append(str(refused))
     base = Case(
         name=file.stem, image=images[0], source=file.name, image_name=file.stem,
         metadata=Metadata(parse_age(_text(ds, "PatientAge")), parse_sex(_text(ds, "PatientSex")), _site(ds)),

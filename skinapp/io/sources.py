@@ -123,11 +123,11 @@ def _archive_files(archive: InputFile, report: ImportReport, archives: ExitStack
     total = 0
     for info in infos:
         name = f"{archive.name}/{info.filename}"
+        reason = _unsafe_member_reason(info)  # first: an unsafe name is reported, whatever else it looks like
         hidden = any(part not in (".", "..") and (part.startswith(".") or part == "__MACOSX")
-                     for part in PurePosixPath(info.filename).parts)
-        if info.is_dir() or hidden:  # folders, and what macOS and version control leave behind
+                     for part in PurePosixPath(info.filename.replace("\\", "/")).parts)
+        if reason is None and (info.is_dir() or hidden):  # folders, and what macOS and version control leave behind
             continue
-        reason = _unsafe_member_reason(info)
         if reason is None and info.filename.lower().endswith(".zip"):
             reason = "archive inside an archive; unpack it first"
         if reason is None and total + info.file_size > MAX_ARCHIVE_BYTES:

@@ -53,6 +53,20 @@ def prediction_set_text(prediction_set: tuple[str, ...], coverage: float = 0.9) 
             f"about {coverage:.0%} of the time; the model cannot narrow it further.")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula (CSV injection): text starting with = + - @ gets a quote. A
+    number written as text ("-0.25") is left as it is: it is a value, not a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def percent_text(probability: float) -> str:
     """A calibrated probability as a clinician should read it: never a flat 0 % or 100 %."""
     if probability < 0.01:

@@ -47,9 +47,12 @@ def viewer_figure(picture_url: str, width: int, height: int, lines: Sequence[Lin
         ys = [p[1] for p in line.points] + ([line.points[0][1]] if line.closed and len(line.points) else [])
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=line.name, hoverinfo="name",
                                     line=dict(color=line.colour, width=2, dash=line.dash)))
+    # The legend sits under the picture, never over the lesion: a band below it, as tall as the legend needs.
+    legend_band = 28 * min(len(lines), 3) if lines else 0
     figure.update_layout(
-        height=view_height, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan", uirevision="keep-zoom",
-        legend=dict(orientation="h", yanchor="bottom", y=0.01, xanchor="left", x=0.01, bgcolor="rgba(255,255,255,0.8)"),
+        height=view_height + legend_band, margin=dict(l=0, r=0, t=0, b=legend_band), dragmode="pan",
+        uirevision="keep-zoom",
+        legend=dict(orientation="h", yanchor="top", y=-0.01, xanchor="left", x=0.0),
         xaxis=dict(visible=False, range=[0, width], constrain="domain"),
         yaxis=dict(visible=False, range=[height, 0], scaleanchor="x", constrain="domain"))
     return figure

@@ -116,12 +116,15 @@ class Accounts:
             self.store.append_audit(connection, actor, "user disabled" if disabled else "user enabled", None, username=username)
 
     def set_password(self, username: str, password: str, actor: str) -> None:
+        """A new password; every open session of the account ends (whoever knew the old one is signed out)."""
         _check_password(password)
         with self.store.write_transaction() as connection:
-            changed = connection.execute(update(users).where(users.c.username == username)
-                                         .values(password_hash=_hasher.hash(password))).rowcount
-            if not changed:
+            row = connection.execute(select(users.c.id).where(users.c.username == username)).first()
+            if row is None:
                 raise AccountError(f"there is no account named {username}")
+            connection.execute(update(users).where(users.c.id == row[0]).values(password_hash=_hasher.hash(password)))
+            connection.execute(update(sessions).where(sessions.c.user_id == row[0], sessions.c.ended_at.is_(None))
+                               .values(ended_at=dt.datetime.now(dt.UTC)))
             self.store.append_audit(connection, actor, "password changed", None, username=username)
 
     def sign_in(self, username: str, password: str) -> tuple[User, str] | None:

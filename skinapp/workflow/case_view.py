@@ -190,6 +190,9 @@ class ModelAnswer:
     older_model: str | None            # the result is not the installed model's
 
 
+REASONS_IN_VIEW = 3  # warning reasons shown beside the image; the rest are under the answer's details
+
+
 def model_answer(stored: StoredPrediction, installed: ModelCard | None) -> ModelAnswer:
     top = stored.predicted_class
     metrics = metrics_of(installed, stored.weights_sha256)

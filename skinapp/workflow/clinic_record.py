@@ -37,6 +37,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, HISTOPATHOLOGY, NOT_EXCISED
 from skinapp.reporting.table_report import Section, TableBlock, TableReport, rows_of, table_report_pdf
+from skinapp.reporting.text import spreadsheet_safe
 from skinapp.store import CaseRecord, Outcome
 from skinapp.store.records import DECISIONS
 from skinapp.trust.calibration import apply_temperature, fit_temperature
@@ -51,7 +52,6 @@ from skinapp.trust.risk import (
 )
 from skinapp.trust.safety_net import TARGET_SENSITIVITY, fit_safety_net
 from skinapp.vocab import CLASSES
-from skinapp.workflow.export import spreadsheet_safe
 from skinapp.workflow.worklist import risk_tier_of
 
 Z95 = 1.959963984540054            # the normal quantile of a two-sided 95 % interval

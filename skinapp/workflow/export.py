@@ -5,16 +5,10 @@ from __future__ import annotations
 import csv
 import io
 
+from skinapp.reporting.text import spreadsheet_safe
 from skinapp.workflow.worklist import WorklistRow, worklist_records
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A cell a spreadsheet will not run as a formula (CSV injection): text starting with = + - @ gets a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+__all__ = ["export_csv", "spreadsheet_safe"]
 
 
 def export_csv(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> bytes:
