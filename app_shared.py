@@ -25,6 +25,7 @@ from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
+from skinapp.store.checkpoints import CheckpointLog
 from skinapp.store.queues import ReviewQueues
 
 if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
@@ -63,18 +64,29 @@ def get_store() -> Store:
     return store
 
 
-@st.cache_resource(show_spinner="Checking the audit trail …")
-def _audit_check_at_start() -> AuditCheck:
-    check = get_store().verify_audit()
-    if not check.ok:
-        log.error("audit trail check failed at start: %s", "; ".join(check.problems))
+AUDIT_CHECK_SECONDS = 600  # the trail is checked, and found whole signed as a checkpoint, at most this often
+
+
+@st.cache_data(ttl=AUDIT_CHECK_SECONDS, show_spinner="Checking the audit trail …")
+def _audit_check() -> AuditCheck:
+    """The audit trail checked against the signed checkpoints; found whole, its head is signed as the next
+    checkpoint (`store/checkpoints.py`), so that a later cut or rewrite of the database is detected."""
+    store = get_store()
+    try:
+        check = store.verify_audit(CheckpointLog.to_check())
+    except ValueError as exc:  # checkpoints without their key
+        check = dataclasses.replace(store.verify_audit(), problems=(str(exc),))
+    if check.ok:
+        CheckpointLog.configured().append(check.entries, check.head)
+    else:
+        log.error("audit trail check failed: %s", "; ".join(check.problems))
     return check
 
 
 def _record_warnings() -> None:
     """Shown on every page while the record's integrity is in doubt: the audit trail fails its check, or the
     app connects to PostgreSQL as a role that could rewrite it."""
-    check = _audit_check_at_start()
+    check = _audit_check()
     if not check.ok:
         st.error(f"**The audit trail failed its integrity check** ({len(check.problems)} problem(s)): someone changed the "
                  "record outside this app. Work can go on; tell your administrator, who can see the details with "

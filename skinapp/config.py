@@ -14,6 +14,8 @@ WEIGHTS_ENV = "SKINAPP_WEIGHTS"                  # the installed model's folder;
 DATA_DIR_ENV = "SKINAPP_DATA_DIR"                # the app's data folder (database, log); default data/ of a checkout, else ./data
 DATABASE_URL_ENV = "SKINAPP_DATABASE_URL"        # e.g. postgresql+psycopg://user@host/db; default SQLite in the data folder
 TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the similar-case index's images (HAM10000 images/)
+AUDIT_KEY_ENV = "SKINAPP_AUDIT_KEY_FILE"         # the key that signs audit checkpoints; default audit.key in the data folder
+AUDIT_CHECKPOINTS_ENV = "SKINAPP_AUDIT_CHECKPOINTS"  # the checkpoint file; default audit_checkpoints.jsonl there
 
 ABOVE_PACKAGE = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages once installed
 
@@ -59,3 +61,16 @@ def training_images_dir() -> Path | None:
     root = checkout()
     beside = root.parent / "shared" / "data" / "ham10000" / "images" if root is not None else None
     return beside if beside is not None and beside.is_dir() else None
+
+
+def audit_key_file() -> Path:
+    """The key that signs the audit checkpoints (`store/checkpoints.py`): it belongs with the app server, not in the
+    database or its backups."""
+    configured = os.environ.get(AUDIT_KEY_ENV)
+    return Path(configured).expanduser() if configured else data_dir() / "audit.key"
+
+
+def audit_checkpoints_file() -> Path:
+    """Where the signed heads of the audit chain are appended; best on another volume than the database."""
+    configured = os.environ.get(AUDIT_CHECKPOINTS_ENV)
+    return Path(configured).expanduser() if configured else data_dir() / "audit_checkpoints.jsonl"

@@ -303,7 +303,17 @@ def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weig
 
     _seed_cases(data_dir, count=1, weights=tiny_weights)  # which model analysed it is beside the point
     assert "integrity check" not in _texts(_app())
+    assert (data_dir / "audit_checkpoints.jsonl").read_text().count("\n") == 1  # found whole: signed as checkpoint
     st.cache_resource.clear()
+    st.cache_data.clear()  # the next check (the app checks again every 10 minutes)
+    raw = sqlite3.connect(data_dir / "skinapp.db", isolation_level=None)
+    raw.execute("DROP TRIGGER audit_log_no_delete")  # the newest entries cut off: only the checkpoint can tell
+    raw.execute("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)")
+    raw.close()
+    app = _app()
+    assert "The audit trail failed its integrity check" in _texts(app)
+    st.cache_resource.clear()
+    st.cache_data.clear()
     raw = sqlite3.connect(data_dir / "skinapp.db", isolation_level=None)
     raw.execute("DROP TRIGGER audit_log_no_update")
     raw.execute("UPDATE audit_log SET actor = 'someone else' WHERE id = 1")

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in (config.WEIGHTS_ENV, config.DATA_DIR_ENV, config.DATABASE_URL_ENV, config.TRAINING_IMAGES_ENV):
+    for name in (config.WEIGHTS_ENV, config.DATA_DIR_ENV, config.DATABASE_URL_ENV, config.TRAINING_IMAGES_ENV,
+                 config.AUDIT_KEY_ENV, config.AUDIT_CHECKPOINTS_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -33,8 +34,10 @@ def installed(clean_env, tmp_path):
 
 
 def test_every_variable_is_named_in_config():
-    assert (config.WEIGHTS_ENV, config.DATA_DIR_ENV, config.DATABASE_URL_ENV, config.TRAINING_IMAGES_ENV) == (
-        "SKINAPP_WEIGHTS", "SKINAPP_DATA_DIR", "SKINAPP_DATABASE_URL", "SKINAPP_TRAINING_IMAGES")
+    assert (config.WEIGHTS_ENV, config.DATA_DIR_ENV, config.DATABASE_URL_ENV, config.TRAINING_IMAGES_ENV,
+            config.AUDIT_KEY_ENV, config.AUDIT_CHECKPOINTS_ENV) == (
+        "SKINAPP_WEIGHTS", "SKINAPP_DATA_DIR", "SKINAPP_DATABASE_URL", "SKINAPP_TRAINING_IMAGES",
+        "SKINAPP_AUDIT_KEY_FILE", "SKINAPP_AUDIT_CHECKPOINTS")
 
 
 def test_a_checkout_uses_its_own_folders(clean_env):
@@ -67,6 +70,8 @@ def test_installed_without_settings_keeps_data_in_the_working_directory(installe
     assert config.data_dir() == installed / "data" and (installed / "data").is_dir()
     assert config.database_url() == f"sqlite:///{installed / 'data' / 'skinapp.db'}"
     assert config.training_images_dir() is None  # the pictures of similar cases are never shipped
+    assert config.audit_key_file() == installed / "data" / "audit.key"  # beside the database unless set elsewhere
+    assert config.audit_checkpoints_file() == installed / "data" / "audit_checkpoints.jsonl"
 
 
 def test_installed_without_weights_says_which_variable_to_set(installed):

@@ -95,10 +95,30 @@ def _db_init(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from skinapp.store import Store
+    from skinapp.store.checkpoints import CheckpointLog
 
-    check = Store.open(args.database).verify_audit()
+    try:
+        checkpoints = CheckpointLog.to_check()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    check = Store.open(args.database).verify_audit(checkpoints)
     print(check.summary())
     return 0 if check.ok else 1
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    from skinapp.store import Store
+    from skinapp.store.checkpoints import CheckpointLog
+
+    log = CheckpointLog.configured()
+    check = Store.open(args.database).verify_audit(CheckpointLog.to_check())
+    if not check.ok:  # a damaged trail is not signed as if it were whole
+        print(check.summary(), file=sys.stderr)
+        return 1
+    checkpoint = log.append(check.entries, check.head)
+    print(f"checkpoint written to {log.path}: {checkpoint.entries} entries, head {checkpoint.head}")
+    return 0
 
 
 def _users(args: argparse.Namespace) -> int:
@@ -269,10 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(run=_db_init)
 
     audit = commands.add_parser("audit", help="check the audit trail").add_subparsers(dest="audit", required=True)
-    verify = audit.add_parser("verify", help="check the hash chain and every decision against its audit entry "
-                                             "(exit 1 if anything was altered)")
+    verify = audit.add_parser("verify", help="check the hash chain, every decision and outcome against its audit "
+                                             "entry, and the chain against the signed checkpoints (exit 1 if anything "
+                                             "was altered)")
     verify.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
     verify.set_defaults(run=_audit_verify)
+    checkpoint = audit.add_parser(
+        "checkpoint", help="append the chain's signed head to the checkpoint file outside the database",
+        description="Signs the audit chain's length and last hash with the server's key (SKINAPP_AUDIT_KEY_FILE) and "
+                    "appends them to SKINAPP_AUDIT_CHECKPOINTS. From then on `audit verify` detects entries cut off "
+                    "the end and a chain recomputed after a change. Run it from cron; the app also writes one.")
+    checkpoint.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
+    checkpoint.set_defaults(run=_audit_checkpoint)
 
     users = commands.add_parser("users", help="manage the accounts that sign in to the app").add_subparsers(
         dest="users", required=True)

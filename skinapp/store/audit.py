@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 
 GENESIS = "0" * 64
 CHAIN_STARTED = "audit chain started"
@@ -38,16 +38,21 @@ class ChainCheck:
     before_chain: int          # entries older than the chain, covered by the first chained entry's hash
     head: str                  # the last entry's hash: note it elsewhere to detect a cut-off tail later
     problems: tuple[str, ...]
+    heads_at: Mapping[int, str] = field(default_factory=dict)  # the chain's hash after entry n, for n asked for
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_chain(rows: Iterable[Mapping]) -> ChainCheck:
-    """rows: the audit log in id order, with columns id, at, actor, action, case_id, details, prev_hash, entry_hash."""
+def check_chain(rows: Iterable[Mapping], heads_at: Collection[int] = ()) -> ChainCheck:
+    """rows: the audit log in id order, with columns id, at, actor, action, case_id, details, prev_hash, entry_hash.
+    heads_at: entry counts whose chain hash to report (the audit checkpoints')."""
     previous, chained, count, before, problems = GENESIS, False, 0, 0, []
+    wanted, heads = set(heads_at), {}
     for row in rows:
+        if count in wanted:
+            heads[count] = previous
         count += 1
         content = (row["at"], row["actor"], row["action"], row["case_id"], row["details"])
         if row["entry_hash"] is None:
@@ -64,6 +69,8 @@ def check_chain(rows: Iterable[Mapping]) -> ChainCheck:
         if row["entry_hash"] != entry_hash(row["prev_hash"] or "", *content):
             problems.append(f"entry {row['id']} was altered after it was written")
         previous = row["entry_hash"]
+    if count in wanted:
+        heads[count] = previous
     if len(problems) > MAX_PROBLEMS_LISTED:
         problems = [*problems[:MAX_PROBLEMS_LISTED], f"… and {len(problems) - MAX_PROBLEMS_LISTED} more"]
-    return ChainCheck(count, before, previous, tuple(problems))
+    return ChainCheck(count, before, previous, tuple(problems), heads)

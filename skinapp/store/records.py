@@ -289,6 +289,7 @@ class AuditCheck:
     head: str           # the hash of the last entry
     problems: tuple[str, ...]
     outcomes: int = 0
+    checkpoints: int = 0  # signed checkpoints the chain was checked against (`store/checkpoints.py`)
 
     @property
     def ok(self) -> bool:
@@ -296,6 +297,8 @@ class AuditCheck:
 
     def summary(self) -> str:
         if self.ok:
+            anchored = (f", against {self.checkpoints} signed checkpoint(s)" if self.checkpoints else
+                        " (no signed checkpoint yet: `python -m skinapp audit checkpoint`)")
             return (f"audit trail intact: {self.entries} entries, {self.decisions} decisions and {self.outcomes} "
-                    f"outcomes checked; last entry's hash {self.head}")
+                    f"outcomes checked{anchored}; last entry's hash {self.head}")
         return f"audit trail damaged ({len(self.problems)} problem(s)): " + "; ".join(self.problems)

@@ -28,6 +28,7 @@ from skinapp.io.identity import display_pixels_key
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER
 from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
+from skinapp.store.checkpoints import CheckpointLog, checkpoint_problems
 from skinapp.store.codec import (
     as_utc,
     case_from_row,
@@ -607,15 +608,17 @@ class Store:
             return [AuditEntry(r["id"], as_utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
                     for r in connection.execute(query).mappings()]
 
-    def verify_audit(self) -> AuditCheck:
-        """The hash chain, and every decision and outcome against the audit entry written with it (a row edited
-        outside the application no longer matches its entry)."""
+    def verify_audit(self, checkpoints: CheckpointLog | None = None) -> AuditCheck:
+        """The hash chain, every decision and outcome against the audit entry written with it (a row edited
+        outside the application no longer matches its entry), and, given the checkpoint log, the chain against
+        every signed checkpoint (a cut tail or a recomputed chain)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
             decision_rows = {r["id"]: r for r in connection.execute(select(decisions)).mappings()}
             outcome_rows = [outcome_from_row(r) for r in connection.execute(select(outcomes).order_by(outcomes.c.id)).mappings()]
-        chain: ChainCheck = check_chain(rows)
-        problems = list(chain.problems)
+        signed, unsigned = checkpoints.read() if checkpoints is not None else ([], [])
+        chain: ChainCheck = check_chain(rows, heads_at={c.entries for c in signed})
+        problems = [*chain.problems, *unsigned, *checkpoint_problems(signed, chain.entries, chain.heads_at)]
         recorded: dict[int, dict] = {}
         sealed_decisions = 0
         for row in rows:
@@ -636,7 +639,7 @@ class Store:
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
         problems += _outcome_problems(rows, outcome_rows)
         return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems),
-                          len(outcome_rows))
+                          len(outcome_rows), len(signed))
 
 
 def _outcome_details(outcome_id: int, entry: Outcome | OutcomeEntry) -> dict:
