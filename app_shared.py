@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import datetime as dt
 import gc
 import logging
 import threading
@@ -64,6 +65,7 @@ def get_store() -> Store:
     return store
 
 
+GUARDS_WARNING_DAYS = 30  # a removal of the guards is announced on every page this long
 AUDIT_CHECK_SECONDS = 600  # the trail is checked, and found whole signed as a checkpoint, at most this often
 
 
@@ -73,9 +75,9 @@ def _audit_check() -> AuditCheck:
     checkpoint (`store/checkpoints.py`), so that a later cut or rewrite of the database is detected."""
     store = get_store()
     try:
-        check = store.verify_audit(CheckpointLog.to_check())
+        check = store.verify_audit(CheckpointLog.to_check(), pixels=False)  # the pictures: `audit verify`
     except ValueError as exc:  # checkpoints without their key
-        check = dataclasses.replace(store.verify_audit(), problems=(str(exc),))
+        check = dataclasses.replace(store.verify_audit(pixels=False), problems=(str(exc),))
     if check.ok:
         CheckpointLog.configured().append(check.entries, check.head)
     else:
@@ -91,9 +93,19 @@ def _record_warnings() -> None:
         st.error(f"**The audit trail failed its integrity check** ({len(check.problems)} problem(s)): someone changed the "
                  "record outside this app. Work can go on; tell your administrator, who can see the details with "
                  "`python -m skinapp audit verify`.", icon=":material/gpp_bad:")
+    recreated = _guards_recreated()
+    if recreated:
+        st.error(f"**The database's guards were found removed** (last on {recreated[-1]:%Y-%m-%d %H:%M} UTC) and were put "
+                 "back: someone with direct access to the database set them aside. Tell your administrator, who can "
+                 "check the record with `python -m skinapp audit verify`.", icon=":material/gpp_bad:")
     if _connected_as_owner():
         st.warning("This app connects to the database as the owner of its tables, so the record could be rewritten "
                    "through it. Ask your administrator to connect it as the application role (README, clinic set-up).")
+
+
+@st.cache_data(ttl=AUDIT_CHECK_SECONDS, show_spinner=False)
+def _guards_recreated() -> list[dt.datetime]:
+    return get_store().guards_recreated_since(dt.datetime.now(dt.UTC) - dt.timedelta(days=GUARDS_WARNING_DAYS))
 
 
 @st.cache_resource(show_spinner=False)

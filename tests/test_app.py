@@ -312,6 +312,7 @@ def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weig
     raw.close()
     app = _app()
     assert "The audit trail failed its integrity check" in _texts(app)
+    assert "The database's guards were found removed" in _texts(app)  # put back when the app opened it, and said
     st.cache_resource.clear()
     st.cache_data.clear()
     raw = sqlite3.connect(data_dir / "skinapp.db", isolation_level=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from skinapp.store.codec import (
     thumbnail_jpeg,
 )
 from skinapp.store.decoded import IDS_PER_QUERY, DecodedPredictions
+from skinapp.store.digests import case_content_digest, case_metadata_digest, case_pixels_digest, row_digest
 from skinapp.store.edits import (
     changes_model_input,
     checked_case_changes,
@@ -49,6 +51,7 @@ from skinapp.store.edits import (
 )
 from skinapp.store.guards import sqlite_authorizer
 from skinapp.store.limits import InvalidText, checked, checked_notes
+from skinapp.store.record_check import record_problems
 from skinapp.store.records import (
     DECISIONS,
     SCALE,
@@ -67,9 +70,19 @@ from skinapp.store.records import (
     StoredPrediction,
 )
 from skinapp.store.schema import audit_log, case_edits, case_measurements, cases, decisions, outcomes, predictions
-from skinapp.store.setup import StoreSetupError, connected_as_owner, initialise, insert_audit_entry, missing_parts
+from skinapp.store.setup import (
+    SYSTEM_ACTOR,
+    StoreSetupError,
+    connected_as_owner,
+    initialise,
+    insert_audit_entry,
+    missing_parts,
+)
 from skinapp.trust.flags import Flag
 from skinapp.vocab import CLASSES
+
+log = logging.getLogger(__name__)
+GUARDS_RECREATED = "database guards recreated"  # found removed when the store was opened
 
 
 def _now() -> dt.datetime:
@@ -158,7 +171,19 @@ class Store:
                     "may not add them: run `python -m skinapp db init` as the role that owns the tables") from exc
             finally:
                 setup.dispose()
-        return cls(engine)
+        store = cls(engine)
+        removed = [m for m in missing if "guards" in m or m.startswith("trigger ")]
+        if removed and not any(m.startswith("table ") for m in missing):  # guards of a database in use went missing
+            log.warning("the database's guards were missing and were put back: %s", ", ".join(removed))
+            with store.write_transaction() as connection:
+                store.append_audit(connection, SYSTEM_ACTOR, GUARDS_RECREATED, None, missing=removed)
+        return store
+
+    def guards_recreated_since(self, since: dt.datetime) -> list[dt.datetime]:
+        """When the database's guards were found removed (and put back) since `since`: someone set them aside."""
+        with self.engine.connect() as connection:
+            return [as_utc(at) for at in connection.execute(select(audit_log.c.at).where(
+                audit_log.c.action == GUARDS_RECREATED, audit_log.c.at >= since).order_by(audit_log.c.id)).scalars()]
 
     @property
     def connected_as_owner(self) -> bool:
@@ -202,7 +227,9 @@ class Store:
                 filled = {k: v for k, v in offered.items() if v is not None and existing[k] is None}
                 if filled:
                     connection.execute(cases.update().where(cases.c.id == existing["id"]).values(**filled))
-                    self.append_audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled))
+                    now = connection.execute(select(*_FILLABLE).where(cases.c.id == existing["id"])).mappings().one()
+                    self.append_audit(connection, actor, "case metadata filled", existing["id"], fields=sorted(filled),
+                                      metadata_sha256=case_metadata_digest(now))
                 return AddedCase(int(existing["id"]), False, tuple(sorted(filled)))
             case_id = _new_id(connection.execute(insert(cases).values(
                 content_key=key, name=name, source=source, frame=case.frame, **offered,
@@ -212,7 +239,10 @@ class Store:
                 acquisition=acquisition, notes=notes, image_png=png_bytes(case.image),
                 thumbnail_jpeg=thumbnail_jpeg(case.image), zoom_jpeg=case.zoom_jpeg, imported_at=_now(), imported_by=actor,
             )))
-            self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file")
+            stored = connection.execute(select(cases).where(cases.c.id == case_id)).mappings().one()
+            self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file",
+                              content_sha256=case_content_digest(stored), metadata_sha256=case_metadata_digest(stored),
+                              pixels_sha256=case_pixels_digest(stored))
         return AddedCase(int(case_id), True, ())
 
     def add_prediction(self, case_id: int, prediction: Prediction, flags: list[Flag], weights_sha256: str,
@@ -229,9 +259,11 @@ class Store:
                 metadata_used=metadata_columns(prediction.metadata_used),
                 arrays=prediction_arrays(prediction),
             )))
+            stored = connection.execute(select(predictions).where(predictions.c.id == prediction_id)).mappings().one()
             self.append_audit(connection, actor, "prediction stored", case_id, prediction_id=prediction_id,
-                        model_version=prediction.model_version, weights_sha256=weights_sha256,
-                        predicted_class=prediction.predicted_class, flags=[f.code for f in flags])
+                              model_version=prediction.model_version, weights_sha256=weights_sha256,
+                              predicted_class=prediction.predicted_class, flags=[f.code for f in flags],
+                              content_sha256=row_digest(stored))
         return int(prediction_id)
 
     def record_decision(self, case_id: int, reviewer: str, decision: str, *, seen_prediction_id: int | None,
@@ -349,8 +381,11 @@ class Store:
                    **metadata_columns(current.metadata)}
             changed = {k: v for k, v in wanted.items() if now[k] != v}
             if changed:
-                connection.execute(insert(case_edits).values(case_id=case_id, at=_now(), editor=editor, changes=changed))
-                self.append_audit(connection, editor, "case metadata corrected", case_id, fields=sorted(changed))
+                edit_id = _new_id(connection.execute(insert(case_edits).values(case_id=case_id, at=_now(), editor=editor,
+                                                                               changes=changed)))
+                row = connection.execute(select(case_edits).where(case_edits.c.id == edit_id)).mappings().one()
+                self.append_audit(connection, editor, "case metadata corrected", case_id, fields=sorted(changed),
+                                  edit_id=edit_id, content_sha256=row_digest(row))
             edited = self._case(connection, case_id)
         assert edited is not None
         return edited, changes_model_input(changed)
@@ -374,9 +409,9 @@ class Store:
                 ruler_mm = math.dist(*kept) * case.mm_per_pixel
             measurement_id = _new_id(connection.execute(insert(case_measurements).values(
                 case_id=case_id, at=_now(), measured_by=measured_by, kind=kind, points=kept, length_mm=ruler_mm)))
-            self.append_audit(connection, measured_by, f"{kind} measured", case_id, measurement_id=measurement_id,
-                              length_mm=round(ruler_mm, 3))
             row = connection.execute(select(case_measurements).where(case_measurements.c.id == measurement_id)).mappings().one()
+            self.append_audit(connection, measured_by, f"{kind} measured", case_id, measurement_id=measurement_id,
+                              length_mm=round(ruler_mm, 3), content_sha256=row_digest(row))
         return _measurement(row)
 
     def measurements(self, case_id: int) -> list[Measurement]:
@@ -608,14 +643,16 @@ class Store:
             return [AuditEntry(r["id"], as_utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
                     for r in connection.execute(query).mappings()]
 
-    def verify_audit(self, checkpoints: CheckpointLog | None = None) -> AuditCheck:
-        """The hash chain, every decision and outcome against the audit entry written with it (a row edited
-        outside the application no longer matches its entry), and, given the checkpoint log, the chain against
-        every signed checkpoint (a cut tail or a recomputed chain)."""
+    def verify_audit(self, checkpoints: CheckpointLog | None = None, pixels: bool = True) -> AuditCheck:
+        """The hash chain; every case, prediction, measurement, correction, decision and outcome against the audit
+        entry written with it (a row edited outside the application no longer matches its entry; `pixels`: the
+        cases' pictures too, the longest part); and, given the checkpoint log, the chain against every signed
+        checkpoint (a cut tail or a recomputed chain)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
             decision_rows = {r["id"]: r for r in connection.execute(select(decisions)).mappings()}
             outcome_rows = [outcome_from_row(r) for r in connection.execute(select(outcomes).order_by(outcomes.c.id)).mappings()]
+            stored_rows = record_problems(connection, rows, pixels)
         signed, unsigned = checkpoints.read() if checkpoints is not None else ([], [])
         chain: ChainCheck = check_chain(rows, heads_at={c.entries for c in signed})
         problems = [*chain.problems, *unsigned, *checkpoint_problems(signed, chain.entries, chain.heads_at)]
@@ -638,6 +675,7 @@ class Store:
                 problems.append(f"decision {decision_id} differs from its audit entry: it was altered")
         problems += [f"decision {d} named in the audit trail is missing" for d in sorted(set(recorded) - set(decision_rows))]
         problems += _outcome_problems(rows, outcome_rows)
+        problems += stored_rows
         return AuditCheck(chain.entries, chain.before_chain, len(decision_rows), chain.head, tuple(problems),
                           len(outcome_rows), len(signed))
 
