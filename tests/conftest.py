@@ -26,6 +26,14 @@ SHIPPED_WEIGHTS = REPO / "weights"
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key(tmp_path_factory) -> Path:
+    """The key that signs audit entries and checkpoints lives with the server: the tests' own, never the checkout's."""
+    path = tmp_path_factory.mktemp("server") / "audit.key"
+    os.environ.setdefault("SKINAPP_AUDIT_KEY_FILE", str(path))
+    return Path(os.environ["SKINAPP_AUDIT_KEY_FILE"])
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "ham10000" / "HAM10000_metadata.csv").is_file():

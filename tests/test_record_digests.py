@@ -84,3 +84,31 @@ def test_guards_found_removed_are_put_back_on_the_record_and_in_the_log(tmp_path
     (when,) = store.guards_recreated_since(dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     assert (dt.datetime.now(dt.UTC) - when).total_seconds() < 60 and store.verify_audit().ok
     assert Store.open(url).guards_recreated_since(dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) == [when]  # once
+
+
+def test_an_entry_written_without_the_servers_key_is_named(db, recorded):
+    """What someone with only database access could do, even as the application's own role on PostgreSQL: add a
+    decision with an audit entry correctly chained to the last one. Without the server's key it carries no
+    signature, and `audit verify` names it."""
+    import datetime as dt
+
+    from sqlalchemy import create_engine, insert, select
+
+    from skinapp.store.audit import entry_hash, text_digest
+    from skinapp.store.schema import audit_log, decisions
+
+    store, (case_id, _) = recorded
+    engine = create_engine(db.url)  # no Store: no key
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        decision_id = connection.execute(insert(decisions).values(
+            case_id=case_id, reviewer="Dr Never", created_at=now, decision="agree", note="")).inserted_primary_key[0]
+        previous = connection.execute(select(audit_log.c.entry_hash).order_by(audit_log.c.id.desc()).limit(1)).scalar()
+        details = {"decision_id": decision_id, "decision": "agree", "diagnosis": None, "prediction_id": None,
+                   "note_sha256": text_digest("")}
+        connection.execute(insert(audit_log).values(
+            at=now, actor="Dr Never", action="decision recorded", case_id=case_id, details=details, prev_hash=previous,
+            entry_hash=entry_hash(previous, now, "Dr Never", "decision recorded", case_id, details)))
+    engine.dispose()
+    problems = store.verify_audit().problems
+    assert problems and all("is not signed with the server's key" in p for p in problems), problems

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 GENESIS = "0" * 64
@@ -25,6 +26,11 @@ def entry_hash(prev_hash: str, at: dt.datetime, actor: str, action: str, case_id
     body = json.dumps({"at": canonical_time(at), "actor": actor, "action": action, "case_id": case_id,
                        "details": details}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def entry_mac(key: bytes, hashed: str) -> str:
+    """An entry's signature under the server's key: without the key no entry can be added or rewritten unseen."""
+    return hmac.new(key, hashed.encode(), hashlib.sha256).hexdigest()
 
 
 def text_digest(text: str) -> str:
@@ -45,10 +51,13 @@ class ChainCheck:
         return not self.problems
 
 
-def check_chain(rows: Iterable[Mapping], heads_at: Collection[int] = ()) -> ChainCheck:
-    """rows: the audit log in id order, with columns id, at, actor, action, case_id, details, prev_hash, entry_hash.
-    heads_at: entry counts whose chain hash to report (the audit checkpoints')."""
+def check_chain(rows: Iterable[Mapping], heads_at: Collection[int] = (), keys: Sequence[bytes] = ()) -> ChainCheck:
+    """rows: the audit log in id order, with columns id, at, actor, action, case_id, details, prev_hash, entry_hash
+    and entry_mac. heads_at: entry counts whose chain hash to report (the audit checkpoints'). keys: the server's
+    keys (the current one first): from the first signed entry on, every entry must carry a signature one of them
+    made."""
     previous, chained, count, before, problems = GENESIS, False, 0, 0, []
+    signed = False
     wanted, heads = set(heads_at), {}
     for row in rows:
         if count in wanted:
@@ -68,6 +77,15 @@ def check_chain(rows: Iterable[Mapping], heads_at: Collection[int] = ()) -> Chai
                             "altered or slipped in")
         if row["entry_hash"] != entry_hash(row["prev_hash"] or "", *content):
             problems.append(f"entry {row['id']} was altered after it was written")
+        if keys:
+            mac = row.get("entry_mac")
+            if mac is None:
+                if signed:
+                    problems.append(f"entry {row['id']} is not signed with the server's key: it was written with "
+                                    "access to the database only")
+            elif not any(hmac.compare_digest(mac, entry_mac(k, row["entry_hash"] or "")) for k in keys):
+                problems.append(f"entry {row['id']} carries a signature the server's key did not make: it was forged")
+            signed = signed or mac is not None
         previous = row["entry_hash"]
     if count in wanted:
         heads[count] = previous

@@ -40,27 +40,36 @@ def _mac(key: bytes, text: str) -> str:
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
-def load_key(path: Path) -> bytes:
-    """The server's checkpoint key; made (random, owner-only) where there is none yet."""
+def load_keys(path: Path, create: bool = True) -> list[bytes]:
+    """The server's keys, one per line as hex, the current one first (older ones, kept after a rotation, still
+    check what they signed); a first key is made (random, owner-only) where there is none yet and `create`."""
     if not path.is_file():
+        if not create:
+            return []
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(KEY_BYTES))
-    key = bytes.fromhex(path.read_text().strip())
-    if len(key) < 16:
-        raise ValueError(f"the audit key in {path} is too short (at least 16 bytes, written as hex)")
-    return key
+            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+    keys = [bytes.fromhex(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    if not keys or any(len(k) < 16 for k in keys):
+        raise ValueError(f"the audit key file {path} holds no key or a key shorter than 16 bytes (hex, one per line)")
+    return keys
+
+
+def load_key(path: Path) -> bytes:
+    """The server's current key (made where there is none yet)."""
+    return load_keys(path)[0]
 
 
 class CheckpointLog:
-    def __init__(self, path: Path, key: bytes) -> None:
-        self.path, self.key = path, key
+    def __init__(self, path: Path, key: bytes, older_keys: Sequence[bytes] = ()) -> None:
+        self.path, self.key, self.keys = path, key, [key, *older_keys]
 
     @classmethod
     def configured(cls) -> CheckpointLog:
         """The configured file and key (the key is made where there is none: writing the first checkpoint)."""
-        return cls(audit_checkpoints_file(), load_key(audit_key_file()))
+        current, *older = load_keys(audit_key_file())
+        return cls(audit_checkpoints_file(), current, older)
 
     @classmethod
     def to_check(cls) -> CheckpointLog | None:
@@ -71,7 +80,8 @@ class CheckpointLog:
             return None
         if not key.is_file():
             raise ValueError(f"the audit checkpoints in {path} cannot be checked: the key {key} is missing")
-        return cls(path, load_key(key))
+        current, *older = load_keys(key)
+        return cls(path, current, older)
 
     def append(self, entries: int, head: str) -> Checkpoint:
         at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -94,7 +104,7 @@ class CheckpointLog:
                 continue
             try:
                 checkpoint = Checkpoint(**json.loads(line))
-                valid = hmac.compare_digest(checkpoint.mac, _mac(self.key, checkpoint.signed_text()))
+                valid = any(hmac.compare_digest(checkpoint.mac, _mac(k, checkpoint.signed_text())) for k in self.keys)
             except (ValueError, TypeError):
                 valid = False
             if valid:

@@ -126,6 +126,7 @@ audit_log = Table(
     Column("details", JSON, nullable=False),
     Column("prev_hash", String(64)),   # the hash chain (skinapp.store.audit); empty only on entries older than it
     Column("entry_hash", String(64)),
+    Column("entry_mac", String(64)),   # HMAC of entry_hash under the server's key (`checkpoints.py`); empty on older entries
 )
 Index("audit_by_case", audit_log.c.case_id)
 

@@ -9,7 +9,7 @@ import datetime as dt
 from sqlalchemy import Engine, create_engine, func, insert, inspect, select
 from sqlalchemy.engine import Connection
 
-from skinapp.store.audit import CHAIN_STARTED, GENESIS, entry_hash
+from skinapp.store.audit import CHAIN_STARTED, GENESIS, entry_hash, entry_mac
 from skinapp.store.guards import (
     POSTGRES_TRIGGERS,
     SQLITE_TRIGGER_COUNT,
@@ -78,12 +78,14 @@ def _start_chain(connection: Connection) -> None:
 
 
 def insert_audit_entry(connection: Connection, previous: str, actor: str, action: str, case_id: int | None,
-                       details: dict) -> None:
-    """Write one entry chained to `previous` (the caller holds the lock that makes `previous` the last one)."""
+                       details: dict, key: bytes | None = None) -> None:
+    """Write one entry chained to `previous` (the caller holds the lock that makes `previous` the last one), signed
+    with the server's `key` where given."""
     at = dt.datetime.now(dt.UTC)
+    hashed = entry_hash(previous, at, actor, action, case_id, details)
     connection.execute(insert(audit_log).values(
-        at=at, actor=actor, action=action, case_id=case_id, details=details, prev_hash=previous,
-        entry_hash=entry_hash(previous, at, actor, action, case_id, details)))
+        at=at, actor=actor, action=action, case_id=case_id, details=details, prev_hash=previous, entry_hash=hashed,
+        entry_mac=entry_mac(key, hashed) if key is not None else None))
 
 
 def initialise(engine: Engine, app_role: str | None = None) -> list[str]:

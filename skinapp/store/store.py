@@ -22,14 +22,14 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, true
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import ProgrammingError
 
-from skinapp.config import database_url
+from skinapp.config import audit_key_file, database_url
 from skinapp.inference.prediction import Prediction
 from skinapp.io.case import Case
 from skinapp.io.identity import display_pixels_key
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.outcomes import DIAGNOSIS_BY_CODE, OTHER
 from skinapp.store.audit import CHAIN_STARTED, GENESIS, ChainCheck, check_chain, text_digest
-from skinapp.store.checkpoints import CheckpointLog, checkpoint_problems
+from skinapp.store.checkpoints import CheckpointLog, checkpoint_problems, load_keys
 from skinapp.store.codec import (
     as_utc,
     case_from_row,
@@ -151,6 +151,13 @@ class Store:
         """engine: a database that is set up (`skinapp.store.setup`); `Store.open` makes sure of it."""
         self.engine = engine
         self._decoded = DecodedPredictions()
+        self._keys: list[bytes] | None = None
+
+    def _signing_key(self) -> bytes:
+        """The server's key that signs each audit entry (made on first use: `SKINAPP_AUDIT_KEY_FILE`)."""
+        if self._keys is None:
+            self._keys = load_keys(audit_key_file())
+        return self._keys[0]
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:
@@ -208,7 +215,7 @@ class Store:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
         previous = connection.execute(select(audit_log.c.entry_hash).order_by(audit_log.c.id.desc()).limit(1)).scalar()
-        insert_audit_entry(connection, previous or GENESIS, actor, action, case_id, details)
+        insert_audit_entry(connection, previous or GENESIS, actor, action, case_id, details, self._signing_key())
 
     def add_case(self, case: Case, actor: str) -> AddedCase:
         """The same image imported again is the same case. What it was stored with is never overwritten, but
@@ -654,8 +661,12 @@ class Store:
             outcome_rows = [outcome_from_row(r) for r in connection.execute(select(outcomes).order_by(outcomes.c.id)).mappings()]
             stored_rows = record_problems(connection, rows, pixels)
         signed, unsigned = checkpoints.read() if checkpoints is not None else ([], [])
-        chain: ChainCheck = check_chain(rows, heads_at={c.entries for c in signed})
+        keys = self._keys if self._keys is not None else load_keys(audit_key_file(), create=False)
+        chain: ChainCheck = check_chain(rows, heads_at={c.entries for c in signed}, keys=keys)
         problems = [*chain.problems, *unsigned, *checkpoint_problems(signed, chain.entries, chain.heads_at)]
+        if not keys and any(r["entry_mac"] for r in rows):
+            problems.append(f"the audit trail is signed, but this server has no key to check it with "
+                            f"({audit_key_file()} is missing)")
         recorded: dict[int, dict] = {}
         sealed_decisions = 0
         for row in rows:
