@@ -93,3 +93,21 @@ def test_training_views_are_shrunk_without_aliasing_and_degraded_on_request():
     for seed in range(8):
         degraded = degrade(textured_lesion(150, 200, 1.0), np.random.default_rng(seed))
         assert degraded.shape == (150, 200, 3) and degraded.dtype == np.uint8
+
+
+def test_the_resolution_experiments_are_shown_as_means_over_their_seeds(tmp_path):
+    import json
+
+    from skinapp.reporting.card_sections import RESOLUTION_ABLATION_FILE, resolution_ablation_section
+
+    def run(ba, auc, mel, spread):
+        return {"balanced_accuracy": ba, "malignant_auc": auc, "mask_jaccard": 0.8, "external_melanoma_auc": mel,
+                "resolution": {"balanced_accuracy_range": spread, "malignant_auc_range": 0.001}}
+
+    (tmp_path / RESOLUTION_ABLATION_FILE).write_text(json.dumps({"protocol": {}, "results": {
+        "recipe": run(0.70, 0.86, 0.70, 0.01), "recipe [seed 1]": run(0.60, 0.82, 0.80, 0.03),
+        "0.2 recipe": run(0.68, 0.88, 0.77, 0.02)}}))
+    lines = resolution_ablation_section(tmp_path)
+    assert "| recipe | 2 | 0.650 | 0.840 | 0.750 | 0.020 | 0.001 |" in lines
+    assert "| 0.2 recipe | 1 | 0.680 | 0.880 | 0.770 | 0.020 | 0.001 |" in lines
+    assert resolution_ablation_section(tmp_path / "nothing") == []

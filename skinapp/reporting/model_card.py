@@ -10,6 +10,7 @@ from skinapp.reporting.card_sections import (
     ablation_section,
     contrast_lines,
     metrics_section,
+    resolution_ablation_section,
     structures_section,
     trust_section,
 )
@@ -119,6 +120,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *structures_section(card),
         *contrast_lines(folder),
         *ablation_section(folder),
+        *resolution_ablation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
            "No external validation: performance on other dermatoscopes, skin types and populations is unknown."]
