@@ -223,7 +223,8 @@ def _session_user() -> User | None:
     token = st.session_state.get("session_token") or st.context.cookies.get(SESSION_COOKIE)
     user = get_accounts().session_user(token)
     if user is None:
-        if st.session_state.pop("session_token", None):  # signed in a moment ago in this browser: say why not now
+        st.session_state.pop("session_token", None)
+        if token:  # this browser was signed in: say why it is not now (disabled, signed out, session over)
             st.session_state["signed_out_because"] = get_accounts().session_end_reason(token)
         return None
     st.session_state["session_token"] = token
