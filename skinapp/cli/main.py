@@ -1,5 +1,5 @@
-"""Command line: `python -m skinapp {train,evaluate,ingest,deidentify,predict,db,audit,users,outcomes} …`. Heavy imports
-happen inside each command."""
+"""Command line: `python -m skinapp {train,evaluate,ingest,import,deidentify,predict,db,audit,users,outcomes} …`.
+Heavy imports happen inside each command."""
 
 from __future__ import annotations
 
@@ -84,6 +84,38 @@ def _ingest(args: argparse.Namespace) -> int:
     return run_ingest(args.paths, report_path=args.report, metadata_csv=args.metadata)
 
 
+def _import(args: argparse.Namespace) -> int:
+    """Analyse and store, as the Import page does, in the name of an enabled account."""
+    from skinapp.store import Store
+    from skinapp.store.accounts import Accounts
+
+    store = Store.open(args.database)
+    user = Accounts(store).get(args.user.strip().lower())
+    if user is None or user.disabled:
+        print(f"error: there is no enabled account named {args.user!r}; imports are recorded in a user's name",
+              file=sys.stderr)
+        return 2
+    from skinapp.inference.assessment import Assessor
+    from skinapp.inference.predictor import Predictor
+    from skinapp.workflow.analysis import import_and_analyse, model_in_force
+
+    weights = args.weights or weights_dir()
+    loaded = Predictor.from_weights(weights)
+    predictor, assessor = model_in_force(store, loaded, Assessor.from_weights(weights, loaded.card))
+
+    def progress(fraction: float, text: str) -> None:
+        print(f"{fraction:4.0%} {text}", file=sys.stderr, flush=True)
+
+    result = import_and_analyse(args.paths, store, predictor, user.label, metadata_csv=args.metadata,
+                                progress=progress if args.progress else None, assessor=assessor)
+    print(result.outcome[1] + f" Model {predictor.model_version}, imported as {user.label}.")
+    for rejected in result.report.rejected:
+        print(f"  not imported: {rejected.file}: {rejected.reason}")
+    for note in result.report.notes:
+        print(f"  note: {note}")
+    return 0 if result.case_ids else 1
+
+
 def _db_init(args: argparse.Namespace) -> int:
     from skinapp.config import database_url
     from skinapp.store.setup import initialise_url
@@ -131,6 +163,8 @@ def _users(args: argparse.Namespace) -> int:
     actor = f"command line ({getpass.getuser()})"
 
     def new_password() -> str:
+        if args.password_file is not None:
+            return (args.password_file.read_text().splitlines() or [""])[0]
         if args.password_stdin:
             return sys.stdin.readline().rstrip("\n")
         first = getpass.getpass("Password (at least 12 characters): ")
@@ -270,6 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--report", type=Path, help="write the import report (cases and rejected files) as JSON here")
     ingest.set_defaults(run=_ingest)
 
+    store_import = commands.add_parser(
+        "import", help="import and analyse into the case database, as the app's Import page does",
+        description="Reads image or DICOM files, folders and zip archives one at a time, analyses them with the model "
+                    "this clinic runs (with its adopted risk levels) and stores them, audited in the name of --user. "
+                    "Files that cannot be read are listed with the reason; the rest are imported. Exit 1 when "
+                    "nothing was imported.")
+    store_import.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders, zip archives")
+    store_import.add_argument("--user", required=True, help="the account the import is recorded for (user name)")
+    store_import.add_argument("--metadata", type=Path, help="metadata CSV with patient, age, sex, site per image name")
+    store_import.add_argument("--database", help="database URL (default: SKINAPP_DATABASE_URL, else the app's SQLite file)")
+    store_import.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
+    store_import.add_argument("--progress", action="store_true", help="print progress to standard error")
+    store_import.set_defaults(run=_import)
+
     deidentify = commands.add_parser("deidentify", help="write de-identified copies of cases for sharing")
     deidentify.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders, zip archives")
     deidentify.add_argument("--out", type=Path, required=True, help="folder for the de-identified copies")
@@ -316,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     for command in users.choices.values():
         command.add_argument("--database", help=database_help)
         command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        command.add_argument("--password-file", type=Path, help="read the password from the first line of this file "
+                                                                "(scripted set-up; keep the file private)")
         command.set_defaults(run=_users)
 
     outcomes = commands.add_parser("outcomes", help="what lesions turned out to be").add_subparsers(

@@ -6,6 +6,7 @@ A case that fails anywhere is named in the report; the rest of the batch goes on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -143,3 +144,15 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
                                               "case is in the worklist without it")
             continue
         result.analysed += 1
+
+
+def model_in_force(store: Store, predictor: Predictor, assessor: Assessor) -> tuple[Predictor, Assessor]:
+    """The model as this clinic runs it: with the risk levels its administrator adopted for this model, if any
+    (another identity, and the safety net the flags read); else as shipped. The Import page's model, for scripts."""
+    levels = store.clinic_levels(predictor.card.identity)
+    if levels is None:
+        return predictor, assessor
+    card = levels.applied_to(predictor.card)
+    if card.safety_net.active and card.safety_net != assessor.safety_net:
+        assessor = dataclasses.replace(assessor, safety_net=card.safety_net)
+    return predictor.with_card(card), assessor
