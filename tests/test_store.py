@@ -403,3 +403,25 @@ def _case_file(name: str, seed: int):
     buffer = io.BytesIO()
     Image.fromarray(synthetic_lesion(seed=seed)[0]).save(buffer, "PNG")
     return InputFile.from_bytes(f"{name}.png", buffer.getvalue())
+
+
+def test_concurrent_imports_of_the_same_images_read_already_stored_not_an_error(db_url):
+    """Four clinicians importing the same folder at once (issue 30: on PostgreSQL both may look before either
+    writes): every image is stored once, and each import gets its id back, new or already stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    Store.open(db_url)  # set up once, as the app does at start
+    images = [_case(f"c{k}", k) for k in range(5)]
+
+    def import_all(worker: int) -> list[int]:
+        store = Store.open(db_url)
+        try:
+            return [store.add_case(case, f"Dr {worker}").id for case in images]
+        finally:
+            store.engine.dispose()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(import_all, range(4)))
+    assert all(ids == results[0] for ids in results) and len(set(results[0])) == 5
+    store = Store.open(db_url)
+    assert len(store.case_records()) == 5 and store.verify_audit().ok

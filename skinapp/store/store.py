@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, create_engine, event, func, insert, select, true
 from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from skinapp.config import audit_key_file, database_url
 from skinapp.inference.prediction import Prediction
@@ -227,6 +227,15 @@ class Store:
         offered = _fillable_values(case)  # checked before anything is written: InvalidText names the field
         name, source, notes = checked("case name", case.name), checked("file", case.source), checked_notes(list(case.notes))
         acquisition, actor = _checked_acquisition(case), self._actor(actor)
+        try:
+            return self._add_case_once(case, actor, key, pixels_key, offered, name, source, notes, acquisition)
+        except IntegrityError:
+            # Another import stored the same image a moment ago (PostgreSQL lets both look before either writes):
+            # looking again finds it, and this import reads "already stored" like any repeat.
+            return self._add_case_once(case, actor, key, pixels_key, offered, name, source, notes, acquisition)
+
+    def _add_case_once(self, case: Case, actor: str, key: str, pixels_key: str, offered: dict, name: str | None,
+                       source: str | None, notes: list[str], acquisition: dict) -> AddedCase:
         with self.write_transaction() as connection:
             existing = connection.execute(select(*_FILLABLE, cases.c.id).where(cases.c.content_key.in_({key, pixels_key}))
                                           .order_by(cases.c.id)).mappings().first()
