@@ -339,6 +339,23 @@ def test_ham_style_metadata_csv_gives_lesion_not_patient(tmp_path):
     assert case.metadata.age == 55 and case.metadata.site.fine == "back" and not report.notes
 
 
+def test_bad_metadata_values_are_named_in_the_report_and_left_unknown(tmp_path):
+    for k in range(4):
+        Image.fromarray(lesion_image(seed=k)).save(tmp_path / f"img{k}.png")
+    (tmp_path / "meta.csv").write_text(
+        "image_name,patient_id,age_approx,sex,anatom_site_general_challenge\n"
+        "img0,P1,abc,female,back\nimg1,P1,1e308,x,moon\nimg2,P1,-5,male,torso\nimg3,P1,unknown,unknown,NA\n")
+    cases, report = load_cases([tmp_path / f"img{k}.png" for k in range(4)], metadata_csv=tmp_path / "meta.csv")
+    assert all(c.metadata.age is None for c in cases)
+    assert report.notes == [
+        "metadata CSV, image img0: age 'abc' is not an age in years between 0 and 120; left unknown",
+        "metadata CSV, image img1: age '1e308' is not an age in years between 0 and 120; left unknown",
+        "metadata CSV, image img1: sex 'x' is not male or female; left unknown",
+        "metadata CSV, image img1: site 'moon' is not an anatomic site the model knows; left unknown",
+        "metadata CSV, image img2: age '-5' is not an age in years between 0 and 120; left unknown",
+    ]  # "unknown" and "NA" say the value is not known: nothing to report
+
+
 @pytest.mark.slow  # reads all 20 real 6000×4000 DICOMs
 def test_real_dicoms_with_metadata_csv(shared_data):
     folder = shared_data / "siim_isic_2020"

@@ -168,6 +168,8 @@ def iter_cases(
                 row = rows.get(case.image_name)
                 if row is not None:
                     case = _apply_metadata_row(case, row)
+                    if case.image_name not in matched_rows:  # each bad value once, for the image it belongs to
+                        report.notes += [f"metadata CSV, image {case.image_name}: {p}" for p in row.problems]
                     matched_rows.add(case.image_name)
                 case.name = _unique_id(case.name, taken)
                 taken.add(case.name)

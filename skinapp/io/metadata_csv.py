@@ -20,11 +20,29 @@ _COLUMNS = {
 }
 
 
+_UNKNOWN_WORDS = {"unknown", "na", "n/a", "nan", "none", "missing", "-", "?"}  # what CSVs write for "not known"
+
+
 @dataclass(frozen=True)
 class MetadataRow:
     metadata: Metadata
     patient_id: str | None
     lesion_id: str | None = None
+    problems: tuple[str, ...] = ()   # values the row gives that are not a valid age, sex or site: left unknown
+
+
+def _problems(age: str | None, sex: str | None, site: str | None, metadata: Metadata) -> tuple[str, ...]:
+    def given(value: str | None) -> bool:
+        return value is not None and value.strip().lower() not in _UNKNOWN_WORDS
+
+    problems = []
+    if given(age) and metadata.age is None:
+        problems.append(f"age {age!r} is not an age in years between 0 and 120; left unknown")
+    if given(sex) and metadata.sex is None:
+        problems.append(f"sex {sex!r} is not male or female; left unknown")
+    if given(site) and metadata.site.region is None:
+        problems.append(f"site {site!r} is not an anatomic site the model knows; left unknown")
+    return tuple(problems)
 
 
 def _first(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:
@@ -55,6 +73,8 @@ def read_metadata_csv(path: Path | str | BinaryIO, name: str | None = None) -> d
         name = _cell(record, name_column)
         if name is None:
             continue
-        metadata = Metadata.parse(*(_cell(record, columns[key]) for key in ("age", "sex", "site")))
-        rows[name] = MetadataRow(metadata, _cell(record, columns["patient"]), _cell(record, columns["lesion"]))
+        age, sex, site = (_cell(record, columns[key]) for key in ("age", "sex", "site"))
+        metadata = Metadata.parse(age, sex, site)
+        rows[name] = MetadataRow(metadata, _cell(record, columns["patient"]), _cell(record, columns["lesion"]),
+                                 _problems(age, sex, site, metadata))
     return rows
