@@ -280,7 +280,7 @@ def _sign_in() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        signed_in = accounts.sign_in(username, password)
+        signed_in = accounts.sign_in(username, password, _client_address())
         if signed_in is None:
             st.error(f"Wrong user name or password, or the account is disabled. After {LOCKOUT_FAILURES} failed attempts "
                      f"a user name is locked for {LOCKOUT_MINUTES} minutes.")
@@ -288,6 +288,16 @@ def _sign_in() -> None:
         st.session_state["session_token"] = signed_in[1]
         st.session_state["write_cookie"] = signed_in[1]
         st.rerun()
+
+
+def _client_address() -> str | None:
+    """Where the sign-in comes from: the proxy's X-Forwarded-For where the clinic's proxy is trusted, else the
+    connection's own address (the lockout counts failures per name and address)."""
+    if skinapp.config.behind_trusted_proxy():
+        forwarded = st.context.headers.get("X-Forwarded-For")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return st.context.ip_address
 
 
 def _user_sidebar(user: User) -> None:

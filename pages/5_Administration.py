@@ -7,7 +7,7 @@ import streamlit as st
 from app_shared import current_user, get_accounts, get_store, run_guarded
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import InvalidText
-from skinapp.store.accounts import ROLES, AccountError
+from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, ROLES, AccountError
 from skinapp.store.letterhead import Letterhead, Letterheads
 from skinapp.store.limits import LIMITS
 
@@ -44,6 +44,13 @@ def _accounts() -> None:
                 accounts.set_disabled(user.username, False, actor=me.label)
                 st.rerun()
             st.session_state["confirm_disable"] = user.username  # disabling signs them out: asked first
+        locked = accounts.locked_out(user.username)
+        if locked:
+            st.warning(f"{plain_markdown(user.label)} cannot sign in from {plain_markdown(', '.join(locked))} for up to "
+                       f"{LOCKOUT_MINUTES} minutes after {LOCKOUT_FAILURES} failed attempts.")
+            if st.button(f"Unlock {plain_markdown(user.username)}", key="unlock_user_button"):
+                accounts.unlock(user.username, actor=me.label)
+                st.rerun()
         if st.session_state.get("confirm_disable") == user.username and not user.disabled:
             st.warning(f"Disable {plain_markdown(user.label)}? They are signed out at once and cannot sign in until "
                        "an administrator enables the account again. Their decisions stay on record.")

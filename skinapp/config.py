@@ -16,6 +16,7 @@ DATABASE_URL_ENV = "SKINAPP_DATABASE_URL"        # e.g. postgresql+psycopg://use
 TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the similar-case index's images (HAM10000 images/)
 AUDIT_KEY_ENV = "SKINAPP_AUDIT_KEY_FILE"         # the key that signs audit checkpoints; default audit.key in the data folder
 AUDIT_CHECKPOINTS_ENV = "SKINAPP_AUDIT_CHECKPOINTS"  # the checkpoint file; default audit_checkpoints.jsonl there
+TRUSTED_PROXY_ENV = "SKINAPP_TRUSTED_PROXY"      # set: the client address comes from the proxy's X-Forwarded-For
 
 ABOVE_PACKAGE = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages once installed
 
@@ -74,3 +75,8 @@ def audit_checkpoints_file() -> Path:
     """Where the signed heads of the audit chain are appended; best on another volume than the database."""
     configured = os.environ.get(AUDIT_CHECKPOINTS_ENV)
     return Path(configured).expanduser() if configured else data_dir() / "audit_checkpoints.jsonl"
+
+
+def behind_trusted_proxy() -> bool:
+    """Whether a reverse proxy of the clinic's own sets X-Forwarded-For (README): only then is that header believed."""
+    return bool(os.environ.get(TRUSTED_PROXY_ENV))

@@ -101,3 +101,19 @@ def test_repeated_failed_sign_ins_lock_the_name_for_a_while(db_url, monkeypatch)
 
     monkeypatch.setattr("skinapp.store.accounts.dt.datetime", Later)
     assert accounts.sign_in("dry", PASSWORD) is not None
+
+
+def test_a_guessing_address_locks_itself_out_not_the_colleague_and_an_administrator_unlocks(db_url):
+    from skinapp.store.accounts import LOCKOUT_FAILURES
+
+    accounts = Accounts(Store.open(db_url))
+    accounts.add("dr.lee", "Dr Lee", PASSWORD, "reviewer", actor="admin")
+    for _ in range(LOCKOUT_FAILURES):
+        assert accounts.sign_in("dr.lee", "a wrong guess here", client="203.0.113.9") is None
+    assert accounts.sign_in("dr.lee", PASSWORD, client="203.0.113.9") is None  # locked from the guessing address
+    assert accounts.sign_in("dr.lee", PASSWORD, client="10.0.0.5") is not None  # Dr Lee at their desk is not
+    assert accounts.locked_out("dr.lee") == ["203.0.113.9"]
+    accounts.unlock("dr.lee", actor="Dr Admin (admin)")
+    assert accounts.locked_out("dr.lee") == [] and accounts.sign_in("dr.lee", PASSWORD, client="203.0.113.9")
+    unlocked = [e for e in accounts.store.audit_entries() if e.action == "sign-in unlocked"]
+    assert [(e.actor, e.details["username"]) for e in unlocked] == [("Dr Admin (admin)", "dr.lee")]

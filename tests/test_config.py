@@ -35,9 +35,9 @@ def installed(clean_env, tmp_path):
 
 def test_every_variable_is_named_in_config():
     assert (config.WEIGHTS_ENV, config.DATA_DIR_ENV, config.DATABASE_URL_ENV, config.TRAINING_IMAGES_ENV,
-            config.AUDIT_KEY_ENV, config.AUDIT_CHECKPOINTS_ENV) == (
+            config.AUDIT_KEY_ENV, config.AUDIT_CHECKPOINTS_ENV, config.TRUSTED_PROXY_ENV) == (
         "SKINAPP_WEIGHTS", "SKINAPP_DATA_DIR", "SKINAPP_DATABASE_URL", "SKINAPP_TRAINING_IMAGES",
-        "SKINAPP_AUDIT_KEY_FILE", "SKINAPP_AUDIT_CHECKPOINTS")
+        "SKINAPP_AUDIT_KEY_FILE", "SKINAPP_AUDIT_CHECKPOINTS", "SKINAPP_TRUSTED_PROXY")
 
 
 def test_a_checkout_uses_its_own_folders(clean_env):

@@ -22,7 +22,8 @@ ROLES = {"reviewer": "reviews cases, records decisions, imports and exports",
          "admin": "also manages user accounts and sees the audit check"}
 MIN_PASSWORD_LENGTH = 12
 SESSION_HOURS = 12  # a clinic shift; after it the reviewer signs in again
-LOCKOUT_FAILURES, LOCKOUT_MINUTES = 5, 15  # after 5 failed sign-ins a name is refused for 15 minutes
+LOCKOUT_FAILURES, LOCKOUT_MINUTES = 5, 15  # after 5 failed sign-ins from one address a name is refused there 15 min
+SIGN_IN_FAILED, SIGN_IN_UNLOCKED = "sign-in failed", "sign-in unlocked"
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _hasher = PasswordHasher()
 _UNKNOWN_USER_HASH = _hasher.hash(secrets.token_hex(16))  # checked against when the name is unknown: same timing
@@ -127,20 +128,20 @@ class Accounts:
                                .values(ended_at=dt.datetime.now(dt.UTC)))
             self.store.append_audit(connection, actor, "password changed", None, username=username)
 
-    def sign_in(self, username: str, password: str) -> tuple[User, str] | None:
+    def sign_in(self, username: str, password: str, client: str | None = None) -> tuple[User, str] | None:
         """The user and a new session token, or None (unknown name, wrong password, disabled account, or a name
-        locked after LOCKOUT_FAILURES failures within LOCKOUT_MINUTES: the caller cannot tell which, nor can
-        someone guessing names or passwords)."""
+        locked after LOCKOUT_FAILURES failures from this `client` address within LOCKOUT_MINUTES: the caller cannot
+        tell which, nor can someone guessing names or passwords). Failures from another address, or from before an
+        administrator's `unlock`, do not count: someone guessing cannot lock a colleague out."""
         username = username.strip().lower()[:64]
+        client = (client or "")[:64] or None
         try:
             checked("password", password)
         except InvalidText:
             return None
         with self.store.engine.connect() as connection:
             row = connection.execute(select(users).where(users.c.username == username)).mappings().first()
-            since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=LOCKOUT_MINUTES)
-            failures = sum(details.get("username") == username for details in connection.execute(
-                select(audit_log.c.details).where(audit_log.c.action == "sign-in failed", audit_log.c.at >= since)).scalars())
+            failures = self._failures(connection, username, client)
         try:
             _hasher.verify(row["password_hash"] if row else _UNKNOWN_USER_HASH, password)
             valid = row is not None and not row["disabled"] and failures < LOCKOUT_FAILURES
@@ -149,7 +150,7 @@ class Accounts:
         with self.store.write_transaction() as connection:
             if not valid:
                 safe_name = username if _USERNAME.match(username) else "(not a valid user name)"
-                self.store.append_audit(connection, "skinapp", "sign-in failed", None, username=safe_name)
+                self.store.append_audit(connection, "skinapp", SIGN_IN_FAILED, None, username=safe_name, client=client)
                 return None
             assert row is not None
             token = secrets.token_urlsafe(32)
@@ -172,6 +173,37 @@ class Accounts:
             return None
         expires = row["expires_at"] if row["expires_at"].tzinfo else row["expires_at"].replace(tzinfo=dt.UTC)
         return _user(row) if expires > now else None
+
+    @staticmethod
+    def _failures(connection, username: str, client: str | None) -> int:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=LOCKOUT_MINUTES)
+        failures = 0
+        for action, details in connection.execute(
+                select(audit_log.c.action, audit_log.c.details).where(
+                    audit_log.c.action.in_((SIGN_IN_FAILED, SIGN_IN_UNLOCKED)), audit_log.c.at >= since)
+                .order_by(audit_log.c.id)):
+            if details.get("username") != username:
+                continue
+            if action == SIGN_IN_UNLOCKED:
+                failures = 0
+            elif details.get("client") == client:
+                failures += 1
+        return failures
+
+    def locked_out(self, username: str) -> list[str]:
+        """The addresses from which `username` is refused now (after LOCKOUT_FAILURES failures), for the
+        administrator's page; "(no address)" for the command line's."""
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=LOCKOUT_MINUTES)
+        with self.store.engine.connect() as connection:
+            clients = {d.get("client") for d in connection.execute(select(audit_log.c.details).where(
+                audit_log.c.action == SIGN_IN_FAILED, audit_log.c.at >= since)).scalars() if d.get("username") == username}
+            return sorted(c or "(no address)" for c in clients
+                          if self._failures(connection, username, c) >= LOCKOUT_FAILURES)
+
+    def unlock(self, username: str, actor: str) -> None:
+        """Let `username` sign in again at once from every address (audited)."""
+        with self.store.write_transaction() as connection:
+            self.store.append_audit(connection, actor, SIGN_IN_UNLOCKED, None, username=username)
 
     def session_end_reason(self, token: str | None) -> str | None:
         """Why a session token that once signed someone in no longer does, told to whoever holds it (they were
