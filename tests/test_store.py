@@ -1,7 +1,9 @@
 import csv
 import io
+import os
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -425,3 +427,22 @@ def test_concurrent_imports_of_the_same_images_read_already_stored_not_an_error(
     assert all(ids == results[0] for ids in results) and len(set(results[0])) == 5
     store = Store.open(db_url)
     assert len(store.case_records()) == 5 and store.verify_audit().ok
+
+
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path, monkeypatch):
+    """Several app processes (or commands) starting on a new SQLite file at the same moment: one sets it up, the
+    others wait for it; none fails with "database is locked", and all share one server key."""
+    import subprocess
+    import sys
+
+    script = ("from skinapp.store import Store\n"
+              f"Store.open('sqlite:///{tmp_path / 'new.db'}').log_export('Dr A', 'x')\nprint('ok')\n")
+    env = {**os.environ, "SKINAPP_AUDIT_KEY_FILE": str(tmp_path / "keys" / "audit.key"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    processes = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(6)]
+    results = [p.communicate(timeout=120) for p in processes]
+    assert all(out.strip() == "ok" for out, _ in results), [err[-300:] for _, err in results]
+    monkeypatch.setenv("SKINAPP_AUDIT_KEY_FILE", env["SKINAPP_AUDIT_KEY_FILE"])  # the key they made, and shared
+    store = Store.open(f"sqlite:///{tmp_path / 'new.db'}")
+    assert len([e for e in store.audit_entries() if e.action == "export"]) == 6 and store.verify_audit().ok

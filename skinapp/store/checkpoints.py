@@ -47,9 +47,19 @@ def load_keys(path: Path, create: bool = True) -> list[bytes]:
         if not create:
             return []
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        made = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        descriptor = os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+        try:  # written whole, then put in place: a process starting at the same moment reads one key or the other's
+            os.link(made, path)
+        except FileExistsError:
+            pass  # another process made the key first: use theirs
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(made, path)
+        finally:
+            made.unlink(missing_ok=True)
     keys = [bytes.fromhex(line.strip()) for line in path.read_text().splitlines() if line.strip()]
     if not keys or any(len(k) < 16 for k in keys):
         raise ValueError(f"the audit key file {path} holds no key or a key shorter than 16 bytes (hex, one per line)")

@@ -10,6 +10,7 @@ import datetime as dt
 import io
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, create_engine, event, func, insert, select, true
 from sqlalchemy.engine import Connection, CursorResult
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from skinapp.config import audit_key_file, database_url
 from skinapp.inference.prediction import Prediction
@@ -146,6 +147,25 @@ def _engine(url: str, guarded: bool) -> Engine:
     return engine
 
 
+SETUP_ATTEMPTS = 6
+
+
+def _initialise_once_set_up(engine: Engine) -> None:
+    """Set the database up; where several processes open a new SQLite file at once, one of them does it and the
+    others, finding it locked, look again until it is done."""
+    for attempt in range(SETUP_ATTEMPTS):
+        try:
+            initialise(engine)
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == SETUP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+            with engine.connect() as connection:
+                if not missing_parts(connection):
+                    return
+
+
 class Store:
     def __init__(self, engine: Engine):
         """engine: a database that is set up (`skinapp.store.setup`); `Store.open` makes sure of it."""
@@ -171,7 +191,7 @@ class Store:
         if missing:
             setup = _engine(url, guarded=False)
             try:
-                initialise(setup)
+                _initialise_once_set_up(setup)
             except ProgrammingError as exc:
                 raise StoreSetupError(
                     f"the database lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} and this connection "
