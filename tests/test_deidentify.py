@@ -250,3 +250,34 @@ def test_a_name_planted_in_the_preamble_does_not_leave(tmp_path):
     assert main(["deidentify", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
     copy = next((tmp_path / "out").glob("*.dcm")).read_bytes()
     assert copy[:128] == bytes(128) and copy[128:132] == b"DICM" and b"Jane" not in copy
+
+
+def _planted(path):
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item.TextValue = "seen by Dr Jane Q. Public, who knows the patient"
+    ds.ContentSequence = pydicom.Sequence([item])
+    ds.ContentDescription = "Mrs Smith's mole"
+    ds.ManufacturerModelName = "DermLite of J. Public"
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_free_text_the_table_does_not_name_is_emptied_by_default_and_listed_either_way(tmp_path, keep):
+    (tmp_path / "in").mkdir()
+    _planted(make_dicom(tmp_path / "in" / "lesion.dcm", lesion_image()))
+    options = ["--keep-descriptors"] if keep else []
+    assert main(["deidentify", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *options]) == 0
+    copy = next((tmp_path / "out").glob("*.dcm"))
+    data = copy.read_bytes()
+    (entry,) = json.loads((tmp_path / "out" / "export.json").read_text())["files"]
+    planted = ["ContentDescription", "ManufacturerModelName"]  # a nested TextValue goes under the basic profile
+    if keep:
+        assert b"Mrs Smith" in data
+        assert set(planted) <= set(entry["free_text_kept"]) and not entry["free_text_emptied"]
+        assert any(w.startswith("free text kept (check it reads no name or story)") for w in entry["warnings"])
+    else:
+        assert b"Public" not in data and b"Smith" not in data
+        assert entry["free_text_emptied"] == planted
+        codes = [c.CodeValue for c in pydicom.dcmread(copy).DeidentificationMethodCodeSequence]
+        assert "113105" in codes  # Clean Descriptors Option, said in the file

@@ -212,7 +212,8 @@ def _outcomes_import(args: argparse.Namespace) -> int:
 def _deidentify(args: argparse.Namespace) -> int:
     from skinapp.io.deidentify import run_deidentify
 
-    return run_deidentify(args.paths, args.out, metadata_csv=args.metadata, key=args.key)
+    return run_deidentify(args.paths, args.out, metadata_csv=args.metadata, key=args.key,
+                          clean_descriptors=not args.keep_descriptors)
 
 
 def _structures(args: argparse.Namespace) -> int:
@@ -322,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     deidentify.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders, zip archives")
     deidentify.add_argument("--out", type=Path, required=True, help="folder for the de-identified copies")
     deidentify.add_argument("--metadata", type=Path, help="metadata CSV giving the patient of each image")
+    deidentify.add_argument("--keep-descriptors", action="store_true",
+                            help="keep free text the confidentiality table does not name (device names, comments in "
+                                 "nested items); by default it is emptied (PS3.15 Clean Descriptors); either way each "
+                                 "file's list is in export.json")
     deidentify.add_argument("--key", help="secret that keeps pseudonyms and replaced UIDs the same across exports "
                                           "(default: a fresh random one, so exports cannot be linked)")
     deidentify.set_defaults(run=_deidentify)

@@ -62,6 +62,23 @@ OPTIONS = (  # DeidentificationMethodCodeSequence entries (CID 7050)
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
     ("113108", "Retain Patient Characteristics Option"),
 )
+CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
+# Free text the table does not name (a nested TextValue, ContentDescription, ManufacturerModelName …) may hold a
+# name or a story. Under Clean Descriptors it is emptied; what stays is listed for the person sharing the files.
+FREE_TEXT_VRS = frozenset({"LO", "LT", "ST", "UT", "SH", "UC"})
+KEPT_TEXT = frozenset({  # coded values and what de-identification itself writes
+    "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue", "URNCodeValue",
+    "ContextIdentifier", "MappingResource", "PatientID", "DeidentificationMethod",
+})
+
+
+@dataclass
+class FreeText:
+    """The free-text attributes a copy had: emptied under Clean Descriptors, or kept (by keyword, never value)."""
+
+    clean: bool = True
+    emptied: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)
 OLDEST_AGE = 90
 
 
@@ -103,7 +120,7 @@ def _replace_values(element: DataElement, replace: Callable[[str], str]) -> None
     element.value = replaced if len(replaced) > 1 else replaced[0]
 
 
-def _scrub(ds: Dataset, pseudonyms: Pseudonymiser, shift: dt.timedelta) -> None:
+def _scrub(ds: Dataset, pseudonyms: Pseudonymiser, shift: dt.timedelta, text: FreeText) -> None:
     table = profile()
     for element in list(ds):
         action = table.action(element.tag, element.VR)
@@ -116,7 +133,14 @@ def _scrub(ds: Dataset, pseudonyms: Pseudonymiser, shift: dt.timedelta) -> None:
                 element.value = DicomSequence([])
             else:
                 for item in element.value or []:
-                    _scrub(item, pseudonyms, shift)
+                    _scrub(item, pseudonyms, shift, text)
+        elif action is None and element.VR in FREE_TEXT_VRS and element.value not in (None, ""):
+            name = element.keyword or str(element.tag)
+            if text.clean and name not in KEPT_TEXT:
+                element.value = None
+                text.emptied.add(name)
+            else:
+                text.kept.add(name)
         elif action is Action.EMPTY:
             element.value = None
         elif element.VR == "UI" and element.value:
@@ -160,19 +184,23 @@ def _capped_age(age: float | None) -> float | None:
     return None if age is None else min(age, OLDEST_AGE)
 
 
-def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonymiser, patient_key: str) -> list[str]:
-    """De-identify `ds` in place; returns what the person sharing it must still check."""
+def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonymiser, patient_key: str,
+                       text: FreeText | None = None) -> list[str]:
+    """De-identify `ds` in place; returns what the person sharing it must still check. `text` (Clean Descriptors
+    on by default) receives the free-text attributes emptied and kept."""
+    text = text if text is not None else FreeText()
     ds.remove_private_tags()
-    _scrub(ds, pseudonyms, pseudonyms.date_shift(patient_key))
+    _scrub(ds, pseudonyms, pseudonyms.date_shift(patient_key), text)
     ds.PatientName = ds.PatientID = pseudonyms.name("patient", patient_key)
     age = _capped_age(parse_age(clean_text(ds.get("PatientAge"))))
     if "PatientAge" in ds:
         ds.PatientAge = "" if age is None else f"{int(age):03d}Y"
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "MODIFIED"
-    ds.DeidentificationMethod = "PS3.15 E.1-1 basic; patient characteristics kept; dates shifted"
+    ds.DeidentificationMethod = ("PS3.15 E.1-1 basic; patient characteristics kept; dates shifted"
+                                 + ("; descriptors cleaned" if text.clean else ""))
     codes = []
-    for value, meaning in OPTIONS:
+    for value, meaning in (*OPTIONS, *([CLEAN_DESCRIPTORS] if text.clean else [])):
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "DCM", meaning
         codes.append(code)
@@ -185,7 +213,10 @@ def deidentify_dataset(ds: Dataset, pseudonyms: Pseudonymiser, patient_key: str)
         if "SOPClassUID" in ds:
             ds.SOPClassUID = clean_text(ds.SOPClassUID)
             ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    return _clean_pixel_data(ds) + _pixels_to_check(ds)
+    notes = []
+    if text.kept - KEPT_TEXT:
+        notes.append("free text kept (check it reads no name or story): " + ", ".join(sorted(text.kept - KEPT_TEXT)))
+    return notes + _clean_pixel_data(ds) + _pixels_to_check(ds)
 
 
 def _pixels_to_check(ds: Dataset) -> list[str]:
@@ -209,9 +240,12 @@ class ExportedFile:
     file: str          # name in the output folder
     patient: str       # pseudonym
     warnings: list[str]
+    free_text_emptied: list[str] = field(default_factory=list)  # attribute keywords, never their values
+    free_text_kept: list[str] = field(default_factory=list)
 
 
-def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: MetadataRow | None) -> ExportedFile:
+def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: MetadataRow | None,
+                  clean_descriptors: bool = True) -> ExportedFile:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -221,11 +255,12 @@ def _export_dicom(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: Me
             raise UnreadableImage(f"DICOM file is damaged or unreadable ({type(exc).__name__})") from None
         file_patient = clean_text(ds.get("PatientID"))
         patient_key = (row.patient_id if row else None) or (file_patient if file_patient != file.stem else None) or file.stem
-        notes = deidentify_dataset(ds, pseudonyms, patient_key)
+        text = FreeText(clean_descriptors)
+        notes = deidentify_dataset(ds, pseudonyms, patient_key, text)
         name = pseudonyms.name("case", file.name) + ".dcm"
         ds.preamble = bytes(128)  # the preamble is free for any use, a name included: it goes out blank
         ds.save_as(out / name, enforce_file_format=True)
-    return ExportedFile(name, ds.PatientID, notes)
+    return ExportedFile(name, ds.PatientID, notes, sorted(text.emptied), sorted(text.kept))
 
 
 def _export_image(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: MetadataRow | None) -> ExportedFile:
@@ -236,7 +271,8 @@ def _export_image(file: InputFile, out: Path, pseudonyms: Pseudonymiser, row: Me
     return ExportedFile(name, patient, ["ordinary image: check the picture itself for anything identifying"])
 
 
-def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None = None, key: str | None = None) -> int:
+def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None = None, key: str | None = None,
+                   clean_descriptors: bool = True) -> int:
     """Write de-identified copies into `out` with a `metadata.csv` (pseudonymous patient, age, sex, site) and
     `export.json` (what to check). The link from original to copy is printed here and stored nowhere."""
     pseudonyms = Pseudonymiser(key.encode() if key else secrets.token_bytes(32))
@@ -254,8 +290,8 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
         for file in expand_inputs(paths, report, archives):
             row = rows.get(file.stem)
             try:
-                export = _export_dicom if looks_like_dicom(file) else _export_image
-                item = export(file, out, pseudonyms, row)
+                item = (_export_dicom(file, out, pseudonyms, row, clean_descriptors) if looks_like_dicom(file)
+                        else _export_image(file, out, pseudonyms, row))
             except UnreadableImage as exc:
                 report.reject(file.name, str(exc))
                 continue
@@ -277,7 +313,9 @@ def run_deidentify(paths: Sequence[Path], out: Path, metadata_csv: Path | None =
         writer.writeheader()
         writer.writerows(table)
     (out / "export.json").write_text(json.dumps({
-        "method": f"DICOM {TABLE_EDITION} basic profile; retain patient characteristics; modified dates",
+        "method": f"DICOM {TABLE_EDITION} basic profile; retain patient characteristics; modified dates"
+                  + ("; clean descriptors (free text the table does not name is emptied)" if clean_descriptors else
+                     "; free text the table does not name is kept and listed per file"),
         "files": [vars(item) for item in exported],  # rejected files are only printed: their names may identify
     }, indent=2))
     flagged = sum(1 for item in exported if item.warnings)
