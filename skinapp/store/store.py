@@ -679,16 +679,18 @@ class Store:
             return [AuditEntry(r["id"], as_utc(r["at"]), r["actor"], r["action"], r["case_id"], r["details"])
                     for r in connection.execute(query).mappings()]
 
-    def verify_audit(self, checkpoints: CheckpointLog | None = None, pixels: bool = True) -> AuditCheck:
+    def verify_audit(self, checkpoints: CheckpointLog | None = None, pixels: bool = True,
+                     records: bool = True) -> AuditCheck:
         """The hash chain; every case, prediction, measurement, correction, decision and outcome against the audit
         entry written with it (a row edited outside the application no longer matches its entry; `pixels`: the
         cases' pictures too, the longest part); and, given the checkpoint log, the chain against every signed
-        checkpoint (a cut tail or a recomputed chain)."""
+        checkpoint (a cut tail or a recomputed chain). `records` false: the chain, decisions and outcomes only (a
+        quick check, for repeating often)."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
             decision_rows = {r["id"]: r for r in connection.execute(select(decisions)).mappings()}
             outcome_rows = [outcome_from_row(r) for r in connection.execute(select(outcomes).order_by(outcomes.c.id)).mappings()]
-            stored_rows = record_problems(connection, rows, pixels)
+            stored_rows = record_problems(connection, rows, pixels) if records else []
         signed, unsigned = checkpoints.read() if checkpoints is not None else ([], [])
         keys = self._keys if self._keys is not None else load_keys(audit_key_file(), create=False)
         chain: ChainCheck = check_chain(rows, heads_at={c.entries for c in signed}, keys=keys)
