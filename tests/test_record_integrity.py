@@ -223,3 +223,17 @@ def test_an_older_database_is_upgraded_and_its_history_sealed_into_the_chain(tmp
     raw.close()
     assert main(["db", "init", "--database", url]) == 0
     assert "the append-only guards" in capsys.readouterr().out
+
+
+def test_a_refused_write_reaches_the_log_without_the_value_the_database_quotes():
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    from skinapp.workflow.analysis import database_error
+
+    class UniqueViolation(Exception):
+        sqlstate = "23505"
+
+    refused = IntegrityError("INSERT INTO cases …", {"patient_id": "Jane Q. Public"},
+                             UniqueViolation('Key (patient_id)=(Jane Q. Public) already exists.'))
+    assert database_error(refused) == "UniqueViolation (23505)"
+    assert "Jane" not in database_error(DataError("INSERT …", None, ValueError("'Jane' is not a float")))

@@ -45,6 +45,14 @@ class ImportResult:
         return ("warning" if rejected else "success"), text
 
 
+
+def database_error(exc: SQLAlchemyError) -> str:
+    """What the log keeps of a refused write: the kind of error and its SQL state, never its message (a database
+    quotes the refused value there, which may come from a file: a name, an ID)."""
+    original = getattr(exc, "orig", None)
+    state = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
+    return f"{type(original or exc).__name__}" + (f" ({state})" if state else "")
+
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
     metadata_csv: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
@@ -71,8 +79,8 @@ def import_and_analyse(
         except InvalidText as exc:
             _refuse(report, case, f"not stored: {exc}")
             continue
-        except SQLAlchemyError:
-            log.exception("storing a case failed")  # no values: the engine hides statement parameters
+        except SQLAlchemyError as exc:
+            log.error("storing a case failed: %s", database_error(exc))
             _refuse(report, case, "not stored: the database refused it (the error is in the log)")
             continue
         result.case_ids.append(added.id)
@@ -138,8 +146,8 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
     for (case_id, case), prediction in zip(items, predictions, strict=True):
         try:
             _record(store, case_id, prediction, case.image, case.is_dermoscopic, predictor, assessor, actor)
-        except SQLAlchemyError:
-            log.exception("storing the prediction of case %s failed", case_id)
+        except SQLAlchemyError as exc:
+            log.error("storing the prediction of case %s failed: %s", case_id, database_error(exc))
             result.report.reject(case.source, "the model's result could not be stored (the error is in the log); the "
                                               "case is in the worklist without it")
             continue
