@@ -541,3 +541,28 @@ def test_a_pixel_spacing_that_is_no_size_is_ignored_with_a_note(tmp_path, spacin
     (case,), report = load_cases([path])
     assert not report.rejected and case.pixel_spacing_mm is None and case.length_mm(100) is None
     assert any("pixel spacing is not a real size" in note for note in case.notes)
+
+
+def test_ingest_streams_a_folder_holding_one_case_at_a_time(tmp_path, monkeypatch, capsys):
+    import gc
+    import weakref
+
+    import skinapp.cli.ingest as ingest
+
+    for k in range(4):
+        Image.fromarray(lesion_image(seed=k)).save(tmp_path / f"img{k}.png")
+    earlier: list[weakref.ref] = []
+    alive_when_next_came: list[int] = []
+    real = ingest.iter_cases
+
+    def watched(*args, **kwargs):
+        for case in real(*args, **kwargs):
+            gc.collect()
+            alive_when_next_came.append(sum(r() is not None for r in earlier))
+            earlier.append(weakref.ref(case))
+            yield case
+
+    monkeypatch.setattr(ingest, "iter_cases", watched)
+    assert ingest.run_ingest([tmp_path], report_path=tmp_path / "report.json") == 0
+    assert len(alive_when_next_came) == 4 and max(alive_when_next_came) <= 1  # at most the case just described
+    assert len(json.loads((tmp_path / "report.json").read_text())["cases"]) == 4

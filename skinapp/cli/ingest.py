@@ -1,4 +1,6 @@
-"""The `ingest` command: import files, print what came in and what was rejected, write the report as JSON."""
+"""The `ingest` command: import files, print what came in and what was rejected, write the report as JSON. The
+cases stream through one at a time: what is kept of each is its metadata, never its pixels, so a large folder
+needs no more memory than its largest file."""
 
 from __future__ import annotations
 
@@ -7,26 +9,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from skinapp.io import load_cases
+from skinapp.io import ImportReport, iter_cases
 
 
 def run_ingest(paths: Sequence[Path], report_path: Path | None = None, metadata_csv: Path | None = None) -> int:
     """Returns the exit code: 0 if any case was imported, 1 if none could be."""
-    cases, report = load_cases(paths, metadata_csv=metadata_csv)
+    report = ImportReport()
     patients: dict[str, list[str]] = {}
-    for case in cases:
+    described: list[dict] = []
+    unassigned = 0
+    for case in iter_cases(paths, report, metadata_csv):
         if case.patient_id:
             patients.setdefault(case.patient_id, []).append(case.name)
+        else:
+            unassigned += 1
+        described.append(case.to_dict())
     print(report.summary())
-    if cases:
-        unassigned = sum(1 for c in cases if not c.patient_id)
+    if described:
         print(f"{len(patients)} patient(s)" + (f"; {unassigned} case(s) without a patient id" if unassigned else ""))
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        document = {**report.to_dict(), "patients": patients, "cases": [case.to_dict() for case in cases]}
+        document = {**report.to_dict(), "patients": patients, "cases": described}
         report_path.write_text(json.dumps(document, indent=2, ensure_ascii=False))
         print(f"report: {report_path}")
-    if not cases:
+    if not described:
         print("error: no input could be read; nothing was imported", file=sys.stderr)
         return 1
     return 0
