@@ -14,6 +14,8 @@ from skinapp.store.audit import entry_hash
 from skinapp.store.checkpoints import CheckpointLog, load_key
 from skinapp.store.schema import audit_log
 
+pytestmark = pytest.mark.slow  # a tamper suite on both backends
+
 
 def _store_with_entries(url: str, count: int = 5) -> Store:
     store = Store.open(url)

@@ -13,6 +13,8 @@ from skinapp.store import Store
 from skinapp.store.records import SCALE
 from skinapp.vocab import Metadata, Site
 
+pytestmark = pytest.mark.slow  # the tamper suite: a model run and a database per finding, on both backends
+
 
 def _case(name: str, seed: int) -> Case:
     image, _ = synthetic_lesion(seed=seed)

@@ -429,6 +429,7 @@ def test_concurrent_imports_of_the_same_images_read_already_stored_not_an_error(
     assert len(store.case_records()) == 5 and store.verify_audit().ok
 
 
+@pytest.mark.slow  # six interpreters start
 def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path, monkeypatch):
     """Several app processes (or commands) starting on a new SQLite file at the same moment: one sets it up, the
     others wait for it; none fails with "database is locked", and all share one server key."""

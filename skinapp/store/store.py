@@ -148,6 +148,8 @@ def _engine(url: str, guarded: bool) -> Engine:
 
 
 SETUP_ATTEMPTS = 6
+CONCURRENT_ATTEMPTS = 4
+_GIVE_WAY = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialisation failure
 
 
 def _initialise_once_set_up(engine: Engine) -> None:
@@ -247,12 +249,17 @@ class Store:
         offered = _fillable_values(case)  # checked before anything is written: InvalidText names the field
         name, source, notes = checked("case name", case.name), checked("file", case.source), checked_notes(list(case.notes))
         acquisition, actor = _checked_acquisition(case), self._actor(actor)
-        try:
-            return self._add_case_once(case, actor, key, pixels_key, offered, name, source, notes, acquisition)
-        except IntegrityError:
-            # Another import stored the same image a moment ago (PostgreSQL lets both look before either writes):
-            # looking again finds it, and this import reads "already stored" like any repeat.
-            return self._add_case_once(case, actor, key, pixels_key, offered, name, source, notes, acquisition)
+        for attempt in range(CONCURRENT_ATTEMPTS):
+            try:
+                return self._add_case_once(case, actor, key, pixels_key, offered, name, source, notes, acquisition)
+            except (IntegrityError, OperationalError) as exc:
+                # Another import stored the same image a moment ago (PostgreSQL lets both look before either
+                # writes), or the database chose this writer to give way: looking again finds the case, and this
+                # import reads "already stored" like any repeat.
+                retry = isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) in _GIVE_WAY
+                if not retry or attempt == CONCURRENT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _add_case_once(self, case: Case, actor: str, key: str, pixels_key: str, offered: dict, name: str | None,
                        source: str | None, notes: list[str], acquisition: dict) -> AddedCase:
