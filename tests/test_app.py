@@ -298,6 +298,7 @@ def test_a_reanalysis_while_a_case_is_open_stops_the_save_and_sends_a_decided_ca
     store.engine.dispose()
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_a_damaged_audit_trail_is_announced_on_every_page(data_dir, shipped_weights, tiny_weights):
     import sqlite3
 

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_pages_that_do_not_run_the_model_never_import_torch():
     out = subprocess.run([sys.executable, str(HERE / "pages_without_torch.py")], capture_output=True, text=True,
                          cwd=HERE.parent, timeout=600)

@@ -543,6 +543,7 @@ def test_a_pixel_spacing_that_is_no_size_is_ignored_with_a_note(tmp_path, spacin
     assert any("pixel spacing is not a real size" in note for note in case.notes)
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_ingest_streams_a_folder_holding_one_case_at_a_time(tmp_path, monkeypatch, capsys):
     import gc
     import weakref

@@ -344,6 +344,7 @@ sys.exit(main(["outcomes", "import", *sys.argv[3:]]))
 """
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_an_import_killed_half_way_leaves_the_store_and_its_audit_trail_whole(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'skinapp.db'}"
     store = Store.open(url)

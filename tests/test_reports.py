@@ -54,6 +54,7 @@ def test_a_case_pdf_is_named_by_case_and_date_and_says_who_decided_what_on_which
     assert pictures >= 3   # the image, the outline and where the model looked (Grad-CAM where stored)
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_a_patient_pdf_holds_each_of_their_cases_and_the_html_report_is_small(tmp_path, tiny_weights):
     store, case_ids = _imported(tmp_path, tiny_weights, count=3)
     report = report_file(store, case_ids, "Dr A", "pdf", patient_id="P<7>")

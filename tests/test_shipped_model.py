@@ -55,6 +55,7 @@ def test_held_out_images(shared_data, shipped_weights, held_out):
     assert np.mean([jaccard(r.outline.mask, m) for r, m in zip(results, masks, strict=True)]) > 0.65
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_shipped_balanced_accuracy_matches_the_isic_scorer(shared_data, shipped_weights):
     oof = pd.read_csv(shipped_weights / "evaluation" / "oof_predictions.csv")
     truth = pd.DataFrame({"image": oof["image_id"], **{c: (oof["label"] == c).astype(float) for c in CLASSES}})

@@ -157,6 +157,7 @@ def _synthetic_features(n: int = 240, seed: int = 0) -> tuple[MemberFeatures, St
     return MemberFeatures(weighted, plain), StructureLabels([f"img{k}" for k in range(n)], present)
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_the_fit_is_measured_held_out_against_the_baseline_and_calibrated():
     features, labels = _synthetic_features()
     measures = measure(features, labels, seeds=(0, 1))

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +30,7 @@ def test_folds_group_lesions_and_stratify():
     assert not np.array_equal(folds, make_folds(labels, groups, n_folds=5, seed=2))
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_real_ham10000_folds_have_no_lesion_leakage(shared_data):
     table = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv")
     folds = make_folds(table["dx"].to_numpy(), table["lesion_id"].to_numpy(), n_folds=5, seed=0)

@@ -112,6 +112,7 @@ def test_a_card_of_an_unknown_schema_is_refused_in_plain_words(tiny_weights, tmp
         ModelCard.load(tmp_path)
 
 
+@pytest.mark.slow  # a couple of seconds or more: the full run has it
 def test_reading_the_card_does_not_load_torch():
     import subprocess
     import sys
