@@ -451,13 +451,20 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
 
         # The structures the model sees, one of them drawn on the image
         page.goto(f"{url}/Case_review?case={lesion_case}")
-        page.get_by_text("Details: every diagnosis, the structures, the model").click()
-        page.get_by_text("Structures the model sees").wait_for()
+        page.get_by_text("Malignancy probability").first.wait_for()
         _idle(page)  # the page has finished drawing before a list is opened on it
         layer = page.locator(".st-key-overlay_kind").get_by_role("combobox")
-        layer.click()
-        page.get_by_role("option", name="Where it sees a structure").click()
+        for _ in range(3):  # a list opened while the page still lays out closes again: open it once more
+            layer.click()
+            try:
+                page.get_by_role("option", name="Where it sees a structure").click(timeout=15_000)
+                break
+            except sync_api.TimeoutError:
+                page.keyboard.press("Escape")
+                _idle(page)
         sync_api.expect(layer).to_have_value("Where it sees a structure")
+        page.get_by_text("Details: every diagnosis, the structures, the model").click()
+        page.get_by_text("Structures the model sees").wait_for()
         page.get_by_text("where on the lesion the model sees the chosen dermoscopic structure").wait_for()
         sync_api.expect(page.locator(".st-key-structure_layer").get_by_role("combobox")).to_have_value(
             re.compile(r"^Pigment network \(\d+ %\)$"))
