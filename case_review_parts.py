@@ -21,7 +21,7 @@ from skinapp.reporting.body_map import body_map_figure, site_of_selection
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
 from skinapp.reporting.structure_text import structure_lines
 from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
-from skinapp.store.limits import LIMITS
+from skinapp.store.limits import LIMITS, checked
 from skinapp.store.records import DIAMETER, SCALE
 from skinapp.vocab import CLASS_NAMES, SEXES, Site
 from skinapp.workflow import case_view as view
@@ -302,6 +302,12 @@ def _letter(store: Store, case: StoredCase) -> None:
         question = st.text_area("Clinical question or reason for referral", key=f"letter_question_{case.id}",
                                 max_chars=LIMITS["clinical question"], height=90)
         who = reviewer() or "unnamed"
+        try:  # checked now, not when the file is made: a refused text is said here, never as an error page
+            checked("addressee", addressee, multiline=True)
+            checked("clinical question", question, multiline=True)
+        except InvalidText as exc:
+            st.error(view.not_saved_text(exc))
+            return
 
         def make() -> bytes:  # written when the button is pressed, and recorded in the audit log
             store.log_export(who, "letter (pdf)", [case.id])
