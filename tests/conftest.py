@@ -3,6 +3,7 @@ beside the repository (../shared/data) and skips the test with a reason where it
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -10,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+from orthanc_server import OrthancServer
 from pg_server import APP_ROLE, OWNER_ROLE, ScratchPostgres
 
 from skinapp.model.card import Member, ModelCard
@@ -34,6 +36,21 @@ def audit_key(tmp_path_factory) -> Path:
     return Path(os.environ["SKINAPP_AUDIT_KEY_FILE"])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing():
+    """Argon2id at the app's cost takes about 0.13 s a hash here, and the tests sign in hundreds of times. They hash
+    at the lowest cost instead; `test_accounts` checks the cost the app itself uses."""
+    from argon2 import PasswordHasher
+
+    from skinapp.store import accounts
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    saved = accounts._hasher, accounts._UNKNOWN_USER_HASH
+    accounts._hasher, accounts._UNKNOWN_USER_HASH = cheap, cheap.hash("unknown")
+    yield saved[0]
+    accounts._hasher, accounts._UNKNOWN_USER_HASH = saved
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "ham10000" / "HAM10000_metadata.csv").is_file():
@@ -48,6 +65,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.data)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (torch, Streamlit, the test modules) lives until the end: kept out of the garbage
+    collector's full passes, which otherwise walk it again each time, and 5 times over at the end of the session."""
+    gc.freeze()
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A scratch PostgreSQL server (tests/pg_server.py), or a skip with the reason where none can be started."""
@@ -55,6 +78,18 @@ def postgres():
         server = ScratchPostgres.start()
     except Exception as exc:  # no binaries, no postgres user, initdb or start failed
         pytest.skip(f"no PostgreSQL server for this test: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc():
+    """A scratch Orthanc PACS with DICOMweb and basic authentication (tests/orthanc_server.py), or a skip with the
+    reason where none can be started."""
+    try:
+        server = OrthancServer()
+    except Exception as exc:  # no Orthanc, no DICOMweb plugin, or it did not start
+        pytest.skip(f"no Orthanc PACS for this test: {exc}")
     yield server
     server.stop()
 

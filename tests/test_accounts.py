@@ -14,6 +14,15 @@ from skinapp.store.schema import sessions
 PASSWORD = "a long enough password"
 
 
+def test_the_app_hashes_passwords_with_argon2id_at_full_cost(cheap_password_hashing):
+    """The tests hash cheaply (conftest); the app's own hasher must keep OWASP's Argon2id minimum or more."""
+    from argon2 import Type
+
+    app_hasher = cheap_password_hashing
+    assert app_hasher.type is Type.ID and app_hasher.memory_cost >= 19 * 1024 and app_hasher.time_cost >= 2
+    assert app_hasher.hash(PASSWORD).startswith("$argon2id$")
+
+
 def test_accounts_sign_in_and_sessions(db_url):
     accounts = Accounts(Store.open(db_url))
     assert not accounts.any()

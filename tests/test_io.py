@@ -567,3 +567,32 @@ def test_ingest_streams_a_folder_holding_one_case_at_a_time(tmp_path, monkeypatc
     assert ingest.run_ingest([tmp_path], report_path=tmp_path / "report.json") == 0
     assert len(alive_when_next_came) == 4 and max(alive_when_next_came) <= 1  # at most the case just described
     assert len(json.loads((tmp_path / "report.json").read_text())["cases"]) == 4
+
+
+def test_a_zip_member_whose_header_understates_its_size_is_refused_without_inflating_it(tmp_path):
+    """Issue 30: a member recorded as 4 KB that really inflates to 64 MB used to be expanded whole by zlib before the
+    recorded size was applied (1.96 GB of memory for a 620 MB member). Memory now stays near one read step."""
+    import tracemalloc
+
+    archive = tmp_path / "lying.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("study/lesion.png", _png_bytes(lesion_image(seed=2)))
+        z.writestr("study/lie.dcm", bytes(64 << 20))
+    data = bytearray(archive.read_bytes())
+    recorded = struct.pack("<I", 4096)
+    local = data.index(b"PK\x03\x04" + data[4:8], data.index(b"study/lie.dcm") - 40)  # the second member's header
+    data[local + 22:local + 26] = recorded
+    central = data.index(b"PK\x01\x02", data.rindex(b"PK\x01\x02") - 1)  # the last directory entry is lie.dcm
+    data[central + 24:central + 28] = recorded
+    archive.write_bytes(bytes(data))
+    assert zipfile.ZipFile(archive).getinfo("study/lie.dcm").file_size == 4096
+
+    tracemalloc.start()
+    try:
+        cases, report = load_cases([archive])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [c.name for c in cases] == ["lesion"]
+    assert "does not match its contents" in reasons(report)["lie.dcm"]
+    assert peak < 24 << 20, f"{peak / 2**20:.0f} MB held while refusing a 64 MB member"

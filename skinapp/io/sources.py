@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ MAX_MEMBER_BYTES = 512 << 20      # one archive member may expand to 512 MB (a 6
 MAX_ARCHIVE_BYTES = 8 << 30       # all members of one archive together
 MAX_COMPRESSION_RATIO = 50        # images barely compress (a raw DICOM of a photo 2-4×); far beyond is a zip bomb
 MAX_ARCHIVE_MEMBERS = 20_000
+INFLATE_STEP_BYTES = 1 << 20
 DICOMDIR_NAME = "DICOMDIR"
 
 
@@ -99,12 +101,25 @@ class _OpenArchive:
 
     def opener(self, info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
         def open_member() -> BinaryIO:
-            with self.zipped.open(info) as member:
-                data = member.read(MAX_MEMBER_BYTES + 1)  # never more than the limit, whatever the header claims
-            if len(data) > MAX_MEMBER_BYTES:
-                raise UnreadableImage(f"expands to more than the {MAX_MEMBER_BYTES >> 20:,} MB allowed; not opened")
-            return io.BytesIO(data)
+            return _inflate_capped(self.zipped, info)
         return open_member
+
+
+def _inflate_capped(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> io.BytesIO:
+    """The member's bytes, inflated a small step at a time: one large `read(n)` lets zlib expand the whole
+    compressed stream into memory before the header's size is applied, so a member whose header understates its
+    size cost gigabytes before it was refused. Headers are not trusted; the bytes actually inflated are counted."""
+    inflated = io.BytesIO()
+    try:
+        with zipped.open(info) as member:
+            while chunk := member.read(INFLATE_STEP_BYTES):
+                if inflated.write(chunk) and inflated.tell() > MAX_MEMBER_BYTES:
+                    raise UnreadableImage(f"expands to more than the {MAX_MEMBER_BYTES >> 20:,} MB allowed; not opened")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UnreadableImage("the archive's record of this file does not match its contents (its size or checksum "
+                              f"is wrong: {exc}); not opened") from None
+    inflated.seek(0)
+    return inflated
 
 
 def _archive_files(archive: InputFile, report: ImportReport, archives: ExitStack) -> list[InputFile]:
