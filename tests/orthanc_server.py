@@ -6,13 +6,10 @@ that binds its listening sockets to one address: both servers listen on every in
 start. `RemoteAccessAllowed: false` makes the HTTP server refuse every client but the loopback one; it does not
 apply to DICOM, where only the modalities given to the constructor (AE title, host, port; checked against the
 peer's address) may store, find, get or move, anyone else may only C-ECHO, and every association must call the
-PACS by its AE title (`aet`). Orthanc answers in about 0.1 s and takes about 3.5 s to stop.
+PACS by its AE title (`aet`). Orthanc answers in about 0.1 s; its storage is thrown away, so it is killed, not stopped.
 
-Orthanc 1.10.1 (Debian bookworm's, with DICOMweb plugin 1.7) takes GET arguments as they arrive, without
-percent-decoding them: QIDO-RS `PatientID=%22X%22` looks for the seven characters `%22X%22`, and the core REST API
-answers `limit=%31` with "Bad type for a parameter". A requests client cannot send such characters raw: urllib3
-percent-encodes every one that may not appear in a URL (`"`, `^`, space, anything not ASCII). `QidoWildcardAdapter`
-and `qido_value` below get a value through as the DICOM wildcards `?` (one character) and `*`, which may appear raw.
+Orthanc 1.10.1 (Debian bookworm's, with DICOMweb plugin 1.7) does not percent-decode GET arguments: the app's
+client (`skinapp.pacs.connection`, `skinapp.pacs.pull`) copes, as it must with any archive like it.
 """
 
 from __future__ import annotations
@@ -29,31 +26,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import requests
-from requests.adapters import HTTPAdapter
 
 PLUGIN_GLOBS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*")
 START_TIMEOUT = 30.0
 START_TRIES = 3  # a port picked free may be taken before Orthanc binds it: start again on fresh ports
-_QIDO_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~*?")
-
-
-def qido_value(value: str) -> str:
-    """`value` for a QIDO-RS match on this Orthanc: each character that would reach it percent-encoded becomes `?`,
-    the wildcard for one character (send it through `QidoWildcardAdapter`; check the answers' values yourself)."""
-    return "".join(c if c in _QIDO_SAFE else "?" for c in value)
-
-
-class QidoWildcardAdapter(HTTPAdapter):
-    """Sends the DICOM wildcards `?` and `*` raw in the query, where a client (dicomweb-client's urlencode) escaped
-    them as %3F and %2A: Orthanc 1.10.1 would not decode them. Mount it on `OrthancServer.url`."""
-
-    def send(self, request, *args, **kwargs):
-        base, mark, query = (request.url or "").partition("?")
-        if mark:
-            for escaped, raw in (("%2A", "*"), ("%2a", "*"), ("%3F", "?"), ("%3f", "?")):
-                query = query.replace(escaped, raw)
-            request.url = f"{base}?{query}"
-        return super().send(request, *args, **kwargs)
 
 
 class Modality(NamedTuple):

@@ -86,29 +86,18 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     """Analyse and store, as the Import page does, in the name of an enabled account."""
-    from skinapp.store import Store
-    from skinapp.store.accounts import Accounts
+    from skinapp.cli.importing import AccountRefused, import_context, print_progress
+    from skinapp.workflow.analysis import import_and_analyse
 
-    store = Store.open(args.database)
-    user = Accounts(store).get(args.user.strip().lower())
-    if user is None or user.disabled:
-        print(f"error: there is no enabled account named {args.user!r}; imports are recorded in a user's name",
-              file=sys.stderr)
+    try:
+        context = import_context(args.database, args.user, args.weights)
+    except AccountRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    from skinapp.inference.assessment import Assessor
-    from skinapp.inference.predictor import Predictor
-    from skinapp.workflow.analysis import import_and_analyse, model_in_force
-
-    weights = args.weights or weights_dir()
-    loaded = Predictor.from_weights(weights)
-    predictor, assessor = model_in_force(store, loaded, Assessor.from_weights(weights, loaded.card))
-
-    def progress(fraction: float, text: str) -> None:
-        print(f"{fraction:4.0%} {text}", file=sys.stderr, flush=True)
-
-    result = import_and_analyse(args.paths, store, predictor, user.label, metadata_csv=args.metadata,
-                                progress=progress if args.progress else None, assessor=assessor)
-    print(result.outcome[1] + f" Model {predictor.model_version}, imported as {user.label}.")
+    result = import_and_analyse(args.paths, context.store, context.predictor, context.user.label,
+                                metadata_csv=args.metadata, progress=print_progress if args.progress else None,
+                                assessor=context.assessor)
+    print(result.outcome[1] + f" Model {context.predictor.model_version}, imported as {context.user.label}.")
     for rejected in result.report.rejected:
         print(f"  not imported: {rejected.file}: {rejected.reason}")
     for note in result.report.notes:
@@ -400,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--site-profile", type=Path, help="analyse with a site profile made before (--save-profile)")
     predict.add_argument("--save-profile", type=Path, help="with --site-adapt: keep the site profile in this file")
     predict.set_defaults(run=_predict)
+    from skinapp.cli import pacs
+
+    pacs.add_commands(commands, _WEIGHTS_HELP)
     return parser
 
 

@@ -81,7 +81,7 @@ def case_from_row(row, edits: Sequence[dict] = (), ruler_mm_per_pixel: float | N
         is_dermoscopic=row["is_dermoscopic"], original_size=(row["original_width"] or 0, row["original_height"] or 0),
         pixel_spacing_mm=tuple(spacing) if spacing else None, acquisition=Acquisition(**(row["acquisition"] or {})),
         notes=list(row["notes"] or []), imported_at=as_utc(row["imported_at"]), imported_by=row["imported_by"],
-        edited=tuple(edited), ruler_mm_per_pixel=ruler_mm_per_pixel,
+        edited=tuple(edited), ruler_mm_per_pixel=ruler_mm_per_pixel, sop_instance_uid=row.get("sop_instance_uid"),
     )
 
 

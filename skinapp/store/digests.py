@@ -15,6 +15,9 @@ from skinapp.store.schema import FILLABLE_CASE_COLUMNS
 
 PIXEL_COLUMNS = ("image_png", "thumbnail_jpeg", "zoom_jpeg")  # the case's pictures: checked apart, they are large
 _LEFT_OUT = {"id"}
+# Columns added after digests were first written: digested where they hold a value, so the digests of the rows
+# stored before them still match.
+_ADDED_LATER = frozenset({"sop_instance_uid"})
 
 
 def _plain(value: object) -> object:
@@ -28,7 +31,8 @@ def _plain(value: object) -> object:
 
 
 def digest(row: Mapping, columns: Iterable[str]) -> str:
-    body = json.dumps({c: _plain(row[c]) for c in sorted(columns)}, sort_keys=True, separators=(",", ":"),
+    body = json.dumps({c: _plain(row[c]) for c in sorted(columns) if not (c in _ADDED_LATER and row[c] is None)},
+                      sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 

@@ -54,6 +54,7 @@ class StoredCase:
     imported_by: str
     edited: tuple[str, ...] = ()                 # metadata a reviewer corrected after import (`Store.edit_case`)
     ruler_mm_per_pixel: float | None = None      # the latest ruler calibration on the stored image, if any
+    sop_instance_uid: str | None = None          # the DICOM image's UID, where it came from DICOM (the PACS finds it by it)
 
     @property
     def mm_per_pixel(self) -> float | None:

@@ -45,6 +45,7 @@ cases = Table(
     Column("image_png", LargeBinary, nullable=False),   # the display-size image, lossless
     Column("thumbnail_jpeg", LargeBinary, nullable=False),
     Column("zoom_jpeg", LargeBinary),  # up to 2048 px where the file had more pixels than image_png (newer imports)
+    Column("sop_instance_uid", String(64), index=True),  # the DICOM image's own UID: how the PACS finds it (newer imports)
     Column("imported_at", DateTime(timezone=True), nullable=False),
     Column("imported_by", String(128), nullable=False),
 )

@@ -281,6 +281,7 @@ class Store:
                 pixel_spacing_mm=list(case.pixel_spacing_mm) if case.pixel_spacing_mm else None,
                 acquisition=acquisition, notes=notes, image_png=png_bytes(case.image),
                 thumbnail_jpeg=thumbnail_jpeg(case.image), zoom_jpeg=case.zoom_jpeg, imported_at=_now(), imported_by=actor,
+                sop_instance_uid=case.sop_instance_uid,
             )))
             stored = connection.execute(select(cases).where(cases.c.id == case_id)).mappings().one()
             self.append_audit(connection, actor, "case imported", case_id, source_kind=Path(case.source).suffix.lower() or "file",
@@ -602,6 +603,15 @@ class Store:
         with self.engine.connect() as connection:
             return self._case(connection, case_id)
 
+    def known_sop_instance_uids(self, uids: Iterable[str]) -> set[str]:
+        """Those of `uids` whose image is already a case: a PACS pull does not fetch them again."""
+        wanted, known = list(dict.fromkeys(uids)), set[str]()
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                known.update(connection.execute(select(cases.c.sop_instance_uid).where(
+                    cases.c.sop_instance_uid.in_(wanted[start:start + 500]))).scalars())
+        return known
+
     def case_image(self, case_id: int) -> np.ndarray:
         with self.engine.connect() as connection:
             blob = connection.execute(select(cases.c.image_png).where(cases.c.id == case_id)).scalar_one()
@@ -623,6 +633,18 @@ class Store:
             latest = connection.execute(select(predictions.c.id).where(predictions.c.case_id == case_id)
                                         .order_by(predictions.c.id.desc()).limit(1)).scalar()
             return self._decoded.by_id(connection, [latest])[latest] if latest is not None else None
+
+    def prediction(self, prediction_id: int) -> StoredPrediction | None:
+        with self.engine.connect() as connection:
+            return self._decoded.by_id(connection, [prediction_id]).get(prediction_id)
+
+    def decided_since(self, since: dt.datetime | None = None) -> list[int]:
+        """The cases with a decision recorded at or after `since` (None: ever), oldest decision first."""
+        query = select(decisions.c.case_id, func.min(decisions.c.created_at).label("first")).group_by(decisions.c.case_id)
+        if since is not None:
+            query = query.where(decisions.c.created_at >= since)
+        with self.engine.connect() as connection:
+            return [int(r.case_id) for r in connection.execute(query.order_by("first", decisions.c.case_id))]
 
     def case_records(self, patient_id: str | None = None, lesion_id: str | None = None) -> list[CaseRecord]:
         """Every case (or one patient's, or one lesion's, as corrected) with its latest prediction, decision and
