@@ -23,6 +23,7 @@ from skinapp.config import data_dir
 from skinapp.inference.assessment import Assessor
 from skinapp.model.card import ModelCard, WeightsError
 from skinapp.model.clinic_levels import ClinicLevels
+from skinapp.pacs.connection import PacsError, PacsServer, configured_server
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
@@ -197,6 +198,15 @@ def get_assessor(explain: bool = False) -> Assessor | None:
     if card is None or not card.safety_net.active or card.safety_net == assessor.safety_net:
         return assessor
     return dataclasses.replace(assessor, safety_net=card.safety_net)
+
+
+def pacs_server() -> PacsServer | None:
+    """The clinic's PACS (SKINAPP_PACS_URL…), None where none is connected; a wrong setting is said, not raised."""
+    try:
+        return configured_server()
+    except PacsError as exc:
+        st.error(f"The PACS connection is set up wrongly: {exc}. An administrator can correct it (README).")
+        return None
 
 
 def get_predictor() -> Predictor | None:

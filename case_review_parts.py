@@ -14,9 +14,20 @@ import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from app_shared import LESION_PAGE, get_assessor, get_predictor, installed_card, open_case, reviewer, shipped_card
+from app_shared import (
+    LESION_PAGE,
+    get_assessor,
+    get_predictor,
+    installed_card,
+    open_case,
+    pacs_server,
+    reviewer,
+    shipped_card,
+)
 from skinapp.inference.assessment import training_image_path
 from skinapp.outcomes import BRESLOW_MAX_MM, EARLIEST_RESULT
+from skinapp.pacs.exchange import can_send, send_state_text
+from skinapp.pacs.send import send_result
 from skinapp.reporting.body_map import body_map_figure, site_of_selection
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
 from skinapp.reporting.structure_text import structure_lines
@@ -370,3 +381,20 @@ def outcome_panel(store: Store, case: StoredCase) -> None:
                     st.session_state["saved_message"] = outcome_view.outcome_saved_text(saved)
                     st.rerun()
         st.session_state[seen_key] = latest.id if latest else None
+
+
+def pacs_panel(store: Store, case: StoredCase) -> None:
+    """The result's copy in the clinic's PACS: where it stands, and an explicit send once a decision is saved."""
+    server = pacs_server()
+    if server is None:
+        return
+    st.caption(send_state_text(store, case) or "")
+    if not can_send(store, case):
+        return
+    if st.button("Send the result to the PACS", key=f"pacs_send_{case.id}", icon=":material/send:", width="stretch"):
+        with st.spinner("Sending to the PACS …"):
+            outcome = send_result(server, store, case.id, reviewer() or "unnamed")
+        if outcome.sent:
+            st.success(f"Sent: the PACS now holds the result and your decision in the image's study ({server.shown}).")
+        else:
+            st.error(f"Not sent: {outcome.message}. Nothing was marked as sent; try again later.")

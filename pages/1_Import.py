@@ -1,11 +1,78 @@
 """Import: images, DICOM files or a whole folder, with an optional metadata CSV; the model runs once per case."""
 
+import datetime as dt
+
 import streamlit as st
 
-from app_shared import get_assessor, get_predictor, get_store, reviewer, run_guarded
+from app_shared import get_assessor, get_predictor, get_store, pacs_server, reviewer, run_guarded
 from skinapp.io import InputFile
+from skinapp.pacs.connection import PacsError
+from skinapp.pacs.exchange import pull_studies, study_labels
+from skinapp.pacs.pull import StudyFound, StudyQuery, find_studies
 from skinapp.reporting.text import plain_markdown
 from skinapp.workflow.analysis import ImportResult, import_and_analyse
+
+DERMOSCOPY_MODALITY = "XC"  # external camera photography: how dermatoscopes and the SIIM-ISIC files label it
+
+
+def _from_pacs(name: str | None) -> None:
+    """Search the clinic's PACS, pick studies, and import them as an upload is."""
+    server = pacs_server()
+    if server is None:
+        st.caption("No PACS is connected. An administrator connects one with SKINAPP_PACS_URL (see the README); "
+                   "until then, export the images from the PACS and upload them above.")
+        return
+    with st.form("pacs_search"):
+        left, right = st.columns(2)
+        patient_id = left.text_input("Patient ID", key="pacs_patient_id")
+        patient_name = right.text_input("Patient name (words in any order)", key="pacs_patient_name")
+        since = left.date_input("Studies from", value=None, key="pacs_since", max_value=dt.date.today())
+        until = right.date_input("Studies until", value=None, key="pacs_until", max_value=dt.date.today())
+        dermoscopy_only = st.checkbox("Dermoscopy images only (modality XC)", value=True, key="pacs_xc")
+        searched = st.form_submit_button("Search the PACS", icon=":material/search:")
+    if searched:
+        query = StudyQuery(patient_id.strip() or None, patient_name.strip() or None, since, until,
+                           DERMOSCOPY_MODALITY if dermoscopy_only else None)
+        if not any((query.patient_id, query.patient_name, query.since, query.until)):
+            st.warning("Give a patient or a date range: a search of the whole PACS is left to the command line.")
+            return
+        try:
+            st.session_state["pacs_found"] = (query, find_studies(server, query))
+        except PacsError as exc:
+            st.session_state.pop("pacs_found", None)
+            st.error(str(exc))
+            return
+    found: tuple[StudyQuery, list[StudyFound]] | None = st.session_state.get("pacs_found")
+    if found is None:
+        return
+    query, studies = found
+    if not studies:
+        st.info(f"No study on the PACS matches {plain_markdown(query.describe())}.")
+        return
+    labels = study_labels(studies)
+    chosen = st.multiselect(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found: import these",
+                            list(labels), default=list(labels), key="pacs_chosen")
+    if st.button(f"Import and analyse {len(chosen)} stud{'y' if len(chosen) == 1 else 'ies'} from the PACS",
+                 type="primary", disabled=not chosen or not name, key="pacs_import_button") and name:
+        predictor = get_predictor()
+        assessor = get_assessor(explain=True) if predictor is not None else None
+        if predictor is None or assessor is None:
+            return
+        bar = st.progress(0.0, text="Fetching images from the PACS …")
+
+        def progress(fraction: float, text: str) -> None:
+            bar.progress(fraction, text=text)
+
+        try:
+            pulled = pull_studies(server, [labels[c] for c in chosen], get_store(), predictor, name, assessor,
+                                  query.modality, progress=progress)
+        except PacsError as exc:
+            bar.empty()
+            st.error(f"Nothing was imported: {exc}")
+            return
+        bar.empty()
+        pulled.imported.report.notes.insert(0, pulled.summary())
+        st.session_state["last_import"] = pulled.imported
 
 
 def page() -> None:
@@ -34,6 +101,8 @@ def page() -> None:
             metadata_csv=metadata_csv, progress=progress, assessor=assessor,
         )
         bar.empty()
+    with st.expander("From the clinic's PACS", expanded=bool(st.session_state.get("pacs_found"))):
+        _from_pacs(name)
     result: ImportResult | None = st.session_state.get("last_import")
     if result is None:
         return

@@ -8,7 +8,7 @@ import streamlit as st
 
 import app_shared as shared
 from app_shared import get_predictor, get_store, installed_card, open_case, reviewer, run_guarded, shipped_card
-from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, related, similar_cases
+from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, pacs_panel, related, similar_cases
 from skinapp.reporting.overlay import CONTRAST_LAYER, OVERLAYS, STRUCTURE_LAYER, VIEWER_LEGENDS
 from skinapp.reporting.text import plain_markdown
 from skinapp.reporting.viewer import VIEWER_CONFIG, Line, jpeg_data_url, viewer_figure
@@ -235,6 +235,7 @@ def page() -> None:
         if history:
             st.markdown("**Decisions on this case**")
             st.dataframe(pd.DataFrame(view.decision_history(history)), hide_index=True, width="stretch")
+        pacs_panel(store, case)
     with answer:
         if stored is not None:
             model_answer(stored)

@@ -17,6 +17,11 @@ TRAINING_IMAGES_ENV = "SKINAPP_TRAINING_IMAGES"  # a folder of the similar-case 
 AUDIT_KEY_ENV = "SKINAPP_AUDIT_KEY_FILE"         # the key that signs audit checkpoints; default audit.key in the data folder
 AUDIT_CHECKPOINTS_ENV = "SKINAPP_AUDIT_CHECKPOINTS"  # the checkpoint file; default audit_checkpoints.jsonl there
 TRUSTED_PROXY_ENV = "SKINAPP_TRUSTED_PROXY"      # set: the client address comes from the proxy's X-Forwarded-For
+PACS_URL_ENV = "SKINAPP_PACS_URL"                # the clinic PACS's DICOMweb root; unset: no PACS in the app
+PACS_USER_ENV = "SKINAPP_PACS_USER"              # its account (HTTP basic authentication)
+PACS_PASSWORD_FILE_ENV = "SKINAPP_PACS_PASSWORD_FILE"  # a file whose first line is that account's password
+PACS_PASSWORD_ENV = "SKINAPP_PACS_PASSWORD"      # …or the password itself (the command line's fallback)
+PACS_CA_BUNDLE_ENV = "SKINAPP_PACS_CA_BUNDLE"    # a CA certificate file to trust for https; default the system's
 
 ABOVE_PACKAGE = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages once installed
 
@@ -80,3 +85,13 @@ def audit_checkpoints_file() -> Path:
 def behind_trusted_proxy() -> bool:
     """Whether a reverse proxy of the clinic's own sets X-Forwarded-For (README): only then is that header believed."""
     return bool(os.environ.get(TRUSTED_PROXY_ENV))
+
+
+def pacs_settings() -> dict[str, str] | None:
+    """The app's PACS as configured (url, user, password_file, ca_bundle; missing keys not set), None when none is."""
+    url = os.environ.get(PACS_URL_ENV)
+    if not url:
+        return None
+    found = {"url": url, "user": os.environ.get(PACS_USER_ENV), "password_file": os.environ.get(PACS_PASSWORD_FILE_ENV),
+             "ca_bundle": os.environ.get(PACS_CA_BUNDLE_ENV)}
+    return {k: v for k, v in found.items() if v}

@@ -94,6 +94,28 @@ def orthanc():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def siim_dicoms(shared_data) -> list[Path]:
+    """The 20 SIIM-ISIC 2020 DICOMs as the challenge distributed them (quoted values, the image name as PatientID)."""
+    files = sorted((shared_data / "siim_isic_2020" / "dicom").glob("ISIC_*.dcm"))
+    if not files:
+        pytest.skip(f"no SIIM-ISIC DICOMs in {shared_data / 'siim_isic_2020' / 'dicom'}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def pacs(orthanc, siim_dicoms):
+    """The scratch PACS holding the SIIM-ISIC DICOMs (stored over STOW-RS), as a clinic's archive would hold them."""
+    import pydicom
+
+    from skinapp.pacs.connection import PacsServer
+
+    server = PacsServer(orthanc.dicomweb_url, orthanc.user, orthanc.password)
+    receipt = server.client().store_instances([pydicom.dcmread(f) for f in siim_dicoms])
+    assert len(receipt.ReferencedSOPSequence) == len(siim_dicoms) and not receipt.get("FailedSOPSequence")
+    return server
+
+
 class Database(NamedTuple):
     url: str                  # what the application connects with
     owner_url: str | None     # the tables' owner (PostgreSQL); None on SQLite

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("reporting",),
     ("workflow",),
+    ("pacs",),
     ("train",),
     ("evaluation",),
     ("cli", "__main__"),

@@ -10,40 +10,24 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import streamlit as st
 from pynetdicom import AE
 from pynetdicom.sop_class import VLPhotographicImageStorage  # type: ignore[attr-defined]
 
-from skinapp.cli.importing import import_context
 from skinapp.cli.main import main
 from skinapp.pacs.connection import PacsServer
 from skinapp.pacs.listener import StorageListener
 from skinapp.pacs.pull import StudyQuery, find_studies
 from skinapp.pacs.send import PACS_NOT_SENT, PACS_SENT, send_result, unsent_cases
-from skinapp.pacs.structured_report import read_back
+from skinapp.pacs.structured_report import PRIVATE_CODES, read_back
 from skinapp.store import Store
 from skinapp.store.accounts import Accounts
+from skinapp.workflow.analysis import importer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR")  # the challenge files' quoted UIDs
 
 PATIENT = "ISIC_0095805"  # the smallest file's PatientID, which the challenge wrapped in double quotes
 REVIEWER = "Dr P. Acs (drpacs)"
-
-
-@pytest.fixture(scope="module")
-def siim_dicoms(shared_data) -> list[Path]:
-    files = sorted((shared_data / "siim_isic_2020" / "dicom").glob("ISIC_*.dcm"))
-    if not files:
-        pytest.skip(f"no SIIM-ISIC DICOMs in {shared_data / 'siim_isic_2020' / 'dicom'}")
-    return files
-
-
-@pytest.fixture(scope="module")
-def pacs(orthanc, siim_dicoms) -> PacsServer:
-    """The scratch PACS holding the 20 SIIM-ISIC DICOMs, as a clinic's archive would hold them."""
-    server = PacsServer(orthanc.dicomweb_url, orthanc.user, orthanc.password)
-    receipt = server.client().store_instances([pydicom.dcmread(f) for f in siim_dicoms])
-    assert len(receipt.ReferencedSOPSequence) == len(siim_dicoms) and not receipt.get("FailedSOPSequence")
-    return server
 
 
 def _store_with_account(tmp_path: Path) -> tuple[str, Path]:
@@ -78,7 +62,7 @@ def test_a_pull_imports_analyses_and_never_fetches_an_image_twice(pacs, tmp_path
     url, _ = _store_with_account(tmp_path)
     assert _pull(pacs, url, tmp_path, tiny_weights, "--patient-id", PATIENT) == 0
     out = capsys.readouterr().out
-    assert "1 study on" in out and "1 image(s) to fetch; 0 already in the worklist" in out
+    assert "1 study on" in out and "1 image(s) fetched from the PACS; 0 already in the worklist" in out
     store = Store.open(url)
     [case_id] = store.decided_since() or [r.case.id for r in store.case_records()]
     case = store.case(case_id)
@@ -88,7 +72,7 @@ def test_a_pull_imports_analyses_and_never_fetches_an_image_twice(pacs, tmp_path
     assert ("Dr P. Acs (drpacs)", "case imported") in {(e.actor, e.action) for e in store.audit_entries()}
 
     assert _pull(pacs, url, tmp_path, tiny_weights, "--patient-id", PATIENT) == 0
-    assert "0 image(s) to fetch; 1 already in the worklist" in capsys.readouterr().out
+    assert "0 image(s) fetched from the PACS; 1 already in the worklist" in capsys.readouterr().out
     assert main(["pacs", "pull", "--url", pacs.url, "--account", "drpacs", "--database", url]) == 2
     assert "--all" in capsys.readouterr().err
 
@@ -180,7 +164,7 @@ def test_a_send_that_cannot_reach_the_pacs_is_retried_audited_and_not_marked_sen
 def test_a_c_store_from_an_allowed_device_arrives_as_a_case_and_others_are_refused(tmp_path, tiny_weights,
                                                                                      siim_dicoms):
     url, _ = _store_with_account(tmp_path)
-    listener = StorageListener(import_context(url, "drpacs", tiny_weights), "SKINAPP", {"DERMSCOPE"}, port=0)
+    listener = StorageListener(importer(url, "drpacs", tiny_weights), "SKINAPP", {"DERMSCOPE"}, port=0)
     try:
         dataset = pydicom.dcmread(siim_dicoms[0])
         dataset.SOPClassUID = VLPhotographicImageStorage  # a device sends its class unquoted (pynetdicom insists)
@@ -204,3 +188,56 @@ def test_a_c_store_from_an_allowed_device_arrives_as_a_case_and_others_are_refus
     [record] = store.case_records()
     assert record.case.sop_instance_uid == str(dataset.SOPInstanceUID).strip('"')
     assert store.latest_prediction(record.case.id) is not None
+
+
+def _search(app) -> None:
+    [search] = [b for b in app.button if b.label == "Search the PACS"]
+    search.click().run()
+
+
+@pytest.mark.slow  # two pages driven through a pull and a send: over two seconds
+def test_the_import_page_pulls_from_the_pacs_and_the_case_page_sends_the_result_back(pacs, tmp_path, tiny_weights,
+                                                                                      monkeypatch):
+    from test_app import _app, _page, _texts  # the app signed in, as the other AppTest tests drive it
+
+    monkeypatch.setenv("SKINAPP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SKINAPP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SKINAPP_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("SKINAPP_PACS_URL", pacs.url)
+    monkeypatch.setenv("SKINAPP_PACS_USER", str(pacs.user))
+    monkeypatch.setenv("SKINAPP_PACS_PASSWORD_FILE", _password_file(tmp_path, str(pacs.password)))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        app = _page(_app("Dr P. Acs"), "import_cases")
+        _search(app)
+        assert "Give a patient or a date range" in _texts(app)  # not the whole PACS from the page
+        app.text_input(key="pacs_patient_id").input(PATIENT)
+        _search(app)
+        assert not app.exception and len(app.multiselect(key="pacs_chosen").value) == 1
+        app.button(key="pacs_import_button").click().run()
+        assert not app.exception
+        assert "1 case(s) in the worklist from this import (1 new, 1 analysed)" in app.success[0].value
+        assert any("1 image(s) fetched from the PACS" in i.value for i in app.info)
+
+        store = Store.open(f"sqlite:///{tmp_path / 'skinapp.db'}")
+        [record] = store.case_records()
+        prediction = store.latest_prediction(record.case.id)
+        assert prediction is not None
+        app.session_state["case_id"] = record.case.id
+        _page(app, "case_review")
+        assert "can be sent to the PACS once a decision is saved" in _texts(app)
+        store.record_decision(record.case.id, "Dr P. Acs (drpacs)", "follow_up", seen_prediction_id=prediction.id)
+        _page(app, "case_review")
+        assert "has not been sent to the PACS yet" in _texts(app)
+        app.button(key=f"pacs_send_{record.case.id}").click().run()
+        assert not app.exception and "Sent: the PACS now holds the result" in app.success[-1].value
+        assert unsent_cases(store, [record.case.id]) == []
+        assert ("Dr P. Acs (drpacs)", PACS_SENT) in {(e.actor, e.action) for e in store.audit_entries(record.case.id)}
+    finally:
+        st.cache_resource.clear()
+
+
+def test_the_readme_lists_every_private_code():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert [code for code in PRIVATE_CODES if f"| `{code}` |" not in readme] == []

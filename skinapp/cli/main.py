@@ -86,23 +86,24 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     """Analyse and store, as the Import page does, in the name of an enabled account."""
-    from skinapp.cli.importing import AccountRefused, import_context, print_progress
-    from skinapp.workflow.analysis import import_and_analyse
+    from skinapp.workflow.analysis import AccountRefused, importer
 
     try:
-        context = import_context(args.database, args.user, args.weights)
+        chosen = importer(args.database, args.user, args.weights or weights_dir())
     except AccountRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = import_and_analyse(args.paths, context.store, context.predictor, context.user.label,
-                                metadata_csv=args.metadata, progress=print_progress if args.progress else None,
-                                assessor=context.assessor)
-    print(result.outcome[1] + f" Model {context.predictor.model_version}, imported as {context.user.label}.")
+    result = chosen.run(args.paths, args.metadata, print_progress if args.progress else None)
+    print(result.outcome[1] + f" Model {chosen.predictor.model_version}, imported as {chosen.user.label}.")
     for rejected in result.report.rejected:
         print(f"  not imported: {rejected.file}: {rejected.reason}")
     for note in result.report.notes:
         print(f"  note: {note}")
     return 0 if result.case_ids else 1
+
+
+def print_progress(fraction: float, text: str) -> None:
+    print(f"{fraction:4.0%} {text}", file=sys.stderr, flush=True)
 
 
 def _db_init(args: argparse.Namespace) -> int:

@@ -28,16 +28,26 @@ class _Refused(Exception):
     pass
 
 
+def _importer(args: argparse.Namespace):
+    from skinapp.config import weights_dir
+    from skinapp.workflow.analysis import importer
+
+    return importer(args.database, args.account, args.weights or weights_dir())
+
+
+def _progress(fraction: float, text: str) -> None:
+    print(f"{fraction:4.0%} {text}", file=sys.stderr, flush=True)
+
+
 def _pull(args: argparse.Namespace) -> int:
-    from skinapp.cli.importing import import_context, print_progress
-    from skinapp.pacs.pull import StudyQuery, find_studies, image_files, images_in
-    from skinapp.workflow.analysis import import_and_analyse
+    from skinapp.pacs.exchange import pull_studies
+    from skinapp.pacs.pull import StudyQuery, find_studies
 
     query = StudyQuery(args.patient_id, args.patient_name, args.since, args.until, args.modality)
     if query.empty and not args.all:
         raise _Refused("no search given: name a patient, a date range or a modality, or pull every study with --all")
     server = _server(args)
-    context = None if args.list else import_context(args.database, args.account, args.weights)  # before the PACS is asked
+    chosen = None if args.list else _importer(args)  # the account is checked before the PACS is asked
     client = server.client()
     studies = find_studies(server, query, client)
     print(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} on {server.shown} match {query.describe()}.")
@@ -47,30 +57,26 @@ def _pull(args: argparse.Namespace) -> int:
               f"{study.description or ''}".rstrip())
     if args.list or not studies:
         return 0 if studies else 1
-    assert context is not None
-    images, left_out = images_in(server, studies, args.modality, client)
-    known = context.store.known_sop_instance_uids(i.sop_uid for i in images)
-    wanted = [i for i in images if i.sop_uid not in known]
-    print(f"{len(wanted)} image(s) to fetch; {len(images) - len(wanted)} already in the worklist; "
-          f"{left_out} report(s) or other non-image object(s) left on the PACS.")
-    result = import_and_analyse(image_files(server, wanted, client), context.store, context.predictor,
-                                context.user.label, progress=print_progress if args.progress else None,
-                                assessor=context.assessor)
-    print(result.outcome[1] + f" Model {context.predictor.model_version}, imported as {context.user.label}.")
+    assert chosen is not None
+    pulled = pull_studies(server, studies, chosen.store, chosen.predictor, chosen.user.label, chosen.assessor,
+                          args.modality, progress=_progress if args.progress else None, client=client)
+    print(pulled.summary())
+    result = pulled.imported
+    print(result.outcome[1] + f" Model {chosen.predictor.model_version}, imported as {chosen.user.label}.")
     for rejected in result.report.rejected:
         print(f"  not imported: {rejected.file}: {rejected.reason}")
     for note in result.report.notes:
         print(f"  note: {note}")
-    return 0 if result.case_ids or not wanted else 1
+    return 0 if result.case_ids or not pulled.fetched else 1
 
 
 def _push(args: argparse.Namespace) -> int:
-    from skinapp.cli.importing import account
     from skinapp.pacs.send import send_result, unsent_cases
     from skinapp.store import Store
+    from skinapp.workflow.analysis import account_for_import
 
     store = Store.open(args.database)
-    user = account(store, args.account)
+    user = account_for_import(store, args.account)
     server = _server(args)
     if args.case:
         chosen = list(dict.fromkeys(args.case))
@@ -92,11 +98,9 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from skinapp.cli.importing import import_context
     from skinapp.pacs.listener import StorageListener
 
-    context = import_context(args.database, args.account, args.weights)
-    listener = StorageListener(context, args.ae_title, set(args.allow), host=args.bind, port=args.port,
+    listener = StorageListener(_importer(args), args.ae_title, set(args.allow), host=args.bind, port=args.port,
                                tell=lambda line: print(f"  {line}", flush=True))
     print(f"Listening as {args.ae_title} on {args.bind}:{listener.port} for {', '.join(sorted(args.allow))}; "
           "Ctrl-C stops.", flush=True)
@@ -110,8 +114,8 @@ def _listen(args: argparse.Namespace) -> int:
 def run(handler):
     """A PACS problem or a refused request is one line on standard error, exit 2."""
     def guarded(args: argparse.Namespace) -> int:
-        from skinapp.cli.importing import AccountRefused
         from skinapp.pacs.connection import PacsError
+        from skinapp.workflow.analysis import AccountRefused
 
         try:
             return handler(args)

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-PASSWORD_ENV = "SKINAPP_PACS_PASSWORD"
+from skinapp.config import PACS_PASSWORD_ENV, pacs_settings
+
 DEFAULT_TIMEOUT_S = 30.0
 
 
@@ -57,14 +58,18 @@ class PacsServer:
     def client(self):  # -> dicomweb_client.DICOMwebClient (imported here: only PACS work needs it)
         from dicomweb_client.api import DICOMwebClient
 
-        return DICOMwebClient(self.shown, session=self.session(), timeout=self.timeout_s)
+        client = DICOMwebClient(self.shown, session=self.session(), timeout=self.timeout_s)
+        # Its own retries wait up to 30 s on any failure, a refused connection included; `send` retries what is
+        # worth retrying, and a search or pull says at once what went wrong.
+        client.set_http_retry_params(retry=False)
+        return client
 
 
 def read_password(path: Path | None) -> str | None:
     """The password from its file's first line (the file stays owner-readable; nothing echoes it), else from
     SKINAPP_PACS_PASSWORD, else None."""
     if path is None:
-        return os.environ.get(PASSWORD_ENV)
+        return os.environ.get(PACS_PASSWORD_ENV)
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -72,6 +77,17 @@ def read_password(path: Path | None) -> str | None:
     if not lines or not lines[0]:
         raise PacsError(f"the password file {path} is empty")
     return lines[0]
+
+
+def configured_server() -> PacsServer | None:
+    """The PACS the app uses (SKINAPP_PACS_URL and its companions), None where none is configured. Raises
+    PacsError when the configuration is wrong, saying which part."""
+    settings = pacs_settings()
+    if settings is None:
+        return None
+    password_file = settings.get("password_file")
+    return PacsServer(settings["url"], settings.get("user"), read_password(Path(password_file) if password_file else None),
+                      ca_bundle=settings.get("ca_bundle"))
 
 
 class WildcardsUnescaped(HTTPAdapter):

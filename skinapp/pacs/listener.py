@@ -16,9 +16,8 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from skinapp.cli.importing import ImportContext
 from skinapp.io.sources import InputFile
-from skinapp.workflow.analysis import import_and_analyse
+from skinapp.workflow.analysis import Importer
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +34,13 @@ def _ae_title(title: str) -> str:
 
 
 class StorageListener:
-    def __init__(self, context: ImportContext, ae_title: str, allowed: set[str], host: str = "127.0.0.1",
+    def __init__(self, importer: Importer, ae_title: str, allowed: set[str], host: str = "127.0.0.1",
                  port: int = 11112, tell: Callable[[str], None] | None = None):
         """tell: where each arrival's outcome is said (the operator's terminal); reasons never go to the log,
         as they may quote the file."""
         if not allowed:
             raise ValueError("no calling AE title is allowed: name at least one device or PACS")
-        self.context = context
+        self.importer = importer
         self.ae = AE(ae_title=_ae_title(ae_title))
         self.ae.require_called_aet = True
         self.ae.require_calling_aet = sorted(_ae_title(a) for a in allowed)
@@ -70,9 +69,7 @@ class StorageListener:
         name = f"{event.assoc.requestor.ae_title}/{sop}.dcm"
         try:
             with self._lock:
-                result = import_and_analyse([InputFile.from_bytes(name, data.getvalue())], self.context.store,
-                                            self.context.predictor, self.context.user.label,
-                                            assessor=self.context.assessor)
+                result = self.importer.run([InputFile.from_bytes(name, data.getvalue())])
         except MemoryError:
             return OUT_OF_RESOURCES
         for rejected in result.report.rejected:

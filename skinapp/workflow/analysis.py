@@ -20,6 +20,7 @@ from skinapp.inference import Prediction, Predictor
 from skinapp.inference.assessment import Assessor
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.store import InvalidText, Store
+from skinapp.store.accounts import Accounts, User
 
 log = logging.getLogger(__name__)
 StepProgress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -164,3 +165,39 @@ def model_in_force(store: Store, predictor: Predictor, assessor: Assessor) -> tu
     if card.safety_net.active and card.safety_net != assessor.safety_net:
         assessor = dataclasses.replace(assessor, safety_net=card.safety_net)
     return predictor.with_card(card), assessor
+
+
+class AccountRefused(Exception):
+    """The account named for an import does not exist or is disabled."""
+
+
+@dataclass(frozen=True)
+class Importer:
+    """What a scripted import needs: the store, the enabled account it is recorded for, and the model this clinic
+    runs. `import`, `pacs pull` and the DICOM listener analyse and record with it exactly as the Import page does."""
+
+    store: Store
+    user: User
+    predictor: Predictor
+    assessor: Assessor
+
+    def run(self, inputs: Iterable[str | Path | InputFile], metadata_csv: str | Path | None = None,
+            progress: StepProgress | None = None) -> ImportResult:
+        return import_and_analyse(inputs, self.store, self.predictor, self.user.label, metadata_csv=metadata_csv,
+                                  progress=progress, assessor=self.assessor)
+
+
+def account_for_import(store: Store, name: str) -> User:
+    user = Accounts(store).get(name.strip().lower())
+    if user is None or user.disabled:
+        raise AccountRefused(f"there is no enabled account named {name!r}; imports are recorded in a user's name")
+    return user
+
+
+def importer(database: str | None, account_name: str, weights: Path) -> Importer:
+    """Raises AccountRefused before the model is loaded, so a wrong name costs nothing."""
+    store = Store.open(database)
+    user = account_for_import(store, account_name)
+    loaded = Predictor.from_weights(weights)
+    predictor, assessor = model_in_force(store, loaded, Assessor.from_weights(weights, loaded.card))
+    return Importer(store, user, predictor, assessor)
