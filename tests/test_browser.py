@@ -36,8 +36,21 @@ def _free_port() -> int:
 
 @pytest.fixture
 def running_app(tmp_path, shipped_weights):
+    yield from _app_server(tmp_path, {})
+
+
+@pytest.fixture
+def app_with_pacs(tmp_path, shipped_weights, pacs):
+    password = tmp_path / "pacs-password"
+    password.write_text(f"{pacs.password}\n")
+    yield from _app_server(tmp_path, {"SKINAPP_PACS_URL": pacs.url, "SKINAPP_PACS_USER": pacs.user,
+                                      "SKINAPP_PACS_PASSWORD_FILE": str(password)})
+
+
+def _app_server(tmp_path: Path, settings: dict[str, str]):
+    """The app served by Streamlit on a free port of 127.0.0.1, with its own data folder: (url, data folder)."""
     port = _free_port()
-    env = {**os.environ, "SKINAPP_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "SKINAPP_DATA_DIR": str(tmp_path / "data"), **settings}
     env.pop("SKINAPP_DATABASE_URL", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
@@ -592,3 +605,39 @@ def test_an_outcome_recorded_shows_on_the_clinic_record_and_a_refit_is_refused(r
     assert (outcome.diagnosis, outcome.result_date.isoformat(), outcome.lab_reference, outcome.entered_by) == (
         "DN", result_date.isoformat(), "H26-04711", "Dr Admin (dradmin)")
     store.engine.dispose()
+
+
+@pytest.mark.data  # the real SIIM-ISIC DICOMs, in a scratch Orthanc
+def test_a_study_pulled_from_the_pacs_is_decided_and_its_result_sent_back(app_with_pacs, tmp_path, pacs):
+    url, data = app_with_pacs
+    _account(data, "drpacs", "Dr P. Acs")
+    screenshot = Path(os.environ.get("SKINAPP_SCREENSHOT_DIR", tmp_path)) / "pacs.png"
+    with sync_api.sync_playwright() as playwright:
+        browser, page = _signed_in_page(playwright, url, "drpacs", height=1400)
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Import").click()
+        page.get_by_text("From the clinic's PACS").click()
+        page.get_by_label("Patient ID", exact=True).fill("ISIC_0095805")
+        page.get_by_role("button", name="Search the PACS").click()
+        page.get_by_text("1 study found: import these").wait_for()
+        page.get_by_role("button", name="Import and analyse 1 study from the PACS").click()
+        page.get_by_text("case(s) in the worklist from this import").wait_for()
+        assert "1 case(s) in the worklist from this import (1 new, 1 analysed)" in page.content()
+        assert "1 image(s) fetched from the PACS" in page.content()
+
+        page.get_by_test_id("stSidebar").get_by_role("link", name="Case review").click()
+        page.get_by_text("The result can be sent to the PACS once a decision is saved.").wait_for()
+        page.get_by_text("Follow-up", exact=True).click()
+        _ticked(page, "Follow-up")
+        page.get_by_role("button", name="Save decision").click()
+        page.get_by_text(re.compile(r"^Saved on .*: Follow-up")).wait_for()
+        page.get_by_role("button", name="Send the result to the PACS").click()
+        page.get_by_text("Sent: the PACS now holds the result").wait_for()
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    store = Store.open(f"sqlite:///{data / 'skinapp.db'}")
+    [record] = store.case_records()
+    [sent] = [e for e in store.audit_entries(record.case.id) if e.action == "result sent to PACS"]
+    client = pacs.client()
+    [report] = client.search_for_instances(search_filters={"SOPInstanceUID": sent.details["sr_sop_instance_uid"]},
+                                           fields=["Modality"])
+    assert report["00080060"]["Value"] == ["SR"]
