@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("reporting",),
     ("workflow",),
     ("pacs",),
+    ("distributed",),
     ("train",),
     ("evaluation",),
     ("cli", "__main__"),

@@ -116,9 +116,9 @@ def test_no_lesion_means_no_measurements():
 
 
 def test_predict_full_rows_carry_the_measurements_in_the_files_own_pixels_and_in_mm():
-    from skinapp.cli.predict import csv_row
     from skinapp.inference.prediction import Prediction
     from skinapp.io import Case
+    from skinapp.reporting.prediction_rows import csv_row
 
     image = _canvas()[1]
     # The file is 800 px wide, shown at 400: a displayed pixel is 2 file pixels, and 0.05 mm.

@@ -132,3 +132,27 @@ def test_isic2018_scores_follow_the_balanced_call(tmp_path, inputs, tiny_weights
         assert full_row["prediction_set"].split("|")[0] == full_row["predicted_class"]
         assert full_row["suspicious"] == str(int(float(full_row["malignancy"]) >= 0.3))
         assert ("consider excision" in full_row["flag_reasons"]) == (full_row["suspicious"] == "1")
+
+
+def test_an_interrupted_run_resumes_without_duplicates_or_a_cut_row(tmp_path, tiny_weights, capsys):
+    """Issue 31: rows are written a chunk at a time; `--resume` keeps what an interrupted run wrote (a row cut off
+    mid-write is dropped) and analyses only the rest, so the finished table equals an uninterrupted one."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(folder / f"lesion{i}.png"), cv2.cvtColor(synthetic_lesion(seed=i)[0], cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+    whole = tmp_path / "whole.csv"
+    assert main(["predict", str(folder), "--out", str(whole), "--format", "full", "--weights", str(tiny_weights)]) == 0
+    text = whole.read_text()
+    lines = text.splitlines(keepends=True)
+    interrupted = tmp_path / "interrupted.csv"
+    interrupted.write_text("".join(lines[:4]) + lines[4][:25])  # the header, three rows, and a fourth cut short
+    capsys.readouterr()
+    assert main(["predict", str(folder), "--out", str(interrupted), "--format", "full", "--weights", str(tiny_weights),
+                 "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "4 case(s) analysed" in said and "3 row(s) kept from before" in said
+    assert interrupted.read_text() == text  # same rows, same order, none twice
+    assert main(["predict", str(folder), "--out", str(interrupted), "--weights", str(tiny_weights), "--resume"]) == 2
+    assert "holds another table" in capsys.readouterr().err  # an isic2018 run cannot resume a full table

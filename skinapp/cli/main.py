@@ -73,9 +73,15 @@ def _predict(args: argparse.Namespace) -> int:
     weights = args.weights or weights_dir()
     from skinapp.cli.predict import run_predict
 
+    ray = None
+    if args.engine == "ray":
+        from skinapp.distributed.ray_predict import RayOptions
+
+        ray = RayOptions(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker)
     return run_predict(args.paths, args.out, weights=weights, output_format=args.format, masks_dir=args.masks_dir,
                        metadata_csv=args.metadata, tta=not args.no_tta, site_profile=args.site_profile,
-                       site_adapt=args.site_adapt, save_profile=args.save_profile)
+                       site_adapt=args.site_adapt, save_profile=args.save_profile, resume=args.resume,
+                       progress=True if args.progress else None, ray=ray)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -389,6 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
                       "batch-norm statistics re-estimated on the inputs themselves; at least 50 images of one site)")
     site.add_argument("--site-profile", type=Path, help="analyse with a site profile made before (--save-profile)")
     predict.add_argument("--save-profile", type=Path, help="with --site-adapt: keep the site profile in this file")
+    predict.add_argument("--resume", action="store_true",
+                         help="keep the rows --out already holds (an interrupted run) and analyse only the other inputs")
+    predict.add_argument("--engine", choices=["local", "ray"], default="local",
+                         help="local: this process; ray: Ray Data, a pool of predictor workers (same rows)")
+    predict.add_argument("--address", help="with --engine ray: the Ray cluster (default: a local Ray on 127.0.0.1)")
+    predict.add_argument("--workers", type=int, default=1, help="with --engine ray: predictor workers, one ensemble each")
+    predict.add_argument("--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per worker")
+    predict.add_argument("--cpus-per-worker", type=int, default=1,
+                         help="with --engine ray: CPU cores per worker (its torch threads)")
+    predict.add_argument("--progress", action="store_true",
+                         help="show a progress bar on standard error even when it is not a terminal")
     predict.set_defaults(run=_predict)
     from skinapp.cli import pacs
 

@@ -3,126 +3,136 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from skinapp.inference.assessment import Assessor
-from skinapp.inference.measurements import measure_lesion
 from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.inference.site import SiteProfile, SiteProfileError
-from skinapp.io import Case, load_cases
-from skinapp.reporting.text import spreadsheet_safe
-from skinapp.trust.flags import Flag, needs_manual_check
-from skinapp.vocab import CLASSES, STRUCTURES
+from skinapp.io import Case, ImportReport, iter_cases
+from skinapp.reporting.prediction_rows import columns_of, csv_row, mask_file_name, written_row
 
-ISIC2018_COLUMNS = ["image", *CLASSES]
-FULL_COLUMNS = [
-    *ISIC2018_COLUMNS, "predicted_class", "highest_probability_class", "prediction_set", "malignancy", "suspicious", "risk_tier",
-    "mask_area_fraction", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "lesion_size_mm",
-    "lesion_area_px", "lesion_area_mm2", "longest_diameter_px", "longest_diameter_mm", "shape_asymmetry_long_axis",
-    "shape_asymmetry_short_axis", "shape_asymmetric_axes", "border_irregularity", "colour_count", "colours", "flag",
-    "flag_reasons",
-    *(f"structure_{s}" for s in STRUCTURES), "patient_id", "dermoscopic", "source", "model_version", "model_id",
-]
+if TYPE_CHECKING:
+    from skinapp.distributed.ray_predict import RayOptions
 
 
-def mask_file_name(case_name: str) -> str:
-    return case_name.replace("#", "_frame") + "_mask.png"
-
-
-def csv_row(case: Case, prediction: Prediction, output_format: str, flags: Sequence[Flag] = (),
-            model_id: str = "") -> dict[str, object]:
-    """isic2018: the decision rule's scores, so that a scorer's argmax is the model's balanced call; full: the
-    calibrated probabilities, the call (`predicted_class`) and the class of highest probability beside it, the
-    90 % conformal set (`prediction_set`, e.g. "MEL|NV", the call first) and the melanoma safety net
-    (`suspicious`: 1 at or above it; both empty for a model without them), and the lesion measurements from the
-    outline (`measure_lesion`; pixel columns in the file's own pixels, mm where the file gives a pixel size), the
-    calibrated probability of each dermoscopic structure (`structure_…`, empty for a model without structure heads), and
-    the model (`model_version`, with the site profile where one was used, and `model_id`, its identity)."""
-    values = prediction.probabilities
-    if output_format == "isic2018" and prediction.decision_scores is not None:
-        values = prediction.decision_scores
-    row: dict[str, object] = {"image": case.name, **{c: f"{p:.6f}" for c, p in zip(CLASSES, values, strict=True)}}
-    if output_format == "full":
-        scale = case.original_size[0] / case.image.shape[1] if case.original_size[0] else 1.0
-        bbox = prediction.outline.bbox
-        x, y, w, h = [round(v * scale) for v in bbox] if bbox else ("", "", "", "")  # in the file's own pixels
-        size_mm = case.length_mm(max(bbox[2:])) if bbox else None
-        row.update(
-            predicted_class=prediction.predicted_class, highest_probability_class=prediction.most_probable_class,
-            prediction_set="|".join(prediction.prediction_set or ()), malignancy=f"{prediction.malignancy:.6f}",
-            suspicious="" if prediction.suspicious is None else int(prediction.suspicious),
-            risk_tier=prediction.risk_tier or "",
-            mask_area_fraction=f"{prediction.outline.area_fraction:.4f}", bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
-            lesion_size_mm="" if size_mm is None else f"{size_mm:.1f}",
-            flag=int(needs_manual_check(list(flags))), flag_reasons=" | ".join(f.reason for f in flags),
-            **_measurement_columns(case, prediction, scale),
-            **{f"structure_{s}": "" if p is None else f"{p:.4f}" for s, p in _structures(prediction).items()},
-            patient_id=case.patient_id or "", dermoscopic=int(case.is_dermoscopic), source=str(case.source),
-            model_version=prediction.model_version, model_id=model_id,
-        )
-    return row
-
-
-def _structures(prediction: Prediction) -> dict[str, float | None]:
-    """Each structure's calibrated probability (None: the model reads no structures)."""
-    found = prediction.structure_probabilities()
-    return {s: found.get(s) for s in STRUCTURES}
-
-
-def _measurement_columns(case: Case, prediction: Prediction, scale: float) -> dict[str, object]:
-    measured = measure_lesion(prediction.outline.mask, case.image, case.mm_per_pixel)
-    if measured is None:
-        return {}
-    area_mm2, diameter_mm = measured.area_mm2, measured.longest_diameter_mm
-    return dict(
-        lesion_area_px=round(measured.area_px * scale ** 2), lesion_area_mm2="" if area_mm2 is None else f"{area_mm2:.2f}",
-        longest_diameter_px=f"{measured.longest_diameter_px * scale:.1f}",
-        longest_diameter_mm="" if diameter_mm is None else f"{diameter_mm:.2f}",
-        shape_asymmetry_long_axis=f"{measured.asymmetry[0]:.3f}",
-        shape_asymmetry_short_axis=f"{measured.asymmetry[1]:.3f}", shape_asymmetric_axes=measured.asymmetric_axes,
-        border_irregularity=f"{measured.border_irregularity:.3f}",
-        colour_count=len(measured.colours), colours="|".join(measured.colours))
-
-
-def site_images(cases: Sequence[Case]) -> list[Case]:
+class SiteImages:
     """The inputs a site profile may learn from: dermoscopy images, each image once (a file given twice, or two
     copies of one image, would weigh double)."""
-    seen: set[str] = set()
-    kept = []
-    for case in cases:
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def wanted(self, case: Case) -> bool:
         key = case.content_key or str(id(case))
-        if case.is_dermoscopic and key not in seen:
-            seen.add(key)
-            kept.append(case)
-    return kept
+        if not case.is_dermoscopic or key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def _chunks(cases: Iterable[Case], size: int) -> Iterator[list[Case]]:
+    chunk: list[Case] = []
+    for case in cases:
+        chunk.append(case)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Inputs:
+    """The inputs read afresh on each pass, one file at a time; each refused file is said once, as it is met."""
+
+    def __init__(self, paths: Sequence[Path], metadata_csv: Path | None, progress: bool | None):
+        self.paths, self.metadata_csv, self.progress = paths, metadata_csv, progress
+        self.rejected = 0
+
+    def cases(self, say_rejections: bool, what: str) -> Iterator[Case]:
+        report = ImportReport()
+        bar = tqdm(desc=what, unit="file", file=sys.stderr, disable=None if self.progress is None else not self.progress)
+        told = 0
+
+        def moved(done: int, total: int, name: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            for case in iter_cases(self.paths, report, self.metadata_csv, keep_duplicates=True, progress=moved):
+                if say_rejections:
+                    told = self._tell(report, told)
+                yield case
+        finally:
+            bar.close()
+        if say_rejections:
+            self._tell(report, told)
+            self.rejected = len(report.rejected)
+
+    @staticmethod
+    def _tell(report: ImportReport, told: int) -> int:
+        for rejection in report.rejected[told:]:
+            print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
+        return len(report.rejected)
+
+
+def _done_rows(out: Path, columns: list[str]) -> set[str]:
+    """The images an earlier, interrupted run of the same command already wrote; a row cut off mid-write is
+    dropped (the file is cut back to its last whole row). Raises ValueError when the file holds another table."""
+    data = out.read_bytes()
+    whole = data[:data.rfind(b"\n") + 1]
+    if len(whole) != len(data):
+        with open(out, "r+b") as handle:
+            handle.truncate(len(whole))
+    rows = list(csv.reader(io.StringIO(whole.decode("utf-8"))))
+    if not rows:
+        return set()
+    if rows[0] != columns:
+        raise ValueError(f"{out} holds another table (other columns): it cannot be resumed in this format")
+    return {row[0] for row in rows[1:] if row}
 
 
 def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: str = "isic2018",
                 masks_dir: Path | None = None, metadata_csv: Path | None = None, tta: bool = True, chunk: int = 16,
-                site_profile: Path | None = None, site_adapt: bool = False, save_profile: Path | None = None) -> int:
+                site_profile: Path | None = None, site_adapt: bool = False, save_profile: Path | None = None,
+                resume: bool = False, progress: bool | None = None, ray: RayOptions | None = None) -> int:
     """Returns the exit code: 0 if any case was analysed, 1 if none could be, 2 if the site profile asked for
-    cannot be used (nothing is written then). `site_profile`: a profile file to analyse with; `site_adapt`: estimate
-    one on the inputs themselves (at least MIN_SITE_IMAGES), and with `save_profile` keep it for later runs."""
-    cases, report = load_cases(paths, metadata_csv=metadata_csv, keep_duplicates=True)  # a row for every input
-    for rejection in report.rejected:
-        print(f"skipped {rejection.file}: {rejection.reason}", file=sys.stderr)
-    if not cases:
-        print("error: no input could be read; nothing was analysed", file=sys.stderr)
-        return 1
+    cannot be used or the output cannot be resumed (nothing is written then). Inputs are read, analysed and written
+    a chunk at a time, so memory does not grow with their number. `site_profile`: a profile file to analyse with;
+    `site_adapt`: estimate one on the inputs themselves (a first pass over them; at least MIN_SITE_IMAGES), and with
+    `save_profile` keep it for later runs. `resume`: keep the rows `out` already holds and analyse only the rest.
+    `progress`: a progress bar on standard error (None: where it is a terminal). `ray`: score on Ray Data instead
+    (`distributed.ray_predict`), with the same rows."""
+    columns = columns_of(output_format)
+    done: set[str] = set()
+    if resume and out.is_file():
+        try:
+            done = _done_rows(out, columns)
+        except (ValueError, UnicodeDecodeError) as exc:
+            print(f"error: {exc}; nothing was analysed", file=sys.stderr)
+            return 2
+    if ray is not None:
+        return _on_ray(paths, out, weights, ray, output_format, masks_dir, metadata_csv, tta, chunk, site_profile,
+                       site_adapt, done)
+    inputs = _Inputs(paths, metadata_csv, progress)
     predictor = Predictor.from_weights(weights, tta=tta, gradcam=False)
     try:
         if site_profile is not None:
             predictor.adapt_to_site(SiteProfile.load(site_profile))
         elif site_adapt:
-            site_cases = site_images(cases)
-            profile = predictor.estimate_site_profile([c.image for c in site_cases], [c.metadata for c in site_cases],
-                                                      name=(save_profile.stem if save_profile else "these inputs"))
+            site = SiteImages()
+            batches = (([c.image for c in batch], [c.metadata for c in batch])
+                       for batch in _chunks(filter(site.wanted, inputs.cases(False, "Adapting to the site")), 32))
+            profile = predictor.estimate_site_profile_from(batches, name=(save_profile.stem if save_profile else "these inputs"))
             if save_profile is not None:
                 profile.save(save_profile)
             predictor.adapt_to_site(profile)
@@ -133,23 +143,61 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
     if masks_dir is not None:
         masks_dir.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    columns = FULL_COLUMNS if output_format == "full" else ISIC2018_COLUMNS
-    with open(out, "w", newline="") as handle:
+    analysed = 0
+    with open(out, "a" if done else "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for start in range(0, len(cases), chunk):
-            batch = cases[start:start + chunk]
+        if not done:
+            writer.writeheader()
+        waiting = (c for c in inputs.cases(True, "Analysing") if c.name not in done)
+        for batch in _chunks(waiting, chunk):
             predictions = predictor.predict([c.image for c in batch], [c.metadata for c in batch])
             for case, prediction in zip(batch, predictions, strict=True):
                 flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []
-                row = csv_row(case, prediction, output_format, flags, predictor.identity)
-                # The full table is read in spreadsheets: a file or patient name cannot become a formula there. The
-                # ISIC format is read by the challenge's scorer, which matches image names as written.
-                writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()} if output_format == "full" else row)
+                writer.writerow(written_row(csv_row(case, prediction, output_format, flags, predictor.identity),
+                                            output_format))
                 if masks_dir is not None:
-                    mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
-                    if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):
-                        mask = cv2.resize(mask, case.original_size, interpolation=cv2.INTER_NEAREST)
-                    cv2.imwrite(str(masks_dir / mask_file_name(case.name)), mask)
-    print(f"{len(cases)} case(s) analysed with model {predictor.model_version} → {out}; {len(report.rejected)} file(s) skipped")
+                    _write_mask(masks_dir, case, prediction)
+            handle.flush()  # an interrupted run keeps every chunk written so far (--resume goes on from there)
+            analysed += len(batch)
+    if not analysed and not done:
+        out.unlink()
+        print("error: no input could be read; nothing was analysed", file=sys.stderr)
+        return 1
+    kept = f"; {len(done)} row(s) kept from before" if done else ""
+    print(f"{analysed} case(s) analysed with model {predictor.model_version} → {out}{kept}; "
+          f"{inputs.rejected} file(s) skipped")
     return 0
+
+
+def _on_ray(paths: Sequence[Path], out: Path, weights: Path, options: RayOptions, output_format: str,
+            masks_dir: Path | None, metadata_csv: Path | None, tta: bool, chunk: int, site_profile: Path | None,
+            site_adapt: bool, done: set[str]) -> int:
+    from skinapp.distributed.ray_predict import run_ray_predict
+
+    if masks_dir is not None or site_adapt:
+        print("error: with --engine ray, --masks-dir and --site-adapt are not available (adapt with the local engine "
+              "and --save-profile, then give --site-profile); nothing was analysed", file=sys.stderr)
+        return 2
+    if site_profile is not None:
+        try:
+            SiteProfile.load(site_profile)  # refused here, in words, rather than inside every worker
+        except SiteProfileError as exc:
+            print(f"error: {exc}; nothing was analysed", file=sys.stderr)
+            return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    analysed, rejected = run_ray_predict(paths, out, weights, options, output_format, metadata_csv, tta, chunk,
+                                         site_profile, frozenset(done), append=bool(done))
+    if not analysed and not done:
+        out.unlink(missing_ok=True)
+        print("error: no input could be read; nothing was analysed", file=sys.stderr)
+        return 1
+    kept = f"; {len(done)} row(s) kept from before" if done else ""
+    print(f"{analysed} case(s) analysed on Ray ({options.workers} worker(s)) → {out}{kept}; {rejected} file(s) skipped")
+    return 0
+
+
+def _write_mask(masks_dir: Path, case: Case, prediction: Prediction) -> None:
+    mask: np.ndarray = prediction.outline.mask.astype(np.uint8) * 255
+    if case.original_size[0] and tuple(case.original_size) != (mask.shape[1], mask.shape[0]):
+        mask = cv2.resize(mask, case.original_size, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(masks_dir / mask_file_name(case.name)), mask)

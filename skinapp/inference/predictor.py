@@ -10,7 +10,7 @@ mapped back onto the identity view before averaging. Grad-CAM reuses the identit
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,15 @@ from skinapp.inference.gradcam import MODEL_USE, gradcam_maps
 from skinapp.inference.outline import resize_map
 from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction, RawOutputs
-from skinapp.inference.site import SiteProfile, SiteProfileError, apply_profile, estimate_profile, profiled_identity
+from skinapp.inference.site import (
+    SiteBatch,
+    SiteProfile,
+    SiteProfileError,
+    apply_profile,
+    estimate_profile,
+    in_batches,
+    profiled_identity,
+)
 from skinapp.inference.views import IDENTITY_VIEW, undo_views, views_for
 from skinapp.model.batch import model_input
 from skinapp.model.card import ModelCard, WeightsError
@@ -135,10 +143,14 @@ class Predictor:
                               name: str = "site") -> SiteProfile:
         """A profile for these images (at least MIN_SITE_IMAGES of one site), estimated on the card's own members
         and views; the predictor itself is left as it was."""
+        return self.estimate_site_profile_from(in_batches(images, metadata), name)
+
+    def estimate_site_profile_from(self, batches: Iterable[SiteBatch], name: str = "site") -> SiteProfile:
+        """The same, from batches read as they come (a large archive never held in memory at once)."""
         if self.site_profile is not None:
             raise SiteProfileError("estimate a site profile with the plain model, not one already adapted")
         with MODEL_USE:
-            return estimate_profile(self.models, self.card, images, metadata, name, len(self.views), device=self.device)
+            return estimate_profile(self.models, self.card, batches, name, len(self.views), device=self.device)
 
     @property
     def temperature(self) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,42 +81,53 @@ def _norm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
 
 
-@torch.no_grad()
-def estimate_profile(models: Sequence[LesionNet], card: ModelCard, images: Sequence[np.ndarray],
-                     metadata: Sequence[Metadata | None] | None = None, name: str = "site", views: int = 4,
-                     batch_size: int = 32, device: torch.device | str = "cpu") -> SiteProfile:
-    """Each member's batch-norm statistics re-estimated on the site's images (every test-time view of each, so
-    that the statistics match what the app feeds the members). The members themselves are left unchanged."""
-    if len(images) < MIN_SITE_IMAGES:
-        raise SiteProfileError(f"a site profile needs at least {MIN_SITE_IMAGES} of the site's images; "
-                               f"{len(images)} given")
+SiteBatch = tuple[Sequence[np.ndarray], Sequence[Metadata | None]]  # images of the site and what is known of each
+
+
+def in_batches(images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None,
+               batch_size: int = 32) -> Iterator[SiteBatch]:
     meta = list(metadata) if metadata is not None else [None] * len(images)
-    codes = torch.tensor(np.asarray([encode_metadata(m or Metadata()) for m in meta], np.float32))
-    statistics: dict[str, torch.Tensor] = {}
-    for j, member in enumerate(models):
-        saved = {k: v.clone() for k, v in member.state_dict().items()}
-        layers = _norm_layers(member)
-        momenta = {n: m.momentum for n, m in layers.items()}
-        try:
-            for layer in layers.values():
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size], meta[start:start + batch_size]
+
+
+@torch.no_grad()
+def estimate_profile(models: Sequence[LesionNet], card: ModelCard, batches: Iterable[SiteBatch], name: str = "site",
+                     views: int = 4, device: torch.device | str = "cpu") -> SiteProfile:
+    """Each member's batch-norm statistics re-estimated on the site's images (every test-time view of each, so
+    that the statistics match what the app feeds the members), read one batch at a time: memory holds a batch,
+    whatever the number of images. The members themselves are left unchanged."""
+    saved = [{k: v.clone() for k, v in member.state_dict().items()} for member in models]
+    layers = [_norm_layers(member) for member in models]
+    momenta = [{n: m.momentum for n, m in found.items()} for found in layers]
+    count = 0
+    try:
+        for found in layers:
+            for layer in found.values():
                 layer.reset_running_stats()
                 layer.momentum = None  # a cumulative average over every batch
                 layer.train()
-            for start in range(0, len(images), batch_size):
-                x = model_input(card.preprocessing, list(images[start:start + batch_size])).to(device)
-                batch_codes = codes[start:start + batch_size].to(device)
+        for images, metadata in batches:
+            if not len(images):
+                continue
+            count += len(images)
+            x = model_input(card.preprocessing, list(images)).to(device)
+            codes = torch.tensor(np.asarray([encode_metadata(m or Metadata()) for m in metadata], np.float32)).to(device)
+            for member in models:
                 for view in views_for(views):
-                    member(view.forward(x).contiguous(memory_format=torch.channels_last), batch_codes)
-            for n, layer in layers.items():
-                for stat in _STATS:
-                    statistics[f"member{j}.{n}.{stat}"] = getattr(layer, stat).detach().cpu().clone()
-        finally:
-            member.load_state_dict(saved)
-            for n, layer in layers.items():
-                layer.momentum = momenta[n]
+                    member(view.forward(x).contiguous(memory_format=torch.channels_last), codes)
+        if count < MIN_SITE_IMAGES:
+            raise SiteProfileError(f"a site profile needs at least {MIN_SITE_IMAGES} of the site's images; "
+                                   f"{count} given")
+        statistics = {f"member{j}.{n}.{stat}": getattr(layer, stat).detach().cpu().clone()
+                      for j, found in enumerate(layers) for n, layer in found.items() for stat in _STATS}
+    finally:
+        for member, state, found, kept in zip(models, saved, layers, momenta, strict=True):
+            member.load_state_dict(state)
+            for n, layer in found.items():
+                layer.momentum = kept[n]
             member.eval()
-    return SiteProfile(name, card.identity, len(images), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                       statistics)
+    return SiteProfile(name, card.identity, count, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), statistics)
 
 
 def apply_profile(models: Sequence[LesionNet], card: ModelCard, profile: SiteProfile) -> None:

@@ -194,27 +194,33 @@ def _is_archive(file: InputFile) -> bool:
     return file.suffix == ".zip"
 
 
+def listed_paths(inputs: Iterable[str | Path], report: ImportReport) -> list[Path]:
+    """Files as given and folders searched recursively (hidden files skipped); missing paths and empty folders are
+    reported. Archives are not opened here."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file() and path.name.upper() == DICOMDIR_NAME:
+            path = path.parent  # a DICOMDIR stands for the folder it indexes
+        if path.is_dir():
+            inside = _visible_files(path)
+            if not inside:
+                report.reject(readable_name(str(path)), "folder contains no files")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            report.reject(readable_name(str(path)), "no such file or folder")
+    return found
+
+
 def expand_inputs(inputs: Iterable[str | Path | InputFile], report: ImportReport, archives: ExitStack) -> list[InputFile]:
     """Files as given, folders searched recursively (hidden files skipped), zip archives opened in memory,
     DICOMDIR indexes checked. Missing paths, empty folders and unsafe archive members are reported. The archives
     stay open, for their members to be read, until `archives` closes."""
     files: list[InputFile] = []
     for item in inputs:
-        if isinstance(item, InputFile):
-            files.append(item)
-            continue
-        path = Path(item)
-        if path.is_file() and path.name.upper() == DICOMDIR_NAME:
-            path = path.parent  # a DICOMDIR stands for the folder it indexes
-        if path.is_dir():
-            found = _visible_files(path)
-            if not found:
-                report.reject(readable_name(str(path)), "folder contains no files")
-            files += [InputFile.from_path(p) for p in found]
-        elif path.is_file():
-            files.append(InputFile.from_path(path))
-        else:
-            report.reject(readable_name(str(path)), "no such file or folder")
+        files += [item] if isinstance(item, InputFile) else [InputFile.from_path(p) for p in listed_paths([item], report)]
     expanded: list[InputFile] = []
     for file in files:
         expanded += _archive_files(file, report, archives) if _is_archive(file) else [file]
