@@ -93,10 +93,11 @@ def in_batches(images: Sequence[np.ndarray], metadata: Sequence[Metadata | None]
 
 @torch.no_grad()
 def estimate_profile(models: Sequence[LesionNet], card: ModelCard, batches: Iterable[SiteBatch], name: str = "site",
-                     views: int = 4, device: torch.device | str = "cpu") -> SiteProfile:
+                     views: int = 4, device: torch.device | str = "cpu", minimum: int = MIN_SITE_IMAGES) -> SiteProfile:
     """Each member's batch-norm statistics re-estimated on the site's images (every test-time view of each, so
     that the statistics match what the app feeds the members), read one batch at a time: memory holds a batch,
-    whatever the number of images. The members themselves are left unchanged."""
+    whatever the number of images. The members themselves are left unchanged. `minimum`: fewer images are
+    refused (lowered only by the site-adaptation benchmark, to show what too few do)."""
     saved = [{k: v.clone() for k, v in member.state_dict().items()} for member in models]
     layers = [_norm_layers(member) for member in models]
     momenta = [{n: m.momentum for n, m in found.items()} for found in layers]
@@ -116,9 +117,8 @@ def estimate_profile(models: Sequence[LesionNet], card: ModelCard, batches: Iter
             for member in models:
                 for view in views_for(views):
                     member(view.forward(x).contiguous(memory_format=torch.channels_last), codes)
-        if count < MIN_SITE_IMAGES:
-            raise SiteProfileError(f"a site profile needs at least {MIN_SITE_IMAGES} of the site's images; "
-                                   f"{count} given")
+        if count < minimum:
+            raise SiteProfileError(f"a site profile needs at least {minimum} of the site's images; {count} given")
         statistics = {f"member{j}.{n}.{stat}": getattr(layer, stat).detach().cpu().clone()
                       for j, found in enumerate(layers) for n, layer in found.items() for stat in _STATS}
     finally:
