@@ -7,13 +7,12 @@ page."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import IO
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
+from app_components import measure_line
 from app_shared import (
     LESION_PAGE,
     get_assessor,
@@ -31,6 +30,7 @@ from skinapp.pacs.send import send_result
 from skinapp.reporting.body_map import body_map_figure, site_of_selection
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
 from skinapp.reporting.structure_text import structure_lines
+from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
 from skinapp.store.limits import LIMITS, checked
 from skinapp.store.records import DIAMETER, SCALE
@@ -155,58 +155,54 @@ def similar_cases(stored: StoredPrediction) -> None:
             column.caption(f"{neighbour.closeness_text} · similarity {neighbour.similarity:.4f} · {neighbour.image_id}")
 
 
-class _StoredJpeg:
-    """A stored JPEG handed to the measuring component as it is: it takes "an object with a save method"."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def save(self, buffer: IO[bytes], **_: object) -> None:
-        buffer.write(self.data)
-
-
 def measure_tool(store: Store, case: StoredCase, image: np.ndarray) -> None:
-    """Calibrate on the ruler, then measure the longest diameter, by dragging across the image."""
+    """Calibrate on the ruler, then measure the longest diameter, by dragging across the image: the line is drawn
+    while dragging, with its length beside it, and the result and its Save button sit beside the picture."""
     # The expanders open and close with a rerun: their state survives the page's reruns, and what is inside
     # (here a full-size picture for the browser) is only made while open.
     tool = st.expander("Measure in millimetres", key="measure_open", on_change="rerun")
     with tool:
         if not tool.open:
             return
-        kind = st.radio("What to measure", (SCALE, DIAMETER), horizontal=True, key="measure_kind",
-                        format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
-                                               else "2. Measure: drag across the lesion's longest diameter"))
+        picture, beside = st.columns([3, 1], gap="medium")
+        with beside:
+            kind = st.radio("What to measure", (SCALE, DIAMETER), key="measure_kind",
+                            format_func=lambda k: ("1. Calibrate: drag between two ruler marks" if k == SCALE
+                                                   else "2. Measure: drag across the lesion's longest diameter"))
         zoom = store.zoom_jpeg(case.id)
-        picture = _StoredJpeg(zoom) if zoom is not None else image  # the sharper copy where there is one
-        drag = streamlit_image_coordinates(picture, key=f"measure_drag_{case.id}", click_and_drag=True,
-                                           use_column_width="always", cursor="crosshair", image_format="JPEG",
-                                           jpeg_quality=90)
-        length = view.dragged_length(drag, image.shape[1])
-        if length is None:
-            st.caption("Drag with the mouse from one end of the length to the other.")
-            return
-        name = reviewer() or ""
-        try:
-            if kind == SCALE:
-                millimetres = st.number_input("Distance between the two marks (mm)", 0.1, 100.0, 5.0, 0.5,
-                                              key="ruler_mm")
-                st.caption(view.ruler_text(length, millimetres))
-                if st.button("Save the scale", key="save_scale"):
-                    store.add_measurement(case.id, name, SCALE, length.points, millimetres)
-                    st.session_state["saved_message"] = view.scale_saved_text(length, millimetres)
-                    st.rerun()
-            else:
-                preview = view.diameter_text(length, case)
-                if preview is None:
-                    st.warning("The image has no scale yet: calibrate on the ruler first.")
-                    return
-                st.caption(preview)
-                if st.button("Save the diameter", key="save_diameter"):
-                    saved = store.add_measurement(case.id, name, DIAMETER, length.points)
-                    st.session_state["saved_message"] = view.diameter_saved_text(saved)
-                    st.rerun()
-        except InvalidText as exc:
-            st.error(view.not_saved_text(exc))
+        with picture:  # the sharper copy where there is one; lengths stay in the stored image's pixels
+            drag = measure_line(jpeg_data_url(zoom if zoom is not None else image), image.shape[1], image.shape[0],
+                                view.measurement_lines(store.measurements(case.id)),
+                                case.mm_per_pixel if kind == DIAMETER else None, key=f"measure_drag_{case.id}")
+        with beside:
+            _measured(store, case, kind, view.dragged_length(drag, image.shape[1]))
+
+
+def _measured(store: Store, case: StoredCase, kind: str, length: view.DraggedLength | None) -> None:
+    if length is None:
+        st.caption("Drag with the mouse from one end of the length to the other.")
+        return
+    name = reviewer() or ""
+    try:
+        if kind == SCALE:
+            millimetres = st.number_input("Distance between the two marks (mm)", 0.1, 100.0, 5.0, 0.5, key="ruler_mm")
+            st.caption(view.ruler_text(length, millimetres))
+            if st.button("Save the scale", key="save_scale"):
+                store.add_measurement(case.id, name, SCALE, length.points, millimetres)
+                st.session_state["saved_message"] = view.scale_saved_text(length, millimetres)
+                st.rerun()
+        else:
+            preview = view.diameter_text(length, case)
+            if preview is None:
+                st.warning("The image has no scale yet: calibrate on the ruler first.")
+                return
+            st.caption(preview)
+            if st.button("Save the diameter", key="save_diameter"):
+                saved = store.add_measurement(case.id, name, DIAMETER, length.points)
+                st.session_state["saved_message"] = view.diameter_saved_text(saved)
+                st.rerun()
+    except InvalidText as exc:
+        st.error(view.not_saved_text(exc))
 
 
 def _body_map(case: StoredCase, sites: list[view.SiteChoice]) -> None:

@@ -1,7 +1,7 @@
 """Does a site profile help on a clinic the model never saw? Issue 26's new-clinic protocol.
 
     python bench/site_adaptation.py --data ../shared/data/ham10000 --isic2017 ../shared/data/isic2017 \
-        --out runs/site_adaptation [--seeds 0 1 2] [--json weights/site_adaptation.json] [--shipped weights]
+        --out runs/site_adaptation [--seeds 0 1 2] [--json weights/site_adaptation.json]
 
 For each seed, the short-protocol recipe (as `bench/ablation.py`: HAM10000 folds ≠ 0, 128 px, 3 epochs of 100
 steps) is trained *without* ISIC 2017, whose 2,150 images (train and val) then stand for the new clinic. The
@@ -9,8 +9,8 @@ member is scored (identity view, uncalibrated) on all of them as trained, and ag
 statistics were re-estimated (AdaBN) on 10, 20, 50 and 200 of them drawn at random without their labels; each
 adapted score leaves out the images it adapted on. Printed and kept: melanoma AUC, malignant AUC, and the
 safety net's catch (its level fitted on the member's own held-out HAM10000 fold at 95 % of malignant lesions, as
-shipped models fit theirs) for melanomas and for benign lesions. `--shipped` also scores the shipped ensemble on
-ISIC 2017 `val` before and after a profile made on `val`'s own 150 images (its card's views and calibration).
+shipped models fit theirs) for melanomas and for benign lesions. The shipped ensemble adapted on ISIC 2017 `val`'s
+own images is `bench/bench_site.py`.
 """
 
 from __future__ import annotations
@@ -92,20 +92,6 @@ def one_seed(args: argparse.Namespace, seed: int, clinic: LabelledImages, ham: L
     return {"safety_net_level": level, "as_trained": before, "by_site_images": rows}
 
 
-def shipped_on_val(weights: Path, isic2017: Path) -> dict:
-    val = load_isic2017(isic2017, "val")
-    plain = Predictor.from_weights(weights, gradcam=False)
-    level = plain.card.safety_net.threshold if plain.card.safety_net.active else None
-    before = figures(scored(plain, val.images, val.metadata), val.labels, level)
-    predictor = Predictor.from_weights(weights, gradcam=False)
-    predictor.adapt_to_site(predictor.estimate_site_profile(val.images, val.metadata, name="ISIC 2017 val"))
-    after = figures(scored(predictor, val.images, val.metadata), val.labels, level)
-    print(f"shipped on ISIC 2017 val ({len(val.labels)}): MEL AUC {before['melanoma_auc']:.3f} → {after['melanoma_auc']:.3f}  "
-          f"melanomas above net {before['melanomas_above_net']:.3f} → {after['melanomas_above_net']:.3f}  "
-          f"benign above {before['benign_above_net']:.3f} → {after['benign_above_net']:.3f}", flush=True)
-    return {"model": plain.model_version, "before": before, "adapted_on_val_itself": after}
-
-
 def summary(seeds: dict[int, dict]) -> dict:
     """Means over seeds of the change each size of site sample makes."""
     found = {}
@@ -127,7 +113,6 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
-    parser.add_argument("--shipped", type=Path, help="also adapt these weights on ISIC 2017 val's own images")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--limit", type=int, help="first N images of each ISIC 2017 split only (smoke runs)")
     args = parser.parse_args()
@@ -145,8 +130,6 @@ def main() -> None:
               f"malignant AUC {row['mean_change_malignant_auc']:+.3f}  benign above net "
               f"{row['mean_change_benign_above_net']:+.3f}  melanomas above net (adapted) "
               f"{row['mean_melanomas_above_net_adapted']:.3f}", flush=True)
-    if args.shipped is not None:
-        result["shipped_on_val"] = shipped_on_val(args.shipped, args.isic2017)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -519,7 +519,10 @@ def test_lesion_over_time_compares_two_images_of_one_lesion(data_dir, shipped_we
     assert lesion.value.lesion == "L-1" and lesion.value.patient_id == "P7" and len(lesion.options) == 1
     texts = _texts(app)
     assert plain_markdown("Malignancy probability") in texts and plain_markdown("cannot be compared (an image without") in texts
-    assert len(app.get("plotly_chart")) == 2
+    [pair] = app.get("component_instance")  # the two images, zoomed and moved together in the browser
+    shown = json.loads(pair.proto.json_args)
+    assert shown["tool"] == "compare" and [i["title"].split(" · ")[1] for i in shown["images"]] == [
+        store.case(c).name for c in case_ids]
     app.button(key="open_later").click().run()
     assert not app.exception and app.session_state["case_id"] == case_ids[1]
 

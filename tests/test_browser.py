@@ -307,12 +307,14 @@ def _ticked(page, decision: str) -> None:
     page.get_by_role("button", name=decision).locator("[data-testid=stIconMaterial]").wait_for()
 
 
-def _drag(page, image, start: tuple[float, float], end: tuple[float, float], shows) -> None:
-    """A mouse drag inside the measuring image, from and to fractions of its width and height, until `shows`
-    appears. A drag made while Streamlit is still redrawing the component is lost (on a busy machine it happens),
-    and a clinician would drag again: so does the walk, three times at most."""
+def _drag(page, tool, start: tuple[float, float], end: tuple[float, float], shows) -> str:
+    """A mouse drag across the measuring tool's image, from and to fractions of its width and height, until
+    `shows` appears; the line must be drawn, with its length beside it, before the mouse is let go (that text is
+    returned). A drag made while Streamlit is still redrawing the component is lost (on a busy machine it
+    happens), and a clinician would drag again: so does the walk, three times at most."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    image = tool.locator(".stage")
     for _ in range(3):
         image.scroll_into_view_if_needed()
         box = image.bounding_box()
@@ -320,13 +322,17 @@ def _drag(page, image, start: tuple[float, float], end: tuple[float, float], sho
         page.mouse.move(x1, y1)
         page.mouse.down()
         page.mouse.move(x2, y2, steps=12)
+        assert tool.locator(".dragged").get_attribute("visibility") == "visible"  # drawn while dragging
+        assert float(tool.locator(".dragged").get_attribute("x2")) > float(tool.locator(".dragged").get_attribute("x1"))
+        live = tool.locator(".length").inner_text()
         page.mouse.up()
         try:
             shows.wait_for(timeout=20_000)
-            return
+            return live
         except PlaywrightTimeout:
             continue
     shows.wait_for(timeout=1_000)
+    return live
 
 
 @pytest.mark.data  # real SIIM-ISIC DICOMs (and a HAM10000 pair) where present
@@ -412,19 +418,25 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         # Calibrate on a 10 mm stretch, then measure across the lesion
         case_id = int(page.url.rsplit("case=", 1)[1])
         page.get_by_text("Measure in millimetres").click()
-        frame = "iframe[title*='streamlit_image_coordinates']"
-        picture = page.frame_locator(frame).locator("#image")
+        frame = "iframe[title*='skinapp_image_tools']"
+        tool = page.frame_locator(frame)
         page.wait_for_function(f"""() => {{ const f = document.querySelector("{frame}");
-            const i = f && f.contentDocument.getElementById('image');
+            const i = f && f.contentDocument.querySelector('.stage img');
             return i && i.complete && i.naturalWidth > 0 && f.getBoundingClientRect().height > 50; }}""")
-        _drag(page, picture, (0.05, 0.9), (0.35, 0.9), page.get_by_label("Distance between the two marks (mm)"))
+        live = _drag(page, tool, (0.05, 0.9), (0.35, 0.9), page.get_by_label("Distance between the two marks (mm)"))
+        assert re.fullmatch(r"\d+ pixels", live)  # no scale yet: the length in pixels, beside the line
         page.get_by_label("Distance between the two marks (mm)").fill("10")
         page.get_by_label("Distance between the two marks (mm)").press("Enter")
         page.get_by_role("button", name="Save the scale").click()
         page.get_by_text(re.compile(r"^Scale saved: 10 mm over \d+ pixels\.")).wait_for()
         page.get_by_text("2. Measure: drag across the lesion's longest diameter").click()
         page.wait_for_timeout(500)
-        _drag(page, picture, (0.3, 0.5), (0.7, 0.5), page.get_by_role("button", name="Save the diameter"))
+        live = _drag(page, tool, (0.3, 0.5), (0.7, 0.5), page.get_by_role("button", name="Save the diameter"))
+        assert re.fullmatch(r"\d+\.\d mm", live)  # calibrated: millimetres while dragging
+        # the result and its button sit beside the picture, not below it
+        beside = page.get_by_role("button", name="Save the diameter").bounding_box()
+        shown = page.locator("iframe[title*='skinapp_image_tools']").bounding_box()
+        assert beside["x"] > shown["x"] + shown["width"] and beside["y"] < shown["y"] + shown["height"]
         page.get_by_role("button", name="Save the diameter").click()
         page.get_by_text(re.compile(r"^Longest diameter saved: \d+\.\d mm\.")).wait_for()
         _idle(page)
@@ -460,6 +472,16 @@ def test_a_clinic_session_from_import_to_the_pdf(running_app, tmp_path):
         page.get_by_text("Malignancy probability").first.wait_for()
         page.get_by_text("2024-03-01 → 2025-03-01 (12 months)").wait_for()  # the days taken, read from the files
         _idle(page)
+        pair = page.frame_locator("iframe[title*='skinapp_image_tools']")
+        left = pair.locator(".side.left .stage")
+        left.scroll_into_view_if_needed()
+        box = left.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+        for _ in range(3):
+            page.mouse.wheel(0, -200)
+            page.wait_for_timeout(100)
+        views = [pair.locator(f".side.{side} .moving").get_attribute("data-view") for side in ("left", "right")]
+        assert views[0] == views[1] and float(views[0].split()[0]) > 1.5  # zoomed, both alike
         page.screenshot(path=str(shots / "07_same_lesion.png"), full_page=True)
 
         # The structures the model sees, one of them drawn on the image

@@ -39,8 +39,8 @@ def test_the_ray_engine_writes_the_local_engines_rows_and_resumes(tmp_path, tiny
     assert [r["image"] for r in found] == [r["image"] for r in expected]
     for mine, theirs in zip(found, expected, strict=True):
         assert all(abs(float(mine[c]) - float(theirs[c])) <= 1e-5 for c in ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"))
-        assert {k: v for k, v in mine.items() if k not in "MEL NV BCC AKIEC BKL DF VASC malignancy".split()} == \
-               {k: v for k, v in theirs.items() if k not in "MEL NV BCC AKIEC BKL DF VASC malignancy".split()}
+        assert {k: v for k, v in mine.items() if k not in ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC", "malignancy"]} == \
+               {k: v for k, v in theirs.items() if k not in ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC", "malignancy"]}
 
     lines = on_ray.read_text().splitlines(keepends=True)
     on_ray.write_text("".join(lines[:3]) + lines[3][:30])  # interrupted after two rows, in the third

@@ -176,9 +176,7 @@ def images_in(server: PacsServer, studies: Iterable[StudyFound], modality: str |
                     left_out += 1
                     continue
                 kept.append(answer)
-            for k, answer in enumerate(sorted(kept, key=lambda a: (_value(a, "SeriesNumber") or "",
-                                                                   _value(a, "InstanceNumber") or "",
-                                                                   _value(a, "SOPInstanceUID") or ""))):
+            for k, answer in enumerate(sorted(kept, key=_acquisition_order)):
                 sop = _value(answer, "SOPInstanceUID")
                 series = _value(answer, "SeriesInstanceUID")
                 if sop is None or series is None:
@@ -190,6 +188,14 @@ def images_in(server: PacsServer, studies: Iterable[StudyFound], modality: str |
     except Exception as exc:
         raise failure(exc, server) from None
     return images, left_out
+
+
+def _acquisition_order(answer: dict) -> tuple[int, int, str]:
+    """Series, then instance number (as numbers: "10" after "2"), then UID; a missing number sorts last."""
+    def number(keyword: str) -> int:
+        value = _value(answer, keyword) or ""
+        return int(value) if value.lstrip("-").isdigit() else 1 << 31
+    return number("SeriesNumber"), number("InstanceNumber"), _value(answer, "SOPInstanceUID") or ""
 
 
 def _file_name(server: PacsServer, image: InstanceFound) -> str:
