@@ -322,17 +322,20 @@ def _drag(page, tool, start: tuple[float, float], end: tuple[float, float], show
         page.mouse.move(x1, y1)
         page.mouse.down()
         page.mouse.move(x2, y2, steps=12)
-        assert tool.locator(".dragged").get_attribute("visibility") == "visible"  # drawn while dragging
-        assert float(tool.locator(".dragged").get_attribute("x2")) > float(tool.locator(".dragged").get_attribute("x1"))
-        live = tool.locator(".length").inner_text()
+        line = tool.locator(".dragged")
+        drawn = line.get_attribute("visibility") == "visible"  # drawn while dragging, before the mouse is let go
+        live = tool.locator(".length").inner_text() if drawn else ""
         page.mouse.up()
+        if not drawn:
+            continue  # the frame was being redrawn: drag again
+        assert float(line.get_attribute("x2")) > float(line.get_attribute("x1"))
         try:
             shows.wait_for(timeout=20_000)
             return live
         except PlaywrightTimeout:
             continue
     shows.wait_for(timeout=1_000)
-    return live
+    raise AssertionError("no line was drawn while dragging")
 
 
 @pytest.mark.data  # real SIIM-ISIC DICOMs (and a HAM10000 pair) where present
