@@ -6,6 +6,7 @@ TID 1500 SR that is read back from the PACS and checked with highdicom. Devices 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pydicom
@@ -50,7 +51,7 @@ def _pull(pacs: PacsServer, url: str, tmp_path: Path, weights: Path, *extra: str
 
 def test_a_search_copes_with_quoted_values_and_finds_one_patient(pacs, siim_dicoms):
     studies = find_studies(pacs, StudyQuery(patient_id=PATIENT))
-    assert [s.patient_id for s in studies] == [PATIENT] and studies[0].modalities == ("XC",)
+    assert [s.patient_id for s in studies] == [PATIENT] and "XC" in studies[0].modalities  # an SR sent back may join
     assert len(find_studies(pacs, StudyQuery(modality="XC"))) == len(siim_dicoms)
     in_may = find_studies(pacs, StudyQuery(since=dt.date(2020, 5, 1), until=dt.date(2020, 5, 31)))
     assert len(in_may) == len(siim_dicoms)  # every file says 20200520
@@ -111,9 +112,9 @@ def test_pulled_decided_and_sent_back_the_result_is_an_sr_in_the_images_study(pa
     source = pydicom.Dataset.from_json(client.search_for_instances(
         search_filters={"SOPInstanceUID": record.case.sop_instance_uid}, fields=["StudyInstanceUID"])[0])
     reports = client.search_for_instances(study_instance_uid=str(source.StudyInstanceUID),
-                                          search_filters={"Modality": "SR"})
-    [located] = [pydicom.Dataset.from_json(r) for r in reports]
-    assert located.SOPInstanceUID == sent.details["sr_sop_instance_uid"]
+                                          search_filters={"Modality": "SR"})  # other tests may have sent theirs
+    [located] = [d for d in map(pydicom.Dataset.from_json, reports)
+                 if d.SOPInstanceUID == sent.details["sr_sop_instance_uid"]]
     report = client.retrieve_instance(str(source.StudyInstanceUID), str(located.SeriesInstanceUID),
                                       str(located.SOPInstanceUID))
     said = read_back(report)
@@ -133,7 +134,7 @@ def test_pulled_decided_and_sent_back_the_result_is_an_sr_in_the_images_study(pa
 
     # A second pull leaves the report on the PACS instead of importing it as an image.
     assert _pull(pacs, url, tmp_path, shipped_weights, "--patient-id", PATIENT) == 0
-    assert "1 report(s) or other non-image object(s) left on the PACS" in capsys.readouterr().out
+    assert re.search(r"[1-9]\d* report\(s\) or other non-image object\(s\) left on the PACS", capsys.readouterr().out)
 
 
 def _source_file(pacs: PacsServer, sop_uid: str | None) -> Path:
