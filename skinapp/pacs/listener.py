@@ -72,6 +72,10 @@ class StorageListener:
                 result = self.importer.run([InputFile.from_bytes(name, data.getvalue())])
         except MemoryError:
             return OUT_OF_RESOURCES
+        except Exception as exc:  # the device is answered and the listener goes on; no file content reaches the log
+            log.error("a C-STORE could not be imported (%s)", type(exc).__name__)
+            self._tell("refused: the import failed (the kind of error is in the log)")
+            return CANNOT_UNDERSTAND
         for rejected in result.report.rejected:
             self._tell(f"refused {rejected.file}: {rejected.reason}")
         if not result.case_ids:
