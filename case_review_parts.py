@@ -25,7 +25,7 @@ from app_shared import (
 )
 from skinapp.inference.assessment import training_image_path
 from skinapp.outcomes import BRESLOW_MAX_MM, EARLIEST_RESULT
-from skinapp.pacs.exchange import can_send, send_state_text
+from skinapp.pacs.exchange import send_state
 from skinapp.pacs.send import send_result
 from skinapp.reporting.body_map import body_map_figure, site_of_selection
 from skinapp.reporting.charts import CHART_CONFIG, probability_chart
@@ -384,8 +384,9 @@ def pacs_panel(store: Store, case: StoredCase) -> None:
     server = pacs_server()
     if server is None:
         return
-    st.caption(send_state_text(store, case) or "")
-    if not can_send(store, case):
+    state = send_state(store, case)
+    st.caption(state.text)
+    if not state.sendable:
         return
     if st.button("Send the result to the PACS", key=f"pacs_send_{case.id}", icon=":material/send:", width="stretch"):
         with st.spinner("Sending to the PACS …"):

@@ -1,6 +1,10 @@
 """Import: images, DICOM files or a whole folder, with an optional metadata CSV; the model runs once per case."""
 
+from __future__ import annotations
+
 import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -10,7 +14,11 @@ from skinapp.pacs.connection import PacsError
 from skinapp.pacs.exchange import pull_studies, study_labels
 from skinapp.pacs.pull import StudyFound, StudyQuery, find_studies
 from skinapp.reporting.text import plain_markdown
-from skinapp.workflow.analysis import ImportResult, import_and_analyse
+from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_analyse
+
+if TYPE_CHECKING:
+    from skinapp.inference.assessment import Assessor
+    from skinapp.inference.predictor import Predictor
 
 DERMOSCOPY_MODALITY = "XC"  # external camera photography: how dermatoscopes and the SIIM-ISIC files label it
 
@@ -54,25 +62,39 @@ def _from_pacs(name: str | None) -> None:
                             list(labels), default=list(labels), key="pacs_chosen")
     if st.button(f"Import and analyse {len(chosen)} stud{'y' if len(chosen) == 1 else 'ies'} from the PACS",
                  type="primary", disabled=not chosen or not name, key="pacs_import_button") and name:
-        predictor = get_predictor()
-        assessor = get_assessor(explain=True) if predictor is not None else None
-        if predictor is None or assessor is None:
-            return
-        bar = st.progress(0.0, text="Fetching images from the PACS …")
 
-        def progress(fraction: float, text: str) -> None:
-            bar.progress(fraction, text=text)
+        def pull(predictor: Predictor, assessor: Assessor, progress: StepProgress) -> ImportResult | None:
+            try:
+                pulled = pull_studies(server, [labels[c] for c in chosen], get_store(), predictor, name, assessor,
+                                      query.modality, progress=progress)
+            except PacsError as exc:
+                st.error(f"Nothing was imported: {exc}")
+                return None
+            pulled.imported.report.notes.insert(0, pulled.summary())
+            return pulled.imported
 
-        try:
-            pulled = pull_studies(server, [labels[c] for c in chosen], get_store(), predictor, name, assessor,
-                                  query.modality, progress=progress)
-        except PacsError as exc:
-            bar.empty()
-            st.error(f"Nothing was imported: {exc}")
-            return
+        _import_with_model("Fetching images from the PACS …", pull)
+
+
+def _import_with_model(first_step: str,
+                       run: Callable[[Predictor, Assessor, StepProgress], ImportResult | None]) -> None:
+    """The model loaded (where it cannot be, the reason is shown and nothing runs), the import run with a progress
+    bar, and its result kept for the report below."""
+    predictor = get_predictor()
+    assessor = get_assessor(explain=True) if predictor is not None else None
+    if predictor is None or assessor is None:
+        return
+    bar = st.progress(0.0, text=first_step)
+
+    def progress(fraction: float, text: str) -> None:
+        bar.progress(fraction, text=text)
+
+    try:
+        result = run(predictor, assessor, progress)
+    finally:
         bar.empty()
-        pulled.imported.report.notes.insert(0, pulled.summary())
-        st.session_state["last_import"] = pulled.imported
+    if result is not None:
+        st.session_state["last_import"] = result
 
 
 def page() -> None:
@@ -87,20 +109,9 @@ def page() -> None:
     uploads = [*(files or []), *(folder or [])]
     name = reviewer()  # the signed-in user: every import and decision records who made it
     if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button") and name:
-        predictor = get_predictor()  # None: the reason is shown, and nothing can be analysed
-        assessor = get_assessor(explain=True) if predictor is not None else None
-        if predictor is None or assessor is None:
-            return
-        bar = st.progress(0.0, text="Reading files …")
-
-        def progress(fraction: float, text: str) -> None:
-            bar.progress(fraction, text=text)
-
-        st.session_state["last_import"] = import_and_analyse(
+        _import_with_model("Reading files …", lambda predictor, assessor, progress: import_and_analyse(
             [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
-            metadata_csv=metadata_csv, progress=progress, assessor=assessor,
-        )
-        bar.empty()
+            metadata_csv=metadata_csv, progress=progress, assessor=assessor))
     with st.expander("From the clinic's PACS", expanded=bool(st.session_state.get("pacs_found"))):
         _from_pacs(name)
     result: ImportResult | None = st.session_state.get("last_import")

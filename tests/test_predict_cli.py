@@ -154,5 +154,7 @@ def test_an_interrupted_run_resumes_without_duplicates_or_a_cut_row(tmp_path, ti
     said = capsys.readouterr().out
     assert "4 case(s) analysed" in said and "3 row(s) kept from before" in said
     assert interrupted.read_text() == text  # same rows, same order, none twice
+    interrupted.write_text(text + "lesion9,0.1")  # a full table ending in a cut row, resumed in the other format
     assert main(["predict", str(folder), "--out", str(interrupted), "--weights", str(tiny_weights), "--resume"]) == 2
-    assert "holds another table" in capsys.readouterr().err  # an isic2018 run cannot resume a full table
+    assert "holds another table" in capsys.readouterr().err
+    assert interrupted.read_text() == text + "lesion9,0.1"  # refused before anything in it was touched

@@ -87,17 +87,16 @@ class _Inputs:
 
 def _done_rows(out: Path, columns: list[str]) -> set[str]:
     """The images an earlier, interrupted run of the same command already wrote; a row cut off mid-write is
-    dropped (the file is cut back to its last whole row). Raises ValueError when the file holds another table."""
+    dropped (the file is cut back to its last whole row). Raises ValueError, the file untouched, when it holds
+    another table: a wrong --out never loses a byte."""
     data = out.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
+    rows = list(csv.reader(io.StringIO(whole.decode("utf-8"))))
+    if rows and rows[0] != columns:
+        raise ValueError(f"{out} holds another table (other columns): it cannot be resumed in this format")
     if len(whole) != len(data):
         with open(out, "r+b") as handle:
             handle.truncate(len(whole))
-    rows = list(csv.reader(io.StringIO(whole.decode("utf-8"))))
-    if not rows:
-        return set()
-    if rows[0] != columns:
-        raise ValueError(f"{out} holds another table (other columns): it cannot be resumed in this format")
     return {row[0] for row in rows[1:] if row}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from skinapp.pacs.connection import PacsServer
 from skinapp.pacs.pull import StudyFound, image_files, images_in
@@ -55,20 +55,21 @@ def pull_studies(server: PacsServer, studies: Sequence[StudyFound], store: Store
     return PullResult(imported, len(wanted), len(images) - len(wanted), left_out)
 
 
-def send_state_text(store: Store, case: StoredCase) -> str | None:
-    """What the case page says about the PACS copy of the result; None where there is nothing to send."""
+class SendState(NamedTuple):
+    text: str          # what the case page says about the PACS copy of the result
+    sendable: bool     # a decided case from DICOM: the Send button is offered
+
+
+def send_state(store: Store, case: StoredCase) -> SendState:
     if case.sop_instance_uid is None:
-        return "This image did not come from DICOM: there is no PACS study to send the result to."
+        return SendState("This image did not come from DICOM: there is no PACS study to send the result to.", False)
     latest = store.latest_decision(case.id)
     if latest is None:
-        return "The result can be sent to the PACS once a decision is saved."
+        return SendState("The result can be sent to the PACS once a decision is saved.", False)
     sent = sent_results(store, [case.id]).get(case.id)
     if sent is None:
-        return "The result has not been sent to the PACS yet."
+        return SendState("The result has not been sent to the PACS yet.", True)
     if sent.decision_id != latest.id:
-        return "The decision changed after the result was sent: send it again so the PACS holds the latest."
-    return f"The result with the latest decision is in the PACS ({sent.pacs})."
-
-
-def can_send(store: Store, case: StoredCase) -> bool:
-    return case.sop_instance_uid is not None and store.latest_decision(case.id) is not None
+        return SendState("The decision changed after the result was sent: send it again so the PACS holds the latest.",
+                         True)
+    return SendState(f"The result with the latest decision is in the PACS ({sent.pacs}).", True)
