@@ -21,6 +21,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference.assessment import Assessor
+from skinapp.inference.model import LesionModel, ModelUnavailable
 from skinapp.model.card import ModelCard, WeightsError
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.pacs.connection import PacsError, PacsServer, configured_server
@@ -31,6 +32,7 @@ from skinapp.store.checkpoints import CheckpointLog
 from skinapp.store.queues import ReviewQueues
 
 if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
+    from skinapp.distributed.model_client import ModelClient
     from skinapp.inference.predictor import Predictor
 
 log = logging.getLogger("skinapp.app")
@@ -133,6 +135,29 @@ def _load_predictor() -> Predictor:
     return predictor
 
 
+@st.cache_resource(show_spinner="Connecting to the model service …")
+def _connect_model_service(settings: tuple[tuple[str, str], ...]) -> ModelClient:
+    """The model service named by SKINAPP_MODEL_URL (torch stays out of this process). Not kept when it fails, so
+    the next page asks again."""
+    from skinapp.distributed.model_client import ModelClient, read_secret
+
+    found = dict(settings)
+    return ModelClient.connect(found["url"], _shipped_card(), skinapp.config.weights_dir(),
+                               secret=read_secret(found.get("secret_file")), ca_bundle=found.get("ca_bundle"),
+                               client_cert=found.get("client_cert"))
+
+
+def model_service_configured() -> bool:
+    return skinapp.config.model_service_settings() is not None
+
+
+def _installed_model() -> LesionModel:
+    settings = skinapp.config.model_service_settings()
+    if settings is not None:
+        return _connect_model_service(tuple(sorted(settings.items())))
+    return _load_predictor()
+
+
 @st.cache_resource(show_spinner=False)
 def _load_assessor() -> Assessor:
     assessor = Assessor.from_weights(skinapp.config.weights_dir(), _shipped_card())
@@ -209,13 +234,18 @@ def pacs_server() -> PacsServer | None:
         return None
 
 
-def get_predictor() -> Predictor | None:
-    """The model as this clinic runs it, or None with the reason shown (missing or altered weights)."""
+def get_predictor() -> LesionModel | None:
+    """The model as this clinic runs it (in this process, or the model service where SKINAPP_MODEL_URL names one),
+    or None with the reason shown (missing or altered weights, a service that does not answer)."""
     try:
-        predictor = _load_predictor()
+        predictor = _installed_model()
     except (WeightsError, FileNotFoundError) as exc:
         st.error(f"The model could not be loaded: {plain_markdown(exc)}. Cases can be reviewed, but nothing new can be "
                  "analysed.")
+        return None
+    except ModelUnavailable as exc:
+        st.error(f"The model cannot be asked now: {plain_markdown(exc)}. Cases can be reviewed and decisions saved; "
+                 "nothing new can be analysed until it answers.")
         return None
     card = installed_card()
     return predictor.with_card(card) if card is not None and card.identity != predictor.card.identity else predictor
@@ -388,6 +418,10 @@ def run_guarded(page: Callable[[], None], admin_only: bool = False) -> None:
         page()
     except ScriptControlException:
         raise  # Streamlit's own reruns and page switches
+    except ModelUnavailable as exc:  # the model service stopped answering during the page
+        log.error("model service: %s", exc)
+        st.error(f"The model cannot be asked now: {plain_markdown(exc)}. Nothing you saved is lost; cases can be "
+                 "reviewed and decisions saved.")
     except StoreSetupError as exc:
         log.error("database not ready: %s", exc)
         st.error("The case database is not set up for this version of skinapp, so nothing can be shown or saved. "

@@ -9,7 +9,10 @@ schedule, and is scored after its last epoch (no epoch selection, identity view,
 probability) on HAM10000 fold 0 and on ISIC 2017 `val`. The recipe is the current one; each other variant
 removes one ingredient. Figures are comparable with each other, not with the shipped model's longer training.
 Each variant also gets the resolution check (`evaluation/resolution.py`): fold 0 delivered at 1×–5× its size,
-through the import's decoder, with the safety net's level fitted at 1× (95 % of malignant lesions). `--json`
+through the import's decoder, with the safety net's level fitted at 1× (95 % of malignant lesions). With
+`--siim2020`, every variant is also scored on the SIIM-ISIC 2020 patients of fold 0 (a screening population: the
+benign share at or above that safety net, and the melanomas kept); variants trained with SIIM-ISIC 2020 never saw
+them, and `--rescore-siim` adds these figures to variants already in `--json` without training again. `--json`
 merges into the file, so variants and seeds can be run apart (`--only`, `--seed`).
 """
 
@@ -29,10 +32,11 @@ from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import is_malignant, malignancy
 from skinapp.model.preprocess import BICUBIC_RESIZE
-from skinapp.train.data import load_ham10000, read_folds
+from skinapp.train.data import SIIM2020_METADATA, load_ham10000, load_siim2020, make_folds, read_folds
 from skinapp.train.loop import FOLDS_FILE, TrainConfig, train
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.safety_net import fit_safety_net
+from skinapp.vocab import CLASSES
 
 RECIPE = ("recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE, "
           "antialiased resize, resolution degradations")
@@ -46,6 +50,8 @@ VARIANTS: dict[str, dict] = {
     "without crop/aspect and illuminant jitter": WITHOUT_NEW_AUGMENTATION,
     "focal loss + sqrt-balanced sampling instead of balanced CE": dict(focal_gamma=2.0, sampler_power=0.5),
     "attention learns without mask supervision": dict(mask_weight=0.0),
+    "0.2 recipe + SIIM-ISIC 2020 patients (unbiopsied lesions as the partial label 'benign')":
+        dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM"),
 }
 
 
@@ -54,6 +60,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
     parser.add_argument("--isic2017", type=Path, required=True, help="ISIC 2017 folder (train: training data; val: scored)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--siim2020", type=Path, help="SIIM-ISIC 2020 JPEG folder: a training source for the variants "
+                                                      "that name it, and scored on fold 0's patients for every variant")
+    parser.add_argument("--rescore-siim", action="store_true", help="only add the SIIM-ISIC 2020 figures to variants "
+                                                                    "already trained and in --json")
     parser.add_argument("--json", type=Path, help="also write the results table here")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
@@ -64,12 +74,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed; results of a seed other than 0 are kept "
                                                               "under the variant's name with the seed")
     args = parser.parse_args()
+    earlier = json.loads(args.json.read_text())["results"] if args.json and args.json.is_file() else {}
     results = {}
     for index, (name, overrides) in enumerate(VARIANTS.items()):
         if args.only and not any(word in name for word in args.only):
             continue
         out = args.out / (f"variant{index}" + (f"_seed{args.seed}" if args.seed else ""))
         name = name + (f" [seed {args.seed}]" if args.seed else "")
+        if "siim2020" in overrides:
+            if args.siim2020 is None:
+                print(f"skipped (needs --siim2020): {name}", flush=True)
+                continue
+            overrides = {**overrides, "siim2020": args.siim2020}
+        if args.rescore_siim:
+            if name in earlier and (out / FOLDS_FILE).is_file() and args.siim2020:
+                level = earlier[name]["resolution"]["safety_net_level"]
+                results[name] = {**earlier[name], "siim2020": held_out_siim(out, args.siim2020, level, args.seed, args.limit)}
+                print(f"{name:80s} SIIM-ISIC 2020 {results[name]['siim2020']}", flush=True)
+            continue
         settings = dict(isic2017=args.isic2017, image_size=args.image_size, epochs=args.epochs,
                         steps_per_epoch=args.steps_per_epoch, warmup_steps=60, threads=args.threads, folds=(0,),
                         limit=args.limit, seed=args.seed)
@@ -86,6 +108,10 @@ def main() -> None:
             "external_balanced_accuracy": external["balanced_accuracy_argmax"],
             "resolution": resolution,
         }
+        if args.siim2020:
+            results[name]["siim2020"] = held_out_siim(out, args.siim2020, resolution["safety_net_level"], args.seed,
+                                                      args.limit)
+            print(f"    SIIM-ISIC 2020 held-out patients: {results[name]['siim2020']}", flush=True)
         rows = resolution["rows"]
         print("    resolution (×: BA / AUC / benign above net): " + "  ".join(
             f"{r['factor']:g}×: {r['balanced_accuracy']:.3f} / {r['malignant_auc'] or float('nan'):.3f} / "
@@ -99,7 +125,6 @@ def main() -> None:
                 "scored": "last epoch, EMA weights, identity view, highest probability",
                 "external": "ISIC 2017 val (150 images: melanoma, nevus, seborrheic keratosis)"}
     if args.json:
-        earlier = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**earlier, **results}}, indent=2) + "\n")
 
 
@@ -120,6 +145,28 @@ def held_out_resolution(weights: Path, ham: Path, limit: int | None) -> dict:
     level = fit_safety_net(malignancy(at_size), malignant).threshold if malignant.any() else None
     rows = resolution_check([data.images[i] for i in held_out], labels, score, level)
     return {"rows": [r.to_dict() for r in rows], **spread(rows), "safety_net_level": level}
+
+
+def held_out_siim(weights: Path, siim: Path, net_level: float | None, seed: int, limit: int | None) -> dict:
+    """The variant's member on the SIIM-ISIC 2020 patients of fold 0 (one view, uncalibrated): the benign share at
+    or above the safety net fitted on HAM10000 fold 0, and how many melanomas it keeps. The folds are the training
+    run's where it used SIIM-ISIC 2020, else drawn the same way (by patient, stratified by melanoma, same seed)."""
+    data = load_siim2020(siim, limit=limit)
+    melanoma = data.labels == CLASSES.index("MEL")
+    known = read_folds(weights / FOLDS_FILE, data.image_ids, missing=-2)
+    folds = known if (known != -2).all() else make_folds(is_malignant(data.labels), data.lesion_ids, 5, seed)
+    held_out = np.flatnonzero(folds == 0)
+    predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
+    risk = malignancy(np.stack([p.probabilities for p in predictor.predict(
+        [data.images[i] for i in held_out], [data.metadata[i] for i in held_out])]))
+    benign, kept = ~melanoma[held_out], melanoma[held_out]
+    figures = {"source": f"{siim / SIIM2020_METADATA}", "patients": len(set(data.lesion_ids[held_out])),
+               "images": len(held_out), "melanomas": int(kept.sum()), "benign_above_net": None,
+               "melanomas_at_or_above_net": None}
+    if net_level is not None:
+        figures.update(benign_above_net=float((risk[benign] >= net_level).mean()),
+                       melanomas_at_or_above_net=int((risk[kept] >= net_level).sum()))
+    return figures
 
 
 if __name__ == "__main__":

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from app_shared import get_assessor, get_predictor, get_store, pacs_server, reviewer, run_guarded
+from app_shared import (
+    get_assessor,
+    get_predictor,
+    get_store,
+    model_service_configured,
+    pacs_server,
+    reviewer,
+    run_guarded,
+)
 from skinapp.io import InputFile
 from skinapp.pacs.connection import PacsError
 from skinapp.pacs.exchange import pull_studies, study_labels
@@ -18,7 +26,7 @@ from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_ana
 
 if TYPE_CHECKING:
     from skinapp.inference.assessment import Assessor
-    from skinapp.inference.predictor import Predictor
+    from skinapp.inference.model import LesionModel
 
 DERMOSCOPY_MODALITY = "XC"  # external camera photography: how dermatoscopes and the SIIM-ISIC files label it
 
@@ -63,7 +71,7 @@ def _from_pacs(name: str | None) -> None:
     if st.button(f"Import and analyse {len(chosen)} stud{'y' if len(chosen) == 1 else 'ies'} from the PACS",
                  type="primary", disabled=not chosen or not name, key="pacs_import_button") and name:
 
-        def pull(predictor: Predictor, assessor: Assessor, progress: StepProgress) -> ImportResult | None:
+        def pull(predictor: LesionModel, assessor: Assessor, progress: StepProgress) -> ImportResult | None:
             try:
                 pulled = pull_studies(server, [labels[c] for c in chosen], get_store(), predictor, name, assessor,
                                       query.modality, progress=progress)
@@ -77,7 +85,7 @@ def _from_pacs(name: str | None) -> None:
 
 
 def _import_with_model(first_step: str,
-                       run: Callable[[Predictor, Assessor, StepProgress], ImportResult | None]) -> None:
+                       run: Callable[[LesionModel, Assessor, StepProgress], ImportResult | None]) -> None:
     """The model loaded (where it cannot be, the reason is shown and nothing runs), the import run with a progress
     bar, and its result kept for the report below."""
     predictor = get_predictor()
@@ -102,13 +110,16 @@ def page() -> None:
     st.caption("Dermoscopy images (JPEG, PNG, BMP, TIFF), DICOM files, zip archives, or a whole folder exported "
                "from a dermatoscope or PACS. Files that cannot be read are listed below with the reason; the rest "
                "are imported.")
+    # a model service that does not answer is said before any file is chosen, and nothing is imported meanwhile
+    model_answers = not model_service_configured() or get_predictor() is not None
     files = st.file_uploader("Images, DICOM files or zip archives", accept_multiple_files=True, key="upload_files")
     folder = st.file_uploader("…or a whole folder", accept_multiple_files="directory", key="upload_folder")
     metadata_csv = st.file_uploader("Metadata CSV (optional): image name, patient, age, sex, site", type=["csv"],
                                key="upload_metadata")
     uploads = [*(files or []), *(folder or [])]
     name = reviewer()  # the signed-in user: every import and decision records who made it
-    if st.button("Import and analyse", type="primary", disabled=not uploads or not name, key="import_button") and name:
+    if st.button("Import and analyse", type="primary", disabled=not uploads or not name or not model_answers,
+                 key="import_button") and name:
         _import_with_model("Reading files …", lambda predictor, assessor, progress: import_and_analyse(
             [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
             metadata_csv=metadata_csv, progress=progress, assessor=assessor))

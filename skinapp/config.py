@@ -22,6 +22,10 @@ PACS_USER_ENV = "SKINAPP_PACS_USER"              # its account (HTTP basic authe
 PACS_PASSWORD_FILE_ENV = "SKINAPP_PACS_PASSWORD_FILE"  # a file whose first line is that account's password
 PACS_PASSWORD_ENV = "SKINAPP_PACS_PASSWORD"      # …or the password itself (the command line's fallback)
 PACS_CA_BUNDLE_ENV = "SKINAPP_PACS_CA_BUNDLE"    # a CA certificate file to trust for https; default the system's
+MODEL_URL_ENV = "SKINAPP_MODEL_URL"              # the model service (`python -m skinapp serve`); unset: the model in process
+MODEL_SECRET_FILE_ENV = "SKINAPP_MODEL_SECRET_FILE"  # a file whose first line is the service's shared secret
+MODEL_CA_BUNDLE_ENV = "SKINAPP_MODEL_CA_BUNDLE"  # a CA certificate file to trust for an https service
+MODEL_CLIENT_CERT_ENV = "SKINAPP_MODEL_CLIENT_CERT"  # a PEM holding this app's certificate and key (mutual TLS)
 
 ABOVE_PACKAGE = Path(__file__).resolve().parents[1]  # a checkout's root, or site-packages once installed
 
@@ -85,6 +89,17 @@ def audit_checkpoints_file() -> Path:
 def behind_trusted_proxy() -> bool:
     """Whether a reverse proxy of the clinic's own sets X-Forwarded-For (README): only then is that header believed."""
     return bool(os.environ.get(TRUSTED_PROXY_ENV))
+
+
+def model_service_settings() -> dict[str, str] | None:
+    """The model service the app uses (url, secret_file, ca_bundle, client_cert; missing keys not set), None when
+    the app runs the model in its own process."""
+    url = os.environ.get(MODEL_URL_ENV)
+    if not url:
+        return None
+    found = {"url": url, "secret_file": os.environ.get(MODEL_SECRET_FILE_ENV),
+             "ca_bundle": os.environ.get(MODEL_CA_BUNDLE_ENV), "client_cert": os.environ.get(MODEL_CLIENT_CERT_ENV)}
+    return {k: v for k, v in found.items() if v}
 
 
 def pacs_settings() -> dict[str, str] | None:

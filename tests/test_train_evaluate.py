@@ -49,6 +49,25 @@ def fake_isic2017(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def fake_siim2020(tmp_path_factory):
+    """Shaped like ../shared/data/siim_isic_2020_jpeg: several images per patient, mostly unbiopsied benign."""
+    root = tmp_path_factory.mktemp("siim2020")
+    (root / "images").mkdir()
+    rows = []
+    for i in range(30):
+        image, _ = synthetic_lesion(64, 64, seed=200 + i)
+        name = f"ISIC_{9000000 + i}"
+        cv2.imwrite(str(root / "images" / f"{name}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        diagnosis = "melanoma" if i % 10 == 0 else "nevus" if i % 10 == 1 else "unknown"
+        rows.append({"image_name": name, "patient_id": f"IP_{i // 3}", "sex": "female", "age_approx": 45.0,
+                     "anatom_site_general_challenge": "torso", "diagnosis": diagnosis,
+                     "benign_malignant": "malignant" if diagnosis == "melanoma" else "benign",
+                     "target": int(diagnosis == "melanoma")})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
 TRAIN = ["--epochs", "2", "--batch-size", "8", "--image-size", "64", "--n-folds", "3", "--steps-per-epoch", "2"]
 
 
@@ -108,6 +127,29 @@ def test_ensemble_trains_on_both_sources_resumes_and_is_checked_externally(fake_
     assert "External check: ISIC 2017 `val`" in markdown and f"{rule['balanced_accuracy_balanced_rule']:.3f}" in markdown
     assert "Shades of Gray" in markdown and "the last kept (nothing chosen on the held-out fold)" in markdown
     assert "ISIC 2017 (Codella" in markdown and all(m.sha256 in markdown for m in card.members)
+
+
+@pytest.mark.slow
+def test_a_screening_population_joins_training_with_its_patients_kept_together(fake_ham, fake_siim2020, tmp_path):
+    weights = tmp_path / "weights"
+    base = ["train", "--data", str(fake_ham), "--out", str(weights), *TRAIN, "--epochs", "1", "--folds", "0"]
+    assert main(base) == 0  # a folder whose folds.csv predates the screening images …
+    ham_folds = pd.read_csv(weights / "folds.csv")
+    assert main([*base, "--siim2020", str(fake_siim2020)]) == 2  # … is another recipe: refused, folds untouched
+    assert pd.read_csv(weights / "folds.csv").equals(ham_folds)
+
+    fresh = tmp_path / "with_siim"
+    assert main(["train", "--data", str(fake_ham), "--siim2020", str(fake_siim2020), "--out", str(fresh), *TRAIN,
+                 "--epochs", "1", "--folds", "0"]) == 0
+    card = ModelCard.load(fresh)
+    assert card.training["images_per_source"] == {"ham10000": 42, "siim2020": 30}
+    assert card.training["recipe"]["with_siim2020"] is True and "+siim2020" in card.version
+    folds = pd.read_csv(fresh / "folds.csv")
+    assert len(folds) == 72 and (folds.groupby("lesion_id")["fold"].nunique() == 1).all()  # a patient in one fold
+    siim = folds[folds["image_id"].str.startswith("ISIC_9")]
+    assert set(siim["fold"]) == {0, 1, 2}
+    history = [json.loads(line) for line in (fresh / "history_fold0.jsonl").read_text().splitlines()]
+    assert 0 <= history[-1]["val_balanced_accuracy"] <= 1  # scored on HAM images only: no partial label in it
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ import torch.nn.functional as F
 
 from conftest import synthetic_lesion
 from skinapp.train.augment import AugmentConfig, augment
-from skinapp.train.data import make_folds
-from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
+from skinapp.train.data import BENIGN_INDICES, BENIGN_UNSPECIFIED, make_folds, siim2020_label
+from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss, partial_label_loss
 from skinapp.train.sampling import drop_metadata
-from skinapp.vocab import Metadata
+from skinapp.vocab import CLASSES, MALIGNANT, Metadata
 
 
 def _check_folds(labels, groups, folds, n_folds):
@@ -57,6 +57,33 @@ def test_focal_loss_reduces_to_cross_entropy():
     logits, target = torch.randn(8, 7), torch.randint(0, 7, (8,))
     assert torch.isclose(focal_loss(logits, target, gamma=0), F.cross_entropy(logits, target))
     assert focal_loss(logits, target, gamma=2) < F.cross_entropy(logits, target)
+
+
+def test_a_partial_benign_label_asks_only_for_benign_mass_and_never_for_a_particular_benign_class():
+    logits, target = torch.randn(8, 7), torch.randint(0, 7, (8,))
+    assert torch.isclose(partial_label_loss(logits, target, 0.0, BENIGN_UNSPECIFIED, BENIGN_INDICES),
+                         F.cross_entropy(logits, target))
+    unspecified = torch.full((8,), BENIGN_UNSPECIFIED)
+    benign_mass = logits.softmax(1)[:, list(BENIGN_INDICES)].sum(1)
+    assert torch.isclose(partial_label_loss(logits, unspecified, 0.0, BENIGN_UNSPECIFIED, BENIGN_INDICES),
+                         -benign_mass.log().mean())
+    # moving probability from one benign class to another changes nothing; moving it to melanoma costs
+    one = torch.zeros(1, 7)
+    nevus, keratosis, melanoma = (one.clone() for _ in range(3))
+    nevus[0, CLASSES.index("NV")], keratosis[0, CLASSES.index("BKL")], melanoma[0, CLASSES.index("MEL")] = 4.0, 4.0, 4.0
+    loss = [partial_label_loss(x, torch.tensor([BENIGN_UNSPECIFIED]), 0.0, BENIGN_UNSPECIFIED, BENIGN_INDICES)
+            for x in (nevus, keratosis, melanoma)]
+    assert torch.isclose(loss[0], loss[1]) and loss[2] > loss[0] + 1
+    assert not set(BENIGN_INDICES) & {CLASSES.index(c) for c in MALIGNANT}
+
+
+def test_siim_isic_2020_rows_keep_what_their_diagnosis_says_and_no_more():
+    assert siim2020_label("melanoma", "malignant") == CLASSES.index("MEL")
+    assert siim2020_label("nevus", "benign") == CLASSES.index("NV")
+    assert siim2020_label("lentigo NOS", "benign") == CLASSES.index("BKL")
+    assert siim2020_label("unknown", "benign") == BENIGN_UNSPECIFIED
+    with pytest.raises(ValueError, match="cafe-au-lait"):
+        siim2020_label("cafe-au-lait macule", "malignant")
 
 
 def test_mask_loss_prefers_the_true_mask():

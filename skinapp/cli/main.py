@@ -13,16 +13,20 @@ _WEIGHTS_HELP = f"weights folder (default: ${WEIGHTS_ENV}, else the checkout's w
 
 
 def _train(args: argparse.Namespace) -> int:
+    from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE
     from skinapp.train.loop import TrainConfig, train
 
     cfg = TrainConfig(
-        data=args.data, out=args.out, isic2017=args.isic2017, encoder=args.encoder, image_size=args.image_size,
+        data=args.data, out=args.out, isic2017=args.isic2017, siim2020=args.siim2020, encoder=args.encoder,
+        image_size=args.image_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, folds=tuple(args.folds), n_folds=args.n_folds,
         seed=args.seed, focal_gamma=args.focal_gamma, sampler_power=args.sampler_power, source_power=args.source_power,
         mask_weight=args.mask_weight, triplet_weight=args.triplet_weight, metadata_dropout=args.metadata_dropout,
         colour_constancy=args.colour_constancy, scale=tuple(args.scale), aspect=tuple(args.aspect),
         illuminant=args.illuminant, clahe=args.clahe, select=args.select, patience=args.patience, half=not args.fp32,
         limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
+        resize={"antialiased": ANTIALIASED_RESIZE, "bicubic": BICUBIC_RESIZE}[args.resize],
+        degrade_p=args.degrade_p,
     )
     try:
         card = train(cfg)
@@ -235,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="HAM10000 folder (metadata CSV, images/, masks/)")
     train.add_argument("--isic2017", type=Path, help="ISIC 2017 folder: its `train` split joins the training set "
                                                       "(`val` is never used)")
+    train.add_argument("--siim2020", type=Path, help="SIIM-ISIC 2020 JPEG folder: its patients join the folds (by patient); "
+                                                      "unbiopsied benign lesions train as the partial label 'benign'")
     train.add_argument("--out", type=Path, required=True, help="folder for weights, model card and logs")
     train.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
     train.add_argument("--image-size", type=int, default=160)
@@ -256,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--aspect", type=float, nargs=2, default=[0.75, 1.333], help="aspect range of the random crops")
     train.add_argument("--illuminant", type=float, default=0.08, help="σ of the per-channel illuminant jitter")
     train.add_argument("--clahe", type=float, default=0.0, help="probability of CLAHE augmentation")
+    train.add_argument("--resize", default="antialiased", choices=["antialiased", "bicubic"],
+                       help="how images are brought to the model's size: area-averaged when shrinking, or the 0.2 "
+                            "models' bicubic (the card records it; the app reads it from there)")
+    train.add_argument("--degrade-p", type=float, default=0.5,
+                       help="share of training views resampled / blurred / sharpened / recompressed first")
     train.add_argument("--select", choices=["last", "best"], default="last",
                        help="keep the last epoch (nothing chosen on the held-out fold) or the best one on it")
     train.add_argument("--patience", type=int, default=3, help="early stopping, with --select best")
@@ -407,9 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--progress", action="store_true",
                          help="show a progress bar on standard error even when it is not a terminal")
     predict.set_defaults(run=_predict)
-    from skinapp.cli import pacs
+    from skinapp.cli import pacs, serve
 
     pacs.add_commands(commands, _WEIGHTS_HELP)
+    serve.add_commands(commands, _WEIGHTS_HELP)
     return parser
 
 

@@ -15,7 +15,7 @@ from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_ana
 
 if TYPE_CHECKING:
     from skinapp.inference.assessment import Assessor
-    from skinapp.inference.predictor import Predictor
+    from skinapp.inference.model import LesionModel
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def study_labels(studies: Sequence[StudyFound]) -> dict[str, StudyFound]:
     return {line(k + 1, s): s for k, s in enumerate(studies)}
 
 
-def pull_studies(server: PacsServer, studies: Sequence[StudyFound], store: Store, predictor: Predictor, actor: str,
+def pull_studies(server: PacsServer, studies: Sequence[StudyFound], store: Store, predictor: LesionModel, actor: str,
                  assessor: Assessor, modality: str | None = None, progress: StepProgress | None = None,
                  client=None) -> PullResult:
     """Fetch the studies' images one at a time and import them as an upload is: the same checks, report,

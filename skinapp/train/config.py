@@ -22,6 +22,7 @@ class TrainConfig:
     data: Path
     out: Path
     isic2017: Path | None = None  # ISIC 2017 folder: its `train` split joins every member's training set
+    siim2020: Path | None = None  # SIIM-ISIC 2020 JPEG folder: its patients are split over the folds like HAM's lesions
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -58,11 +59,18 @@ class TrainConfig:
         return self.isic2017 is not None
 
     @property
+    def with_siim2020(self) -> bool:
+        return self.siim2020 is not None
+
+    @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(image_size=self.image_size, colour_constancy=self.colour_constancy, resize=self.resize)
 
     def recipe(self) -> dict:
-        return {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
+        recipe = {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
+        if self.with_siim2020:  # only when set, so that recipes recorded before the option still match
+            recipe["with_siim2020"] = True
+        return recipe
 
 
 def jsonable(value):

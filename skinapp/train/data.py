@@ -1,4 +1,5 @@
-"""Labelled dermoscopy decoded once into memory (HAM10000, ISIC 2017), and leak-free folds grouped by lesion."""
+"""Labelled dermoscopy decoded once into memory (HAM10000, ISIC 2017, SIIM-ISIC 2020), and leak-free folds grouped
+by lesion or patient."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skinapp.vocab import CLASSES, Metadata, encode_metadata
+from skinapp.vocab import CLASSES, MALIGNANT, Metadata, encode_metadata
 
 HAM_METADATA = "HAM10000_metadata.csv"
 FOLDS_FILE = "folds.csv"  # image_id, lesion_id, fold: the folds a model's members were trained with
 ISIC2017_METADATA = "ISIC2017_metadata.csv"
 HAM_SOURCE = "ham10000"
 ISIC2017_SOURCE = "isic2017"
+SIIM2020_SOURCE = "siim2020"
+SIIM2020_METADATA = "metadata.csv"
+# A partial label: "one of the benign classes, which one is not known". SIIM-ISIC 2020's 'unknown' lesions were
+# judged benign without a biopsy; calling them nevi would teach the model a diagnosis nobody made.
+BENIGN_UNSPECIFIED = len(CLASSES)
+BENIGN_INDICES: tuple[int, ...] = tuple(i for i, c in enumerate(CLASSES) if c not in MALIGNANT)
+SIIM2020_DIAGNOSES = {"melanoma": "MEL", "nevus": "NV", "seborrheic keratosis": "BKL", "lentigo nos": "BKL",
+                      "solar lentigo": "BKL", "lichenoid keratosis": "BKL", "atypical melanocytic proliferation": "MEL"}
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -27,7 +36,7 @@ ImageTransform = Callable[[np.ndarray], np.ndarray]
 class LabelledImages:
     image_ids: list[str]
     lesion_ids: np.ndarray      # (N,) str; an image's own id where the data set publishes no lesion ids
-    labels: np.ndarray          # (N,) int64 index into CLASSES
+    labels: np.ndarray          # (N,) int64 index into CLASSES, or BENIGN_UNSPECIFIED
     images: list[np.ndarray]    # N RGB uint8 images; sizes differ between sources
     masks: list[np.ndarray | None] | None  # {0, 1} lesion mask per image, None where the source has none
     metadata: list[Metadata]
@@ -128,6 +137,45 @@ def load_isic2017(root: str | Path, split: str, limit: int | None = None, thread
     images = _read_images([root / "images" / f"{i}.jpg" for i in table["image_id"]], threads, transform)
     ids = table["image_id"].to_numpy(str)
     return _labelled(table, images, [None] * len(table), ids, "anatom_site_general", ISIC2017_SOURCE)
+
+
+def siim2020_label(diagnosis: str, benign_malignant: str) -> int:
+    """A SIIM-ISIC 2020 row's label: its diagnosis where it names one of the seven, else benign or malignant only."""
+    code = SIIM2020_DIAGNOSES.get(str(diagnosis).strip().lower())
+    if code is not None:
+        return CLASSES.index(code)
+    if str(benign_malignant).strip().lower() == "benign":
+        return BENIGN_UNSPECIFIED
+    raise ValueError(f"SIIM-ISIC 2020 diagnosis {diagnosis!r} ({benign_malignant}) has no place among {CLASSES}")
+
+
+def load_siim2020(root: str | Path, limit: int | None = None, threads: int = 4,
+                  transform: ImageTransform | None = None) -> LabelledImages:
+    """The SIIM-ISIC 2020 JPEGs under root (`metadata.csv`, `images/`). No masks; `lesion_ids` hold the patient, so
+    that folds keep each patient's images together."""
+    root = Path(root)
+    table = _table(root, SIIM2020_METADATA, "SIIM-ISIC 2020 JPEG")
+    if limit is not None:
+        table = table.iloc[:limit]
+    images = _read_images([root / "images" / f"{i}.jpg" for i in table["image_name"]], threads, transform)
+    metadata = [Metadata.parse(a, s, site) for a, s, site in
+                zip(table["age_approx"], table["sex"], table["anatom_site_general_challenge"], strict=True)]
+    return LabelledImages(
+        image_ids=table["image_name"].tolist(),
+        lesion_ids=table["patient_id"].to_numpy(str),
+        labels=np.asarray([siim2020_label(d, b) for d, b in zip(table["diagnosis"], table["benign_malignant"],
+                                                                 strict=True)], np.int64),
+        images=images,
+        masks=[None] * len(table),
+        metadata=metadata,
+        metadata_codes=np.asarray([encode_metadata(m) for m in metadata], dtype=np.float32),
+        sources=np.full(len(table), SIIM2020_SOURCE),
+    )
+
+
+def fully_labelled(labels: np.ndarray) -> np.ndarray:
+    """Which labels name one of the seven classes (not a partial label)."""
+    return labels < len(CLASSES)
 
 
 def make_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:

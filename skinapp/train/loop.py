@@ -1,7 +1,9 @@
 """`python -m skinapp train`: fine-tune the multi-task network, one ensemble member per held-out HAM10000 fold.
 
 Each member trains on the HAM10000 images outside its fold plus, when given, the ISIC 2017 `train` split
-(other centres and dermatoscopes). The ISIC 2017 `val` split is never read here: it is the external check.
+(other centres and dermatoscopes) and the SIIM-ISIC 2020 patients outside its fold (a screening population; its
+unbiopsied benign lesions carry the partial label "benign"). The ISIC 2017 `val` split is never read here: it is
+the external check.
 Training resumes: members already in the output folder are kept, and a member interrupted mid-way continues
 from its last finished epoch.
 """
@@ -22,7 +24,7 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from skinapp import __version__
-from skinapp.metrics import balanced_accuracy, jaccard, malignant_auc
+from skinapp.metrics import balanced_accuracy, is_malignant, jaccard, malignant_auc
 from skinapp.model.architecture import ModelConfig
 from skinapp.model.batch import model_input
 from skinapp.model.card import CARD_FILE, Member, ModelCard
@@ -32,15 +34,19 @@ from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE, Preproc
 from skinapp.train.augment import AugmentConfig
 from skinapp.train.config import TrainConfig, jsonable
 from skinapp.train.data import (
+    BENIGN_INDICES,
+    BENIGN_UNSPECIFIED,
     FOLDS_FILE,
     HAM_SOURCE,
     LabelledImages,
+    fully_labelled,
     load_ham10000,
     load_isic2017,
+    load_siim2020,
     make_folds,
     read_folds,
 )
-from skinapp.train.losses import batch_hard_triplet_loss, focal_loss, mask_loss
+from skinapp.train.losses import batch_hard_triplet_loss, mask_loss, partial_label_loss
 from skinapp.train.sampling import batches, sample_epoch
 
 ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
@@ -86,7 +92,7 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     rng = np.random.default_rng(cfg.seed + fold)
     torch.manual_seed(cfg.seed + fold)
     train_index = np.flatnonzero(folds != fold)
-    val_index = np.flatnonzero(folds == fold)
+    val_index = np.flatnonzero((folds == fold) & (data.sources == HAM_SOURCE))  # the training log: HAM only
     model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size))
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
@@ -128,11 +134,13 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
             images, metadata, labels = images.to(device), metadata.to(device), labels.to(device)
             with autocast:
                 out = model(images, metadata)
-            parts = {"class": focal_loss(out.logits, labels, cfg.focal_gamma)}
+            parts = {"class": partial_label_loss(out.logits, labels, cfg.focal_gamma, BENIGN_UNSPECIFIED,
+                                                 BENIGN_INDICES)}
             if cfg.mask_weight:
                 parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, masks.to(device), valid.to(device))
             if cfg.triplet_weight:
-                parts["triplet"] = cfg.triplet_weight * batch_hard_triplet_loss(out.embedding, labels)
+                named = fully_labelled(labels)  # a partial label says too little to pick positives
+                parts["triplet"] = cfg.triplet_weight * batch_hard_triplet_loss(out.embedding[named], labels[named])
             loss = torch.stack(list(parts.values())).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -176,19 +184,32 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
-    """HAM10000 (+ ISIC 2017 train), colour-corrected once, and the fold of each image (ALWAYS_TRAIN for extras)."""
+    """HAM10000 (+ ISIC 2017 train, + SIIM-ISIC 2020), colour-corrected once, and the fold of each image
+    (ALWAYS_TRAIN for ISIC 2017). Class-balanced sampling treats the partial label 'benign' as a class of its own."""
     correct = cfg.preprocessing.correct_colour
-    ham = load_ham10000(cfg.data, limit=cfg.limit, transform=correct)
-    folds_path = cfg.out / FOLDS_FILE
-    if folds_path.is_file():  # keep the folds the existing members were trained with
-        folds = read_folds(folds_path, ham.image_ids)
-    else:
-        folds = make_folds(ham.labels, ham.lesion_ids, cfg.n_folds, cfg.seed)
-        pd.DataFrame({"image_id": ham.image_ids, "lesion_id": ham.lesion_ids, "fold": folds}).to_csv(folds_path, index=False)
-    if cfg.isic2017 is None:
-        return ham, folds
-    extra = load_isic2017(cfg.isic2017, "train", limit=cfg.limit, transform=correct)
-    return LabelledImages.concatenate([ham, extra]), np.concatenate([folds, np.full(len(extra), ALWAYS_TRAIN)])
+    parts = [load_ham10000(cfg.data, limit=cfg.limit, transform=correct)]
+    folds = [fold_assignment(cfg, parts[0], stratify_by=parts[0].labels)]
+    if cfg.isic2017 is not None:
+        parts.append(load_isic2017(cfg.isic2017, "train", limit=cfg.limit, transform=correct))
+        folds.append(np.full(len(parts[-1]), ALWAYS_TRAIN))
+    if cfg.siim2020 is not None:
+        parts.append(load_siim2020(cfg.siim2020, limit=cfg.limit, transform=correct))
+        folds.append(fold_assignment(cfg, parts[-1], stratify_by=is_malignant(parts[-1].labels)))
+    return LabelledImages.concatenate(parts), np.concatenate(folds)
+
+
+def fold_assignment(cfg: TrainConfig, data: LabelledImages, stratify_by: np.ndarray) -> np.ndarray:
+    """The fold of each image, grouped by `data.lesion_ids`. Folds already in the output folder's `folds.csv` are
+    kept (the existing members were trained with them); images it does not list get new folds, added to it."""
+    path = cfg.out / FOLDS_FILE
+    known = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["image_id", "lesion_id", "fold"])
+    if set(data.image_ids) <= set(known["image_id"]):
+        return read_folds(path, data.image_ids)
+    folds = make_folds(stratify_by, data.lesion_ids, cfg.n_folds, cfg.seed)
+    added = pd.DataFrame({"image_id": data.image_ids, "lesion_id": data.lesion_ids, "fold": folds})
+    kept = known[~known["image_id"].isin(data.image_ids)]
+    pd.concat([kept, added] if len(kept) else [added]).to_csv(path, index=False)
+    return folds
 
 
 def _existing_card(cfg: TrainConfig) -> ModelCard | None:
@@ -202,7 +223,8 @@ def _existing_card(cfg: TrainConfig) -> ModelCard | None:
 
 
 def _version(cfg: TrainConfig, n_members: int) -> str:
-    extras = ("+isic2017" if cfg.with_isic2017 else "") + ("-sog" if cfg.colour_constancy == "shades_of_gray" else "")
+    extras = (("+isic2017" if cfg.with_isic2017 else "") + ("+siim2020" if cfg.with_siim2020 else "")
+              + ("-sog" if cfg.colour_constancy == "shades_of_gray" else ""))
     return f"{__version__}+{cfg.encoder}-{cfg.image_size}px{extras}-{n_members}fold"
 
 
@@ -234,9 +256,13 @@ def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members:
     datasets = ["HAM10000 (ISIC 2018 task 3 training set), CC BY-NC-SA 4.0"]
     if cfg.with_isic2017:
         datasets.append("ISIC 2017 challenge part 3, `train` split only (ISIC Archive terms, CC-0 / CC-BY-NC)")
+    if cfg.with_siim2020:
+        datasets.append("SIIM-ISIC 2020 challenge, 2,471 training images of 123 patients, folds by patient; "
+                        "unbiopsied benign lesions as the partial label 'benign' (CC BY-NC 4.0)")
     training.update(device=str(device), n_images=len(data), images_per_source=counts, datasets=datasets,
                     dataset="; ".join(datasets), recipe=cfg.recipe(),
-                    held_out=f"each member: its own {HAM_SOURCE} fold; ISIC 2017 `val` never used")
+                    held_out=f"each member: its own {HAM_SOURCE} fold"
+                             + (" and SIIM-ISIC 2020 patients" if cfg.with_siim2020 else "") + "; ISIC 2017 `val` never used")
     return ModelCard(
         version=_version(cfg, len(members)),
         config=ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size),

@@ -12,6 +12,18 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return (-(1 - log_p.exp()) ** gamma * log_p).mean()
 
 
+def partial_label_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float, partial: int,
+                       partial_classes: tuple[int, ...]) -> torch.Tensor:
+    """`focal_loss` where a target equal to `partial` means "one of `partial_classes`": its loss is −log of their
+    summed probability (the model may spread it over them as it likes)."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    is_partial = target == partial
+    exact = log_p.gather(1, target.clamp(max=log_p.shape[1] - 1)[:, None]).squeeze(1)
+    summed = torch.logsumexp(log_p[:, list(partial_classes)], dim=1)
+    log_pt = torch.where(is_partial, summed, exact)
+    return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
+
+
 def mask_loss(mask_logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """target: (B, 1, H, W) in [0, 1] at any size; it is area-resized to the logits' grid.
 

@@ -16,8 +16,9 @@ from typing import BinaryIO
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from skinapp.inference import Prediction, Predictor
+from skinapp.inference import Prediction
 from skinapp.inference.assessment import Assessor
+from skinapp.inference.model import LesionModel, ModelUnavailable
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.store import InvalidText, Store
 from skinapp.store.accounts import Accounts, User
@@ -55,7 +56,7 @@ def database_error(exc: SQLAlchemyError) -> str:
     return f"{type(original or exc).__name__}" + (f" ({state})" if state else "")
 
 def import_and_analyse(
-    inputs: Iterable[str | Path | InputFile], store: Store, predictor: Predictor, actor: str,
+    inputs: Iterable[str | Path | InputFile], store: Store, predictor: LesionModel, actor: str,
     metadata_csv: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
     assessor: Assessor | None = None,
 ) -> ImportResult:
@@ -105,7 +106,7 @@ def import_and_analyse(
     return result
 
 
-def reanalyse_case(case_id: int, store: Store, predictor: Predictor, actor: str,
+def reanalyse_case(case_id: int, store: Store, predictor: LesionModel, actor: str,
                    assessor: Assessor | None = None) -> int:
     """Analyse a stored case again as it now reads (after a metadata correction); returns the new result's id.
     A decision made on the earlier result stays beside it, and the case is back to review."""
@@ -119,7 +120,7 @@ def reanalyse_case(case_id: int, store: Store, predictor: Predictor, actor: str,
 
 
 def _record(store: Store, case_id: int, prediction: Prediction, image: np.ndarray, is_dermoscopic: bool,
-            predictor: Predictor, assessor: Assessor, actor: str) -> int:
+            predictor: LesionModel, assessor: Assessor, actor: str) -> int:
     """The model's result stored with its flags and the identity of the model that made it."""
     flags = assessor.assess(prediction, image, is_dermoscopic)
     return store.add_prediction(case_id, prediction, flags, predictor.identity, actor)
@@ -131,10 +132,16 @@ def _refuse(report: ImportReport, case: Case, reason: str) -> None:
         report.imported.remove(case.name)
 
 
-def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: Predictor, assessor: Assessor,
+def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: LesionModel, assessor: Assessor,
                    actor: str, result: ImportResult) -> None:
     try:
         predictions = predictor.predict([c.image for _, c in items], [c.metadata for _, c in items])
+    except ModelUnavailable as exc:  # the model service: trying the images one by one would not help
+        log.error("analysis not possible: %s", exc)
+        for _, case in items:
+            result.report.reject(case.source, f"not analysed: {exc}; the case is in the worklist without a prediction "
+                                              "and can be analysed again from its page")
+        return
     except Exception:
         if len(items) > 1:  # find the one that fails, analyse the others
             for item in items:
@@ -155,7 +162,7 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: P
         result.analysed += 1
 
 
-def model_in_force(store: Store, predictor: Predictor, assessor: Assessor) -> tuple[Predictor, Assessor]:
+def model_in_force(store: Store, predictor: LesionModel, assessor: Assessor) -> tuple[LesionModel, Assessor]:
     """The model as this clinic runs it: with the risk levels its administrator adopted for this model, if any
     (another identity, and the safety net the flags read); else as shipped. The Import page's model, for scripts."""
     levels = store.clinic_levels(predictor.card.identity)
@@ -178,7 +185,7 @@ class Importer:
 
     store: Store
     user: User
-    predictor: Predictor
+    predictor: LesionModel
     assessor: Assessor
 
     def run(self, inputs: Iterable[str | Path | InputFile], metadata_csv: str | Path | None = None,
@@ -198,6 +205,8 @@ def importer(database: str | None, account_name: str, weights: Path) -> Importer
     """Raises AccountRefused before the model is loaded, so a wrong name costs nothing."""
     store = Store.open(database)
     user = account_for_import(store, account_name)
+    from skinapp.inference.predictor import Predictor  # torch: only where a script runs the model in process
+
     loaded = Predictor.from_weights(weights)
     predictor, assessor = model_in_force(store, loaded, Assessor.from_weights(weights, loaded.card))
     return Importer(store, user, predictor, assessor)

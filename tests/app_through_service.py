@@ -1,0 +1,77 @@
+"""Run by tests/test_model_service.py in a fresh interpreter, the app pointed at a model service by
+SKINAPP_MODEL_URL (and its secret file): signs in, imports real images on the Import page, opens the case and a
+Grad-CAM of another class, records a decision. Prints what it saw, one line each, then whether torch was
+imported on the way ("torch loaded" / "torch not loaded")."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def texts(app: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error")
+                     for e in app.get(kind))
+
+
+def main(images: list[Path]) -> None:
+    os.environ["SKINAPP_DATA_DIR"] = tempfile.mkdtemp()
+    os.environ.pop("SKINAPP_DATABASE_URL", None)
+    from skinapp.store import Store
+    from skinapp.store.accounts import Accounts
+
+    database = Path(os.environ["SKINAPP_DATA_DIR"]) / "skinapp.db"
+    store = Store.open(f"sqlite:///{database}")
+    Accounts(store).add("doctor", "Dr Service", "a long test password", "reviewer", actor="test set-up")
+    store.engine.dispose()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    app.text_input(key="sign_in_username").input("doctor")
+    app.text_input(key="sign_in_password").input("a long test password")
+    app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    app.switch_page("pages/1_Import.py").run()
+    app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in images])
+    app.run()
+    app.button(key="import_button").click().run()
+    print("import:", " | ".join(m.value for m in [*app.success, *app.warning, *app.error]).replace("\n", " "))
+    store = Store.open(f"sqlite:///{database}")
+    case_ids = [row.case.id for row in __import__("skinapp.workflow.worklist", fromlist=["worklist"]).worklist(store)]
+    stored = [store.latest_prediction(c) for c in case_ids]
+    print("stored:", ";".join(f"{p.model_version}|{p.weights_sha256}" if p else "none" for p in stored))
+    app.session_state["case_id"] = case_ids[0]
+    app.switch_page("pages/2_Case_review.py").run()
+    failures = [f"case page: {app.exception}"] if app.exception else []
+    app.selectbox(key="overlay_kind").set_value("What drove the diagnosis").run()
+    app.selectbox(key="gradcam_class").set_value("BCC").run()
+    failures += [f"grad-cam: {app.exception}"] if app.exception else []
+    failures += [line for line in texts(app).splitlines() if "is not loaded" in line or "went wrong" in line]
+    print("case page:", "; ".join(failures) or "ran")
+
+    # the service stops answering: the app says so in one sentence, and a decision still saves
+    os.environ["SKINAPP_MODEL_URL"] = os.environ["DEAD_MODEL_URL"]
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    app.text_input(key="sign_in_username").input("doctor")
+    app.text_input(key="sign_in_password").input("a long test password")
+    app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    app.switch_page("pages/1_Import.py").run()
+    app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in images[:1]])
+    app.run()
+    print("service down, import page:", " | ".join(e.value for e in app.error).replace("\n", " "),
+          "| import button disabled" if app.button(key="import_button").disabled else "| import button enabled")
+    app.session_state["case_id"] = case_ids[0]
+    app.switch_page("pages/2_Case_review.py").run()
+    app.button(key="pick_agree").click().run()
+    app.button(key="save_decision").click().run()
+    print("service down, decision:", "saved" if "Saved on" in texts(app) else texts(app).replace("\n", " ")[:300],
+          "| exception" if app.exception else "")
+    print("torch loaded" if "torch" in sys.modules else "torch not loaded")
+
+
+if __name__ == "__main__":
+    main([Path(a) for a in sys.argv[1:]])
