@@ -90,7 +90,7 @@ def sessions(ask: Callable[[int], object], count: int, repeats: int) -> tuple[li
 
     def session(k: int) -> None:
         for r in range(repeats):
-            took = timed(lambda: ask(k * repeats + r))
+            took = timed(lambda case=k * repeats + r: ask(case))
             with lock:
                 latencies.append(took)
 

@@ -27,6 +27,7 @@ from skinapp.distributed.wire import (
     predictions_message,
     read_images_message,
     read_predictions_message,
+    unpack,
 )
 from skinapp.inference.model import ModelUnavailable
 from skinapp.inference.prediction import Prediction
@@ -138,6 +139,7 @@ def _real_images(shared_data: Path, count: int) -> list[Path]:
 
 @pytest.mark.slow
 def test_the_service_answers_as_the_model_in_process_and_only_to_its_secret(model_service, shipped_weights, shared_data):
+    from skinapp.inference.assessment import Assessor
     from skinapp.inference.predictor import Predictor
     from skinapp.io.images import read_image
     from skinapp.io.sources import InputFile
@@ -159,6 +161,23 @@ def test_the_service_answers_as_the_model_in_process_and_only_to_its_secret(mode
         assert a.model_version == card.version
     in_process = Predictor.from_weights(shipped_weights).explain_class(images[0], "BCC", metadata[0], "NV")
     assert np.allclose(client.explain_class(images[0], "BCC", metadata[0], "NV"), in_process, atol=1e-5)
+
+    # the flags and the structures, as the model's own policy and heads give them
+    headers = {"Authorization": f"Bearer {read_secret(secret_file)}"}
+    body = images_message(images[:2], metadata[:2], is_dermoscopic=[True, False])
+    answer = requests.post(f"{url}/v1/assess", data=body, headers=headers, timeout=300)
+    assessed, document = read_predictions_message(answer.content)
+    assert _same(assessed[1], local[1], atol=1e-5) == []
+    assessor = Assessor.from_weights(shipped_weights, card)
+    for prediction, image, flags, dermoscopic in zip(local[:2], images[:2], document["flags"], [True, False], strict=True):
+        assert flags == [dataclasses.asdict(f) for f in assessor.assess(prediction, image, dermoscopic)]
+    assert "not_dermoscopy" in [f["code"] for f in document["flags"][1]]  # said of the second image
+    answer = requests.post(f"{url}/v1/structures", data=images_message(images[:1], [None]), headers=headers, timeout=300)
+    found, grids = unpack(answer.content)
+    assert found["structures"] == list(STRUCTURES) and found["identity"] == card.identity
+    in_process_structures = Predictor.from_weights(shipped_weights).predict(images[:1])[0]
+    assert np.allclose(found["probabilities"][0], in_process_structures.structures, atol=1e-5)
+    assert grids["0.grids"].shape[0] == len(STRUCTURES)
 
     # a card of the same weights with other risk levels is applied under its own identity …
     levels = dataclasses.replace(card, version=f"{card.version} with clinic levels of 2026-12-06",

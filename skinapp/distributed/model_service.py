@@ -118,7 +118,7 @@ class ModelService:
     async def _predicted(self, body: bytes):
         images, metadata, document = read_images_message(body)
         predictor = self._variant(document.get("model"))
-        return predictor, images, await self._batched((predictor.identity, images, metadata))
+        return predictor, images, document, await self._batched((predictor.identity, images, metadata))
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _batched(self, requests: list[tuple[str, list[np.ndarray], list[Metadata]]]) -> list[list[Prediction]]:
@@ -134,7 +134,7 @@ class ModelService:
         return answers
 
     async def _predict(self, body: bytes) -> bytes:
-        predictor, _, predictions = await self._predicted(body)
+        predictor, _, _, predictions = await self._predicted(body)
         return predictions_message(predictions, **self._about(predictor))
 
     async def _assess(self, body: bytes) -> bytes:
@@ -142,9 +142,10 @@ class ModelService:
 
         from skinapp.model.card import ModelCard
 
-        images, _, document = read_images_message(body)
-        predictor, images, predictions = await self._predicted(body)
+        predictor, images, document, predictions = await self._predicted(body)
         dermoscopic = document.get("is_dermoscopic") or [True] * len(images)
+        if len(dermoscopic) != len(images):
+            raise WireError("is_dermoscopic must say it of every image")
         assessor = self.assessor
         card: ModelCard = predictor.card
         if card.safety_net.active and card.safety_net != assessor.safety_net:
@@ -165,9 +166,9 @@ class ModelService:
         return pack(self._about(predictor), {"map": cam.astype(np.float32)})
 
     async def _structures(self, body: bytes) -> bytes:
-        predictor, _, predictions = await self._predicted(body)
+        predictor, _, _, predictions = await self._predicted(body)
         section = predictor.card.structures
-        shown = [f.structure for f in section.shown()] if section is not None else []
+        shown = [f.structure for f in section.shown] if section is not None else []
         arrays = {f"{i}.grids": p.structure_grids for i, p in enumerate(predictions) if p.structure_grids is not None}
         return pack({**self._about(predictor), "structures": list(STRUCTURES), "shown_to_clinicians": shown,
                      "probabilities": [None if p.structures is None else p.structures.tolist() for p in predictions]},

@@ -11,6 +11,7 @@ from skinapp.reporting.card_sections import (
     contrast_lines,
     metrics_section,
     resolution_ablation_section,
+    screening_ablation_section,
     structures_section,
     trust_section,
 )
@@ -121,6 +122,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *contrast_lines(folder),
         *ablation_section(folder),
         *resolution_ablation_section(folder),
+        *screening_ablation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
            "No external validation: performance on other dermatoscopes, skin types and populations is unknown."]
