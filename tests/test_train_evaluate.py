@@ -194,3 +194,28 @@ def test_train_then_evaluate(fake_ham, tmp_path):
 def test_training_refuses_a_folder_without_metadata(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "w")]) == 2
     assert "HAM10000_metadata.csv not found" in capsys.readouterr().err
+
+
+def test_structure_labels_join_training_without_the_held_out_fold(fake_ham, fake_isic2017, tmp_path):
+    from skinapp.train.structures import read_structure_labels
+    from skinapp.vocab import STRUCTURES
+
+    isic = tmp_path / "isic2017"
+    isic.mkdir()
+    (isic / "images").symlink_to(fake_isic2017 / "images")
+    (isic / "ISIC2017_metadata.csv").write_text((fake_isic2017 / "ISIC2017_metadata.csv").read_text())
+    rows = [f"ISIC_{i:07d},{i % 2},0,{2 * (i % 3 == 0)},{int(i % 4 == 0)},0,{int(i % 5 == 0)},0,{i % 2},0"
+            for i in range(15)]  # the train split's images only
+    (isic / "structures_isic2016_weak.csv").write_text(
+        "image_id,globular,homogeneous,reticular,streaks,blue_white_veil,vascular,hypopigmentation,regression,"
+        "unspecific\n" + "\n".join(rows) + "\n")
+    (tmp_path / "out").mkdir()
+    cfg = loop.TrainConfig(data=fake_ham, out=tmp_path / "out", isic2017=isic, structure_weight=0.5,
+                           structure_holdout_fold=0, seed=3)
+    data, _ = loop.load_training_data(cfg)
+    labels = read_structure_labels(isic)
+    withheld = {labels.image_ids[k] for k in labels.held_out(3, 0)}
+    labelled = {i for i, row in zip(data.image_ids, data.structures, strict=True) if not np.isnan(row).any()}
+    assert labelled == set(labels.image_ids) - withheld and len(withheld) == 3
+    assert data.structures.shape == (len(data), len(STRUCTURES))
+    assert cfg.recipe()["structure_holdout_fold"] == 0 and "structure_weight" not in loop.TrainConfig(fake_ham, tmp_path).recipe()

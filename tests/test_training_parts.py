@@ -123,3 +123,33 @@ def test_sampling_balances_classes_then_data_sets_within_a_class():
     assert np.allclose(p[:900], p[0]) and np.allclose(p[900:1000], p[900])  # equal within a cell
     natural = sampling_weights(labels, sources, class_power=0.0, source_power=0.0)
     assert np.allclose(natural, 1 / len(labels))
+
+
+def test_structure_supervision_reads_only_labelled_pairs_and_the_marked_global_pattern(tmp_path):
+    from skinapp.train.structure_aux import StructureAux, positive_weights
+    from skinapp.train.structures import GLOBAL_PATTERNS, read_structure_labels
+    from skinapp.vocab import STRUCTURES
+
+    (tmp_path / "structures_isic2016_weak.csv").write_text(
+        "image_id,globular,homogeneous,reticular,streaks,blue_white_veil,vascular,hypopigmentation,regression,unspecific\n"
+        "A,0,0,2,1,0,0,0,0,1\n"      # a reticular global pattern
+        "B,2,0,2,0,0,0,0,0,0\n"      # two marked: no single global pattern
+        "C,1,0,0,0,1,0,0,1,0\n")     # none marked
+    labels = read_structure_labels(tmp_path)
+    assert list(labels.global_pattern) == [GLOBAL_PATTERNS.index("reticular"), -1, -1]
+    assert labels.present[0, STRUCTURES.index("streaks")] and labels.present[2, STRUCTURES.index("blue_white_veil")]
+
+    present = np.full((4, len(STRUCTURES)), np.nan, np.float32)
+    present[:2] = labels.present[:2]
+    assert positive_weights(present)[STRUCTURES.index("pigment_network")] == 0  # 2 of 2 present: no negatives
+    torch.manual_seed(0)
+    aux = StructureAux(8, positive_weights(present), with_pattern=True)
+    features = [torch.randn(4, 4, 8, 8), torch.randn(4, 4, 4, 4)]
+    mask = torch.randn(4, 1, 16, 16)
+    pattern = torch.tensor([0, -1, -1, -1])
+    loss = aux.loss(features, mask, torch.from_numpy(present), pattern)
+    moved = [features[0].clone(), features[1].clone()]
+    moved[0][2:], moved[1][2:] = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)  # the unlabelled images change
+    assert torch.isclose(aux.loss(moved, mask, torch.from_numpy(present), pattern), loss)
+    nothing = torch.full((4, len(STRUCTURES)), float("nan"))
+    assert aux.loss(features, mask, nothing, torch.full((4,), -1)).item() == 0.0

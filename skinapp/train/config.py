@@ -47,6 +47,9 @@ class TrainConfig:
     clahe: float = 0.0
     resize: str = ANTIALIASED_RESIZE  # preprocess.RESIZE_METHODS; training views are shrunk the same way (antialiased)
     degrade_p: float = 0.5       # share of training views resampled / blurred / sharpened / recompressed first
+    structure_weight: float = 0.0  # > 0: structure supervision while training (ISIC 2017 `train`'s weak labels)
+    structure_pattern: bool = True  # … with the global pattern as a further target
+    structure_holdout_fold: int | None = None  # labels of this fold of the 746 (5 folds, `seed`) withheld, to measure
     select: str = "last"         # "last": fixed schedule, nothing chosen on the held-out fold; "best": best epoch
     patience: int = 3            # only with select="best"
     half: bool = True            # store members as fp16
@@ -70,6 +73,9 @@ class TrainConfig:
         recipe = {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
         if self.with_siim2020:  # only when set, so that recipes recorded before the option still match
             recipe["with_siim2020"] = True
+        if self.structure_weight:
+            recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
+                          structure_holdout_fold=self.structure_holdout_fold)
         return recipe
 
 

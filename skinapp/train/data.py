@@ -3,6 +3,7 @@ by lesion or patient."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skinapp.vocab import CLASSES, MALIGNANT, Metadata, encode_metadata
+from skinapp.vocab import CLASSES, MALIGNANT, STRUCTURES, Metadata, encode_metadata
 
 HAM_METADATA = "HAM10000_metadata.csv"
 FOLDS_FILE = "folds.csv"  # image_id, lesion_id, fold: the folds a model's members were trained with
@@ -42,6 +43,8 @@ class LabelledImages:
     metadata: list[Metadata]
     metadata_codes: np.ndarray  # (N, METADATA_DIM) float32
     sources: np.ndarray         # (N,) str: which data set each image comes from
+    structures: np.ndarray | None = None      # (N, S) float32 in STRUCTURES order, NaN where not labelled
+    global_pattern: np.ndarray | None = None  # (N,) int64 index into GLOBAL_PATTERNS, -1 where not labelled
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -49,6 +52,7 @@ class LabelledImages:
     @staticmethod
     def concatenate(parts: list[LabelledImages]) -> LabelledImages:
         with_masks = any(p.masks is not None for p in parts)
+        with_structures = any(p.structures is not None for p in parts)
         return LabelledImages(
             image_ids=[i for p in parts for i in p.image_ids],
             lesion_ids=np.concatenate([p.lesion_ids for p in parts]),
@@ -58,7 +62,27 @@ class LabelledImages:
             metadata=[m for p in parts for m in p.metadata],
             metadata_codes=np.concatenate([p.metadata_codes for p in parts]),
             sources=np.concatenate([p.sources for p in parts]),
+            structures=np.concatenate([p.structure_targets() for p in parts]) if with_structures else None,
+            global_pattern=np.concatenate([p.pattern_targets() for p in parts]) if with_structures else None,
         )
+
+    def structure_targets(self) -> np.ndarray:
+        if self.structures is not None:
+            return self.structures
+        return np.full((len(self), len(STRUCTURES)), np.nan, np.float32)
+
+    def pattern_targets(self) -> np.ndarray:
+        return self.global_pattern if self.global_pattern is not None else np.full(len(self), -1, np.int64)
+
+    def with_structure_labels(self, image_ids: list[str], present: np.ndarray, pattern: np.ndarray) -> LabelledImages:
+        """These images' structure labels ((n, S) present, (n,) global pattern or -1) attached; the others unlabelled."""
+        structures, patterns = self.structure_targets().copy(), self.pattern_targets().copy()
+        position = {image_id: k for k, image_id in enumerate(self.image_ids)}
+        for image_id, row, global_pattern in zip(image_ids, present, pattern, strict=True):
+            if image_id in position:
+                structures[position[image_id]] = row
+                patterns[position[image_id]] = global_pattern
+        return dataclasses.replace(self, structures=structures, global_pattern=patterns)
 
 
 def _read_rgb(path: Path) -> np.ndarray:

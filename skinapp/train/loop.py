@@ -48,6 +48,8 @@ from skinapp.train.data import (
 )
 from skinapp.train.losses import batch_hard_triplet_loss, mask_loss, partial_label_loss
 from skinapp.train.sampling import batches, sample_epoch
+from skinapp.train.structure_aux import StructureAux, positive_weights
+from skinapp.train.structures import read_structure_labels
 
 ALWAYS_TRAIN = -1  # fold of the extra (non-HAM) training images: every member trains on them
 
@@ -96,7 +98,9 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size))
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    aux = _structure_aux(cfg, model, data, train_index)
+    parameters = [*model.parameters(), *(aux.parameters() if aux is not None else [])]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = cfg.steps_per_epoch or len(train_index) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, cfg.warmup_steps))
@@ -112,6 +116,8 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
         if state["recipe"] == cfg.recipe():
             model.load_state_dict(state["model"])
             ema.module.load_state_dict(state["ema"])
+            if aux is not None:
+                aux.load_state_dict(state["aux"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             rng.bit_generator.state = state["rng"]
@@ -128,16 +134,24 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
         started = time.time()
         order = sample_epoch(data, train_index, rng, cfg, steps_per_epoch * cfg.batch_size)
         totals: dict[str, float] = {"loss": 0.0, "class": 0.0, "mask": 0.0, "triplet": 0.0}
+        if aux is not None:
+            totals["structures"] = 0.0
         bar = tqdm(batches(order, data, cfg, rng, aug), total=steps_per_epoch, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, mininterval=30)
-        for images, masks, valid, metadata, labels in bar:
-            images, metadata, labels = images.to(device), metadata.to(device), labels.to(device)
+        for batch in bar:
+            images, metadata, labels = batch.images.to(device), batch.metadata.to(device), batch.labels.to(device)
             with autocast:
-                out = model(images, metadata)
+                features = model.encode(images)
+                out = model.head(features, metadata)
             parts = {"class": partial_label_loss(out.logits, labels, cfg.focal_gamma, BENIGN_UNSPECIFIED,
                                                  BENIGN_INDICES)}
             if cfg.mask_weight:
-                parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, masks.to(device), valid.to(device))
+                parts["mask"] = cfg.mask_weight * mask_loss(out.mask_logits, batch.masks.to(device),
+                                                            batch.valid.to(device))
+            if aux is not None and batch.structures is not None:
+                pattern = batch.global_pattern.to(device) if batch.global_pattern is not None else None
+                parts["structures"] = cfg.structure_weight * aux.loss(features, out.mask_logits,
+                                                                      batch.structures.to(device), pattern)
             if cfg.triplet_weight:
                 named = fully_labelled(labels)  # a partial label says too little to pick positives
                 parts["triplet"] = cfg.triplet_weight * batch_hard_triplet_loss(out.embedding[named], labels[named])
@@ -177,10 +191,32 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
             "recipe": cfg.recipe(), "model": model.state_dict(), "ema": ema.module.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "best": best, "best_epoch": best_epoch, "sha": sha, "step": step,
-            "epoch": epoch + 1,
+            "epoch": epoch + 1, **({"aux": aux.state_dict()} if aux is not None else {}),
         }, resume)
     resume.unlink(missing_ok=True)
     return Member(file=weights_path.name, sha256=sha, validation_fold=fold, best_epoch=best_epoch, history=log_path.name)
+
+
+def _structure_aux(cfg: TrainConfig, model: LesionNet, data: LabelledImages,
+                   train_index: np.ndarray) -> StructureAux | None:
+    if not cfg.structure_weight or data.structures is None:
+        return None
+    channels = model.encoder.feature_info.channels()  # type: ignore[union-attr, operator]
+    positive = positive_weights(data.structures[train_index])
+    return StructureAux(channels[-2] + channels[-1], positive, cfg.structure_pattern).to(next(model.parameters()).device)
+
+
+def with_structure_labels(cfg: TrainConfig, data: LabelledImages) -> LabelledImages:
+    """ISIC 2017 `train`'s weak structure labels attached for training, the held-out fold's withheld."""
+    if cfg.isic2017 is None:
+        raise ValueError("structure supervision needs --isic2017 (its structure labels and images)")
+    labels = read_structure_labels(cfg.isic2017)
+    keep = np.ones(len(labels.image_ids), bool)
+    if cfg.structure_holdout_fold is not None:
+        keep[labels.held_out(cfg.seed, cfg.structure_holdout_fold)] = False
+    pattern = labels.global_pattern if labels.global_pattern is not None else np.full(len(keep), -1)
+    return data.with_structure_labels([i for i, k in zip(labels.image_ids, keep, strict=True) if k],
+                                      labels.present[keep].astype(np.float32), pattern[keep])
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
@@ -195,7 +231,8 @@ def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
     if cfg.siim2020 is not None:
         parts.append(load_siim2020(cfg.siim2020, limit=cfg.limit, transform=correct))
         folds.append(fold_assignment(cfg, parts[-1], stratify_by=is_malignant(parts[-1].labels)))
-    return LabelledImages.concatenate(parts), np.concatenate(folds)
+    data = LabelledImages.concatenate(parts)
+    return (with_structure_labels(cfg, data) if cfg.structure_weight else data), np.concatenate(folds)
 
 
 def fold_assignment(cfg: TrainConfig, data: LabelledImages, stratify_by: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ hidden at random."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,7 +15,15 @@ from skinapp.train.config import TrainConfig
 from skinapp.train.data import LabelledImages
 from skinapp.vocab import Metadata, Site, encode_metadata
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+class Batch(NamedTuple):
+    images: torch.Tensor      # (B, 3, S, S)
+    masks: torch.Tensor       # (B, 1, S, S), zeros where the image has no mask
+    valid: torch.Tensor       # (B,) bool: which images have a mask
+    metadata: torch.Tensor    # (B, METADATA_DIM), fields hidden at random
+    labels: torch.Tensor      # (B,) class index or the partial label
+    structures: torch.Tensor | None = None      # (B, S) present 0/1, NaN where not labelled
+    global_pattern: torch.Tensor | None = None  # (B,) pattern index, -1 where not labelled
 
 
 def drop_metadata(meta: Metadata, rng: np.random.Generator, p: float) -> Metadata:
@@ -43,7 +52,9 @@ def batches(indices: np.ndarray, data: LabelledImages, cfg: TrainConfig, rng: np
         valid = torch.tensor([v[1] is not None for v in views])
         shown = [drop_metadata(data.metadata[i], rng, cfg.metadata_dropout) for i in chosen]
         metadata = torch.tensor(np.asarray([encode_metadata(m) for m in shown], np.float32))
-        yield images, masks, valid, metadata, torch.from_numpy(data.labels[chosen])
+        yield Batch(images, masks, valid, metadata, torch.from_numpy(data.labels[chosen]),
+                    None if data.structures is None else torch.from_numpy(data.structures[chosen]),
+                    None if data.global_pattern is None else torch.from_numpy(data.global_pattern[chosen]))
 
 
 def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float, source_power: float) -> np.ndarray:

@@ -42,14 +42,22 @@ MIN_AUC_SHOWN = 0.70    # a structure measured below this is not shown to clinic
 BOOTSTRAP = 2000
 
 
+GLOBAL_PATTERNS = ("reticular", "globular", "homogeneous", "unspecific")  # the columns whose value 2 names it
+
+
 @dataclass(frozen=True)
 class StructureLabels:
     image_ids: list[str]
     present: np.ndarray     # (N, S) bool, in STRUCTURES order
+    global_pattern: np.ndarray | None = None  # (N,) index into GLOBAL_PATTERNS; -1: none marked, or several
 
     @property
     def positives(self) -> dict[str, int]:
         return {s: int(self.present[:, k].sum()) for k, s in enumerate(STRUCTURES)}
+
+    def held_out(self, seed: int, fold: int, folds: int = 5) -> np.ndarray:
+        """Positions of the images in `fold` of a shuffled `folds`-fold split drawn with `seed`."""
+        return list(KFold(folds, shuffle=True, random_state=seed).split(self.present))[fold][1]
 
 
 def read_structure_labels(isic2017: Path) -> StructureLabels:
@@ -61,7 +69,10 @@ def read_structure_labels(isic2017: Path) -> StructureLabels:
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}")
     present = np.stack([table[LABEL_COLUMNS[s]].to_numpy() >= 1 for s in STRUCTURES], axis=1)
-    return StructureLabels(table["image_id"].astype(str).tolist(), present)
+    marked = np.stack([table[p].to_numpy() == 2 if p in table.columns else np.zeros(len(table), bool)
+                       for p in GLOBAL_PATTERNS], axis=1)
+    pattern = np.where(marked.sum(axis=1) == 1, marked.argmax(axis=1), -1).astype(np.int64)
+    return StructureLabels(table["image_id"].astype(str).tolist(), present, pattern)
 
 
 @dataclass(frozen=True)
