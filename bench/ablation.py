@@ -52,6 +52,8 @@ VARIANTS: dict[str, dict] = {
     "attention learns without mask supervision": dict(mask_weight=0.0),
     "0.2 recipe + SIIM-ISIC 2020 patients (unbiopsied lesions as the partial label 'benign')":
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM"),
+    "0.2 recipe + SIIM-ISIC 2020 patients, the partial label drawn within the nevi's share":
+        dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM", partial_sampling="with_nevi"),
 }
 
 

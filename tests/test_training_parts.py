@@ -153,3 +153,26 @@ def test_structure_supervision_reads_only_labelled_pairs_and_the_marked_global_p
     assert torch.isclose(aux.loss(moved, mask, torch.from_numpy(present), pattern), loss)
     nothing = torch.full((4, len(STRUCTURES)), float("nan"))
     assert aux.loss(features, mask, nothing, torch.full((4,), -1)).item() == 0.0
+
+
+def test_the_partial_benign_label_is_sampled_as_its_own_class_or_within_the_nevi(tmp_path):
+    from skinapp.train.config import TrainConfig
+    from skinapp.train.data import LabelledImages
+    from skinapp.train.sampling import sample_epoch
+
+    nevus, melanoma = CLASSES.index("NV"), CLASSES.index("MEL")
+    labels = np.array([nevus] * 60 + [melanoma] * 20 + [BENIGN_UNSPECIFIED] * 300)
+    sources = np.array(["ham10000"] * 80 + ["siim2020"] * 300)
+    data = LabelledImages([str(i) for i in range(len(labels))], np.arange(len(labels)).astype(str), labels,
+                          [], None, [], np.zeros((len(labels), 1), np.float32), sources)
+    rng = np.random.default_rng(0)
+    share = {}
+    for mode in ("own_class", "with_nevi"):
+        cfg = TrainConfig(data=tmp_path, out=tmp_path, partial_sampling=mode)
+        drawn = labels[sample_epoch(data, np.arange(len(labels)), rng, cfg, 30000)]
+        share[mode] = {k: float((drawn == k).mean()) for k in (nevus, melanoma, BENIGN_UNSPECIFIED)}
+    assert abs(share["own_class"][BENIGN_UNSPECIFIED] - 1 / 3) < 0.02  # a class of its own among three
+    assert abs(share["with_nevi"][melanoma] - 0.5) < 0.02               # the nevi's half, shared with it
+    assert abs(share["with_nevi"][nevus] + share["with_nevi"][BENIGN_UNSPECIFIED] - 0.5) < 0.02
+    with pytest.raises(ValueError, match="partial_sampling"):
+        sample_epoch(data, np.arange(len(labels)), rng, TrainConfig(data=tmp_path, out=tmp_path, partial_sampling="x"), 10)

@@ -12,6 +12,7 @@ from skinapp.reporting.card_sections import (
     metrics_section,
     resolution_ablation_section,
     screening_ablation_section,
+    structures_joint_section,
     structures_section,
     trust_section,
 )
@@ -119,6 +120,7 @@ def render(card: ModelCard, folder: Path) -> str:
         "",
         *trust_section(card),
         *structures_section(card),
+        *structures_joint_section(folder),
         *contrast_lines(folder),
         *ablation_section(folder),
         *resolution_ablation_section(folder),

@@ -23,6 +23,8 @@ class TrainConfig:
     out: Path
     isic2017: Path | None = None  # ISIC 2017 folder: its `train` split joins every member's training set
     siim2020: Path | None = None  # SIIM-ISIC 2020 JPEG folder: its patients are split over the folds like HAM's lesions
+    partial_sampling: str = "own_class"  # the partial label 'benign' in class-balanced sampling: "own_class", or
+    #                                      "with_nevi" (drawn within the nevus class's share, as one more data set)
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -73,6 +75,8 @@ class TrainConfig:
         recipe = {name: jsonable(getattr(self, name)) for name in RECIPE_FIELDS}
         if self.with_siim2020:  # only when set, so that recipes recorded before the option still match
             recipe["with_siim2020"] = True
+        if self.partial_sampling != "own_class":
+            recipe["partial_sampling"] = self.partial_sampling
         if self.structure_weight:
             recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
                           structure_holdout_fold=self.structure_holdout_fold)

@@ -12,8 +12,8 @@ import torch
 from skinapp.model.batch import to_tensor
 from skinapp.train.augment import AugmentConfig, augment
 from skinapp.train.config import TrainConfig
-from skinapp.train.data import LabelledImages
-from skinapp.vocab import Metadata, Site, encode_metadata
+from skinapp.train.data import BENIGN_UNSPECIFIED, LabelledImages
+from skinapp.vocab import CLASSES, Metadata, Site, encode_metadata
 
 
 class Batch(NamedTuple):
@@ -76,6 +76,14 @@ def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float
 
 
 def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
-    p = sampling_weights(data.labels[index], data.sources[index], cfg.sampler_power, cfg.source_power)
+    labels = data.labels[index]
+    if cfg.partial_sampling == "with_nevi":  # drawn within the nevi's share, as a data set of its own
+        labels = np.where(labels == BENIGN_UNSPECIFIED, CLASSES.index("NV"), labels)
+        sources = np.where(data.labels[index] == BENIGN_UNSPECIFIED, "partial:" + data.sources[index], data.sources[index])
+    elif cfg.partial_sampling == "own_class":
+        sources = data.sources[index]
+    else:
+        raise ValueError(f"unknown partial_sampling {cfg.partial_sampling!r}")
+    p = sampling_weights(labels, sources, cfg.sampler_power, cfg.source_power)
     natural = cfg.sampler_power == 0 and cfg.source_power == 0
     return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]
