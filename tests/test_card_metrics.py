@@ -92,3 +92,38 @@ def test_saving_the_shipped_card_writes_its_figures_unchanged(shipped_weights, t
 def test_the_shipped_card_renders_as_shipped(shipped_weights):
     card = ModelCard.load(shipped_weights)
     assert render(card, shipped_weights) == (shipped_weights / MARKDOWN_FILE).read_text()
+
+
+def test_the_screening_and_structure_supervision_experiments_are_stated_with_both_figures(tmp_path):
+    from skinapp.reporting.card_sections import (
+        RESOLUTION_ABLATION_FILE,
+        STRUCTURES_JOINT_FILE,
+        resolution_ablation_section,
+        screening_ablation_section,
+        structures_joint_section,
+    )
+
+    def run(auc, external, benign, caught, melanomas=10):
+        return {"balanced_accuracy": 0.7, "malignant_auc": auc, "external_melanoma_auc": external,
+                "resolution": {"balanced_accuracy_range": 0.01, "malignant_auc_range": 0.002},
+                "siim2020": {"benign_above_net": benign, "melanomas_at_or_above_net": caught, "melanomas": melanomas,
+                             "melanoma_auc": 0.8}}
+    results = {"0.2 recipe: bicubic resize, no resolution degradations": run(0.86, 0.79, 0.6, 7),
+               "0.2 recipe: bicubic resize, no resolution degradations [seed 1]": run(0.87, 0.80, 0.5, 6),
+               "0.2 recipe + SIIM-ISIC 2020 patients (x)": run(0.86, 0.72, 0.15, 3),
+               "0.2 recipe + SIIM-ISIC 2020 patients (x) [seed 1]": run(0.87, 0.70, 0.13, 5)}
+    (tmp_path / RESOLUTION_ABLATION_FILE).write_text(json.dumps({"protocol": {}, "results": results}))
+    screening = "\n".join(screening_ablation_section(tmp_path))
+    assert "| 0.2 recipe + SIIM-ISIC 2020 patients (x) | 2 | 0.140 | 8 of 20 |" in screening
+    assert "| 0.2 recipe: bicubic resize, no resolution degradations | 2 | 0.550 | 13 of 20 |" in screening
+    assert "SIIM" not in "\n".join(resolution_ablation_section(tmp_path))  # its own section, not the resolution one
+
+    seed = {"frozen": {"structures": {"streaks": 0.66, "vascular": 0.77}, "balanced_accuracy": 0.67,
+                       "malignant_auc": 0.877, "external_melanoma_auc": 0.771},
+            "joint": {"structures": {"streaks": 0.70, "vascular": 0.81}, "balanced_accuracy": 0.61,
+                      "malignant_auc": 0.847, "external_melanoma_auc": 0.685}}
+    (tmp_path / STRUCTURES_JOINT_FILE).write_text(json.dumps({"protocol": {}, "seeds": {"0": seed}}))
+    joint = "\n".join(structures_joint_section(tmp_path))
+    assert "| Streaks | 0.660 | 0.700 | +0.040 |" in joint
+    assert "by +0.040 on average and the diagnosis by -0.030 (HAM malignant AUC)" in joint
+    assert "supervision did not pay for itself" in joint
