@@ -68,10 +68,14 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=STRUCTURE_WEIGHT)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = json.loads(args.json.read_text())["seeds"] if args.json and args.json.is_file() else {}
+    stored = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {"runs": {}}
+    if "seeds" in stored:  # one weight's results, as the first version wrote them
+        stored = {"runs": {str(stored["protocol"]["structure_weight"]): stored}}
+    key = f"{args.weight:g}"
+    results = stored["runs"].get(key, {}).get("seeds", {})
     for seed in args.seeds:
         frozen = args.frozen / ("variant1" + (f"_seed{seed}" if seed else ""))
-        joint = args.out / f"seed{seed}"
+        joint = args.out / (f"seed{seed}" if args.weight == STRUCTURE_WEIGHT else f"weight{key}_seed{seed}")
         joint.mkdir(parents=True, exist_ok=True)
         train(TrainConfig(data=args.data, out=joint, isic2017=args.isic2017, image_size=128, epochs=3,
                           steps_per_epoch=100, warmup_steps=60, folds=(0,), seed=seed, resize=BICUBIC_RESIZE,
@@ -90,7 +94,8 @@ def main() -> None:
                     "labelled images, drawn with the seed", "readout": "class-balanced logistic regression on "
                     "lesion-pooled features, 4 views, fitted on the other folds", "diagnosis": "short protocol, "
                     "HAM10000 fold 0 and ISIC 2017 val, one view, highest probability"}
-        args.json.write_text(json.dumps({"protocol": protocol, "seeds": results}, indent=2) + "\n")
+        stored["runs"][key] = {"protocol": protocol, "seeds": results}
+        args.json.write_text(json.dumps(stored, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -122,8 +122,13 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
                        "malignant_auc": 0.877, "external_melanoma_auc": 0.771},
             "joint": {"structures": {"streaks": 0.70, "vascular": 0.81}, "balanced_accuracy": 0.61,
                       "malignant_auc": 0.847, "external_melanoma_auc": 0.685}}
-    (tmp_path / STRUCTURES_JOINT_FILE).write_text(json.dumps({"protocol": {}, "seeds": {"0": seed}}))
+    light = {"frozen": seed["frozen"], "joint": {**seed["joint"], "malignant_auc": 0.876, "external_melanoma_auc": 0.775,
+                                                "structures": {"streaks": 0.69, "vascular": 0.80}}}
+    (tmp_path / STRUCTURES_JOINT_FILE).write_text(json.dumps({"runs": {"0.5": {"protocol": {}, "seeds": {"0": seed}},
+                                                                       "0.1": {"protocol": {}, "seeds": {"0": light}}}}))
     joint = "\n".join(structures_joint_section(tmp_path))
-    assert "| Streaks | 0.660 | 0.700 | +0.040 |" in joint
-    assert "by +0.040 on average and the diagnosis by -0.030 (HAM malignant AUC)" in joint
-    assert "supervision did not pay for itself" in joint
+    assert "| Streaks | 0.660 | 0.690 (+0.030) | 0.700 (+0.040) |" in joint
+    assert "- Weight 0.5: the structures' AUC +0.040 on average, HAM malignant AUC -0.030, ISIC 2017 val melanoma AUC " \
+           "-0.086; not adopted: it costs the diagnosis." in joint
+    assert "- Weight 0.1: the structures' AUC +0.030 on average, HAM malignant AUC -0.001, ISIC 2017 val melanoma AUC " \
+           "+0.004; a candidate for the next members' training." in joint
