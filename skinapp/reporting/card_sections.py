@@ -527,7 +527,10 @@ def structures_joint_section(folder: Path) -> list[str]:
     path = folder / STRUCTURES_JOINT_FILE
     if not path.is_file():
         return []
-    runs = {float(w): r["seeds"] for w, r in json.loads(path.read_text())["runs"].items()}
+    stored = json.loads(path.read_text())
+    if "seeds" in stored:  # one weight's results, as the first version of the bench wrote them
+        stored = {"runs": {str(stored["protocol"]["structure_weight"]): stored}}
+    runs = {float(w): r["seeds"] for w, r in stored["runs"].items()}
     weights = sorted(runs)
 
     def mean(seeds: dict, way: str, key) -> float:
