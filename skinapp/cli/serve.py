@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     options = ServeOptions(address=args.address, replicas=args.replicas, gpus_per_replica=args.gpus_per_replica,
                            cpus_per_replica=args.cpus_per_replica, host=args.host, port=args.port, secret=secret,
-                           ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, ssl_ca_certs=args.ssl_ca_certs)
+                           ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     try:
         options.check()
     except ValueError as exc:
@@ -53,12 +53,10 @@ def add_commands(commands, weights_help: str) -> None:
     serve.add_argument("--replicas", type=int, default=1, help="copies of the ensemble answering calls")
     serve.add_argument("--gpus-per-replica", type=float, default=0.0)
     serve.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPU cores per replica (its torch threads)")
-    serve.add_argument("--host", default="127.0.0.1", help="where to listen; another than loopback needs "
-                                                           "--secret-file or mutual TLS")
+    serve.add_argument("--host", default="127.0.0.1", help="where to listen; another than loopback needs --secret-file")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--secret-file", type=Path, help="a file whose first line is the shared secret every call must "
                                                         "carry (the app reads it from SKINAPP_MODEL_SECRET_FILE)")
     serve.add_argument("--ssl-certfile", help="serve https with this certificate …")
     serve.add_argument("--ssl-keyfile", help="… and this key")
-    serve.add_argument("--ssl-ca-certs", help="mutual TLS: accept only clients whose certificate this CA signed")
     serve.set_defaults(run=_serve)

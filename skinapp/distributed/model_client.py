@@ -69,6 +69,9 @@ class ModelClient:
         self.base_identity = card.identity
         self.device = "unknown"
         self._session = session or requests.Session()
+        # No proxy and no CA bundle from the environment: the images go straight to the clinic's own service, and a
+        # CA given here is not overridden by REQUESTS_CA_BUNDLE.
+        self._session.trust_env = False
         if secret:
             self._session.headers[SECRET_HEADER] = f"Bearer {secret}"
         if ca_bundle:

@@ -9,7 +9,9 @@ One HTTP API (`/v1`, bodies in `wire.py`), each replica one ensemble (on a GPU w
 - `POST /v1/structures` images → the dermoscopic structures the model sees, with where it sees them.
 
 It listens on 127.0.0.1 unless told otherwise, and refuses to listen elsewhere without a shared secret (every
-call then carries `Authorization: Bearer <secret>`; the replicas hold only its SHA-256) or mutual TLS.
+call then carries `Authorization: Bearer <secret>`; the replicas hold only its SHA-256). Mutual TLS is a TLS
+proxy's job in front of a service kept on 127.0.0.1 (README): Ray Serve's own proxy cannot require client
+certificates.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def start(weights: Path, options: ServeOptions, threads: int | None = None) -> s
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False)
     http = {"host": options.host, "port": options.port, "ssl_certfile": options.ssl_certfile,
-            "ssl_keyfile": options.ssl_keyfile, "ssl_ca_certs": options.ssl_ca_certs}
+            "ssl_keyfile": options.ssl_keyfile}
     serve.start(http_options={k: v for k, v in http.items() if v is not None})
     deployment = serve.deployment(name="model", num_replicas=options.replicas, max_ongoing_requests=32,
                                   ray_actor_options={"num_cpus": options.cpus_per_replica,

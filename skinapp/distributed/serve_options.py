@@ -16,19 +16,15 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     secret: str | None = None      # the shared secret every call must carry
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_ca_certs: str | None = None  # with it, a client must show a certificate this CA signed (mutual TLS)
-
-    @property
-    def mutual_tls(self) -> bool:
-        return bool(self.ssl_certfile and self.ssl_keyfile and self.ssl_ca_certs)
+    ssl_certfile: str | None = None  # https (Ray Serve's proxy cannot require client certificates: mutual TLS
+    ssl_keyfile: str | None = None   # is a TLS proxy's job, in front of a service on 127.0.0.1; README)
 
     def check(self) -> None:
-        """ValueError where the service would be reachable from other machines without protection."""
-        if not _loopback(self.host) and not self.secret and not self.mutual_tls:
-            raise ValueError(f"the service would listen on {self.host} without protection: give --secret-file, or "
-                             "--ssl-certfile, --ssl-keyfile and --ssl-ca-certs for mutual TLS")
+        """ValueError where the service would be reachable from other machines without its secret."""
+        if not _loopback(self.host) and not self.secret:
+            raise ValueError(f"the service would listen on {self.host} without protection: give --secret-file (and "
+                             "https with --ssl-certfile and --ssl-keyfile), or keep it on 127.0.0.1 behind a proxy "
+                             "that requires client certificates")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("https needs both --ssl-certfile and --ssl-keyfile")
 
