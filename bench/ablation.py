@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from skinapp.evaluation.evaluate import external_figures, external_predictions
 from skinapp.evaluation.resolution import resolution_check, spread
@@ -164,7 +165,8 @@ def held_out_siim(weights: Path, siim: Path, net_level: float | None, seed: int,
     benign, kept = ~melanoma[held_out], melanoma[held_out]
     figures = {"source": f"{siim / SIIM2020_METADATA}", "patients": len(set(data.lesion_ids[held_out])),
                "images": len(held_out), "melanomas": int(kept.sum()), "benign_above_net": None,
-               "melanomas_at_or_above_net": None}
+               "melanomas_at_or_above_net": None,
+               "melanoma_auc": float(roc_auc_score(kept, risk)) if 0 < kept.sum() < len(kept) else None}
     if net_level is not None:
         figures.update(benign_above_net=float((risk[benign] >= net_level).mean()),
                        melanomas_at_or_above_net=int((risk[kept] >= net_level).sum()))
