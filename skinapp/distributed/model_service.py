@@ -39,6 +39,8 @@ from skinapp.vocab import CLASSES, STRUCTURES, Metadata
 MAX_BATCH = 8               # requests analysed together by one replica
 BATCH_WAIT_S = 0.02         # how long a replica waits for more requests to join a batch
 APP_NAME = "skinapp"
+MAX_BODY_BYTES = 512 << 20  # a call's images: 512 MB holds about 170 display-size (1,024-px) images
+MAX_VARIANTS = 8            # cards of the same weights kept (the clinic's levels change rarely)
 
 
 class _Refused(Exception):
@@ -69,6 +71,8 @@ class ModelService:
 
         try:
             self._authorise(request.headers.get("authorization", ""))
+            if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+                raise _Refused(413, f"a call may carry at most {MAX_BODY_BYTES >> 20} MB; send fewer images at a time")
             body = await request.body()
             route = (request.method, request.url.path.rstrip("/"))
             handlers = {("GET", f"{API_PREFIX}/model"): self._model, ("POST", f"{API_PREFIX}/predict"): self._predict,
@@ -107,6 +111,8 @@ class ModelService:
             raise _Refused(409, f"the card sent is not one of this service's weights ({exc})") from None
         if variant.identity != identity:
             raise _Refused(409, "the card sent does not have the identity it was sent under")
+        if len(self.variants) >= MAX_VARIANTS:  # the oldest card another than the installed one goes
+            del self.variants[next(k for k in self.variants if k != self.predictor.identity)]
         self.variants[identity] = variant
         return variant
 
