@@ -132,3 +132,15 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
            "-0.086; not adopted: it costs the diagnosis." in joint
     assert "- Weight 0.1: the structures' AUC +0.030 on average, HAM malignant AUC -0.001, ISIC 2017 val melanoma AUC " \
            "+0.004; a candidate for the next members' training." in joint
+
+
+def test_the_screening_population_check_says_how_many_benign_lesions_the_warning_marks(tmp_path):
+    from skinapp.reporting.card_sections import screening_lines
+
+    assert screening_lines(tmp_path) == []
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "screening.json").write_text(json.dumps({
+        "data": "SIIM-ISIC 2020 JPEGs (2471 images, 123 patients), never trained on", "tta_views": 8, "benign": 2435,
+        "benign_above_net": 0.574, "melanomas": 36, "melanomas_at_or_above_net": 33, "melanoma_auc": 0.81}))
+    text = "\n".join(screening_lines(tmp_path))
+    assert "| 57% of 2435 | 33 of 36 | 0.810 |" in text and "does not yet discriminate" in text

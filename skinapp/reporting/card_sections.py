@@ -479,6 +479,29 @@ def contrast_lines(folder: Path) -> list[str]:
     ]
 
 
+def screening_lines(folder: Path) -> list[str]:
+    """The installed ensemble on the SIIM-ISIC 2020 screening population, measured by bench/bench_screening.py."""
+    path = folder / "evaluation" / "screening.json"
+    if not path.is_file():
+        return []
+    c = json.loads(path.read_text())
+    auc = "—" if c.get("melanoma_auc") is None else f"{c['melanoma_auc']:.3f}"
+    return [
+        "## A screening population (SIIM-ISIC 2020, never trained on)", "",
+        f"`python bench/bench_screening.py`: {c['data']}, analysed as the app analyses a case ({c['tta_views']} views, "
+        f"calibrated, no metadata). Mostly benign lesions of a screening programme, judged benign without a biopsy; "
+        f"other dermatoscopes than HAM10000's.", "",
+        "| benign lesions at or above the safety net | melanomas at or above it | melanoma AUC (malignancy probability) |",
+        "|---|---|---|",
+        f"| {c['benign_above_net']:.0%} of {c['benign']} | {c['melanomas_at_or_above_net']} of {c['melanomas']} | {auc} |",
+        "",
+        "Most of these benign lesions would be marked for excision or as cannot-exclude: on a screening population the "
+        "warning does not yet discriminate (see the short-protocol experiments below for training on it)."
+        if c["benign_above_net"] >= 0.3 else
+        "The warning stays selective on this population.", "",
+    ]
+
+
 def ablation_section(folder: Path) -> list[str]:
     path = folder / "ablation.json"
     if not path.is_file():
