@@ -606,20 +606,44 @@ def screening_ablation_section(folder: Path) -> list[str]:
              "biopsy, photographed with other dermatoscopes. The safety net is the one fitted on the member's held-out "
              "HAM10000 fold (95 % of malignant lesions at 1×). Melanomas are few: the counts are given, not rates.", "",
              "| variant | seeds | benign lesions at or above the safety net | melanomas at or above it | "
-             "melanoma against benign AUC (malignancy probability) | HAM malignant AUC | ISIC 2017 val melanoma AUC |",
-             "|---|---|---|---|---|---|---|"]
+             "HAM malignant AUC | ISIC 2017 val melanoma AUC |", "|---|---|---|---|---|---|"]
 
-    def mean(items: list[dict], key) -> str:
+    def mean(items: list[dict], key) -> float | None:
         values = [key(r) for r in items if key(r) is not None]
-        return f"{sum(values) / len(values):.3f}" if values else "—"
+        return sum(values) / len(values) if values else None
+
+    def shown(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    def caught(items: list[dict]) -> tuple[int, int]:
+        return (sum(r["siim2020"]["melanomas_at_or_above_net"] or 0 for r in items),
+                sum(r["siim2020"]["melanomas"] for r in items))
 
     for name, items in runs.items():
-        caught = sum(r["siim2020"]["melanomas_at_or_above_net"] or 0 for r in items)
-        melanomas = sum(r["siim2020"]["melanomas"] for r in items)
-        lines.append(f"| {name} | {len(items)} | {mean(items, lambda r: r['siim2020']['benign_above_net'])} | "
-                     f"{caught} of {melanomas} | {mean(items, lambda r: r['siim2020'].get('melanoma_auc'))} | "
-                     f"{mean(items, lambda r: r['malignant_auc'])} | "
-                     f"{mean(items, lambda r: r.get('external_melanoma_auc'))} |")
+        kept, melanomas = caught(items)
+        lines.append(f"| {name} | {len(items)} | {shown(mean(items, lambda r: r['siim2020']['benign_above_net']))} | "
+                     f"{kept} of {melanomas} | {shown(mean(items, lambda r: r['malignant_auc']))} | "
+                     f"{shown(mean(items, lambda r: r.get('external_melanoma_auc')))} |")
+    baseline = runs.get(BASELINE_VARIANT)
+    if baseline is not None:
+        lines.append("")
+        base_kept, base_melanomas = caught(baseline)
+        for name, items in runs.items():
+            if items is baseline:
+                continue
+            kept, melanomas = caught(items)
+            benign = (mean(baseline, lambda r: r["siim2020"]["benign_above_net"]) or 0.0,
+                      mean(items, lambda r: r["siim2020"]["benign_above_net"]) or 0.0)
+            external = (mean(items, lambda r: r.get("external_melanoma_auc")) or 0.0) - (
+                mean(baseline, lambda r: r.get("external_melanoma_auc")) or 0.0)
+            lost = kept / max(melanomas, 1) < base_kept / max(base_melanomas, 1)
+            verdict = ("not adopted: it loses melanomas" if lost else
+                       "not adopted: it costs discrimination on the external check" if external < -0.01 else
+                       "not adopted: the warning is not more selective" if benign[1] > benign[0] - 0.05 else
+                       "a candidate for the members")
+            lines.append(f"- {name}: benign lesions at or above the net {benign[0]:.0%} → {benign[1]:.0%}, melanomas at "
+                         f"or above it {base_kept} of {base_melanomas} → {kept} of {melanomas}, ISIC 2017 val melanoma "
+                         f"AUC {external:+.3f}; {verdict}.")
     return [*lines, ""]
 
 
