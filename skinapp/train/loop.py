@@ -294,8 +294,8 @@ def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members:
     if cfg.with_isic2017:
         datasets.append("ISIC 2017 challenge part 3, `train` split only (ISIC Archive terms, CC-0 / CC-BY-NC)")
     if cfg.with_siim2020:
-        datasets.append("SIIM-ISIC 2020 challenge, 2,471 training images of 123 patients, folds by patient; "
-                        "unbiopsied benign lesions as the partial label 'benign' (CC BY-NC 4.0)")
+        datasets.append("SIIM-ISIC 2020 challenge training images (JPEG), folds by patient; unbiopsied benign lesions "
+                        "as the partial label 'benign' (CC BY-NC 4.0)")
     training.update(device=str(device), n_images=len(data), images_per_source=counts, datasets=datasets,
                     dataset="; ".join(datasets), recipe=cfg.recipe(),
                     held_out=f"each member: its own {HAM_SOURCE} fold"
