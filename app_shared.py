@@ -220,9 +220,7 @@ def get_assessor(explain: bool = False) -> Assessor | None:
             st.error(f"The model's flag policy could not be loaded: {plain_markdown(exc)}. Nothing new can be analysed.")
         return None
     card = installed_card()
-    if card is None or not card.safety_net.active or card.safety_net == assessor.safety_net:
-        return assessor
-    return dataclasses.replace(assessor, safety_net=card.safety_net)
+    return assessor if card is None else assessor.under(card)
 
 
 def pacs_server() -> PacsServer | None:

@@ -148,16 +148,11 @@ class ModelService:
     async def _assess(self, body: bytes) -> bytes:
         import dataclasses
 
-        from skinapp.model.card import ModelCard
-
         predictor, images, document, predictions = await self._predicted(body)
         dermoscopic = document.get("is_dermoscopic") or [True] * len(images)
         if len(dermoscopic) != len(images):
             raise WireError("is_dermoscopic must say it of every image")
-        assessor = self.assessor
-        card: ModelCard = predictor.card
-        if card.safety_net.active and card.safety_net != assessor.safety_net:
-            assessor = dataclasses.replace(assessor, safety_net=card.safety_net)
+        assessor = self.assessor.under(predictor.card)
         flags = [[dataclasses.asdict(f) for f in assessor.assess(p, im, bool(d))]
                  for p, im, d in zip(predictions, images, dermoscopic, strict=True)]
         return predictions_message(predictions, flags=flags, **self._about(predictor))

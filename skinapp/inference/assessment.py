@@ -4,6 +4,7 @@ similar cases, and say so."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,13 @@ class Assessor:
             index, distribution = load_index(path)
         net = card.safety_net
         return cls(card.policy, index, distribution, net if net.active else None)
+
+    def under(self, card: ModelCard) -> Assessor:
+        """The same checks reading the safety net of `card`, a card of the same weights with other risk levels (the
+        clinic's adopted levels); itself where that net is the one it reads already, or the card has none."""
+        if not card.safety_net.active or card.safety_net == self.safety_net:
+            return self
+        return dataclasses.replace(self, safety_net=card.safety_net)
 
     def member_view(self, member: int, n_members: int) -> Assessor:
         """The same checks for a prediction made by one ensemble member alone (as `evaluate` scores an image with
