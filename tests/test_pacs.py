@@ -16,7 +16,9 @@ from pynetdicom import AE
 from pynetdicom.sop_class import VLPhotographicImageStorage  # type: ignore[attr-defined]
 
 from skinapp.cli.main import main
+from skinapp.inference.model import ModelUnavailable
 from skinapp.pacs.connection import PacsServer
+from skinapp.pacs.exchange import pull_studies
 from skinapp.pacs.listener import StorageListener
 from skinapp.pacs.pull import StudyQuery, find_studies
 from skinapp.pacs.send import PACS_NOT_SENT, PACS_SENT, send_result, unsent_cases
@@ -76,6 +78,29 @@ def test_a_pull_imports_analyses_and_never_fetches_an_image_twice(pacs, tmp_path
     assert "0 image(s) fetched from the PACS; 1 already in the worklist" in capsys.readouterr().out
     assert main(["pacs", "pull", "--url", pacs.url, "--account", "drpacs", "--database", url]) == 2
     assert "--all" in capsys.readouterr().err
+
+
+def test_an_image_left_without_a_result_is_fetched_and_analysed_by_the_next_pull(pacs, tmp_path, tiny_weights,
+                                                                                 monkeypatch):
+    url, _ = _store_with_account(tmp_path)
+    imports = importer(url, "drpacs", tiny_weights)
+    studies = find_studies(pacs, StudyQuery(patient_id=PATIENT))
+
+    def pull():
+        return pull_studies(pacs, studies, imports.store, imports.predictor, imports.user.label, imports.assessor)
+
+    def not_answering(*args, **kwargs):
+        raise ModelUnavailable("the model service at http://127.0.0.1:9 could not be reached (is it running?)")
+
+    monkeypatch.setattr(imports.predictor, "predict", not_answering)
+    first = pull()
+    assert first.fetched == 1 and first.imported.analysed == 0 and len(first.imported.case_ids) == 1
+    assert "could not be reached" in first.imported.report.rejected[0].reason
+    monkeypatch.undo()
+    second = pull()  # the stored image without a result is fetched again and analysed, not stored twice
+    assert second.fetched == 1 and second.imported.analysed == 1 and second.imported.new_cases == 0
+    assert imports.store.latest_weights(first.imported.case_ids[0]) == imports.predictor.identity
+    assert pull().fetched == 0
 
 
 def test_a_wrong_password_is_said_plainly_and_nothing_is_imported(pacs, tmp_path, tiny_weights, capsys):

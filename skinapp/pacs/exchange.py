@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class PullResult:
     imported: ImportResult
     fetched: int            # images fetched from the PACS and put through the importer
-    already_stored: int     # images of these studies already in the worklist (by SOP Instance UID): not fetched
+    already_stored: int     # images already in the worklist (by SOP Instance UID) with this model's result: not fetched
     left_on_pacs: int       # reports and other non-images of these studies
 
     def summary(self) -> str:
@@ -48,7 +48,7 @@ def pull_studies(server: PacsServer, studies: Sequence[StudyFound], store: Store
     an image that cannot be fetched is a rejection in the report."""
     client = client or server.client()
     images, left_out = images_in(server, studies, modality, client)
-    known = store.known_sop_instance_uids(i.sop_uid for i in images)
+    known = store.known_sop_instance_uids((i.sop_uid for i in images), analysed_by=predictor.identity)
     wanted = [i for i in images if i.sop_uid not in known]
     imported = import_and_analyse(image_files(server, wanted, client), store, predictor, actor, progress=progress,
                                   assessor=assessor)

@@ -603,14 +603,19 @@ class Store:
         with self.engine.connect() as connection:
             return self._case(connection, case_id)
 
-    def known_sop_instance_uids(self, uids: Iterable[str]) -> set[str]:
-        """Those of `uids` whose image is already a case: a PACS pull does not fetch them again."""
-        wanted, known = list(dict.fromkeys(uids)), set[str]()
+    def known_sop_instance_uids(self, uids: Iterable[str], analysed_by: str | None = None) -> set[str]:
+        """Those of `uids` whose image is already a case: a PACS pull does not fetch them again. With
+        `analysed_by` (a model identity), only those whose latest result that model made: a case left without one
+        (the model could not be asked) is fetched again, and the import analyses it."""
+        wanted, known = list(dict.fromkeys(uids)), dict[str, int]()
         with self.engine.connect() as connection:
             for start in range(0, len(wanted), 500):
-                known.update(connection.execute(select(cases.c.sop_instance_uid).where(
-                    cases.c.sop_instance_uid.in_(wanted[start:start + 500]))).scalars())
-        return known
+                rows = connection.execute(select(cases.c.sop_instance_uid, cases.c.id).where(
+                    cases.c.sop_instance_uid.in_(wanted[start:start + 500])))
+                known.update({uid: case_id for uid, case_id in rows})
+        if analysed_by is None:
+            return set(known)
+        return {uid for uid, case_id in known.items() if self.latest_weights(case_id) == analysed_by}
 
     def case_image(self, case_id: int) -> np.ndarray:
         with self.engine.connect() as connection:

@@ -6,7 +6,6 @@ A case that fails anywhere is named in the report; the rest of the batch goes on
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,8 +138,8 @@ def _analyse_chunk(items: Sequence[tuple[int, Case]], store: Store, predictor: L
     except ModelUnavailable as exc:  # the model service: trying the images one by one would not help
         log.error("analysis not possible: %s", exc)
         for _, case in items:
-            result.report.reject(case.source, f"not analysed: {exc}; the case is in the worklist without a prediction "
-                                              "and can be analysed again from its page")
+            result.report.reject(case.source, f"not analysed: {exc}; the case is in the worklist without a prediction, "
+                                              "and importing the same file again once the model answers analyses it")
         return
     except Exception:
         if len(items) > 1:  # find the one that fails, analyse the others
@@ -169,9 +168,7 @@ def model_in_force(store: Store, predictor: LesionModel, assessor: Assessor) -> 
     if levels is None:
         return predictor, assessor
     card = levels.applied_to(predictor.card)
-    if card.safety_net.active and card.safety_net != assessor.safety_net:
-        assessor = dataclasses.replace(assessor, safety_net=card.safety_net)
-    return predictor.with_card(card), assessor
+    return predictor.with_card(card), assessor.under(card)
 
 
 class AccountRefused(Exception):
