@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from fresh_app import data_dir_with_account, signed_in
 from streamlit.testing.v1 import AppTest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def texts(app: AppTest) -> str:
@@ -22,26 +19,18 @@ def texts(app: AppTest) -> str:
 
 
 def main(images: list[Path]) -> None:
-    os.environ["SKINAPP_DATA_DIR"] = tempfile.mkdtemp()
-    os.environ.pop("SKINAPP_DATABASE_URL", None)
     from skinapp.store import Store
-    from skinapp.store.accounts import Accounts
+    from skinapp.workflow.worklist import worklist
 
-    database = Path(os.environ["SKINAPP_DATA_DIR"]) / "skinapp.db"
-    store = Store.open(f"sqlite:///{database}")
-    Accounts(store).add("doctor", "Dr Service", "a long test password", "reviewer", actor="test set-up")
-    store.engine.dispose()
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
-    app.text_input(key="sign_in_username").input("doctor")
-    app.text_input(key="sign_in_password").input("a long test password")
-    app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    database = data_dir_with_account("doctor", "reviewer")
+    app = signed_in("doctor", timeout=300)
     app.switch_page("pages/1_Import.py").run()
     app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in images])
     app.run()
     app.button(key="import_button").click().run()
     print("import:", " | ".join(m.value for m in [*app.success, *app.warning, *app.error]).replace("\n", " "))
     store = Store.open(f"sqlite:///{database}")
-    case_ids = [row.case.id for row in __import__("skinapp.workflow.worklist", fromlist=["worklist"]).worklist(store)]
+    case_ids = [row.case.id for row in worklist(store)]
     stored = [store.latest_prediction(c) for c in case_ids]
     print("stored:", ";".join(f"{p.model_version}|{p.weights_sha256}" if p else "none" for p in stored))
     app.session_state["case_id"] = case_ids[0]
@@ -55,10 +44,7 @@ def main(images: list[Path]) -> None:
 
     # the service stops answering: the app says so in one sentence, and a decision still saves
     os.environ["SKINAPP_MODEL_URL"] = os.environ["DEAD_MODEL_URL"]
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
-    app.text_input(key="sign_in_username").input("doctor")
-    app.text_input(key="sign_in_password").input("a long test password")
-    app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    app = signed_in("doctor", timeout=300)
     app.switch_page("pages/1_Import.py").run()
     app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in images[:1]])
     app.run()

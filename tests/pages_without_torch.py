@@ -3,32 +3,17 @@ model, and prints whether torch was imported on the way ("torch loaded" / "torch
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from fresh_app import data_dir_with_account, signed_in
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 PAGES = ("pages/3_Patient_context.py", "pages/4_Model_card.py", "pages/5_Administration.py",
          "pages/6_Lesion_over_time.py", "pages/7_Clinic_record.py")
 
 
 def main() -> None:
-    os.environ["SKINAPP_DATA_DIR"] = tempfile.mkdtemp()
-    os.environ.pop("SKINAPP_DATABASE_URL", None)
-    from skinapp.store import Store
-    from skinapp.store.accounts import Accounts
-
-    store = Store.open(f"sqlite:///{Path(os.environ['SKINAPP_DATA_DIR']) / 'skinapp.db'}")
-    Accounts(store).add("admin", "Dr Admin", "a long test password", "admin", actor="test set-up")
-    store.engine.dispose()
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    app.text_input(key="sign_in_username").input("admin")
-    app.text_input(key="sign_in_password").input("a long test password")
-    app.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
+    data_dir_with_account("admin", "admin")
+    app = signed_in("admin")
     failures = [f"worklist: {app.exception}"] if app.exception else []
     for page in PAGES:
         app.switch_page(page).run()
