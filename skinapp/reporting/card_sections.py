@@ -495,10 +495,9 @@ def screening_lines(folder: Path) -> list[str]:
         "|---|---|---|",
         f"| {c['benign_above_net']:.0%} of {c['benign']} | {c['melanomas_at_or_above_net']} of {c['melanomas']} | {auc} |",
         "",
-        "Most of these benign lesions would be marked for excision or as cannot-exclude: on a screening population the "
-        "warning does not yet discriminate (see the short-protocol experiments below for training on it)."
-        if c["benign_above_net"] >= 0.3 else
-        "The warning stays selective on this population.", "",
+        f"{c['benign_above_net']:.0%} of these benign lesions would be marked for excision or as cannot-exclude: on a "
+        "screening population the warning does not yet discriminate (see the short-protocol experiments below for "
+        "training on it)." if c["benign_above_net"] >= 0.3 else "The warning stays selective on this population.", "",
     ]
 
 
