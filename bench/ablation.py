@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict] = {
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM"),
     "0.2 recipe + SIIM-ISIC 2020 patients, the partial label drawn within the nevi's share":
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM", partial_sampling="with_nevi"),
+    "0.2 recipe + SIIM-ISIC 2020 patients, the partial label at 7 % of the draws":
+        dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM", partial_share=0.07),
 }
 
 

@@ -155,7 +155,7 @@ def test_structure_supervision_reads_only_labelled_pairs_and_the_marked_global_p
     assert aux.loss(features, mask, nothing, torch.full((4,), -1)).item() == 0.0
 
 
-def test_the_partial_benign_label_is_sampled_as_its_own_class_or_within_the_nevi(tmp_path):
+def test_the_partial_benign_label_is_sampled_as_its_own_class_within_the_nevi_or_at_a_set_share(tmp_path):
     from skinapp.train.config import TrainConfig
     from skinapp.train.data import LabelledImages
     from skinapp.train.sampling import sample_epoch
@@ -176,3 +176,11 @@ def test_the_partial_benign_label_is_sampled_as_its_own_class_or_within_the_nevi
     assert abs(share["with_nevi"][nevus] + share["with_nevi"][BENIGN_UNSPECIFIED] - 0.5) < 0.02
     with pytest.raises(ValueError, match="partial_sampling"):
         sample_epoch(data, np.arange(len(labels)), rng, TrainConfig(data=tmp_path, out=tmp_path, partial_sampling="x"), 10)
+
+    cfg = TrainConfig(data=tmp_path, out=tmp_path, partial_share=0.1)
+    drawn = labels[sample_epoch(data, np.arange(len(labels)), rng, cfg, 30000)]
+    assert abs((drawn == BENIGN_UNSPECIFIED).mean() - 0.1) < 0.01
+    assert abs((drawn == melanoma).mean() - 0.45) < 0.015  # the rest keep their balance
+    assert cfg.recipe()["partial_share"] == 0.1 and "partial_share" not in TrainConfig(data=tmp_path, out=tmp_path).recipe()
+    with pytest.raises(ValueError, match="share"):
+        sample_epoch(data, np.arange(len(labels)), rng, TrainConfig(data=tmp_path, out=tmp_path, partial_share=1.5), 10)

@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> int:
         illuminant=args.illuminant, clahe=args.clahe, select=args.select, patience=args.patience, half=not args.fp32,
         limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
         resize={"antialiased": ANTIALIASED_RESIZE, "bicubic": BICUBIC_RESIZE}[args.resize],
-        degrade_p=args.degrade_p, partial_sampling=args.partial_sampling,
+        degrade_p=args.degrade_p, partial_sampling=args.partial_sampling, partial_share=args.partial_share,
     )
     try:
         card = train(cfg)
@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--partial-sampling", choices=["own_class", "with_nevi"], default="own_class",
                        help="with --siim2020: the partial label 'benign' as a class of its own in balanced sampling, "
                             "or drawn within the nevi's share")
+    train.add_argument("--partial-share", type=float, metavar="SHARE",
+                       help="with --siim2020: the partial label's share of the draws, e.g. 0.07 (default: what "
+                            "--partial-sampling gives it)")
     train.add_argument("--degrade-p", type=float, default=0.5,
                        help="share of training views resampled / blurred / sharpened / recompressed first")
     train.add_argument("--select", choices=["last", "best"], default="last",

@@ -25,6 +25,7 @@ class TrainConfig:
     siim2020: Path | None = None  # SIIM-ISIC 2020 JPEG folder: its patients are split over the folds like HAM's lesions
     partial_sampling: str = "own_class"  # the partial label 'benign' in class-balanced sampling: "own_class", or
     #                                      "with_nevi" (drawn within the nevus class's share, as one more data set)
+    partial_share: float | None = None  # the partial label's share of the draws (None: what the sampling mode gives)
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -77,6 +78,8 @@ class TrainConfig:
             recipe["with_siim2020"] = True
         if self.partial_sampling != "own_class":
             recipe["partial_sampling"] = self.partial_sampling
+        if self.partial_share is not None:
+            recipe["partial_share"] = self.partial_share
         if self.structure_weight:
             recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
                           structure_holdout_fold=self.structure_holdout_fold)

@@ -75,6 +75,15 @@ def sampling_weights(labels: np.ndarray, sources: np.ndarray, class_power: float
     return weights / weights.sum()
 
 
+def with_share(p: np.ndarray, rows: np.ndarray, share: float) -> np.ndarray:
+    """`p` rescaled so that `rows` hold `share` of the mass, each side keeping its own proportions."""
+    if not 0 < share < 1:
+        raise ValueError(f"a share must lie between 0 and 1, not {share}")
+    if not rows.any() or rows.all():
+        return p
+    return np.where(rows, p * share / p[rows].sum(), p * (1 - share) / p[~rows].sum())
+
+
 def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
     labels = data.labels[index]
     if cfg.partial_sampling == "with_nevi":  # drawn within the nevi's share, as a data set of its own
@@ -85,5 +94,7 @@ def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generat
     else:
         raise ValueError(f"unknown partial_sampling {cfg.partial_sampling!r}")
     p = sampling_weights(labels, sources, cfg.sampler_power, cfg.source_power)
+    if cfg.partial_share is not None:
+        p = with_share(p, data.labels[index] == BENIGN_UNSPECIFIED, cfg.partial_share)
     natural = cfg.sampler_power == 0 and cfg.source_power == 0
     return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]
