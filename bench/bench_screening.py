@@ -1,13 +1,14 @@
-"""The installed ensemble on a screening population it never trained on: the 2,471 SIIM-ISIC 2020 JPEGs (123
-patients, mostly benign lesions judged without a biopsy, 36 melanomas), analysed as the app analyses a case
-(calibrated, the card's test-time views, safety net and risk tiers; no metadata, as most uploads carry none).
+"""The installed ensemble on a screening population: the 2,471 SIIM-ISIC 2020 JPEGs (123 patients, mostly benign
+lesions judged without a biopsy, 36 melanomas), analysed as the app analyses a case (calibrated, the card's
+test-time views, safety net and risk tiers; no metadata, as most uploads carry none).
 
     python bench/bench_screening.py --siim2020 ../shared/data/siim_isic_2020_jpeg [--weights weights] [--limit N]
 
-Prints and writes to `<weights>/evaluation/screening.json` (the model card shows it): the share of benign lesions at
-or above the safety net ("consider excision" or "cannot exclude"), how many melanomas are, the melanoma AUC of the
-malignancy probability, and the tier counts. Members trained on SIIM-ISIC 2020 patients must not be measured
-this way (every member would know every patient): the bench refuses their folder.
+Prints and writes to `<weights>/evaluation/screening.json` (the model card shows it when `evaluate` did not measure
+it): the share of benign lesions at or above the safety net ("consider excision" or "cannot exclude"), how many
+melanomas are, the melanoma AUC of the malignancy probability, and the tier counts. Members trained on SIIM-ISIC 2020
+patients each score only their own held-out fold's patients (`skinapp/evaluation/screening.py`, as `evaluate
+--siim2020` does); members that never saw them score every image as one ensemble.
 """
 
 from __future__ import annotations
@@ -15,21 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
 from skinapp.config import weights_dir
-from skinapp.inference.predictor import Predictor
+from skinapp.evaluation.screening import screening_figures
+from skinapp.inference.postprocess import PostProcessing
 from skinapp.model.card import ModelCard
-from skinapp.train.data import load_siim2020
-from skinapp.vocab import CLASSES, Metadata
-
-CHUNK = 32
 
 
 def main() -> None:
@@ -40,28 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     weights = args.weights or weights_dir()
     card = ModelCard.load(weights)
-    if card.training.get("recipe", {}).get("with_siim2020"):
-        raise SystemExit(f"{weights} was trained on SIIM-ISIC 2020 patients: measure it with evaluate's held-out "
-                         "patients instead")
-    data = load_siim2020(args.siim2020, limit=args.limit)
-    predictor = Predictor.from_weights(weights, gradcam=False)
-    predictions = []
-    for start in range(0, len(data), CHUNK):
-        predictions += predictor.predict(data.images[start:start + CHUNK], [Metadata()] * len(data.images[start:start + CHUNK]))
-    melanoma = data.labels == CLASSES.index("MEL")
-    risk = np.asarray([p.malignancy for p in predictions])
-    suspicious = np.asarray([bool(p.suspicious) for p in predictions])
-    tiers = [p.risk_tier or "none" for p in predictions]
-    result = {
-        "data": f"SIIM-ISIC 2020 JPEGs ({len(data)} images, {len(set(data.lesion_ids))} patients), never trained on",
-        "model_version": predictor.model_version, "images": len(data), "melanomas": int(melanoma.sum()),
-        "benign": int((~melanoma).sum()), "benign_above_net": float(suspicious[~melanoma].mean()),
-        "melanomas_at_or_above_net": int(suspicious[melanoma].sum()),
-        "melanoma_auc": float(roc_auc_score(melanoma, risk)) if 0 < melanoma.sum() < len(melanoma) else None,
-        "tiers_benign": dict(Counter(t for t, m in zip(tiers, melanoma, strict=True) if not m)),
-        "tiers_melanoma": dict(Counter(t for t, m in zip(tiers, melanoma, strict=True) if m)),
-        "metadata": "none given", "tta_views": card.tta_views,
-    }
+    result = screening_figures(weights, args.siim2020, PostProcessing.from_card(card), card.tta_views, args.limit)
     print(json.dumps(result, indent=2))
     out = weights / "evaluation" / "screening.json"
     out.parent.mkdir(exist_ok=True)

@@ -136,13 +136,27 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
            "+0.004; a candidate for the next members' training." in joint
 
 
-def test_the_screening_population_check_says_how_many_benign_lesions_the_warning_marks(tmp_path):
+def test_the_screening_population_check_says_how_many_benign_lesions_the_warning_marks(tmp_path, shipped_weights):
+    import dataclasses
+
+    from skinapp.model.measured import SCORED_HELD_OUT, ScreeningFigures
     from skinapp.reporting.card_sections import screening_lines
 
-    assert screening_lines(tmp_path) == []
+    card = ModelCard.load(shipped_weights)
+    card = dataclasses.replace(card, metrics=dataclasses.replace(card.metrics, screening=None))
+    assert screening_lines(card, tmp_path) == []
+    figures = {"data": "SIIM-ISIC 2020 JPEGs (2471 images, 123 patients)", "tta_views": 8, "benign": 2435,
+               "benign_above_net": 0.574, "melanomas": 36, "melanomas_at_or_above_net": 33, "melanoma_auc": 0.81}
     (tmp_path / "evaluation").mkdir()
-    (tmp_path / "evaluation" / "screening.json").write_text(json.dumps({
-        "data": "SIIM-ISIC 2020 JPEGs (2471 images, 123 patients), never trained on", "tta_views": 8, "benign": 2435,
-        "benign_above_net": 0.574, "melanomas": 36, "melanomas_at_or_above_net": 33, "melanoma_auc": 0.81}))
-    text = "\n".join(screening_lines(tmp_path))
+    (tmp_path / "evaluation" / "screening.json").write_text(json.dumps(figures))
+    text = "\n".join(screening_lines(card, tmp_path))  # the bench's figures, from before `scored_by` was written
+    assert "(SIIM-ISIC 2020, never trained on)" in text and "`python bench/bench_screening.py`" in text
     assert "| 57% of 2435 | 33 of 36 | 0.810 |" in text and "57% of these benign lesions would be marked" in text
+
+    held_out = ScreeningFigures.from_dict({**figures, "scored_by": SCORED_HELD_OUT, "images": 500, "benign": 491,
+                                           "melanomas": 9, "benign_above_net": 0.21, "melanomas_at_or_above_net": 8,
+                                           "tiers_benign": {}, "tiers_melanoma": {}, "metadata": "none given"})
+    card = dataclasses.replace(card, metrics=dataclasses.replace(card.metrics, screening=held_out))
+    text = "\n".join(screening_lines(card, tmp_path))  # what evaluate measured comes first
+    assert "(SIIM-ISIC 2020, held-out patients)" in text and "`evaluate --siim2020`" in text
+    assert "| 21% of 491 | 8 of 9 | 0.810 |" in text and "The warning stays selective" in text

@@ -13,6 +13,7 @@ from conftest import synthetic_lesion
 from skinapp.cli import main
 from skinapp.model.card import ModelCard
 from skinapp.model.checkpoint import load_ensemble
+from skinapp.model.measured import SCORED_BY_ENSEMBLE, SCORED_HELD_OUT
 from skinapp.vocab import CLASSES
 
 
@@ -150,6 +151,23 @@ def test_a_screening_population_joins_training_with_its_patients_kept_together(f
     assert set(siim["fold"]) == {0, 1, 2}
     history = [json.loads(line) for line in (fresh / "history_fold0.jsonl").read_text().splitlines()]
     assert 0 <= history[-1]["val_balanced_accuracy"] <= 1  # scored on HAM images only: no partial label in it
+
+    # evaluate scores the member trained with the patients only on its own held-out patients …
+    quick = ["--shifted", "0", "--resolution", "0", "--no-tta", "--siim2020", str(fake_siim2020), "--update-card"]
+    assert main(["evaluate", "--data", str(fake_ham), "--weights", str(fresh), "--out", str(tmp_path / "e1"), *quick]) == 0
+    screening = ModelCard.load(fresh).metrics.screening
+    held_out = siim[siim["fold"] == 0]
+    assert screening is not None and screening.scored_by == SCORED_HELD_OUT
+    assert screening.images == len(held_out) and screening.melanomas == held_out["image_id"].isin(
+        [f"ISIC_{9000000 + i}" for i in range(0, 30, 10)]).sum()
+    assert screening.benign + screening.melanomas == screening.images
+    assert "## A screening population (SIIM-ISIC 2020, held-out patients)" in (fresh / "MODEL_CARD.md").read_text()
+    # … and a model that never saw them on every image
+    assert main(["evaluate", "--data", str(fake_ham), "--weights", str(weights), "--out", str(tmp_path / "e2"), *quick]) == 0
+    screening = ModelCard.load(weights).metrics.screening
+    assert screening is not None and screening.scored_by == SCORED_BY_ENSEMBLE
+    assert (screening.images, screening.melanomas) == (30, 3)
+    assert "## A screening population (SIIM-ISIC 2020, never trained on)" in (weights / "MODEL_CARD.md").read_text()
 
 
 @pytest.mark.slow

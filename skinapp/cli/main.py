@@ -44,7 +44,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate(weights, args.data, args.out, limit=args.limit, tta=not args.no_tta, update_card=args.update_card,
                        isic2017=args.isic2017, views=args.views, shifted=args.shifted,
-                       resolution=args.resolution, reuse_index=not args.rebuild_index)
+                       resolution=args.resolution, reuse_index=not args.rebuild_index, siim2020=args.siim2020)
     for key, m in (("with_metadata", metrics.with_metadata), ("without_metadata", metrics.without_metadata)):
         if m is not None:
             print(f"{key:17s} balanced accuracy {m.balanced_accuracy:.3f}  malignant AUC {m.malignant_auc:.3f}  "
@@ -64,6 +64,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         coverage, set_size = (sets.coverage, sets.mean_set_size) if sets is not None else (float("nan"), float("nan"))
         print(f"check {name:11s} flagged {check.flagged_share:.0%} catching {caught} of errors; conformal coverage "
               f"{coverage:.0%} (mean set {set_size:.2f}); safety net sensitivity {sensitivity}, marks {net.share_marked:.0%}")
+    if metrics.screening is not None:
+        s = metrics.screening
+        auc = "–" if s.melanoma_auc is None else f"{s.melanoma_auc:.3f}"
+        benign = "–" if s.benign_above_net is None else f"{s.benign_above_net:.0%}"
+        print(f"screening         SIIM-ISIC 2020, {s.scored_by}: benign at or above the safety net {benign} of "
+              f"{s.benign}; melanomas at or above it {s.melanomas_at_or_above_net} of {s.melanomas}; melanoma AUC {auc}")
     if metrics.mask is not None:
         print(f"mask              Jaccard {metrics.mask.jaccard:.3f}  Dice {metrics.mask.dice:.3f}")
     print(f"report: {args.out / 'report.md'}")
@@ -286,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
     evaluate.add_argument("--weights", type=Path, help=_WEIGHTS_HELP)
     evaluate.add_argument("--isic2017", type=Path, help="ISIC 2017 folder: its `val` split is scored as the external check")
+    evaluate.add_argument("--siim2020", type=Path, help="SIIM-ISIC 2020 JPEG folder: scored as a screening population "
+                          "(held-out patients of members trained with it, else every image)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and plots")
     evaluate.add_argument("--limit", type=int, help="use only the first N images of the data set")
     evaluate.add_argument("--no-tta", action="store_true", help="identity view only")

@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from skinapp.evaluation.checks import EVALUATED_MODEL, assessed_cases, check_summary
 from skinapp.evaluation.plots import finish
 from skinapp.evaluation.resolution import resolution_check, spread
+from skinapp.evaluation.screening import screening_figures
 from skinapp.evaluation.shift import SHIFTS, shifted_copy
 from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
 from skinapp.inference.outline import lesion_outline
@@ -327,11 +328,14 @@ def resolution_figures(weights: Path, data: LabelledImages, oof: pd.DataFrame, t
 
 def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None, tta: bool = True, update_card: bool = False,
              isic2017: Path | None = None, views: int | None = None, shifted: int | None = SHIFTED_IMAGES,
-             resolution: int | None = RESOLUTION_IMAGES, reuse_index: bool = True) -> CardMetrics:
+             resolution: int | None = RESOLUTION_IMAGES, reuse_index: bool = True,
+             siim2020: Path | None = None) -> CardMetrics:
     """views: test-time views (1, 4 or 8; default the card's); with update_card the card ships that count.
     shifted: how many held-out images the shifted-copy check uses (0 or None: no shifted check); resolution: how
     many the resolution check uses (0 or None: none); reuse_index: keep the similar-case index when it is the one
-    these members make (`reusable_index`). The figures are written as metrics.json and returned typed."""
+    these members make (`reusable_index`); siim2020: the SIIM-ISIC 2020 folder, scored as the screening population
+    (`screening.py`: held-out patients of members trained with it, else every image). The figures are written as
+    metrics.json and returned typed."""
     out.mkdir(parents=True, exist_ok=True)
     data = load_ham10000(data_root, limit=limit)
     card = ModelCard.load(weights)
@@ -362,6 +366,8 @@ def evaluate(weights: Path, data_root: Path, out: Path, limit: int | None = None
             weights, isic2017, trust, views)
         external_table.to_csv(out / "external_isic2017_val.csv", index=False, float_format="%.6f")
         external_cases.to_csv(out / "check_isic2017_val.csv", index=False, float_format="%.6f")
+    if siim2020 is not None:
+        metrics["screening"] = screening_figures(weights, siim2020, trust.fit.postprocessing, views, limit)
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6f")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     measured = CardMetrics.from_dict(metrics)

@@ -370,6 +370,30 @@ class ExternalFigures(Figures):
     tta_views: int
 
 
+SCORED_HELD_OUT = "each patient by the member that never trained on them"
+SCORED_BY_ENSEMBLE = "the whole ensemble (no member trained on these patients)"
+
+
+@dataclass(frozen=True)
+class ScreeningFigures(Figures):
+    """The SIIM-ISIC 2020 screening population (`evaluation/screening.py`): who scored it, the benign share at or
+    above the safety net, the melanomas kept."""
+
+    data: str
+    scored_by: str
+    images: int
+    melanomas: int
+    benign: int
+    benign_above_net: float | None
+    melanomas_at_or_above_net: int
+    melanoma_auc: float | None
+    tiers_benign: dict[str, int]
+    tiers_melanoma: dict[str, int]
+    metadata: str
+    tta_views: int
+    model_version: str | None = None
+
+
 @dataclass(frozen=True)
 class CardMetrics(Figures):
     """Everything `evaluate` measured; every section None (and `evaluated` False) for a model not evaluated."""
@@ -393,6 +417,7 @@ class CardMetrics(Figures):
     checks: dict[str, CheckFigures] | None = None   # by check set: out_of_fold, shifted_ham, isic2017_val
     resolution: ResolutionFigures | None = None
     external: ExternalFigures | None = None
+    screening: ScreeningFigures | None = None
 
     CODECS: ClassVar[dict[str, Codec]] = {
         "folds": NUMBERS, "with_metadata": section(ClassificationFigures),
@@ -402,6 +427,7 @@ class CardMetrics(Figures):
         "safety_net": section(SafetyNetFigures), "risk_tiers": section(RiskTierFigures),
         "decision_rule": section(DecisionRuleFigures), "checks": named_sections(CheckFigures),
         "resolution": section(ResolutionFigures), "external": section(ExternalFigures),
+        "screening": section(ScreeningFigures),
     }
 
     @property

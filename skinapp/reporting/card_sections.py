@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
-from skinapp.model.measured import CardMetrics, CheckFigures, FlagFigures
+from skinapp.model.measured import SCORED_BY_ENSEMBLE, CardMetrics, CheckFigures, FlagFigures
 from skinapp.trust.flags import FIXED_CHECKS
 from skinapp.trust.risk import TIER_NAMES
 from skinapp.vocab import CLASSES, STRUCTURE_NAMES
@@ -479,18 +479,23 @@ def contrast_lines(folder: Path) -> list[str]:
     ]
 
 
-def screening_lines(folder: Path) -> list[str]:
-    """The installed ensemble on the SIIM-ISIC 2020 screening population, measured by bench/bench_screening.py."""
+def screening_lines(card: ModelCard, folder: Path) -> list[str]:
+    """The ensemble on the SIIM-ISIC 2020 screening population: as `evaluate --siim2020` measured it, else as
+    bench/bench_screening.py did (`evaluation/screening.json`)."""
     path = folder / "evaluation" / "screening.json"
-    if not path.is_file():
+    if card.metrics.screening is not None:
+        c, source = card.metrics.screening.to_dict(), "`evaluate --siim2020`"
+    elif path.is_file():
+        c, source = json.loads(path.read_text()), "`python bench/bench_screening.py`"
+    else:
         return []
-    c = json.loads(path.read_text())
     auc = "—" if c.get("melanoma_auc") is None else f"{c['melanoma_auc']:.3f}"
+    held_out = c.get("scored_by", SCORED_BY_ENSEMBLE) != SCORED_BY_ENSEMBLE
     return [
-        "## A screening population (SIIM-ISIC 2020, never trained on)", "",
-        f"`python bench/bench_screening.py`: {c['data']}, analysed as the app analyses a case ({c['tta_views']} views, "
-        f"calibrated, no metadata). Mostly benign lesions of a screening programme, judged benign without a biopsy; "
-        f"other dermatoscopes than HAM10000's.", "",
+        "## A screening population (SIIM-ISIC 2020, " + ("held-out patients)" if held_out else "never trained on)"), "",
+        f"{source}: {c['data']}, {c.get('scored_by', SCORED_BY_ENSEMBLE)}, analysed as the app analyses a case "
+        f"({c['tta_views']} views, calibrated, no metadata). Mostly benign lesions of a screening programme, judged "
+        f"benign without a biopsy; other dermatoscopes than HAM10000's.", "",
         "| benign lesions at or above the safety net | melanomas at or above it | melanoma AUC (malignancy probability) |",
         "|---|---|---|",
         f"| {c['benign_above_net']:.0%} of {c['benign']} | {c['melanomas_at_or_above_net']} of {c['melanomas']} | {auc} |",

@@ -123,7 +123,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *structures_section(card),
         *structures_joint_section(folder),
         *contrast_lines(folder),
-        *screening_lines(folder),
+        *screening_lines(card, folder),
         *ablation_section(folder),
         *resolution_ablation_section(folder),
         *screening_ablation_section(folder),
