@@ -10,6 +10,7 @@ import datetime as dt
 import gc
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from logging.handlers import RotatingFileHandler
@@ -151,11 +152,27 @@ def model_service_configured() -> bool:
     return skinapp.config.model_service_settings() is not None
 
 
+# A service that did not answer is asked again after this many seconds, not on every page: where the network drops
+# packets, each try waits out the connect timeout.
+SERVICE_RETRY_SECONDS = 15
+_service_failed: dict[tuple[tuple[str, str], ...], tuple[float, ModelUnavailable]] = {}
+
+
 def _installed_model() -> LesionModel:
     settings = skinapp.config.model_service_settings()
-    if settings is not None:
-        return _connect_model_service(tuple(sorted(settings.items())))
-    return _load_predictor()
+    if settings is None:
+        return _load_predictor()
+    key = tuple(sorted(settings.items()))
+    failed = _service_failed.get(key)
+    if failed is not None and time.monotonic() - failed[0] < SERVICE_RETRY_SECONDS:
+        raise failed[1]
+    try:
+        client = _connect_model_service(key)
+    except ModelUnavailable as exc:
+        _service_failed[key] = (time.monotonic(), exc)
+        raise
+    _service_failed.pop(key, None)
+    return client
 
 
 @st.cache_resource(show_spinner=False)

@@ -43,6 +43,18 @@ def main(images: list[Path]) -> None:
     print("case page:", "; ".join(failures) or "ran")
 
     # the service stops answering: the app says so in one sentence, and a decision still saves
+    from skinapp.distributed.model_client import ModelClient
+
+    attempts, connect = [], ModelClient.connect
+
+    def counted(*args, **kwargs):
+        attempts.append(1)
+        return connect(*args, **kwargs)
+
+    ModelClient.connect = counted  # type: ignore[method-assign]
+    import app_shared
+
+    app_shared.SERVICE_RETRY_SECONDS = 600  # longer than this phase takes on a loaded machine
     os.environ["SKINAPP_MODEL_URL"] = os.environ["DEAD_MODEL_URL"]
     app = signed_in("doctor", timeout=300)
     app.switch_page("pages/1_Import.py").run()
@@ -56,6 +68,7 @@ def main(images: list[Path]) -> None:
     app.button(key="save_decision").click().run()
     print("service down, decision:", "saved" if "Saved on" in texts(app) else texts(app).replace("\n", " ")[:300],
           "| exception" if app.exception else "")
+    print(f"service down, connection attempts: {len(attempts)}")  # once, not on every page within the retry interval
     print("torch loaded" if "torch" in sys.modules else "torch not loaded")
 
 

@@ -208,4 +208,5 @@ def test_the_app_works_through_the_service_without_torch(model_service, shared_d
     assert "model service at http" in said["service down, import page"]
     assert said["service down, import page"].endswith("import button disabled")
     assert said["service down, decision"].startswith("saved")
+    assert said["service down, connection attempts"] == "1"
     assert out.stdout.strip().endswith("torch not loaded"), out.stdout
