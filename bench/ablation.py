@@ -57,6 +57,10 @@ VARIANTS: dict[str, dict] = {
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM", partial_sampling="with_nevi"),
     "0.2 recipe + SIIM-ISIC 2020 patients, the partial label at 7 % of the draws":
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, siim2020="SIIM", partial_share=0.07),
+    "stronger: the recipe with Lite0 at 192 px": dict(image_size=192),
+    "stronger: the recipe with Lite0 at 224 px": dict(image_size=224),
+    "stronger: the recipe with Lite1 (128 px)": dict(encoder="lite1"),
+    "stronger: the recipe with Lite2 (128 px)": dict(encoder="lite2"),
 }
 
 

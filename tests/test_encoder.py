@@ -16,9 +16,10 @@ from skinapp.model.preprocess import IMAGE_MEAN, IMAGE_STD
 IMAGENET_CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def test_mapping_covers_every_key_exactly():
-    model = timm.create_model(ENCODERS["lite0"].timm_name, pretrained=False)
-    mapped = imagenet_state_dict("lite0")
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_mapping_covers_every_key_exactly(name):
+    model = timm.create_model(ENCODERS[name].timm_name, pretrained=False)
+    mapped = imagenet_state_dict(name)
     assert set(mapped) == set(model.state_dict())
     for key, tensor in model.state_dict().items():
         assert mapped[key].shape == tensor.shape, key
@@ -50,8 +51,9 @@ def test_mapping_rejects_unknown_keys():
         map_lite_state_dict({"_blocks.3._expand_conv.weight": torch.zeros(1)}, [1, 1])
 
 
-def test_imagenet_weights_recognise_a_cat():
-    model = create_imagenet_classifier("lite0")
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_imagenet_weights_recognise_a_cat(name):
+    model = create_imagenet_classifier(name)
     x = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float() / 255
     x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False)
     x = (x - torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
