@@ -136,6 +136,42 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
            "+0.004; a candidate for the next members' training." in joint
 
 
+def test_stronger_recipes_are_judged_by_the_issues_rule_on_the_seeds_they_share_with_the_shipped_recipe(tmp_path):
+    from skinapp.reporting.card_sections import (
+        RESOLUTION_ABLATION_FILE,
+        resolution_ablation_section,
+        screening_ablation_section,
+        stronger_recipe_section,
+    )
+
+    def run(auc, external, benign=0.5, caught=5):
+        return {"balanced_accuracy": 0.7, "malignant_auc": auc, "external_melanoma_auc": external,
+                "resolution": {"balanced_accuracy_range": 0.01, "malignant_auc_range": 0.002},
+                "siim2020": {"benign_above_net": benign, "melanomas_at_or_above_net": caught, "melanomas": 10}}
+    base = "0.2 recipe: bicubic resize, no resolution degradations"
+    results = {base: run(0.86, 0.78, 0.6, 7), f"{base} [seed 1]": run(0.86, 0.80, 0.5, 5),
+               f"{base} [seed 2]": run(0.86, 0.79, 0.7, 4),
+               "stronger: wide": run(0.88, 0.80), "stronger: wide [seed 1]": run(0.875, 0.83),
+               "stronger: wide [seed 2]": run(0.87, 0.82),
+               "stronger: big": run(0.875, 0.81),                  # one seed, compared with seed 0 only
+               "stronger: small": run(0.865, 0.85),                 # external gain without the held-out one
+               "0.2 recipe + SIIM-ISIC 2020 patients (y)": run(0.86, 0.77, 0.2, 6)}
+    (tmp_path / RESOLUTION_ABLATION_FILE).write_text(json.dumps({"protocol": {}, "results": results}))
+    text = "\n".join(stronger_recipe_section(tmp_path))
+    assert "| wide | 3 | 0.700 | 0.875 | 0.817 | 0.002 | 50%; 15 of 30 |" in text
+    assert "- wide (3 seeds): ISIC 2017 val melanoma AUC +0.027, HAM malignant AUC +0.015 against the 0.2 recipe; " \
+           "adopted for the next members." in text
+    assert "- big (1 seed): ISIC 2017 val melanoma AUC +0.030, HAM malignant AUC +0.015 against the 0.2 recipe; meets " \
+           "the rule on fewer than 3 seeds: more seeds before it is adopted." in text
+    assert "- small (1 seed): ISIC 2017 val melanoma AUC +0.070, HAM malignant AUC +0.005 against the 0.2 recipe; " \
+           "not adopted: below the rule's gain." in text
+    assert "stronger" not in "\n".join(resolution_ablation_section(tmp_path))
+    screening = "\n".join(screening_ablation_section(tmp_path))
+    assert "wide" not in screening  # the encoders are not screening experiments
+    assert ("- 0.2 recipe + SIIM-ISIC 2020 patients (y): benign lesions at or above the net 60% → 20%, melanomas at or "
+            "above it 7 of 10 → 6 of 10") in screening  # against seed 0 of the shipped recipe, the seed both have
+
+
 def test_the_screening_population_check_says_how_many_benign_lesions_the_warning_marks(tmp_path, shipped_weights):
     import dataclasses
 
