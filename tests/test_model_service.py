@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -178,6 +179,23 @@ def test_the_service_answers_as_the_model_in_process_and_only_to_its_secret(mode
     in_process_structures = Predictor.from_weights(shipped_weights).predict(images[:1])[0]
     assert np.allclose(found["probabilities"][0], in_process_structures.structures, atol=1e-5)
     assert grids["0.grids"].shape[0] == len(STRUCTURES)
+
+    # while a long batch runs, the replica still answers (the model runs beside its event loop, not in it)
+    done: dict[str, float] = {}
+
+    def long_call():
+        requests.post(f"{url}/v1/predict", data=images_message(images * 12, [None] * 36), headers=headers, timeout=600)
+        done["batch"] = time.monotonic()
+
+    started = time.monotonic()
+    worker = threading.Thread(target=long_call)
+    worker.start()
+    time.sleep(1.0)
+    asked = time.monotonic()
+    assert requests.get(f"{url}/v1/model", headers=headers, timeout=600).status_code == 200
+    answered = time.monotonic() - asked
+    worker.join()
+    assert answered < (done["batch"] - started) / 2, f"{answered:.1f} s for the model's name during a batch"
 
     # a card of the same weights with other risk levels is applied under its own identity …
     levels = dataclasses.replace(card, version=f"{card.version} with clinic levels of 2026-12-06",

@@ -16,6 +16,7 @@ certificates.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
@@ -130,13 +131,14 @@ class ModelService:
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _batched(self, requests: list[tuple[str, list[np.ndarray], list[Metadata]]]) -> list[list[Prediction]]:
-        """Requests that arrived together, analysed in one pass per card."""
+        """Requests that arrived together, analysed in one pass per card. The model runs in a worker thread so that
+        the replica's event loop goes on taking calls (and the next batch forms) meanwhile."""
         answers: list[list[Prediction]] = [[] for _ in requests]
         for identity in dict.fromkeys(r[0] for r in requests):
             chosen = [k for k, r in enumerate(requests) if r[0] == identity]
             images = [im for k in chosen for im in requests[k][1]]
             metadata = [m for k in chosen for m in requests[k][2]]
-            predictions = iter(self.variants[identity].predict(images, metadata))
+            predictions = iter(await asyncio.to_thread(self.variants[identity].predict, images, metadata))
             for k in chosen:
                 answers[k] = [next(predictions) for _ in requests[k][1]]
         return answers
@@ -165,7 +167,7 @@ class ModelService:
         if class_name not in CLASSES or (against is not None and against not in CLASSES):
             raise WireError(f"the classes to explain must be among {list(CLASSES)}")
         predictor = self._variant(document.get("model"))
-        cam = predictor.explain_class(images[0], class_name, metadata[0], against)
+        cam = await asyncio.to_thread(predictor.explain_class, images[0], class_name, metadata[0], against)
         return pack(self._about(predictor), {"map": cam.astype(np.float32)})
 
     async def _structures(self, body: bytes) -> bytes:
