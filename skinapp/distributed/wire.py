@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import typing
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -81,8 +82,16 @@ def read_images_message(body: bytes) -> tuple[list[np.ndarray], list[Metadata], 
 _TUPLES = ("image_size", "prediction_set")
 
 
+def _holds_array(hint: Any) -> bool:
+    """Whether a resolved annotation is an array, or a union / alias with an array in it."""
+    return hint is np.ndarray or typing.get_origin(hint) is np.ndarray or any(_holds_array(a) for a in typing.get_args(hint))
+
+
+_ARRAY_FIELDS = frozenset(name for name, hint in typing.get_type_hints(Prediction).items() if _holds_array(hint))
+
+
 def _is_array_field(field: dataclasses.Field) -> bool:
-    return "np.ndarray" in str(field.type)
+    return field.name in _ARRAY_FIELDS
 
 
 def predictions_message(predictions: Sequence[Prediction], **document: Any) -> bytes:
