@@ -5,13 +5,15 @@
 Prints one row per configuration (1, 4 or 8 test-time views, with and without Grad-CAM): milliseconds per
 image, images per second, and the ratio to the bare encoder forward at the same batch size. `--members N`
 times an N-member ensemble by repeating the shipped members (speed depends on the architecture, not on the
-trained values), so the cost of a full ensemble can be measured before all its members exist. Runs on the
-CPU, and on CUDA too when a GPU is present.
+trained values), so the cost of a full ensemble can be measured before all its members exist; likewise
+`--encoder lite2 --image-size 224` times untrained members of another architecture, so that a wider recipe's cost
+per case is known before it is trained. Runs on the CPU, and on CUDA too when a GPU is present.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinapp.inference import Predictor
 from skinapp.model.batch import model_input
 from skinapp.model.checkpoint import load_ensemble
+from skinapp.model.network import create_model
 
 
 def _images(data: Path | None, count: int) -> list[np.ndarray]:
@@ -51,8 +54,14 @@ def _timed(fn, repeats: int, sync) -> float:
 
 
 def bench(weights: Path, data: Path | None, device: torch.device, repeats: int, members: int | None,
-          batches: tuple[int, ...]) -> None:
+          batches: tuple[int, ...], encoder: str | None = None, image_size: int | None = None) -> None:
     models, card = load_ensemble(weights, device)
+    if encoder or image_size:  # another architecture: untrained members (the speed is the architecture's)
+        config = dataclasses.replace(card.config, encoder=encoder or card.config.encoder,
+                                     image_size=image_size or card.config.image_size)
+        card = dataclasses.replace(card, config=config, preprocessing=dataclasses.replace(
+            card.preprocessing, image_size=config.image_size), version=f"untrained {config.encoder} at {config.image_size} px")
+        models = [create_model(config, pretrained_encoder=False).to(device).eval() for _ in models]
     if members:
         models = [models[k % len(models)] for k in range(members)]
     net = models[0]
@@ -90,12 +99,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--members", type=int, help="time an ensemble of this many members (repeating the shipped ones)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--encoder", choices=["lite0", "lite1", "lite2"], help="time untrained members of this encoder")
+    parser.add_argument("--image-size", type=int, help="time untrained members at this input size")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for device in devices:
-        bench(args.weights, args.data, device, args.repeats, args.members, tuple(args.batches))
+        bench(args.weights, args.data, device, args.repeats, args.members, tuple(args.batches), args.encoder,
+              args.image_size)
 
 
 if __name__ == "__main__":
