@@ -493,7 +493,7 @@ def screening_lines(card: ModelCard, folder: Path) -> list[str]:
     held_out = c.get("scored_by", SCORED_BY_ENSEMBLE) != SCORED_BY_ENSEMBLE
     return [
         "## A screening population (SIIM-ISIC 2020, " + ("held-out patients)" if held_out else "never trained on)"), "",
-        f"{source}: {c['data']}, {c.get('scored_by', SCORED_BY_ENSEMBLE)}, analysed as the app analyses a case "
+        f"{source}: {c['data']}" + (f", {c['scored_by']}" if "scored_by" in c else "") + ", analysed as the app analyses a case "
         f"({c['tta_views']} views, calibrated, no metadata). Mostly benign lesions of a screening programme, judged "
         f"benign without a biopsy; other dermatoscopes than HAM10000's.", "",
         "| benign lesions at or above the safety net | melanomas at or above it | melanoma AUC (malignancy probability) |",
