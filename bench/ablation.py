@@ -33,18 +33,18 @@ from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import is_malignant, malignancy
 from skinapp.model.preprocess import BICUBIC_RESIZE
+from skinapp.reporting.card_sections import BASELINE_VARIANT, ROBUST_VARIANT
 from skinapp.train.data import SIIM2020_METADATA, load_ham10000, load_siim2020, make_folds, read_folds
 from skinapp.train.loop import FOLDS_FILE, TrainConfig, train
 from skinapp.trust.decision import DecisionRule
 from skinapp.trust.safety_net import fit_safety_net
 from skinapp.vocab import CLASSES
 
-RECIPE = ("recipe: HAM + ISIC 2017 train, Shades of Gray, crop/aspect + illuminant jitter, class-balanced CE, "
-          "antialiased resize, resolution degradations")
+RECIPE = ROBUST_VARIANT  # the card's name for it
 WITHOUT_NEW_AUGMENTATION = dict(scale=(0.85, 1.2), aspect=(1.0, 1.0), illuminant=0.0)
 VARIANTS: dict[str, dict] = {
     RECIPE: dict(),
-    "0.2 recipe: bicubic resize, no resolution degradations": dict(resize=BICUBIC_RESIZE, degrade_p=0.0),
+    BASELINE_VARIANT: dict(resize=BICUBIC_RESIZE, degrade_p=0.0),
     "antialiased resize, no resolution degradations": dict(degrade_p=0.0),
     "without ISIC 2017 train data (HAM10000 only)": dict(isic2017=None),
     "without colour constancy": dict(colour_constancy="none"),
