@@ -133,8 +133,9 @@ def main() -> None:
                 "batch_size": TrainConfig.batch_size, "validation_fold": 0,
                 "scored": "last epoch, EMA weights, identity view, highest probability",
                 "external": "ISIC 2017 val (150 images: melanoma, nevus, seborrheic keratosis)"}
-    if args.json:
-        args.json.write_text(json.dumps({"protocol": protocol, "results": {**earlier, **results}}, indent=2) + "\n")
+    if args.json:  # read again: another run may have written its variants since this one started
+        latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
+        args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")
 
 
 def held_out_resolution(weights: Path, ham: Path, limit: int | None) -> dict:
