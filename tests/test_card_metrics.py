@@ -114,7 +114,7 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
                "0.2 recipe + SIIM-ISIC 2020 patients (x) [seed 1]": run(0.87, 0.70, 0.13, 5)}
     (tmp_path / RESOLUTION_ABLATION_FILE).write_text(json.dumps({"protocol": {}, "results": results}))
     screening = "\n".join(screening_ablation_section(tmp_path))
-    assert "| 0.2 recipe + SIIM-ISIC 2020 patients (x) | 2 | 0.140 | 8 of 20 |" in screening
+    assert "| 0.2 recipe + SIIM-ISIC 2020 patients (x) | 2 | 0.140 | 8 of 20 | 0.800 |" in screening
     assert "| 0.2 recipe: bicubic resize, no resolution degradations | 2 | 0.550 | 13 of 20 |" in screening
     assert ("- 0.2 recipe + SIIM-ISIC 2020 patients (x): benign lesions at or above the net 55% → 14%, melanomas at or "
             "above it 13 of 20 → 8 of 20, ISIC 2017 val melanoma AUC -0.085; not adopted: it loses melanomas.") in screening
