@@ -447,3 +447,22 @@ def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path, monkeypat
     monkeypatch.setenv("SKINAPP_AUDIT_KEY_FILE", env["SKINAPP_AUDIT_KEY_FILE"])  # the key they made, and shared
     store = Store.open(f"sqlite:///{tmp_path / 'new.db'}")
     assert len([e for e in store.audit_entries() if e.action == "export"]) == 6 and store.verify_audit().ok
+
+
+def test_images_known_to_the_store_can_be_counted_by_the_model_of_their_latest_result(db_url, tiny_weights):
+    """A PACS pull skips images already stored with this model's latest result, and fetches again the others."""
+    import dataclasses
+
+    store = Store.open(db_url)
+    (prediction,) = Predictor.from_weights(tiny_weights).predict([_case("x", 1).image])
+    ids = {}
+    for name in ("none", "this", "other", "other_then_this", "this_then_other"):
+        case = dataclasses.replace(_case(name, len(ids)), sop_instance_uid=f"1.2.3.{len(ids)}")
+        ids[name] = (store.add_case(case, "importer").id, case.sop_instance_uid)
+    for name, models in {"this": ["A"], "other": ["B"], "other_then_this": ["B", "A"],
+                         "this_then_other": ["A", "B"]}.items():
+        for model in models:
+            store.add_prediction(ids[name][0], prediction, [], model, "importer")
+    uids = [uid for _, uid in ids.values()] + ["9.9.9"]
+    assert store.known_sop_instance_uids(uids) == {uid for _, uid in ids.values()}
+    assert store.known_sop_instance_uids(uids, analysed_by="A") == {ids["this"][1], ids["other_then_this"][1]}

@@ -607,15 +607,18 @@ class Store:
         """Those of `uids` whose image is already a case: a PACS pull does not fetch them again. With
         `analysed_by` (a model identity), only those whose latest result that model made: a case left without one
         (the model could not be asked) is fetched again, and the import analyses it."""
-        wanted, known = list(dict.fromkeys(uids)), dict[str, int]()
+        wanted, known = list(dict.fromkeys(uids)), set[str]()
+        latest = (select(predictions.c.case_id, func.max(predictions.c.id).label("id"))
+                  .group_by(predictions.c.case_id).subquery())
         with self.engine.connect() as connection:
             for start in range(0, len(wanted), 500):
-                rows = connection.execute(select(cases.c.sop_instance_uid, cases.c.id).where(
-                    cases.c.sop_instance_uid.in_(wanted[start:start + 500])))
-                known.update({uid: case_id for uid, case_id in rows})
-        if analysed_by is None:
-            return set(known)
-        return {uid for uid, case_id in known.items() if self.latest_weights(case_id) == analysed_by}
+                query = select(cases.c.sop_instance_uid).where(cases.c.sop_instance_uid.in_(wanted[start:start + 500]))
+                if analysed_by is not None:
+                    query = (query.join(latest, latest.c.case_id == cases.c.id)
+                             .join(predictions, predictions.c.id == latest.c.id)
+                             .where(predictions.c.weights_sha256 == analysed_by))
+                known.update(connection.execute(query).scalars())
+        return known
 
     def case_image(self, case_id: int) -> np.ndarray:
         with self.engine.connect() as connection:
