@@ -24,14 +24,15 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from skinapp.evaluation.checks import EVALUATED_MODEL, assessed_cases, check_summary
+from skinapp.evaluation.held_out import by_own_member, member_predictors
 from skinapp.evaluation.plots import finish
 from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.evaluation.screening import screening_figures
 from skinapp.evaluation.shift import SHIFTS, shifted_copy
 from skinapp.evaluation.trust_report import ShiftedSet, TrustResult, evaluate_trust
 from skinapp.inference.outline import lesion_outline
-from skinapp.inference.prediction import Prediction, RawOutputs
-from skinapp.inference.predictor import Predictor, default_device
+from skinapp.inference.prediction import RawOutputs
+from skinapp.inference.predictor import Predictor
 from skinapp.metrics import (
     balanced_accuracy_of_calls,
     binary_sensitivity_at_specificity,
@@ -43,7 +44,6 @@ from skinapp.metrics import (
     recall_by_class,
 )
 from skinapp.model.card import Calibration, ModelCard
-from skinapp.model.checkpoint import load_member
 from skinapp.model.measured import CardMetrics
 from skinapp.reporting.card_sections import evaluation_report
 from skinapp.reporting.model_card import write_model_card_markdown
@@ -68,22 +68,17 @@ def out_of_fold_predictions(weights: Path, data: LabelledImages, views: int = 4,
                             held_out: dict[int, RawOutputs] | None = None) -> pd.DataFrame:
     """Uncalibrated probabilities of each member on its own validation fold. `held_out`, when given, receives
     the raw outputs (with metadata) of every held-out image, keyed by its position in `data`."""
-    card = ModelCard.load(weights)
     folds = _member_folds(weights, data)
-    device = default_device()
     rows = []
-    for member in card.members:
-        index = np.flatnonzero(folds == member.validation_fold)
-        predictor = Predictor([load_member(weights, member, card.config, device)], card, device=device,
-                              tta=views > 1, views=views if views > 1 else None,
-                              gradcam=False, calibrate=False)
+    for fold, predictor in member_predictors(weights, ModelCard.load(weights), views).items():
+        index = np.flatnonzero(folds == fold)
         images = [data.images[i] for i in index]
         with_meta = predictor.infer(images, [data.metadata[i] for i in index])
         without_meta = predictor.infer(images, None)
         if held_out is not None:
             held_out.update(zip(index.tolist(), with_meta, strict=True))
         for i, a, b in zip(index, with_meta, without_meta, strict=True):
-            row = {"image_id": data.image_ids[i], "fold": member.validation_fold, "label": CLASSES[data.labels[i]]}
+            row = {"image_id": data.image_ids[i], "fold": fold, "label": CLASSES[data.labels[i]]}
             row.update({c: p for c, p in zip(CLASSES, a.probabilities, strict=True)})
             row.update({f"{c}_nometa": p for c, p in zip(CLASSES, b.probabilities, strict=True)})
             truth = data.masks[i] if data.masks is not None else None
@@ -241,18 +236,8 @@ def shifted_predictions(weights: Path, data: LabelledImages, oof: pd.DataFrame, 
     if limit is not None and len(rows) > limit:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
     images, applied = shifted_copy([data.images[i] for i in rows], seed)
-    folds = _member_folds(weights, data)[rows]
-    device = default_device()
-    predictions: list[RawOutputs | None] = [None] * len(rows)
-    for member in card.members:
-        chosen = np.flatnonzero(folds == member.validation_fold)
-        if not len(chosen):
-            continue
-        predictor = Predictor([load_member(weights, member, card.config, device)], card, device=device,
-                              tta=views > 1, views=views if views > 1 else None, gradcam=False, calibrate=False)
-        made = predictor.infer([images[k] for k in chosen], [data.metadata[rows[k]] for k in chosen])
-        for k, prediction in zip(chosen, made, strict=True):
-            predictions[k] = prediction
+    predictions = by_own_member(member_predictors(weights, card, views), _member_folds(weights, data)[rows], images,
+                                [data.metadata[i] for i in rows])
     return ShiftedSet(rows, images, [p for p in predictions if p is not None], applied)
 
 
@@ -303,20 +288,14 @@ def resolution_figures(weights: Path, data: LabelledImages, oof: pd.DataFrame, t
     if len(rows) > n_images:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=n_images, replace=False))
     folds = _member_folds(weights, data)[rows]
-    device = default_device()
-    predictors = {m.validation_fold: Predictor([load_member(weights, m, card.config, device)], card, device=device,
-                                               tta=views > 1, views=views if views > 1 else None, gradcam=False,
-                                               calibrate=False) for m in card.members}
+    predictors = member_predictors(weights, card, views)
     chain = trust.fit.postprocessing
 
     def score(images: list[np.ndarray], positions) -> tuple[np.ndarray, np.ndarray]:
-        predictions: list[Prediction | None] = [None] * len(images)
-        for fold, predictor in predictors.items():
-            chosen = [k for k in positions if folds[k] == fold]
-            for k, raw in zip(chosen, predictor.infer([images[k] for k in chosen],
-                                                      [data.metadata[rows[k]] for k in chosen]), strict=True):
-                predictions[k] = chain.finish(raw, EVALUATED_MODEL)
-        made = [p for p in predictions if p is not None]
+        positions = list(positions)
+        raws = by_own_member(predictors, folds[positions], [images[k] for k in positions],
+                             [data.metadata[rows[k]] for k in positions])
+        made = [chain.finish(raw, EVALUATED_MODEL) for raw in raws if raw is not None]
         return np.stack([p.probabilities for p in made]), np.asarray([p.predicted_index for p in made])
 
     checked = resolution_check([data.images[i] for i in rows], data.labels[rows], score, chain.safety_net.threshold)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from skinapp.evaluation.held_out import by_own_member, member_predictors
 from skinapp.inference.postprocess import PostProcessing
 from skinapp.inference.prediction import Prediction
-from skinapp.inference.predictor import Predictor, default_device
+from skinapp.inference.predictor import Predictor
 from skinapp.model.card import ModelCard
-from skinapp.model.checkpoint import load_member
 from skinapp.model.measured import SCORED_BY_ENSEMBLE, SCORED_HELD_OUT
 from skinapp.train.data import FOLDS_FILE, LabelledImages, load_siim2020, read_folds
 from skinapp.vocab import CLASSES
@@ -49,20 +49,10 @@ def screening_figures(weights: Path, siim: Path, chain: PostProcessing, views: i
 
 def _held_out(weights: Path, card: ModelCard, data: LabelledImages, chain: PostProcessing,
               views: int) -> tuple[np.ndarray, list[Prediction]]:
-    folds = read_folds(weights / FOLDS_FILE, data.image_ids, missing=-1)
-    device = default_device()
-    rows: list[int] = []
-    predictions: list[Prediction] = []
-    for member in card.members:
-        chosen = np.flatnonzero(folds == member.validation_fold)
-        if not len(chosen):
-            continue
-        predictor = Predictor([load_member(weights, member, card.config, device)], card, device=device,
-                              tta=views > 1, views=views if views > 1 else None, gradcam=False, calibrate=False)
-        raws = predictor.infer([data.images[i] for i in chosen])
-        rows += chosen.tolist()
-        predictions += [chain.finish(raw, card.version) for raw in raws]
-    return np.asarray(rows, np.int64), predictions
+    raws = by_own_member(member_predictors(weights, card, views), read_folds(weights / FOLDS_FILE, data.image_ids,
+                                                                               missing=-1), data.images)
+    rows = np.asarray([i for i, raw in enumerate(raws) if raw is not None], np.int64)
+    return rows, [chain.finish(raws[i], card.version) for i in rows]
 
 
 def screening_summary(labels: np.ndarray, predictions: list[Prediction], patients: np.ndarray, scored_by: str,
