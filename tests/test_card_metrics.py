@@ -94,6 +94,14 @@ def test_the_shipped_card_renders_as_shipped(shipped_weights):
     assert render(card, shipped_weights) == (shipped_weights / MARKDOWN_FILE).read_text()
 
 
+def _ablation_run(auc: float, external: float, benign: float = 0.5, caught: int = 5) -> dict:
+    """One seed of a short-protocol variant as bench/ablation.py writes it, with ten held-out SIIM melanomas."""
+    return {"balanced_accuracy": 0.7, "malignant_auc": auc, "external_melanoma_auc": external,
+            "resolution": {"balanced_accuracy_range": 0.01, "malignant_auc_range": 0.002},
+            "siim2020": {"benign_above_net": benign, "melanomas_at_or_above_net": caught, "melanomas": 10,
+                         "melanoma_auc": 0.8}}
+
+
 def test_the_screening_and_structure_supervision_experiments_are_stated_with_both_figures(tmp_path):
     from skinapp.reporting.card_sections import (
         RESOLUTION_ABLATION_FILE,
@@ -103,11 +111,7 @@ def test_the_screening_and_structure_supervision_experiments_are_stated_with_bot
         structures_joint_section,
     )
 
-    def run(auc, external, benign, caught, melanomas=10):
-        return {"balanced_accuracy": 0.7, "malignant_auc": auc, "external_melanoma_auc": external,
-                "resolution": {"balanced_accuracy_range": 0.01, "malignant_auc_range": 0.002},
-                "siim2020": {"benign_above_net": benign, "melanomas_at_or_above_net": caught, "melanomas": melanomas,
-                             "melanoma_auc": 0.8}}
+    run = _ablation_run
     results = {"0.2 recipe: bicubic resize, no resolution degradations": run(0.86, 0.79, 0.6, 7),
                "0.2 recipe: bicubic resize, no resolution degradations [seed 1]": run(0.87, 0.80, 0.5, 6),
                "0.2 recipe + SIIM-ISIC 2020 patients (x)": run(0.86, 0.72, 0.15, 3),
@@ -144,10 +148,7 @@ def test_stronger_recipes_are_judged_by_the_issues_rule_on_the_seeds_they_share_
         stronger_recipe_section,
     )
 
-    def run(auc, external, benign=0.5, caught=5):
-        return {"balanced_accuracy": 0.7, "malignant_auc": auc, "external_melanoma_auc": external,
-                "resolution": {"balanced_accuracy_range": 0.01, "malignant_auc_range": 0.002},
-                "siim2020": {"benign_above_net": benign, "melanomas_at_or_above_net": caught, "melanomas": 10}}
+    run = _ablation_run
     base = "0.2 recipe: bicubic resize, no resolution degradations"
     results = {base: run(0.86, 0.78, 0.6, 7), f"{base} [seed 1]": run(0.86, 0.80, 0.5, 5),
                f"{base} [seed 2]": run(0.86, 0.79, 0.7, 4),

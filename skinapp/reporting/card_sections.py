@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
@@ -553,15 +553,45 @@ def _seed_runs(folder: Path) -> dict[str, list[dict]]:
     return runs
 
 
-def _average(items: list[dict], key: str) -> float:
-    values = [r[key] for r in items if r.get(key) is not None]
-    return sum(values) / len(values) if values else float("nan")
+Figure = Callable[[dict], float | None]
 
 
-def _paired(items: list[dict], baseline: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The runs of both that share a seed (the seed also draws the folds): comparisons are made on these only."""
-    seeds = {r["seed"] for r in items} & {r["seed"] for r in baseline}
-    return [r for r in items if r["seed"] in seeds], [r for r in baseline if r["seed"] in seeds]
+def _mean(items: list[dict], figure: Figure) -> float | None:
+    values = [v for v in map(figure, items) if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _shown(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _gain(items: list[dict], baseline: list[dict], figure: Figure) -> float:
+    """The variant's mean of a figure less the baseline's (NaN where either lacks it)."""
+    a, b = _mean(items, figure), _mean(baseline, figure)
+    return float("nan") if a is None or b is None else a - b
+
+
+def _against_baseline(runs: dict[str, list[dict]]) -> Iterator[tuple[str, list[dict], list[dict]]]:
+    """Each variant other than the 0.2 recipe with its runs and the 0.2 recipe's, both restricted to the seeds they
+    share (the seed also draws the folds): comparisons are made on these only."""
+    everything_of_baseline = runs.get(BASELINE_VARIANT)
+    if everything_of_baseline is None:
+        return
+    for name, all_items in runs.items():
+        if name == BASELINE_VARIANT:
+            continue
+        seeds = {r["seed"] for r in all_items} & {r["seed"] for r in everything_of_baseline}
+        if seeds:
+            yield (name, [r for r in all_items if r["seed"] in seeds],
+                   [r for r in everything_of_baseline if r["seed"] in seeds])
+
+
+def _held_out_auc(r: dict) -> float | None:
+    return r.get("malignant_auc")
+
+
+def _external_auc(r: dict) -> float | None:
+    return r.get("external_melanoma_auc")
 
 
 STRUCTURES_JOINT_FILE = "structures_joint.json"
@@ -632,46 +662,33 @@ def screening_ablation_section(folder: Path) -> list[str]:
              "| variant | seeds | benign lesions at or above the safety net | melanomas at or above it | melanoma AUC "
              "on these patients | HAM malignant AUC | ISIC 2017 val melanoma AUC |", "|---|---|---|---|---|---|---|"]
 
-    def mean(items: list[dict], key) -> float | None:
-        values = [key(r) for r in items if key(r) is not None]
-        return sum(values) / len(values) if values else None
-
-    def shown(value: float | None) -> str:
-        return "—" if value is None else f"{value:.3f}"
-
     def caught(items: list[dict]) -> tuple[int, int]:
         return (sum(r["siim2020"]["melanomas_at_or_above_net"] or 0 for r in items),
                 sum(r["siim2020"]["melanomas"] for r in items))
 
+    def benign(r: dict) -> float | None:
+        return r["siim2020"]["benign_above_net"]
+
     for name, items in runs.items():
         kept, melanomas = caught(items)
-        lines.append(f"| {name} | {len(items)} | {shown(mean(items, lambda r: r['siim2020']['benign_above_net']))} | "
-                     f"{kept} of {melanomas} | {shown(mean(items, lambda r: r['siim2020'].get('melanoma_auc')))} | "
-                     f"{shown(mean(items, lambda r: r['malignant_auc']))} | "
-                     f"{shown(mean(items, lambda r: r.get('external_melanoma_auc')))} |")
-    everything_of_baseline = runs.get(BASELINE_VARIANT)
-    if everything_of_baseline is not None:
+        lines.append(f"| {name} | {len(items)} | {_shown(_mean(items, benign))} | {kept} of {melanomas} | "
+                     f"{_shown(_mean(items, lambda r: r['siim2020'].get('melanoma_auc')))} | "
+                     f"{_shown(_mean(items, _held_out_auc))} | {_shown(_mean(items, _external_auc))} |")
+    if BASELINE_VARIANT in runs:
         lines += ["", "Each comparison uses the seeds both runs have."]
-        for name, all_items in runs.items():
-            if all_items is everything_of_baseline:
-                continue
-            items, baseline = _paired(all_items, everything_of_baseline)
-            if not items:
-                continue
-            base_kept, base_melanomas = caught(baseline)
-            kept, melanomas = caught(items)
-            benign = (mean(baseline, lambda r: r["siim2020"]["benign_above_net"]) or 0.0,
-                      mean(items, lambda r: r["siim2020"]["benign_above_net"]) or 0.0)
-            external = (mean(items, lambda r: r.get("external_melanoma_auc")) or 0.0) - (
-                mean(baseline, lambda r: r.get("external_melanoma_auc")) or 0.0)
-            lost = kept / max(melanomas, 1) < base_kept / max(base_melanomas, 1)
-            verdict = ("not adopted: it loses melanomas" if lost else
-                       "not adopted: it costs discrimination on the external check" if external < -0.01 else
-                       "not adopted: the warning is not more selective" if benign[1] > benign[0] - 0.05 else
-                       "a candidate for the members")
-            lines.append(f"- {name}: benign lesions at or above the net {benign[0]:.0%} → {benign[1]:.0%}, melanomas at "
-                         f"or above it {base_kept} of {base_melanomas} → {kept} of {melanomas}, ISIC 2017 val melanoma "
-                         f"AUC {external:+.3f}; {verdict}.")
+    for name, items, baseline in _against_baseline(runs):
+        base_kept, base_melanomas = caught(baseline)
+        kept, melanomas = caught(items)
+        before, after = _mean(baseline, benign) or 0.0, _mean(items, benign) or 0.0
+        external = _gain(items, baseline, _external_auc)
+        lost = kept / max(melanomas, 1) < base_kept / max(base_melanomas, 1)
+        verdict = ("not adopted: it loses melanomas" if lost else
+                   "not adopted: it costs discrimination on the external check" if external < -0.01 else
+                   "not adopted: the warning is not more selective" if after > before - 0.05 else
+                   "a candidate for the members")
+        lines.append(f"- {name}: benign lesions at or above the net {before:.0%} → {after:.0%}, melanomas at or above it "
+                     f"{base_kept} of {base_melanomas} → {kept} of {melanomas}, ISIC 2017 val melanoma AUC "
+                     f"{external:+.3f}; {verdict}.")
     return [*lines, ""]
 
 
@@ -683,9 +700,8 @@ def resolution_ablation_section(folder: Path) -> list[str]:
     if not runs:
         return []
 
-    def mean(items: list[dict], key) -> str:
-        values = [key(r) for r in items if key(r) is not None]
-        return f"{sum(values) / len(values):.3f}" if values else "—"
+    def mean(items: list[dict], figure: Figure) -> str:
+        return _shown(_mean(items, figure))
 
     lines = ["## Resolution-robust training (short protocol)", "",
              "The same protocol as above, each variant with several seeds (the seed also draws the folds); means over "
@@ -695,24 +711,17 @@ def resolution_ablation_section(folder: Path) -> list[str]:
     for name, items in runs.items():
         lines.append(
             f"| {name} | {len(items)} | {mean(items, lambda r: r['balanced_accuracy'])} | "
-            f"{mean(items, lambda r: r['malignant_auc'])} | {mean(items, lambda r: r.get('external_melanoma_auc'))} | "
+            f"{mean(items, _held_out_auc)} | {mean(items, _external_auc)} | "
             f"{mean(items, lambda r: (r.get('resolution') or {}).get('balanced_accuracy_range'))} | "
             f"{mean(items, lambda r: (r.get('resolution') or {}).get('malignant_auc_range'))} |")
-    everything_of_baseline = runs.get(BASELINE_VARIANT)
-    if everything_of_baseline is not None:
+    if BASELINE_VARIANT in runs:
         lines.append("")
-        for name, all_items in runs.items():
-            if all_items is everything_of_baseline:
-                continue
-            items, baseline = _paired(all_items, everything_of_baseline)
-            if not items:
-                continue
-            auc = _average(items, "malignant_auc") - _average(baseline, "malignant_auc")
-            mel = _average(items, "external_melanoma_auc") - _average(baseline, "external_melanoma_auc")
-            verdict = ("no loss on either: a candidate for the members" if auc >= 0 and mel >= 0 else
-                       "not adopted for the members: it costs discrimination on this protocol")
-            lines.append(f"- {name}: against the 0.2 recipe, HAM malignant AUC {auc:+.3f} and ISIC 2017 val melanoma AUC "
-                         f"{mel:+.3f}; {verdict}.")
+    for name, items, baseline in _against_baseline(runs):
+        auc, mel = _gain(items, baseline, _held_out_auc), _gain(items, baseline, _external_auc)
+        verdict = ("no loss on either: a candidate for the members" if auc >= 0 and mel >= 0 else
+                   "not adopted for the members: it costs discrimination on this protocol")
+        lines.append(f"- {name}: against the 0.2 recipe, HAM malignant AUC {auc:+.3f} and ISIC 2017 val melanoma AUC "
+                     f"{mel:+.3f}; {verdict}.")
     return [*lines, ""]
 
 
@@ -726,13 +735,11 @@ def stronger_recipe_section(folder: Path) -> list[str]:
     shipped recipe: adopted only for a gain of ≥ 0.02 ISIC 2017 `val` melanoma AUC and ≥ 0.01 held-out malignant AUC."""
     seed_runs = _seed_runs(folder)
     runs = {name: items for name, items in seed_runs.items() if name.startswith(STRONGER_PREFIX)}
-    everything_of_baseline = seed_runs.get(BASELINE_VARIANT)
-    if not runs or everything_of_baseline is None:
+    if not runs or BASELINE_VARIANT not in seed_runs:
         return []
 
-    def mean(items: list[dict], key) -> str:
-        values = [key(r) for r in items if key(r) is not None]
-        return f"{sum(values) / len(values):.3f}" if values else "—"
+    def mean(items: list[dict], figure: Figure) -> str:
+        return _shown(_mean(items, figure))
 
     def screening(items: list[dict]) -> str:
         scored = [r["siim2020"] for r in items if r.get("siim2020")]
@@ -754,17 +761,13 @@ def stronger_recipe_section(folder: Path) -> list[str]:
     references = {name: items for name, items in seed_runs.items() if name in (BASELINE_VARIANT, ROBUST_VARIANT)}
     for name, items in {**references, **runs}.items():
         lines.append(f"| {name.removeprefix(STRONGER_PREFIX)} | {len(items)} | "
-                     f"{mean(items, lambda r: r['balanced_accuracy'])} | {mean(items, lambda r: r['malignant_auc'])} | "
-                     f"{mean(items, lambda r: r.get('external_melanoma_auc'))} | "
+                     f"{mean(items, lambda r: r['balanced_accuracy'])} | {mean(items, _held_out_auc)} | "
+                     f"{mean(items, _external_auc)} | "
                      f"{mean(items, lambda r: (r.get('resolution') or {}).get('malignant_auc_range'))} | "
                      f"{screening(items)} |")
     lines.append("")
-    for name, all_items in runs.items():
-        items, baseline = _paired(all_items, everything_of_baseline)
-        if not items:
-            continue
-        held_out = _average(items, "malignant_auc") - _average(baseline, "malignant_auc")
-        external = _average(items, "external_melanoma_auc") - _average(baseline, "external_melanoma_auc")
+    for name, items, baseline in _against_baseline({BASELINE_VARIANT: seed_runs[BASELINE_VARIANT], **runs}):
+        held_out, external = _gain(items, baseline, _held_out_auc), _gain(items, baseline, _external_auc)
         adopted = external >= ADOPT_EXTERNAL_GAIN and held_out >= ADOPT_HELD_OUT_GAIN
         seeds = f"{len(items)} seed{'s' if len(items) > 1 else ''}"
         verdict = ("adopted for the next members" if adopted and len(items) >= 3 else
