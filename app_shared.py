@@ -155,7 +155,7 @@ def model_service_configured() -> bool:
 # A service that did not answer is asked again after this many seconds, not on every page: where the network drops
 # packets, each try waits out the connect timeout.
 SERVICE_RETRY_SECONDS = 15
-_service_failed: dict[tuple[tuple[str, str], ...], tuple[float, ModelUnavailable]] = {}
+_service_failed: dict[tuple[tuple[str, str], ...], tuple[float, str]] = {}  # when, and what it said
 
 
 def _installed_model() -> LesionModel:
@@ -165,11 +165,11 @@ def _installed_model() -> LesionModel:
     key = tuple(sorted(settings.items()))
     failed = _service_failed.get(key)
     if failed is not None and time.monotonic() - failed[0] < SERVICE_RETRY_SECONDS:
-        raise failed[1]
+        raise ModelUnavailable(failed[1])
     try:
         client = _connect_model_service(key)
     except ModelUnavailable as exc:
-        _service_failed[key] = (time.monotonic(), exc)
+        _service_failed[key] = (time.monotonic(), str(exc))
         raise
     _service_failed.pop(key, None)
     return client
