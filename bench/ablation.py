@@ -33,7 +33,7 @@ from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import is_malignant, malignancy
 from skinapp.model.preprocess import BICUBIC_RESIZE
-from skinapp.reporting.card_sections import BASELINE_VARIANT, ROBUST_VARIANT
+from skinapp.reporting.card_sections import BASELINE_VARIANT, ROBUST_VARIANT, SHIPPED_SIZE_VARIANT
 from skinapp.train.data import SIIM2020_METADATA, load_ham10000, load_siim2020, make_folds, read_folds
 from skinapp.train.loop import FOLDS_FILE, TrainConfig, train
 from skinapp.trust.decision import DecisionRule
@@ -61,6 +61,10 @@ VARIANTS: dict[str, dict] = {
     "stronger: the recipe with Lite0 at 224 px": dict(image_size=224),
     "stronger: the recipe with Lite1 (128 px)": dict(encoder="lite1"),
     "stronger: the recipe with Lite2 (128 px)": dict(encoder="lite2"),
+    SHIPPED_SIZE_VARIANT: dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=160),
+    "stronger: the 0.2 recipe with Lite0 at 192 px": dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=192),
+    "stronger: the 0.2 recipe with Lite1 at 160 px":
+        dict(resize=BICUBIC_RESIZE, degrade_p=0.0, encoder="lite1", image_size=160),
 }
 
 

@@ -156,7 +156,10 @@ def test_stronger_recipes_are_judged_by_the_issues_rule_on_the_seeds_they_share_
                "stronger: wide [seed 2]": run(0.87, 0.82),
                "stronger: big": run(0.875, 0.81),                  # one seed, compared with seed 0 only
                "stronger: small": run(0.865, 0.85),                 # external gain without the held-out one
-               "0.2 recipe + SIIM-ISIC 2020 patients (y)": run(0.86, 0.77, 0.2, 6)}
+               "0.2 recipe + SIIM-ISIC 2020 patients (y)": run(0.86, 0.77, 0.2, 6),
+               # the shipped recipe made stronger is judged against itself at the shipped input size
+               "0.2 recipe at 160 px, the shipped input size": run(0.87, 0.82),
+               "stronger: the 0.2 recipe with more": run(0.885, 0.845)}
     (tmp_path / RESOLUTION_ABLATION_FILE).write_text(json.dumps({"protocol": {}, "results": results}))
     text = "\n".join(stronger_recipe_section(tmp_path))
     assert "| wide | 3 | 0.700 | 0.875 | 0.817 | 0.002 | 50%; 15 of 30 |" in text
@@ -166,7 +169,11 @@ def test_stronger_recipes_are_judged_by_the_issues_rule_on_the_seeds_they_share_
            "the rule on fewer than 3 seeds: more seeds before it is adopted." in text
     assert "- small (1 seed): ISIC 2017 val melanoma AUC +0.070, HAM malignant AUC +0.005 against the 0.2 recipe; " \
            "not adopted: below the rule's gain." in text
-    assert "stronger" not in "\n".join(resolution_ablation_section(tmp_path))
+    assert "- the 0.2 recipe with more (1 seed): ISIC 2017 val melanoma AUC +0.025, HAM malignant AUC +0.015 against " \
+           "the 0.2 recipe at 160 px; meets the rule on fewer than 3 seeds" in text
+    assert "| 0.2 recipe at 160 px, the shipped input size | 1 |" in text
+    resolution = "\n".join(resolution_ablation_section(tmp_path))
+    assert "stronger" not in resolution and "160 px" not in resolution
     screening = "\n".join(screening_ablation_section(tmp_path))
     assert "wide" not in screening  # the encoders are not screening experiments
     assert ("- 0.2 recipe + SIIM-ISIC 2020 patients (y): benign lesions at or above the net 60% → 20%, melanomas at or "
@@ -197,3 +204,23 @@ def test_the_screening_population_check_says_how_many_benign_lesions_the_warning
     text = "\n".join(screening_lines(card, tmp_path))  # what evaluate measured comes first
     assert "(SIIM-ISIC 2020, held-out patients)" in text and "`evaluate --siim2020`" in text
     assert "| 21% of 491 | 8 of 9 | 0.810 |" in text and "The warning stays selective" in text
+
+
+def test_the_site_profile_section_recommends_a_profile_only_where_it_gains_and_keeps_melanomas(tmp_path):
+    from skinapp.reporting.card_sections import SITE_ADAPTATION_FILE, site_adaptation_section
+
+    def figures(auc: float, kept: float, benign: float) -> dict:
+        return {"melanoma_auc": auc, "malignant_auc": auc, "melanomas_above_net": kept, "benign_above_net": benign}
+
+    def seed(adapted_auc: float, kept: float) -> dict:
+        return {"by_site_images": {"50": {"adapted": figures(adapted_auc, kept, 0.6),
+                                          "as_trained_same_images": figures(0.70, 0.90, 0.7)}}}
+
+    path = tmp_path / SITE_ADAPTATION_FILE
+    path.write_text(json.dumps({"protocol": {}, "seeds": {"0": seed(0.64, 0.85), "1": seed(0.66, 0.87)}}))
+    text = "\n".join(site_adaptation_section(tmp_path))
+    assert "| 50 | 0.700 → 0.650 | 90% → 86% | 70% → 60% |" in text
+    assert "- Not recommended: at no number of site images" in text and "change -0.050 to -0.050" in text
+    path.write_text(json.dumps({"protocol": {}, "seeds": {"0": seed(0.74, 0.95), "1": seed(0.75, 0.93)}}))
+    assert "- With 50 site images a profile gains ≥ 0.03" in "\n".join(site_adaptation_section(tmp_path))
+    assert site_adaptation_section(tmp_path / "nothing") == []

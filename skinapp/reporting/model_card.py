@@ -13,6 +13,7 @@ from skinapp.reporting.card_sections import (
     resolution_ablation_section,
     screening_ablation_section,
     screening_lines,
+    site_adaptation_section,
     stronger_recipe_section,
     structures_joint_section,
     structures_section,
@@ -129,6 +130,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *resolution_ablation_section(folder),
         *screening_ablation_section(folder),
         *stronger_recipe_section(folder),
+        *site_adaptation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
            "No external validation: performance on other dermatoscopes, skin types and populations is unknown."]
