@@ -23,7 +23,7 @@ import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference.assessment import Assessor
 from skinapp.inference.model import LesionModel, ModelUnavailable
-from skinapp.model.card import ModelCard, WeightsError
+from skinapp.model.card import ModelCard, WeightsError, site_profiled_identity
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.pacs.connection import PacsError, PacsServer, configured_server
 from skinapp.reporting.text import plain_markdown
@@ -31,6 +31,7 @@ from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
 from skinapp.store.checkpoints import CheckpointLog
 from skinapp.store.queues import ReviewQueues
+from skinapp.store.site_profiles import SiteProfiles
 
 if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
     from skinapp.distributed.model_client import ModelClient
@@ -264,6 +265,41 @@ def get_predictor() -> LesionModel | None:
         return None
     card = installed_card()
     return predictor.with_card(card) if card is not None and card.identity != predictor.card.identity else predictor
+
+
+def site_profiles_possible() -> bool:
+    """A site profile changes the members' own statistics: the app offers profiles where the model runs in this
+    process (with a model service, `predict --site-profile` on the service's machine does it)."""
+    return not model_service_configured()
+
+
+def plain_predictor() -> Predictor:
+    """The installed model in this process as shipped (no clinic levels, no site profile), for adapting to a site.
+    Call after `get_predictor` answered, which shows why where it cannot be loaded."""
+    return _load_predictor()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Applying the site profile …")
+def _adapted_predictor(profile_identity: str, card_identity: str) -> Predictor:
+    """The installed model with a kept site profile, under the card in force (`card_identity`: part of the key)."""
+    from skinapp.workflow.site_adaptation import adapted_model, kept_profile
+
+    return adapted_model(_load_predictor(), kept_profile(get_store(), profile_identity), installed_card())
+
+
+def model_for_result(weights_sha256: str | None, or_installed: bool = False) -> LesionModel | None:
+    """The model that made a stored result, where this process can run it: the installed model as the clinic runs
+    it, or the same with the kept site profile the result names (retired or not). Otherwise None, or with
+    `or_installed` the installed model (None, with the reason shown, where it cannot be loaded)."""
+    predictor = get_predictor()
+    if predictor is None or predictor.identity == weights_sha256:
+        return predictor
+    shipped, card = shipped_card(), installed_card()
+    if weights_sha256 and shipped is not None and card is not None and site_profiles_possible():
+        for profile in SiteProfiles(get_store()).made_for(shipped.identity):
+            if site_profiled_identity(card.identity, profile.identity) == weights_sha256:
+                return _adapted_predictor(profile.identity, card.identity)
+    return predictor if or_installed else None
 
 
 SESSION_COOKIE = "skinapp_session"

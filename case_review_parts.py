@@ -16,8 +16,8 @@ from app_components import measure_line
 from app_shared import (
     LESION_PAGE,
     get_assessor,
-    get_predictor,
     installed_card,
+    model_for_result,
     open_case,
     pacs_server,
     reviewer,
@@ -256,7 +256,10 @@ def correction_form(store: Store, case: StoredCase) -> None:
         except InvalidText as exc:
             st.error(view.not_saved_text(exc))
             return
-        predictor = get_predictor() if model_input_changed else None
+        predictor = None
+        if model_input_changed:  # the model that made the result where it can run here (its site profile kept)
+            latest = store.latest_prediction(case.id)
+            predictor = model_for_result(latest.weights_sha256 if latest is not None else None, or_installed=True)
         if predictor is not None:
             with st.spinner("Analysing the case again with the corrected details …"):
                 reanalyse_case(case.id, store, predictor, reviewer() or "", get_assessor())

@@ -12,16 +12,23 @@ from app_shared import (
     get_assessor,
     get_predictor,
     get_store,
+    installed_card,
     model_service_configured,
     pacs_server,
+    plain_predictor,
     reviewer,
     run_guarded,
+    shipped_card,
+    site_profiles_possible,
 )
 from skinapp.io import InputFile
 from skinapp.pacs.connection import PacsError
 from skinapp.pacs.exchange import pull_studies, study_labels
 from skinapp.pacs.pull import StudyFound, StudyQuery, find_studies
 from skinapp.reporting.text import plain_markdown
+from skinapp.store import InvalidText
+from skinapp.store.limits import LIMITS
+from skinapp.store.site_profiles import SiteProfiles
 from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_analyse
 
 if TYPE_CHECKING:
@@ -105,6 +112,64 @@ def _import_with_model(first_step: str,
         st.session_state["last_import"] = result
 
 
+AS_SHIPPED, KEPT, NEW_PROFILE = "as shipped", "kept", "new"
+SITE_CHOICES = {AS_SHIPPED: "The model as shipped (recommended)", KEPT: "A site profile kept earlier",
+                NEW_PROFILE: "A new site profile learnt from this batch (at least 50 dermoscopy images)"}
+SITE_CAUTION = ("A site profile re-estimates what the model learnt about how images look (its batch-norm statistics) "
+                "from a clinic's own images, without labels. Measured on a clinic the model never saw, profiles "
+                "lowered melanoma AUC and kept fewer melanomas above the safety net (model card, \"Site profiles\"): "
+                "use one only to compare with the model as shipped on cases you can verify. Results name the profile.")
+
+
+def _site_choice() -> tuple[str, str | None]:
+    """How this batch is analysed: (AS_SHIPPED, None), (KEPT, profile identity) or (NEW_PROFILE, its name)."""
+    card = shipped_card()
+    if card is None or not site_profiles_possible():
+        return AS_SHIPPED, None
+    kept = SiteProfiles(get_store()).in_use(card.identity)
+    with st.expander("Site profile (optional)", expanded=st.session_state.get("site_choice", AS_SHIPPED) != AS_SHIPPED):
+        choices = [c for c in SITE_CHOICES if c != KEPT or kept]
+        how = st.radio("Analyse this batch with", choices, format_func=SITE_CHOICES.__getitem__, key="site_choice")
+        st.caption(SITE_CAUTION)
+        if how == KEPT:
+            labels = {p.identity: p.label for p in kept}
+            chosen = st.selectbox("Site profile", list(labels), format_func=labels.__getitem__, key="site_profile")
+            return KEPT, chosen
+        if how == NEW_PROFILE:
+            name = st.text_input("Name of the new profile (the clinic, device or batch it stands for)",
+                                 max_chars=LIMITS["site profile name"], key="site_profile_name")
+            return NEW_PROFILE, name.strip() or None
+    return AS_SHIPPED, None
+
+
+def _import_uploads(uploads: list, metadata_csv, name: str, site: tuple[str, str | None]) -> None:
+    from skinapp.inference.site import SiteProfileError  # torch: only where the model runs in this process
+    from skinapp.workflow.site_adaptation import import_adapting_to_batch, import_with_kept_profile
+
+    files = [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads]
+    how, which = site
+
+    def run(predictor: LesionModel, assessor: Assessor, progress: StepProgress) -> ImportResult | None:
+        if how == AS_SHIPPED:
+            return import_and_analyse(files, get_store(), predictor, actor=name, metadata_csv=metadata_csv,
+                                      progress=progress, assessor=assessor)
+        try:
+            if how == KEPT:
+                return import_with_kept_profile(files, get_store(), plain_predictor(), name, which or "",
+                                                card=installed_card(), metadata_csv=metadata_csv, progress=progress,
+                                                assessor=assessor)
+            result, _ = import_adapting_to_batch(files, get_store(), plain_predictor(), name, which or "",
+                                                 card=installed_card(), metadata_csv=metadata_csv, progress=progress,
+                                                 assessor=assessor)
+            return result
+        except (SiteProfileError, InvalidText) as exc:
+            st.session_state.pop("last_import", None)
+            st.error(f"Nothing was imported: {plain_markdown(str(exc))}.")
+            return None
+
+    _import_with_model("Reading files …", run)
+
+
 def page() -> None:
     st.title("Import cases")
     st.caption("Dermoscopy images (JPEG, PNG, BMP, TIFF), DICOM files, zip archives, or a whole folder exported "
@@ -118,11 +183,11 @@ def page() -> None:
                                key="upload_metadata")
     uploads = [*(files or []), *(folder or [])]
     name = reviewer()  # the signed-in user: every import and decision records who made it
-    if st.button("Import and analyse", type="primary", disabled=not uploads or not name or not model_answers,
+    site = _site_choice()
+    named = site[0] != NEW_PROFILE or site[1] is not None
+    if st.button("Import and analyse", type="primary", disabled=not uploads or not name or not model_answers or not named,
                  key="import_button") and name:
-        _import_with_model("Reading files …", lambda predictor, assessor, progress: import_and_analyse(
-            [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads], get_store(), predictor, actor=name,
-            metadata_csv=metadata_csv, progress=progress, assessor=assessor))
+        _import_uploads(uploads, metadata_csv, name, site)
     with st.expander("From the clinic's PACS", expanded=bool(st.session_state.get("pacs_found"))):
         _from_pacs(name)
     result: ImportResult | None = st.session_state.get("last_import")

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import app_shared as shared
-from app_shared import get_predictor, get_store, installed_card, open_case, reviewer, run_guarded, shipped_card
+from app_shared import get_store, installed_card, model_for_result, open_case, reviewer, run_guarded, shipped_card
 from case_review_parts import measure_tool, model_answer, navigation, outcome_panel, pacs_panel, related, similar_cases
 from skinapp.reporting.overlay import CONTRAST_LAYER, OVERLAYS, STRUCTURE_LAYER, VIEWER_LEGENDS
 from skinapp.reporting.text import plain_markdown
@@ -24,9 +24,9 @@ from skinapp.workflow.worklist import worklist
 
 @st.cache_data(max_entries=64, show_spinner="Drawing the map …")
 def _gradcam_for(case_id: int, class_name: str, weights_sha256: str, against: str | None = None) -> np.ndarray | None:
-    store, predictor = get_store(), get_predictor()
-    if predictor is None or predictor.identity != weights_sha256:
-        return None  # the model that made this prediction is not the one loaded: do not mix them
+    store, predictor = get_store(), model_for_result(weights_sha256)
+    if predictor is None:
+        return None  # the model that made this prediction cannot be run here: do not mix models
     case = store.case(case_id)
     return None if case is None else predictor.explain_class(_case_image(case_id), class_name, case.metadata, against)
 

@@ -1,15 +1,16 @@
-"""Administration (administrators only): user accounts, the clinic's letterhead and the audit trail's integrity
-check."""
+"""Administration (administrators only): user accounts, the clinic's letterhead, the site profiles kept for the
+installed model, and the audit trail's integrity check."""
 
 import pandas as pd
 import streamlit as st
 
-from app_shared import current_user, get_accounts, get_store, run_guarded
+from app_shared import current_user, get_accounts, get_store, run_guarded, shipped_card
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import InvalidText
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, ROLES, AccountError
 from skinapp.store.letterhead import Letterhead, Letterheads
 from skinapp.store.limits import LIMITS
+from skinapp.store.site_profiles import SiteProfiles
 
 
 def _accounts() -> None:
@@ -94,10 +95,32 @@ def _letterhead() -> None:
             st.error(f"Not saved: {plain_markdown(str(exc))}.")
 
 
+def _site_profiles() -> None:
+    card, me = shipped_card(), current_user()
+    assert me is not None
+    profiles = SiteProfiles(get_store())
+    kept = profiles.in_use(card.identity) if card is not None else []
+    if not kept:
+        return
+    st.subheader("Site profiles")
+    st.caption("Offered on the Import page for this model. Retiring one stops it being offered; the profile and "
+               "every result made with it stay on record.")
+    st.dataframe(pd.DataFrame([{"name": p.name, "images": p.n_images, "made": f"{p.created_at:%Y-%m-%d %H:%M}",
+                                "by": p.created_by, "from": p.source, "id": p.identity[:12]} for p in kept]),
+                 hide_index=True, width="stretch")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    labels = {p.identity: p.label for p in kept}
+    chosen = left.selectbox("Site profile", list(labels), format_func=labels.__getitem__, key="retire_profile")
+    if right.button("Retire", key="retire_profile_button"):
+        profiles.retire(chosen, actor=me.label)
+        st.rerun()
+
+
 def page() -> None:
     st.title("Administration")
     _accounts()
     _letterhead()
+    _site_profiles()
     _audit()
 
 

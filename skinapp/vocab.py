@@ -11,6 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 
+# How a result's model version names the site profile it was made with: "0.2.1+… with site profile Clinic B (…)".
+SITE_PROFILE_MARK = " with site profile "
+
 CLASSES: tuple[str, ...] = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 CLASS_NAMES: dict[str, str] = {
     "MEL": "Melanoma",

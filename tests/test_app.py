@@ -549,3 +549,77 @@ def test_a_large_image_is_zoomed_into_its_sharper_copy_and_heat_maps_stay_on_the
     assert Image.open(io.BytesIO(base64.b64decode(shown["source"].split(",", 1)[1]))).size == (2048, 1365)
     app.selectbox(key="overlay_kind").set_value("Where the model looked").run()
     assert picture()["dx"] == 1  # a heat map is drawn on the display image the model read
+
+
+def _png_uploads(count: int, first: int = 0) -> list[tuple[str, bytes, str]]:
+    uploads = []
+    for seed in range(first, first + count):
+        buffer = io.BytesIO()
+        Image.fromarray(synthetic_lesion(seed=seed)[0]).save(buffer, "PNG")
+        uploads.append((f"lesion{seed}.png", buffer.getvalue(), "image/png"))
+    return uploads
+
+
+def test_a_site_profile_is_offered_after_the_model_as_shipped_and_too_few_images_store_nothing(data_dir, shipped_weights):
+    app = _page(_app(), "import_cases")
+    choice = app.radio(key="site_choice")
+    assert choice.value == "as shipped" and "kept" not in choice.options  # none kept yet
+    assert "lowered melanoma AUC" in _texts(app)  # the measured effect, before anyone chooses one
+    choice.set_value("new").run()
+    app.get("file_uploader")[0].set_value(_png_uploads(3))
+    app.run()
+    assert app.button(key="import_button").disabled  # a new profile needs its name first
+    app.text_input(key="site_profile_name").input("Clinic B").run()
+    app.button(key="import_button").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["Nothing was imported: a site profile needs at least 50 of the site's "
+                                            "images; 3 given."]
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    assert store.case_records() == [] and "site profile made" not in [e.action for e in store.audit_entries()]
+    store.engine.dispose()
+
+
+@pytest.mark.slow  # the shipped ensemble learns a profile from 50 images, then analyses them and three more
+def test_a_profile_learnt_from_a_batch_is_kept_offered_named_in_results_and_retired_by_an_administrator(
+        data_dir, shipped_weights):
+    from skinapp.store.site_profiles import SiteProfiles
+
+    app = _page(_app("Dr Admin", role="admin"), "import_cases")
+    app.radio(key="site_choice").set_value("new").run()
+    app.get("file_uploader")[0].set_value(_png_uploads(50))
+    app.text_input(key="site_profile_name").input("Clinic B, DL4").run()
+    app.button(key="import_button").click().run()
+    assert not app.exception and "50 case(s) in the worklist from this import (50 new, 50 analysed)" in app.success[0].value
+    assert any("site profile “Clinic B, DL4”, learnt from 50" in i.value for i in app.info)
+
+    store = Store.open(f"sqlite:///{data_dir / 'skinapp.db'}")
+    (kept,) = SiteProfiles(store).in_use(ModelCard.load(shipped_weights).identity)
+    ids = [r.case.id for r in store.case_records()]
+    assert {store.latest_prediction(i).weights_sha256 for i in ids} != {ModelCard.load(shipped_weights).identity}
+    assert all("with site profile Clinic B, DL4" in store.latest_prediction(i).model_version for i in ids)
+
+    app.session_state["case_id"] = ids[0]
+    _page(app, "case_review")  # the result names its profile, and its maps come from the same adapted model
+    assert "made by the installed model adapted to a site" in _texts(app)
+    app.selectbox(key="overlay_kind").set_value("What drove the diagnosis").run()
+    other = next(c for c in ("BCC", "NV") if c != store.latest_prediction(ids[0]).predicted_class)
+    app.selectbox(key="gradcam_class").set_value(other).run()
+    assert not app.exception and "needs the model that made this prediction" not in _texts(app)
+
+    _page(app, "import_cases")
+    app.radio(key="site_choice").set_value("kept").run()
+    assert app.selectbox(key="site_profile").value == kept.identity
+    app.get("file_uploader")[0].set_value(_png_uploads(3, first=50))
+    app.run()
+    app.button(key="import_button").click().run()
+    assert not app.exception and "3 case(s) in the worklist from this import (3 new, 3 analysed)" in app.success[0].value
+    newest = max(r.case.id for r in store.case_records())
+    assert store.latest_prediction(newest).weights_sha256 == store.latest_prediction(ids[0]).weights_sha256
+
+    _page(app, "administration")
+    assert "Clinic B, DL4" in list(app.dataframe[1].value["name"])
+    app.button(key="retire_profile_button").click().run()
+    assert SiteProfiles(store).in_use(kept.model_identity) == [] and store.verify_audit().ok
+    _page(app, "import_cases")
+    assert "kept" not in app.radio(key="site_choice").options
+    store.engine.dispose()

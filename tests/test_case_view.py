@@ -1,6 +1,7 @@
 """What the case-review page shows, worked out without Streamlit (skinapp/workflow/case_view.py), on records whose
 numbers are chosen by hand (no model)."""
 
+import dataclasses
 import datetime as dt
 import io
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from skinapp.trust.flags import SUSPICIOUS, Flag
 from skinapp.vocab import CLASSES, Metadata, Site
 from skinapp.workflow import case_view as view
 from skinapp.workflow.queue import ReviewQueue
+from skinapp.workflow.worklist import model_label
 
 NOW = dt.datetime(2026, 1, 1, 9, 30, tzinfo=dt.UTC)
 IMAGE = np.full((64, 96, 3), (226, 180, 160), np.uint8)
@@ -174,6 +176,11 @@ def test_a_result_of_another_model_than_the_installed_one_says_so_and_quotes_no_
     assert answer.older_model is not None and "older model (v2)" in answer.older_model and "(v3)" in answer.older_model
     same = SimpleNamespace(identity="a" * 64, version="v2", metrics=CardMetrics())
     assert view.model_answer(_stored(), same).older_model is None
+    profiled = dataclasses.replace(_stored(weights="c" * 64),
+                                   model_version="v2 with site profile Clinic B (0123456789ab, 60 images)")
+    text = view.model_answer(profiled, same).older_model  # its own identity, but not an older model
+    assert text is not None and "installed model adapted to a site" in text and "older" not in text
+    assert model_label(profiled, same.identity) == "site profile Clinic B (0123456789ab, 60 images)"
 
 
 # ------------------------------------------------------------------------------------------------ the case itself

@@ -102,3 +102,63 @@ def test_save_profile_without_site_adapt_is_refused(weights, tmp_path, capsys):
     assert main(["predict", str(inputs), "--weights", str(weights), "--out", str(tmp_path / "o.csv"),
                  "--save-profile", str(tmp_path / "p.safetensors")]) == 2
     assert "--site-adapt" in capsys.readouterr().err and not (tmp_path / "o.csv").exists()
+
+
+# --- in the clinic's workflow: a profile learnt from an import batch, kept in the store, chosen for later batches
+
+
+def _uploads(n: int, seed: int = 100) -> list:
+    from skinapp.io import InputFile
+
+    files = []
+    for i, image in enumerate(_site_images(n, seed=seed)):
+        _, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        files.append(InputFile.from_bytes(f"lesion{seed + i:03d}.png", png.tobytes()))
+    return files
+
+
+def test_an_import_batch_learns_a_profile_that_later_batches_reuse_and_results_name(db, tiny_weights):
+    import sqlalchemy
+
+    from skinapp.store import Store
+    from skinapp.store.site_profiles import SiteProfiles
+    from skinapp.workflow.analysis import import_and_analyse
+    from skinapp.workflow.site_adaptation import import_adapting_to_batch, import_with_kept_profile
+
+    store, base = Store.open(db.url), Predictor.from_weights(tiny_weights, gradcam=False)
+    files = _uploads(MIN_SITE_IMAGES)
+    result, kept = import_adapting_to_batch([*files, files[0]], store, base, "Dr A", "Clinic B, DL4")
+    assert kept.n_images == MIN_SITE_IMAGES  # the file given twice is learnt from once
+    assert result.analysed == MIN_SITE_IMAGES and "Clinic B, DL4" in result.report.notes[0]
+    assert base.site_profile is None  # the shared model is left as it was
+    adapted = store.latest_prediction(result.case_ids[0])
+    assert adapted.weights_sha256 != base.identity and "with site profile Clinic B, DL4" in adapted.model_version
+    assert kept.identity[:12] in adapted.model_version
+    assert [p.identity for p in SiteProfiles(store).in_use(base.card.identity)] == [kept.identity]
+
+    later = import_with_kept_profile(_uploads(3, seed=300), store, base, "Dr B", kept.identity)
+    assert store.latest_prediction(later.case_ids[0]).weights_sha256 == adapted.weights_sha256  # the same model
+    plain = import_and_analyse(_uploads(3, seed=300), store, base, "Dr B")  # the same images, as shipped: analysed anew
+    assert store.latest_prediction(plain.case_ids[0]).weights_sha256 == base.identity and plain.analysed == 3
+
+    SiteProfiles(store).retire(kept.identity, "Dr Admin")
+    assert SiteProfiles(store).in_use(base.card.identity) == [] and SiteProfiles(store).data(kept.identity)
+    actions = [e.action for e in store.audit_entries()]
+    assert actions.count("site profile made") == 1 and "site profile retired" in actions
+    assert store.verify_audit().ok
+    with pytest.raises(sqlalchemy.exc.DBAPIError), store.engine.begin() as connection:  # kept as made, by the database
+        connection.exec_driver_sql("UPDATE site_profiles SET name = 'other'")
+    with pytest.raises(sqlalchemy.exc.DBAPIError), store.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM site_profiles")
+
+
+def test_a_batch_too_small_or_unnamed_for_a_profile_stores_nothing(db_url, tiny_weights):
+    from skinapp.store import InvalidText, Store
+    from skinapp.workflow.site_adaptation import import_adapting_to_batch
+
+    store, base = Store.open(db_url), Predictor.from_weights(tiny_weights, gradcam=False)
+    with pytest.raises(SiteProfileError, match=f"at least {MIN_SITE_IMAGES} of the site's images; 5 given"):
+        import_adapting_to_batch(_uploads(5), store, base, "Dr A", "Clinic B")
+    with pytest.raises(InvalidText, match="needs a name"):
+        import_adapting_to_batch(_uploads(5), store, base, "Dr A", "  ")
+    assert store.audit_entries() == [] and store.case_records() == []

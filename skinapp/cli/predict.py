@@ -19,24 +19,10 @@ from skinapp.inference.predictor import Predictor
 from skinapp.inference.site import SiteProfile, SiteProfileError
 from skinapp.io import Case, ImportReport, iter_cases
 from skinapp.reporting.prediction_rows import columns_of, csv_row, mask_file_name, written_row
+from skinapp.workflow.site_adaptation import site_batches
 
 if TYPE_CHECKING:
     from skinapp.distributed.ray_predict import RayOptions
-
-
-class SiteImages:
-    """The inputs a site profile may learn from: dermoscopy images, each image once (a file given twice, or two
-    copies of one image, would weigh double)."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def wanted(self, case: Case) -> bool:
-        key = case.content_key or str(id(case))
-        if not case.is_dermoscopic or key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
 
 
 def _chunks(cases: Iterable[Case], size: int) -> Iterator[list[Case]]:
@@ -128,9 +114,7 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         if site_profile is not None:
             predictor.adapt_to_site(SiteProfile.load(site_profile))
         elif site_adapt:
-            site = SiteImages()
-            batches = (([c.image for c in batch], [c.metadata for c in batch])
-                       for batch in _chunks(filter(site.wanted, inputs.cases(False, "Adapting to the site")), 32))
+            batches = site_batches(inputs.cases(False, "Adapting to the site"))
             profile = predictor.estimate_site_profile_from(batches, name=(save_profile.stem if save_profile else "these inputs"))
             if save_profile is not None:
                 profile.save(save_profile)

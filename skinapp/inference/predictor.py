@@ -37,7 +37,7 @@ from skinapp.model.checkpoint import load_ensemble, load_structure_heads
 from skinapp.model.network import LesionNet
 from skinapp.model.structures import LinearStructureHead, lesion_weights, structure_features
 from skinapp.model.structures import pooled as pooled_over_lesion
-from skinapp.vocab import CLASSES, Metadata, encode_metadata
+from skinapp.vocab import CLASSES, SITE_PROFILE_MARK, Metadata, encode_metadata
 
 
 def default_device() -> torch.device:
@@ -125,7 +125,7 @@ class Predictor:
         profile = self.site_profile
         # the stored version holds at most 128 characters: a long profile name is cut, never its identity
         name = profile.name[:max(8, 128 - len(self.card.version) - 60)]
-        return f"{self.card.version} with site profile {name} ({profile.identity[:12]}, {profile.n_images} images)"
+        return f"{self.card.version}{SITE_PROFILE_MARK}{name} ({profile.identity[:12]}, {profile.n_images} images)"
 
     @property
     def identity(self) -> str:
@@ -138,6 +138,15 @@ class Predictor:
         apply_profile(self.models, self.card, profile)
         self.site_profile = profile
         return self
+
+    def with_site_profile(self, profile: SiteProfile) -> Predictor:
+        """A copy whose members carry the profile's batch-norm statistics; this predictor, which other users of the
+        app share, is left as it was. `SiteProfileError` if the profile was made for another model."""
+        if self.site_profile is not None:
+            raise SiteProfileError("a site profile is applied to the plain model, not to one already adapted")
+        view = copy.copy(self)
+        view.models = [copy.deepcopy(m) for m in self.models]
+        return view.adapt_to_site(profile)
 
     def estimate_site_profile(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None,
                               name: str = "site") -> SiteProfile:

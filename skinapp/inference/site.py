@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 from torch import nn
 
 from skinapp.inference.views import views_for
 from skinapp.model.batch import model_input
-from skinapp.model.card import ModelCard
+from skinapp.model.card import ModelCard, site_profiled_identity
 from skinapp.model.network import LesionNet
 from skinapp.vocab import Metadata, encode_metadata
 
@@ -59,22 +59,32 @@ class SiteProfile:
         """How results name it: "site profile Clinic A (a1b2c3d4e5f6, 212 images)"."""
         return f"site profile {self.name} ({self.identity[:12]}, {self.n_images} images)"
 
-    def save(self, path: Path) -> None:
+    def to_bytes(self) -> bytes:
         header = {"name": self.name, "model_identity": self.model_identity, "n_images": str(self.n_images),
                   "created_at": self.created_at}
-        save_file({k: v.contiguous() for k, v in self.statistics.items()}, str(path), metadata=header)
+        return save({k: v.contiguous() for k, v in self.statistics.items()}, metadata=header)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "the data given") -> SiteProfile:
+        try:
+            statistics = load(data)
+            length = int.from_bytes(data[:8], "little")
+            header = json.loads(data[8:8 + length])["__metadata__"]
+            return cls(header["name"], header["model_identity"], int(header["n_images"]), header["created_at"],
+                       statistics)
+        except (SafetensorError, KeyError, ValueError, TypeError) as exc:
+            raise SiteProfileError(f"{where} is not a site profile: {exc}") from exc
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> SiteProfile:
         try:
-            statistics = load_file(str(path))
-            with open(path, "rb") as handle:
-                length = int.from_bytes(handle.read(8), "little")
-                header = json.loads(handle.read(length))["__metadata__"]
-            return cls(header["name"], header["model_identity"], int(header["n_images"]), header["created_at"],
-                       statistics)
-        except (OSError, SafetensorError, KeyError, ValueError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise SiteProfileError(f"{path} is not a site profile: {exc}") from exc
+        return cls.from_bytes(data, str(path))
 
 
 def _norm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
@@ -146,6 +156,4 @@ def apply_profile(models: Sequence[LesionNet], card: ModelCard, profile: SitePro
 
 def profiled_identity(card: ModelCard, profile: SiteProfile | None) -> str:
     """The identity stored with each result: the model's own, or one that also binds the site profile."""
-    if profile is None:
-        return card.identity
-    return hashlib.sha256(f"{card.identity}+site:{profile.identity}".encode()).hexdigest()
+    return card.identity if profile is None else site_profiled_identity(card.identity, profile.identity)

@@ -6,7 +6,7 @@ import html
 import re
 
 from skinapp.model.measured import CardMetrics
-from skinapp.vocab import CLASS_NAMES
+from skinapp.vocab import CLASS_NAMES, SITE_PROFILE_MARK
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
 
@@ -38,6 +38,11 @@ def decision_rule_text(call: str, most_probable: str, most_probable_probability:
 
 
 def older_model_text(stored_version: str, installed_version: str) -> str:
+    if stored_version.startswith(installed_version + SITE_PROFILE_MARK):
+        return (f"This result was made by the installed model adapted to a site ({plain_markdown(stored_version)}). "
+                "The model card's figures were measured without a profile and may not hold with it; on a clinic the "
+                "model never saw, profiles lowered melanoma AUC (model card, \"Site profiles\"). This result and any "
+                "decision on it are kept.")
     return (f"This result was made by an older model ({plain_markdown(stored_version)}), not the one now installed "
             f"({plain_markdown(installed_version)}). Import the case again to analyse it with the current model; "
             "this result and any decision on it are kept.")

@@ -1,7 +1,8 @@
 """What the database itself refuses, so that the record holds whoever writes to it.
 
-- Predictions, decisions, outcomes, audit entries, metadata corrections and measurements are append-only: no UPDATE,
-  DELETE, TRUNCATE, and no INSERT that would replace an existing row (SQLite's `INSERT OR REPLACE`, an UPSERT).
+- Predictions, decisions, outcomes, audit entries, metadata corrections, measurements and site profiles are
+  append-only: no UPDATE, DELETE, TRUNCATE, and no INSERT that would replace an existing row (SQLite's
+  `INSERT OR REPLACE`, an UPSERT).
 - A case is never deleted or replaced and only gains metadata it lacked (a reviewer's correction is a new row
   in `case_edits`, the imported value stays); a user account is never deleted.
 - SQLite: the application's own connections also run under an authorizer that refuses DROP, ALTER, new
@@ -25,10 +26,11 @@ _MESSAGES = {"audit_log": "the audit log is append-only", "decisions": "decision
              "case_edits": "metadata corrections are append-only", "case_measurements": "measurements are append-only",
              "outcomes": "outcomes are append-only (a correction is a new outcome)",
              "cases": "a stored case is never removed or replaced",
-             "users": "a user account is never removed (disable it instead)"}
+             "users": "a user account is never removed (disable it instead)",
+             "site_profiles": "a site profile is never changed or removed (retire it instead)"}
 _IMMUTABLE_CASE = [c.name for c in cases.c if c.name not in FILLABLE_CASE_COLUMNS]
 _IMMUTABLE_USER = [c.name for c in users.c if c.name not in USER_UPDATABLE_COLUMNS]
-_UNIQUE = {"cases": ("id", "content_key"), "users": ("id", "username")}
+_UNIQUE = {"cases": ("id", "content_key"), "users": ("id", "username"), "site_profiles": ("id", "identity")}
 
 
 def _sqlite_raise(message: str) -> str:

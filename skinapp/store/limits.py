@@ -9,7 +9,7 @@ LIMITS = {  # characters
     "case name": 255, "file": 1024, "patient id": 128, "lesion id": 128, "study date": 10, "sex": 8, "site": 32,
     "reviewer": 128, "note": 4000, "file note": 1000, "acquisition detail": 256, "user name": 64, "display name": 60,
     "password": 1024, "lab reference": 64, "diagnosis in words": 255, "clinic name": 120, "address": 500,
-    "contact": 200, "addressee": 500, "clinical question": 1000,
+    "contact": 200, "addressee": 500, "clinical question": 1000, "site profile name": 60, "site profile source": 500,
 }
 MAX_FILE_NOTES = 50
 _ALLOWED_IN_MULTILINE = {"\n", "\t"}

@@ -1,5 +1,5 @@
 """Every stored fact against the digest its audit entry keeps (`digests.py`): cases (their content, their pictures
-and their metadata as last filled in), predictions, measurements and metadata corrections. A row that differs, a
+and their metadata as last filled in), predictions, measurements, metadata corrections and site profiles. A row that differs, a
 row the trail names that is gone, and a row written after digests began that no entry names are all reported.
 Rows from before this version (their entries keep no digest) are left as they are."""
 
@@ -17,7 +17,7 @@ from skinapp.store.digests import (
     case_pixels_digest,
     row_digest,
 )
-from skinapp.store.schema import case_edits, case_measurements, cases, predictions
+from skinapp.store.schema import case_edits, case_measurements, cases, predictions, site_profiles
 
 _BATCH = 200  # rows read at a time: the pictures of a large clinic do not fit in memory at once
 
@@ -50,6 +50,7 @@ def record_problems(connection: Connection, entries: Iterable[Mapping], pixels: 
     prediction: dict[int, str] = {}
     measurement: dict[int, str] = {}
     edit: dict[int, str] = {}
+    profile: dict[int, str] = {}
     for entry in entries:
         details, case_id = entry["details"] or {}, entry["case_id"]
         action = entry["action"]
@@ -64,6 +65,8 @@ def record_problems(connection: Connection, entries: Iterable[Mapping], pixels: 
             measurement[int(details["measurement_id"])] = details["content_sha256"]
         elif action == "case metadata corrected" and "content_sha256" in details:
             edit[int(details["edit_id"])] = details["content_sha256"]
+        elif action == "site profile made" and "content_sha256" in details:
+            profile[int(details["site_profile_id"])] = details["content_sha256"]
     without_pixels = [c for c in cases.c if c.name not in PIXEL_COLUMNS]
     problems = _check("case", _rows(connection, cases, without_pixels), content, case_content_digest)
     problems += [p.replace(" differs from its audit entry", "'s metadata differs from what its audit entries recorded")
@@ -76,4 +79,5 @@ def record_problems(connection: Connection, entries: Iterable[Mapping], pixels: 
     problems += _check("prediction", _rows(connection, predictions), prediction, row_digest)
     problems += _check("measurement", _rows(connection, case_measurements), measurement, row_digest)
     problems += _check("metadata correction", _rows(connection, case_edits), edit, row_digest)
+    problems += _check("site profile", _rows(connection, site_profiles), profile, row_digest)
     return problems

@@ -160,7 +160,20 @@ review_queues = Table(  # each reviewer's queue as they entered it from the work
     Column("entered_at", DateTime(timezone=True), nullable=False),
 )
 
-APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements", "outcomes")
+site_profiles = Table(  # a clinic's site profiles (`skinapp.inference.site`); retiring one is an audit entry
+    "site_profiles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("identity", String(64), nullable=False, unique=True),   # SiteProfile.identity
+    Column("name", String(128), nullable=False),
+    Column("model_identity", String(64), nullable=False, index=True),  # the model it was estimated for
+    Column("n_images", Integer, nullable=False),
+    Column("source", Text, nullable=False),                         # what it was estimated on, in words
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("data", LargeBinary, nullable=False),                    # the profile file (safetensors)
+)
+
+APPEND_ONLY = ("audit_log", "decisions", "predictions", "case_edits", "case_measurements", "outcomes", "site_profiles")
 FILLABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "study_date", "age", "sex", "site_region", "site_fine")
 EDITABLE_CASE_COLUMNS = ("patient_id", "lesion_id", "age", "sex", "site_region", "site_fine", "study_date")
 USER_UPDATABLE_COLUMNS = ("display_name", "role", "password_hash", "disabled")

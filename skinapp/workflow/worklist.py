@@ -10,7 +10,7 @@ import numpy as np
 
 from skinapp.store import CaseRecord, Decision, Outcome, Store, StoredCase, StoredPrediction
 from skinapp.trust.risk import CANNOT_EXCLUDE, HIGH, LOW, SUSPICIOUS_UNGRADED, TIER_SHORT_NAMES
-from skinapp.vocab import CLASSES
+from skinapp.vocab import CLASSES, SITE_PROFILE_MARK
 from skinapp.workflow.context import LesionContext, ugly_duckling_scores
 
 # The worklist's order, stated once (the page shows ORDER_RULE above the table): risk tier first, then
@@ -141,6 +141,8 @@ def model_label(prediction: StoredPrediction | None, installed_weights_sha256: s
         return ""
     if installed_weights_sha256 is None or prediction.weights_sha256 == installed_weights_sha256:
         return "current"
+    if SITE_PROFILE_MARK in prediction.model_version:
+        return "site profile " + prediction.model_version.split(SITE_PROFILE_MARK, 1)[1]
     return f"older model ({prediction.model_version})"
 
 
