@@ -19,7 +19,9 @@ merges into the file, so variants and seeds can be run apart (`--only`, `--seed`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from skinapp.evaluation.evaluate import external_figures, external_predictions
 from skinapp.evaluation.resolution import resolution_check, spread
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import is_malignant, malignancy
+from skinapp.model.card import ModelCard
 from skinapp.model.preprocess import BICUBIC_RESIZE
 from skinapp.reporting.card_sections import BASELINE_VARIANT, ROBUST_VARIANT, SHIPPED_SIZE_VARIANT
 from skinapp.train.data import SIIM2020_METADATA, load_ham10000, load_siim2020, make_folds, read_folds
@@ -68,6 +71,10 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+FULL_LENGTH = dict(epochs=10, steps_per_epoch=None, warmup_steps=200)  # the shipped members' schedule
+FULL_LENGTH_MARK = " [full length]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
@@ -81,6 +88,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--full-length", action="store_true",
+                        help="train with the shipped members' schedule (10 full epochs) instead of the short protocol; "
+                             "results are named with '[full length]' (about an hour a variant on the 2-core CPU)")
+    parser.add_argument("--score-member", type=Path, metavar="WEIGHTS",
+                        help="no training: score the first member (fold 0) of this ensemble as a variant is scored, "
+                             "under the name 'shipped member (fold 0)' — the baseline of --full-length runs")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--limit", type=int, help="first N images of each data set only (smoke runs)")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
@@ -89,11 +102,15 @@ def main() -> None:
     args = parser.parse_args()
     earlier = json.loads(args.json.read_text())["results"] if args.json and args.json.is_file() else {}
     results = {}
+    if args.score_member is not None:
+        out = member_folder(args.score_member, args.out / "shipped_fold0")
+        results["shipped member (fold 0)" + FULL_LENGTH_MARK] = scored(out, {}, args)
     for index, (name, overrides) in enumerate(VARIANTS.items()):
-        if args.only and not any(word in name for word in args.only):
+        if args.score_member is not None or (args.only and not any(word in name for word in args.only)):
             continue
-        out = args.out / (f"variant{index}" + (f"_seed{args.seed}" if args.seed else ""))
-        name = name + (f" [seed {args.seed}]" if args.seed else "")
+        out = args.out / (f"variant{index}" + ("_full" if args.full_length else "")
+                          + (f"_seed{args.seed}" if args.seed else ""))
+        name = name + (FULL_LENGTH_MARK if args.full_length else "") + (f" [seed {args.seed}]" if args.seed else "")
         if "siim2020" in overrides:
             if args.siim2020 is None:
                 print(f"skipped (needs --siim2020): {name}", flush=True)
@@ -105,41 +122,62 @@ def main() -> None:
                 results[name] = {**earlier[name], "siim2020": held_out_siim(out, args.siim2020, level, args.seed, args.limit)}
                 print(f"{name:80s} SIIM-ISIC 2020 {results[name]['siim2020']}", flush=True)
             continue
-        settings = dict(isic2017=args.isic2017, image_size=args.image_size, epochs=args.epochs,
-                        steps_per_epoch=args.steps_per_epoch, warmup_steps=60, threads=args.threads, folds=(0,),
-                        limit=args.limit, seed=args.seed)
-        cfg = TrainConfig(data=args.data, out=out, **{**settings, **overrides})
-        train(cfg)
-        last = json.loads((out / "history_fold0.jsonl").read_text().splitlines()[-1])
-        data, predictions = external_predictions(out, args.isic2017, views=1)
-        external = external_figures(data.labels, np.stack([p.probabilities for p in predictions]), DecisionRule(), 1)
-        resolution = held_out_resolution(out, args.data, args.limit)
-        results[name] = {
-            "overrides": {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()},
-            **{k: last[f"val_{k}"] for k in ("balanced_accuracy", "malignant_auc", "mask_jaccard")},
-            "external_melanoma_auc": external["melanoma_auc"],
-            "external_balanced_accuracy": external["balanced_accuracy_argmax"],
-            "resolution": resolution,
-        }
-        if args.siim2020:
-            results[name]["siim2020"] = held_out_siim(out, args.siim2020, resolution["safety_net_level"], args.seed,
-                                                      args.limit)
-            print(f"    SIIM-ISIC 2020 held-out patients: {results[name]['siim2020']}", flush=True)
-        rows = resolution["rows"]
-        print("    resolution (×: BA / AUC / benign above net): " + "  ".join(
-            f"{r['factor']:g}×: {r['balanced_accuracy']:.3f} / {r['malignant_auc'] or float('nan'):.3f} / "
-            f"{r['benign_above_net'] or float('nan'):.2f}"
-            for r in rows), flush=True)
-        print(f"{name:80s} HAM BA {last['val_balanced_accuracy']:.3f}  AUC {last['val_malignant_auc']:.3f}  "
-              f"Jaccard {last['val_mask_jaccard']:.3f} | ISIC 2017 val MEL AUC {external['melanoma_auc']:.3f}  "
-              f"BA {external['balanced_accuracy_argmax']:.3f}", flush=True)
+        schedule = (FULL_LENGTH if args.full_length else
+                    dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, warmup_steps=60))
+        settings = dict(isic2017=args.isic2017, image_size=args.image_size, threads=args.threads, folds=(0,),
+                        limit=args.limit, seed=args.seed, **schedule)
+        train(TrainConfig(data=args.data, out=out, **{**settings, **overrides}))
+        results[name] = scored(out, overrides, args)
+        print(f"{name:80s} HAM BA {results[name]['balanced_accuracy']:.3f}  AUC {results[name]['malignant_auc']:.3f}  "
+              f"Jaccard {results[name]['mask_jaccard']:.3f} | ISIC 2017 val MEL AUC "
+              f"{results[name]['external_melanoma_auc']:.3f}  BA {results[name]['external_balanced_accuracy']:.3f}",
+              flush=True)
     protocol = {"image_size": args.image_size, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                 "batch_size": TrainConfig.batch_size, "validation_fold": 0,
                 "scored": "last epoch, EMA weights, identity view, highest probability",
                 "external": "ISIC 2017 val (150 images: melanoma, nevus, seborrheic keratosis)"}
+    if args.full_length or args.score_member is not None:
+        protocol.update(epochs=FULL_LENGTH["epochs"], steps_per_epoch="a full pass over the training folds")
     if args.json:  # read again: another run may have written its variants since this one started
         latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")
+
+
+def scored(out: Path, overrides: dict, args: argparse.Namespace) -> dict:
+    """A trained member (fold 0) in `out` on held-out HAM10000 (its last epoch, as training logged it), on ISIC 2017
+    `val`, delivered at 1×–5×, and with --siim2020 on the SIIM-ISIC 2020 patients of fold 0."""
+    last = json.loads((out / "history_fold0.jsonl").read_text().splitlines()[-1])
+    data, predictions = external_predictions(out, args.isic2017, views=1)
+    external = external_figures(data.labels, np.stack([p.probabilities for p in predictions]), DecisionRule(), 1)
+    resolution = held_out_resolution(out, args.data, args.limit)
+    result = {
+        "overrides": {k: (str(v) if isinstance(v, Path) else v) for k, v in overrides.items()},
+        **{k: last[f"val_{k}"] for k in ("balanced_accuracy", "malignant_auc", "mask_jaccard")},
+        "external_melanoma_auc": external["melanoma_auc"],
+        "external_balanced_accuracy": external["balanced_accuracy_argmax"],
+        "resolution": resolution,
+    }
+    if args.siim2020:
+        result["siim2020"] = held_out_siim(out, args.siim2020, resolution["safety_net_level"], args.seed, args.limit)
+        print(f"    SIIM-ISIC 2020 held-out patients: {result['siim2020']}", flush=True)
+    rows = resolution["rows"]
+    print("    resolution (×: BA / AUC / benign above net): " + "  ".join(
+        f"{r['factor']:g}×: {r['balanced_accuracy']:.3f} / {r['malignant_auc'] or float('nan'):.3f} / "
+        f"{r['benign_above_net'] or float('nan'):.2f}"
+        for r in rows), flush=True)
+    return result
+
+
+def member_folder(weights: Path, out: Path) -> Path:
+    """`out` holding the ensemble's fold-0 member alone, with its card, folds and training log: scored like a
+    variant trained here."""
+    card = ModelCard.load(weights)
+    (member,) = [m for m in card.members if m.validation_fold == 0]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (member.file, FOLDS_FILE, "history_fold0.jsonl"):
+        shutil.copyfile(weights / name, out / name)
+    dataclasses.replace(card, members=[member], structures=None).save(out)  # the diagnosis alone
+    return out
 
 
 def held_out_resolution(weights: Path, ham: Path, limit: int | None) -> dict:
