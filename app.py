@@ -49,8 +49,8 @@ def page() -> None:
                                       help="Cases where the model sees this dermoscopic structure (50 % or more)."),
     )
     shown = apply_filters(rows, filters)
-    installed_sha = card.identity if card is not None else None
-    table = pd.DataFrame(worklist_records(shown, installed_sha))
+    installed_sha, installed_version = (card.identity, card.version) if card is not None else (None, None)
+    table = pd.DataFrame(worklist_records(shown, installed_sha, installed_version))
     if table.empty:
         st.info("No case matches these filters.")
         return
@@ -83,7 +83,7 @@ def page() -> None:
 
     def csv_file() -> bytes:  # made when the button is pressed, and recorded in the audit log
         store.log_export(who, "worklist CSV", [r.case.id for r in shown])
-        return export_csv(shown, installed_sha)
+        return export_csv(shown, installed_sha, installed_version)
 
     st.download_button("Export this list as CSV", csv_file, file_name="skinapp_worklist.csv", mime="text/csv",
                        key="export_csv", on_click="ignore")

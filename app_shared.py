@@ -23,7 +23,8 @@ import skinapp.config
 from skinapp.config import data_dir
 from skinapp.inference.assessment import Assessor
 from skinapp.inference.model import LesionModel, ModelUnavailable
-from skinapp.model.card import ModelCard, WeightsError, site_profiled_identity
+from skinapp.inference.site_identity import SiteProfileError, site_profiled_identity
+from skinapp.model.card import ModelCard, WeightsError
 from skinapp.model.clinic_levels import ClinicLevels
 from skinapp.pacs.connection import PacsError, PacsServer, configured_server
 from skinapp.reporting.text import plain_markdown
@@ -31,7 +32,7 @@ from skinapp.store import AuditCheck, InvalidText, Store, StoreSetupError
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, SESSION_HOURS, AccountError, Accounts, User
 from skinapp.store.checkpoints import CheckpointLog
 from skinapp.store.queues import ReviewQueues
-from skinapp.store.site_profiles import SiteProfiles
+from skinapp.store.site_profiles import SiteProfiles, StoredSiteProfile
 
 if TYPE_CHECKING:  # the model (and torch) is loaded only by the pages that analyse images
     from skinapp.distributed.model_client import ModelClient
@@ -279,27 +280,55 @@ def plain_predictor() -> Predictor:
     return _load_predictor()
 
 
+@st.cache_data(ttl=LEVELS_REFRESH_SECONDS, show_spinner=False)
+def kept_site_profiles(model_identity: str) -> list[StoredSiteProfile]:
+    """The site profiles offered for this model (not retired); another process's changes arrive within the TTL."""
+    return SiteProfiles(get_store()).in_use(model_identity)
+
+
+def site_profiles_changed() -> None:
+    kept_site_profiles.clear()
+
+
 @st.cache_resource(max_entries=4, show_spinner="Applying the site profile …")
 def _adapted_predictor(profile_identity: str, card_identity: str) -> Predictor:
-    """The installed model with a kept site profile, under the card in force (`card_identity`: part of the key)."""
+    """The installed model with a kept site profile, under the card of `card_identity` (the one in force, or the
+    shipped one a result was made under before the clinic's levels changed)."""
     from skinapp.workflow.site_adaptation import adapted_model, kept_profile
 
-    return adapted_model(_load_predictor(), kept_profile(get_store(), profile_identity), installed_card())
+    card = next(c for c in (installed_card(), shipped_card()) if c is not None and c.identity == card_identity)
+    return adapted_model(_load_predictor(), kept_profile(get_store(), profile_identity), card)
 
 
-def model_for_result(weights_sha256: str | None, or_installed: bool = False) -> LesionModel | None:
+def site_model(profile_identity: str) -> Predictor:
+    """The installed model as the clinic runs it, with a kept site profile (`SiteProfileError` where it cannot)."""
+    card = installed_card()
+    if card is None:
+        raise SiteProfileError("the installed model's card cannot be read")
+    return _adapted_predictor(profile_identity, card.identity)
+
+
+def model_for_result(weights_sha256: str | None, for_new_result: bool = False) -> LesionModel | None:
     """The model that made a stored result, where this process can run it: the installed model as the clinic runs
-    it, or the same with the kept site profile the result names (retired or not). Otherwise None, or with
-    `or_installed` the installed model (None, with the reason shown, where it cannot be loaded)."""
+    it, or the same with the kept site profile the result names. `for_new_result` (a re-analysis): never a retired
+    profile, always the card in force, and otherwise the installed model. None where nothing fits (and, where the
+    model cannot be loaded, with the reason shown)."""
     predictor = get_predictor()
     if predictor is None or predictor.identity == weights_sha256:
         return predictor
-    shipped, card = shipped_card(), installed_card()
-    if weights_sha256 and shipped is not None and card is not None and site_profiles_possible():
-        for profile in SiteProfiles(get_store()).made_for(shipped.identity):
-            if site_profiled_identity(card.identity, profile.identity) == weights_sha256:
-                return _adapted_predictor(profile.identity, card.identity)
-    return predictor if or_installed else None
+    shipped, installed = shipped_card(), installed_card()
+    cards = {c.identity for c in (installed, shipped) if c is not None}
+    if weights_sha256 and shipped is not None and installed is not None and site_profiles_possible():
+        profiles = SiteProfiles(get_store())
+        for profile in profiles.made_for(shipped.identity):
+            made_under = [c for c in cards if site_profiled_identity(c, profile.identity) == weights_sha256]
+            if not made_under or (for_new_result and profiles.is_retired(profile.identity)):
+                continue
+            try:
+                return _adapted_predictor(profile.identity, installed.identity if for_new_result else made_under[0])
+            except SiteProfileError as exc:
+                log.warning("site profile %s cannot be applied: %s", profile.identity[:12], exc)
+    return predictor if for_new_result else None
 
 
 SESSION_COOKIE = "skinapp_session"

@@ -34,7 +34,7 @@ from skinapp.reporting.viewer import jpeg_data_url
 from skinapp.store import InvalidText, OutcomeConflict, Store, StoredCase, StoredPrediction
 from skinapp.store.limits import LIMITS, checked
 from skinapp.store.records import DIAMETER, SCALE
-from skinapp.vocab import CLASS_NAMES, SEXES, Site
+from skinapp.vocab import CLASS_NAMES, SEXES, SITE_PROFILE_MARK, Site
 from skinapp.workflow import case_view as view
 from skinapp.workflow import outcome_view
 from skinapp.workflow.analysis import reanalyse_case
@@ -123,7 +123,9 @@ def structures(stored: StoredPrediction) -> None:
     lines, caption = structure_lines(stored, made_by[0].structures if made_by else None)
     st.markdown("**Structures the model sees**")
     if not lines:
-        st.caption("This result's model is not the installed one: its structure figures are not at hand.")
+        st.caption("Not shown: the structures' figures were measured for the installed model as shipped, and this "
+                   "result was made by " + ("it with a site profile." if SITE_PROFILE_MARK in stored.model_version
+                                            else "another model."))
         return
     st.markdown("\n".join(f"- {'**' if line.likely else ''}{line.name}: {line.probability}{'**' if line.likely else ''} "
                           f"({line.auc})" for line in lines))
@@ -258,8 +260,7 @@ def correction_form(store: Store, case: StoredCase) -> None:
             return
         predictor = None
         if model_input_changed:  # the model that made the result where it can run here (its site profile kept)
-            latest = store.latest_prediction(case.id)
-            predictor = model_for_result(latest.weights_sha256 if latest is not None else None, or_installed=True)
+            predictor = model_for_result(store.latest_weights(case.id), for_new_result=True)
         if predictor is not None:
             with st.spinner("Analysing the case again with the corrected details …"):
                 reanalyse_case(case.id, store, predictor, reviewer() or "", get_assessor())

@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict] = {
     "stronger: the 0.2 recipe with Lite0 at 192 px": dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=192),
     "stronger: the 0.2 recipe with Lite1 at 160 px":
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, encoder="lite1", image_size=160),
+    # issue 26's ensemble: the resolution-robust recipe with the screening population, at the shipped input size
+    "recipe at 160 px + SIIM-ISIC 2020 patients, the partial label drawn within the nevi's share":
+        dict(image_size=160, siim2020="SIIM", partial_sampling="with_nevi"),
 }
 
 

@@ -9,18 +9,23 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app_shared import (
+    current_user,
     get_assessor,
     get_predictor,
     get_store,
     installed_card,
+    kept_site_profiles,
     model_service_configured,
     pacs_server,
     plain_predictor,
     reviewer,
     run_guarded,
     shipped_card,
+    site_model,
+    site_profiles_changed,
     site_profiles_possible,
 )
+from skinapp.inference.site_identity import SiteProfileError
 from skinapp.io import InputFile
 from skinapp.pacs.connection import PacsError
 from skinapp.pacs.exchange import pull_studies, study_labels
@@ -28,7 +33,6 @@ from skinapp.pacs.pull import StudyFound, StudyQuery, find_studies
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import InvalidText
 from skinapp.store.limits import LIMITS
-from skinapp.store.site_profiles import SiteProfiles
 from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_analyse
 
 if TYPE_CHECKING:
@@ -117,18 +121,23 @@ SITE_CHOICES = {AS_SHIPPED: "The model as shipped (recommended)", KEPT: "A site 
                 NEW_PROFILE: "A new site profile learnt from this batch (at least 50 dermoscopy images)"}
 SITE_CAUTION = ("A site profile re-estimates what the model learnt about how images look (its batch-norm statistics) "
                 "from a clinic's own images, without labels. Measured on a clinic the model never saw, profiles "
-                "lowered melanoma AUC and kept fewer melanomas above the safety net (model card, \"Site profiles\"): "
-                "use one only to compare with the model as shipped on cases you can verify. Results name the profile.")
+                "lowered melanoma AUC and kept fewer melanomas above the safety net (model card, \"Site profiles\"), "
+                "and the flags and similar cases still compare with the training images as the shipped model saw "
+                "them. Results name their profile; once outcomes are entered, \"Record at this clinic\" measures "
+                "them apart from the model as shipped. A profile applies to the files uploaded above and analyses "
+                "only cases not yet analysed; PACS pulls use the model as shipped.")
 
 
 def _site_choice() -> tuple[str, str | None]:
     """How this batch is analysed: (AS_SHIPPED, None), (KEPT, profile identity) or (NEW_PROFILE, its name)."""
-    card = shipped_card()
-    if card is None or not site_profiles_possible():
+    card, user = shipped_card(), current_user()
+    if card is None or user is None or not site_profiles_possible():
         return AS_SHIPPED, None
-    kept = SiteProfiles(get_store()).in_use(card.identity)
+    kept = kept_site_profiles(card.identity)
+    choices = [c for c in SITE_CHOICES if (c != KEPT or kept) and (c != NEW_PROFILE or user.is_admin)]
+    if len(choices) == 1:
+        return AS_SHIPPED, None
     with st.expander("Site profile (optional)", expanded=st.session_state.get("site_choice", AS_SHIPPED) != AS_SHIPPED):
-        choices = [c for c in SITE_CHOICES if c != KEPT or kept]
         how = st.radio("Analyse this batch with", choices, format_func=SITE_CHOICES.__getitem__, key="site_choice")
         st.caption(SITE_CAUTION)
         if how == KEPT:
@@ -136,6 +145,7 @@ def _site_choice() -> tuple[str, str | None]:
             chosen = st.selectbox("Site profile", list(labels), format_func=labels.__getitem__, key="site_profile")
             return KEPT, chosen
         if how == NEW_PROFILE:
+            st.caption("Only administrators make profiles; every user can then choose them.")
             name = st.text_input("Name of the new profile (the clinic, device or batch it stands for)",
                                  max_chars=LIMITS["site profile name"], key="site_profile_name")
             return NEW_PROFILE, name.strip() or None
@@ -143,9 +153,6 @@ def _site_choice() -> tuple[str, str | None]:
 
 
 def _import_uploads(uploads: list, metadata_csv, name: str, site: tuple[str, str | None]) -> None:
-    from skinapp.inference.site import SiteProfileError  # torch: only where the model runs in this process
-    from skinapp.workflow.site_adaptation import import_adapting_to_batch, import_with_kept_profile
-
     files = [InputFile.from_bytes(u.name, u.getvalue()) for u in uploads]
     how, which = site
 
@@ -153,14 +160,16 @@ def _import_uploads(uploads: list, metadata_csv, name: str, site: tuple[str, str
         if how == AS_SHIPPED:
             return import_and_analyse(files, get_store(), predictor, actor=name, metadata_csv=metadata_csv,
                                       progress=progress, assessor=assessor)
+        from skinapp.workflow.site_adaptation import import_adapting_to_batch, import_with_kept_profile
+
         try:
             if how == KEPT:
-                return import_with_kept_profile(files, get_store(), plain_predictor(), name, which or "",
-                                                card=installed_card(), metadata_csv=metadata_csv, progress=progress,
-                                                assessor=assessor)
+                return import_with_kept_profile(files, get_store(), site_model(which or ""), name,
+                                                metadata_csv=metadata_csv, progress=progress, assessor=assessor)
             result, _ = import_adapting_to_batch(files, get_store(), plain_predictor(), name, which or "",
                                                  card=installed_card(), metadata_csv=metadata_csv, progress=progress,
                                                  assessor=assessor)
+            site_profiles_changed()
             return result
         except (SiteProfileError, InvalidText) as exc:
             st.session_state.pop("last_import", None)
@@ -197,7 +206,7 @@ def page() -> None:
     level, text = result.outcome
     {"success": st.success, "warning": st.warning, "error": st.error}[level](text)
     for note in report.notes:
-        st.info(note)
+        st.info(plain_markdown(note))
     if report.rejected:
         st.subheader("Not imported")
         st.markdown("\n".join(f"- **{plain_markdown(r.file)}**: {plain_markdown(r.reason)}" for r in report.rejected))

@@ -4,7 +4,7 @@ installed model, and the audit trail's integrity check."""
 import pandas as pd
 import streamlit as st
 
-from app_shared import current_user, get_accounts, get_store, run_guarded, shipped_card
+from app_shared import current_user, get_accounts, get_store, run_guarded, shipped_card, site_profiles_changed
 from skinapp.reporting.text import plain_markdown
 from skinapp.store import InvalidText
 from skinapp.store.accounts import LOCKOUT_FAILURES, LOCKOUT_MINUTES, ROLES, AccountError
@@ -113,6 +113,7 @@ def _site_profiles() -> None:
     chosen = left.selectbox("Site profile", list(labels), format_func=labels.__getitem__, key="retire_profile")
     if right.button("Retire", key="retire_profile_button"):
         profiles.retire(chosen, actor=me.label)
+        site_profiles_changed()
         st.rerun()
 
 

@@ -561,7 +561,9 @@ def _png_uploads(count: int, first: int = 0) -> list[tuple[str, bytes, str]]:
 
 
 def test_a_site_profile_is_offered_after_the_model_as_shipped_and_too_few_images_store_nothing(data_dir, shipped_weights):
-    app = _page(_app(), "import_cases")
+    reviewer = _page(_app(), "import_cases")
+    assert not [r for r in reviewer.radio if r.key == "site_choice"]  # only administrators make profiles; none kept yet
+    app = _page(_app("Dr Admin", role="admin"), "import_cases")
     choice = app.radio(key="site_choice")
     assert choice.value == "as shipped" and "kept" not in choice.options  # none kept yet
     assert "lowered melanoma AUC" in _texts(app)  # the measured effect, before anyone chooses one

@@ -180,7 +180,8 @@ def test_a_result_of_another_model_than_the_installed_one_says_so_and_quotes_no_
                                    model_version="v2 with site profile Clinic B (0123456789ab, 60 images)")
     text = view.model_answer(profiled, same).older_model  # its own identity, but not an older model
     assert text is not None and "installed model adapted to a site" in text and "older" not in text
-    assert model_label(profiled, same.identity) == "site profile Clinic B (0123456789ab, 60 images)"
+    assert model_label(profiled, same.identity, same.version) == "site profile Clinic B (0123456789ab, 60 images)"
+    assert model_label(profiled, same.identity, "v3").startswith("older model (v2 with site profile")  # older weights
 
 
 # ------------------------------------------------------------------------------------------------ the case itself

@@ -123,26 +123,44 @@ def test_an_import_batch_learns_a_profile_that_later_batches_reuse_and_results_n
     from skinapp.store import Store
     from skinapp.store.site_profiles import SiteProfiles
     from skinapp.workflow.analysis import import_and_analyse
-    from skinapp.workflow.site_adaptation import import_adapting_to_batch, import_with_kept_profile
+    from skinapp.workflow.site_adaptation import (
+        adapted_model,
+        import_adapting_to_batch,
+        import_with_kept_profile,
+        kept_profile,
+    )
 
     store, base = Store.open(db.url), Predictor.from_weights(tiny_weights, gradcam=False)
+    shared = {k: v.clone() for k, v in base.models[0].state_dict().items()}
     files = _uploads(MIN_SITE_IMAGES)
+    known = import_and_analyse(files[:2], store, base, "Dr A")  # already in the worklist, analysed as shipped
     result, kept = import_adapting_to_batch([*files, files[0]], store, base, "Dr A", "Clinic B, DL4")
     assert kept.n_images == MIN_SITE_IMAGES  # the file given twice is learnt from once
-    assert result.analysed == MIN_SITE_IMAGES and "Clinic B, DL4" in result.report.notes[0]
-    assert base.site_profile is None  # the shared model is left as it was
-    adapted = store.latest_prediction(result.case_ids[0])
+    assert result.analysed == MIN_SITE_IMAGES - 2 and "Clinic B, DL4" in result.report.notes[0]
+    assert any("2 case(s) already analysed by another model kept their results" in n for n in result.report.notes)
+    assert {store.latest_weights(c) for c in known.case_ids} == {base.identity}  # not replaced by the profile's model
+    # the shared model is left as it was: no profile, its statistics, and not in training mode
+    assert base.site_profile is None and not any(m.training for m in base.models[0].modules())
+    assert all(torch.equal(shared[k], v) for k, v in base.models[0].state_dict().items())
+    adapted = store.latest_prediction(result.case_ids[-1])
     assert adapted.weights_sha256 != base.identity and "with site profile Clinic B, DL4" in adapted.model_version
     assert kept.identity[:12] in adapted.model_version
     assert [p.identity for p in SiteProfiles(store).in_use(base.card.identity)] == [kept.identity]
+    with pytest.raises(SiteProfileError, match="already kept as “Clinic B, DL4”"):  # one profile, one name
+        import_adapting_to_batch(files, store, base, "Dr A", "Clinic C")
 
-    later = import_with_kept_profile(_uploads(3, seed=300), store, base, "Dr B", kept.identity)
+    model = adapted_model(base, kept_profile(store, kept.identity))
+    later = import_with_kept_profile(_uploads(3, seed=300), store, model, "Dr B")
     assert store.latest_prediction(later.case_ids[0]).weights_sha256 == adapted.weights_sha256  # the same model
     plain = import_and_analyse(_uploads(3, seed=300), store, base, "Dr B")  # the same images, as shipped: analysed anew
     assert store.latest_prediction(plain.case_ids[0]).weights_sha256 == base.identity and plain.analysed == 3
 
     SiteProfiles(store).retire(kept.identity, "Dr Admin")
     assert SiteProfiles(store).in_use(base.card.identity) == [] and SiteProfiles(store).data(kept.identity)
+    before = len(store.case_records())
+    with pytest.raises(SiteProfileError, match="retired"):  # a model built before the retirement makes no new result
+        import_with_kept_profile(_uploads(2, seed=400), store, model, "Dr B")
+    assert len(store.case_records()) == before
     actions = [e.action for e in store.audit_entries()]
     assert actions.count("site profile made") == 1 and "site profile retired" in actions
     assert store.verify_audit().ok
@@ -150,6 +168,22 @@ def test_an_import_batch_learns_a_profile_that_later_batches_reuse_and_results_n
         connection.exec_driver_sql("UPDATE site_profiles SET name = 'other'")
     with pytest.raises(sqlalchemy.exc.DBAPIError), store.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM site_profiles")
+
+
+def test_a_profile_with_the_clinics_risk_levels_binds_both(tiny_weights, tmp_path):
+    import dataclasses
+
+    from skinapp.inference.site_identity import site_profiled_identity
+    from skinapp.trust.safety_net import SafetyNet
+    from skinapp.workflow.site_adaptation import adapted_model
+
+    base = Predictor.from_weights(tiny_weights, gradcam=False)
+    profile = base.estimate_site_profile(_site_images(MIN_SITE_IMAGES), name="Clinic B")
+    levels = dataclasses.replace(base.card, safety_net=SafetyNet(threshold=0.3, target_sensitivity=0.95))
+    model = adapted_model(base, profile, levels)
+    assert model.card.identity == levels.identity != base.card.identity
+    assert model.identity == site_profiled_identity(levels.identity, profile.identity)  # what the pages look up
+    assert adapted_model(base, profile).identity == site_profiled_identity(base.card.identity, profile.identity)
 
 
 def test_a_batch_too_small_or_unnamed_for_a_profile_stores_nothing(db_url, tiny_weights):

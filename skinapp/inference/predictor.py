@@ -139,13 +139,18 @@ class Predictor:
         self.site_profile = profile
         return self
 
+    def _private_members(self) -> list[LesionNet]:
+        """Copies of the members that nobody else uses (taken while no other call runs the shared ones)."""
+        with MODEL_USE:
+            return [copy.deepcopy(m).eval().requires_grad_(False) for m in self.models]
+
     def with_site_profile(self, profile: SiteProfile) -> Predictor:
         """A copy whose members carry the profile's batch-norm statistics; this predictor, which other users of the
         app share, is left as it was. `SiteProfileError` if the profile was made for another model."""
         if self.site_profile is not None:
             raise SiteProfileError("a site profile is applied to the plain model, not to one already adapted")
         view = copy.copy(self)
-        view.models = [copy.deepcopy(m) for m in self.models]
+        view.models = self._private_members()
         return view.adapt_to_site(profile)
 
     def estimate_site_profile(self, images: Sequence[np.ndarray], metadata: Sequence[Metadata | None] | None = None,
@@ -158,8 +163,10 @@ class Predictor:
         """The same, from batches read as they come (a large archive never held in memory at once)."""
         if self.site_profile is not None:
             raise SiteProfileError("estimate a site profile with the plain model, not one already adapted")
-        with MODEL_USE:
-            return estimate_profile(self.models, self.card, batches, name, len(self.views), device=self.device)
+        # On copies: learning puts the batch-norm layers in training mode, and reading the batches (decoding every
+        # file) takes minutes, during which the shared members keep serving other users.
+        return estimate_profile(self._private_members(), self.card, batches, name, len(self.views),
+                                device=self.device)
 
     @property
     def temperature(self) -> float:

@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
+from skinapp.inference.site_identity import MIN_SITE_IMAGES, SiteProfileError, site_profiled_identity
 from skinapp.inference.views import views_for
 from skinapp.model.batch import model_input
-from skinapp.model.card import ModelCard, site_profiled_identity
+from skinapp.model.card import ModelCard
 from skinapp.model.network import LesionNet
 from skinapp.vocab import Metadata, encode_metadata
 
-MIN_SITE_IMAGES = 50
 _STATS = ("running_mean", "running_var")
-
-
-class SiteProfileError(ValueError):
-    """A site profile cannot be made (too few images) or does not fit the model it is used with."""
+__all__ = ["MIN_SITE_IMAGES", "SiteBatch", "SiteProfile", "SiteProfileError", "apply_profile", "estimate_profile",
+           "in_batches", "profiled_identity"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class SiteProfile:
     created_at: str
     statistics: dict[str, torch.Tensor]  # "member{j}.{module}.running_mean|running_var"
 
-    @property
+    @cached_property  # every result names it: hashed once
     def identity(self) -> str:
         digest = hashlib.sha256(self.model_identity.encode())
         for key in sorted(self.statistics):

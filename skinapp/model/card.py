@@ -232,9 +232,3 @@ def migrated(raw: dict) -> dict:
         raw["index"] = raw.get("index") or None
         raw["schema"] = 3
     return raw
-
-
-def site_profiled_identity(card_identity: str, profile_identity: str) -> str:
-    """The identity of results made by the model of `card_identity` with a site profile (`skinapp.inference.site`):
-    computable from the two identities alone, so that a page without torch can tell which profile made a result."""
-    return hashlib.sha256(f"{card_identity}+site:{profile_identity}".encode()).hexdigest()

@@ -542,6 +542,9 @@ STRONGER_PREFIX = "stronger: "  # bench/ablation.py's wider encoders and larger 
 STRONGER_SHIPPED_PREFIX = STRONGER_PREFIX + "the 0.2 recipe "
 
 
+BASELINE_SHORT_NAMES = {BASELINE_VARIANT: "0.2 recipe", SHIPPED_SIZE_VARIANT: "0.2 recipe at 160 px"}
+
+
 def _stronger_baseline(name: str) -> str:
     """A stronger variant of the shipped recipe is judged against that recipe at the shipped input size; one with
     the resolution-robust training against the shipped recipe at the protocol's 128 px, as first run."""
@@ -792,7 +795,7 @@ def stronger_recipe_section(folder: Path) -> list[str]:
                        "not adopted: below the rule's gain")
             lines.append(f"- {name.removeprefix(STRONGER_PREFIX)} ({seeds}): ISIC 2017 val melanoma AUC "
                          f"{external:+.3f}, HAM malignant AUC {held_out:+.3f} against the "
-                         f"{baseline_name.split(':')[0].split(',')[0]}; {verdict}.")
+                         f"{BASELINE_SHORT_NAMES[baseline_name]}; {verdict}.")
     return [*lines, ""]
 
 
@@ -825,8 +828,8 @@ def site_adaptation_section(folder: Path) -> list[str]:
     if not seeds or not sizes:
         return []
 
-    def mean(n: int, which: str, key: str) -> float:
-        values = [s["by_site_images"][str(n)][which][key] for s in seeds]
+    def mean(n: int, which: str, key: str) -> float:  # over the seeds that ran this number of site images
+        values = [s["by_site_images"][str(n)][which][key] for s in seeds if str(n) in s["by_site_images"]]
         return sum(values) / len(values)
 
     protocol = found.get("protocol", {})

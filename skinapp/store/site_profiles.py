@@ -46,20 +46,27 @@ def _stored(row) -> StoredSiteProfile:
                              as_utc(row["created_at"]), row["created_by"])
 
 
+def checked_request(name: str, actor: str) -> tuple[str, str]:
+    """The profile's name and the person making it, as they will be kept (`InvalidText` if either is refused):
+    checked before the long part, learning the profile, begins."""
+    name = (checked("site profile name", name) or "").strip()
+    if not name:
+        raise InvalidText("a site profile needs a name (the clinic, device or batch it stands for)")
+    return name, Store._actor(actor)
+
+
 class SiteProfiles:
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def add(self, identity: str, name: str, model_identity: str, n_images: int, source: str, data: bytes,
             actor: str) -> StoredSiteProfile:
-        """Keep a profile (audited, with the digest `audit verify` checks); one already kept is returned as it is."""
+        """Keep a profile (audited, with the digest `audit verify` checks). `ValueError` if the same profile (the
+        same statistics) is already kept: one profile, one name."""
+        name, actor = checked_request(name, actor)
         known = self.get(identity)
         if known is not None:
-            return known
-        name = (checked("site profile name", name) or "").strip()
-        if not name:
-            raise InvalidText("a site profile needs a name (the clinic, device or batch it stands for)")
-        actor = Store._actor(actor)
+            raise ValueError(f"the same site profile is already kept as “{known.name}”")
         with self.store.write_transaction() as connection:
             profile_id = _new_id(connection.execute(insert(site_profiles).values(
                 identity=identity, name=name, model_identity=model_identity, n_images=n_images,
@@ -94,6 +101,9 @@ class SiteProfiles:
         """The profiles made for this model and not retired, newest first: those offered for new imports."""
         retired = self._retired()
         return [p for p in self.made_for(model_identity) if p.identity not in retired]
+
+    def is_retired(self, identity: str) -> bool:
+        return identity in self._retired()
 
     def retire(self, identity: str, actor: str) -> None:
         """No longer offered for new imports; the profile and every result made with it stay."""

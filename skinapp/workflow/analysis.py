@@ -57,9 +57,12 @@ def database_error(exc: SQLAlchemyError) -> str:
 def import_and_analyse(
     inputs: Iterable[str | Path | InputFile], store: Store, predictor: LesionModel, actor: str,
     metadata_csv: str | Path | BinaryIO | None = None, progress: StepProgress | None = None, chunk: int = 8,
-    assessor: Assessor | None = None,
+    assessor: Assessor | None = None, reanalyse_known: bool = True,
 ) -> ImportResult:
-    """assessor: the flag policy and index shipped with the predictor's weights (loaded here when not given)."""
+    """assessor: the flag policy and index shipped with the predictor's weights (loaded here when not given).
+    reanalyse_known: a case already analysed by another model is analysed again with this one (False: only new
+    cases and cases without a result are analysed; a site profile's import must not replace the results of cases
+    already in the worklist)."""
     def tell(fraction: float, text: str) -> None:
         if progress is not None:
             progress(min(max(fraction, 0.0), 1.0), text)
@@ -73,7 +76,7 @@ def import_and_analyse(
 
     # One chunk of cases in memory at a time: each is stored, analysed and dropped before the next files are read.
     waiting: list[tuple[int, Case]] = []
-    filled = 0
+    filled = left_as_they_were = 0
     for case in iter_cases(inputs, report, metadata_csv, progress=read_progress):
         try:
             added = store.add_case(case, actor)
@@ -87,7 +90,10 @@ def import_and_analyse(
         result.case_ids.append(added.id)
         result.new_cases += added.new
         filled += bool(added.filled)
-        if added.model_input_changed or store.latest_weights(added.id) != predictor.identity:
+        latest = None if added.new else store.latest_weights(added.id)
+        if not reanalyse_known and latest is not None and latest != predictor.identity:
+            left_as_they_were += 1
+        elif added.new or added.model_input_changed or latest != predictor.identity:
             if not added.new:  # a case already known is analysed as it now reads, a reviewer's corrections included
                 known = store.case(added.id)
                 if known is not None:
@@ -98,6 +104,9 @@ def import_and_analyse(
             waiting = []
     if waiting:
         _analyse_chunk(waiting, store, predictor, assessor, actor, result)
+    if left_as_they_were:
+        report.notes.append(f"{left_as_they_were} case(s) already analysed by another model kept their results: "
+                            "this import analyses only cases without one")
     if len(result.case_ids) > result.new_cases:
         report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist; what they "
                             f"were stored with was kept, and {filled} gained metadata they lacked")

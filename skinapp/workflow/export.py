@@ -11,8 +11,9 @@ from skinapp.workflow.worklist import WorklistRow, worklist_records
 __all__ = ["export_csv", "spreadsheet_safe"]
 
 
-def export_csv(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> bytes:
-    records = worklist_records(rows, installed_weights_sha256)
+def export_csv(rows: list[WorklistRow], installed_weights_sha256: str | None = None,
+               installed_version: str | None = None) -> bytes:
+    records = worklist_records(rows, installed_weights_sha256, installed_version)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["case"])
     writer.writeheader()

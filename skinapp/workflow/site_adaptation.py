@@ -1,7 +1,9 @@
 """Site profiles in the clinic's workflow (issue 26): an import batch analysed by the model adapted to a site — with a
 profile kept earlier for a device or institution, or with one estimated on the batch's own images and kept for later
 batches. Every result names the profile (`Predictor.model_version`) and is bound to its identity, so results made
-with and without one, or with two different ones, are told apart.
+with and without one, or with two different ones, are told apart. Such an import analyses only cases without a
+result: cases already in the worklist keep theirs (a clinic's past images, uploaded to learn a profile, must not
+have their results and risk tiers replaced by a model the card does not recommend).
 
 The measured effect is stated on the model card ("Site profiles"): on a clinic the model never saw they lowered
 melanoma AUC. The app therefore offers the model as shipped first, and a profile only as a choice.
@@ -10,14 +12,15 @@ melanoma AUC. The app therefore offers the model as shipped first, and a profile
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from skinapp.inference.site_identity import SiteProfileError
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.model.card import ModelCard
 from skinapp.store import Store
-from skinapp.store.site_profiles import SiteProfiles, StoredSiteProfile
+from skinapp.store.site_profiles import SiteProfiles, StoredSiteProfile, checked_request
 from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_analyse
 
 if TYPE_CHECKING:  # torch: only where the model runs in this process
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # torch: only where the model runs in this process
     from skinapp.inference.site import SiteBatch, SiteProfile
 
 BATCH = 32
+LEARNING_SHARE = 0.3  # of the progress bar: reading the batch to learn the profile, before the import proper
 
 
 def site_batches(cases: Iterable[Case], size: int = BATCH) -> Iterator[SiteBatch]:
@@ -54,7 +58,8 @@ def adapted_model(base: Predictor, profile: SiteProfile, card: ModelCard | None 
 
 
 def kept_profile(store: Store, identity: str) -> SiteProfile:
-    from skinapp.inference.site import SiteProfile, SiteProfileError
+    """A profile kept in the store (retired or not: a result made with it can always be traced to it)."""
+    from skinapp.inference.site import SiteProfile
 
     data = SiteProfiles(store).data(identity)
     if data is None:
@@ -62,21 +67,21 @@ def kept_profile(store: Store, identity: str) -> SiteProfile:
     return SiteProfile.from_bytes(data, f"the stored site profile {identity[:12]}")
 
 
-def _csv_bytes(metadata_csv: str | Path | BinaryIO | None) -> bytes | None:
-    """The CSV read once: the batch is read twice (to learn the profile, then to import it)."""
-    if metadata_csv is None:
-        return None
-    if isinstance(metadata_csv, (str, Path)):
-        return Path(metadata_csv).read_bytes()
+def _readable_twice(metadata_csv: str | Path | BinaryIO | None) -> Callable[[], str | Path | BinaryIO | None]:
+    """The batch is read twice (to learn the profile, then to import it): an uploaded CSV is read once into memory,
+    a path is read again each time (and a missing one reported by the import as any unreadable CSV is)."""
+    if metadata_csv is None or isinstance(metadata_csv, (str, Path)):
+        return lambda: metadata_csv
     if hasattr(metadata_csv, "seek"):
         metadata_csv.seek(0)
-    return metadata_csv.read()
+    data, name = metadata_csv.read(), str(getattr(metadata_csv, "name", "metadata.csv"))
 
+    def copy() -> BinaryIO:
+        buffer = io.BytesIO(data)
+        buffer.name = name  # the name the import report gives the CSV
+        return buffer
 
-class _NamedBytes(io.BytesIO):
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
-        self.name = name
+    return copy
 
 
 def import_adapting_to_batch(
@@ -84,54 +89,53 @@ def import_adapting_to_batch(
     card: ModelCard | None = None, metadata_csv: str | Path | BinaryIO | None = None,
     progress: StepProgress | None = None, assessor: Assessor | None = None,
 ) -> tuple[ImportResult, StoredSiteProfile]:
-    """Estimate a site profile on the batch's own dermoscopy images, keep it, then import and analyse the batch
-    with it. Too few images (`SiteProfileError`) or a refused name (`InvalidText`) stop everything before anything
-    is stored: no profile, no case."""
-    from skinapp.store.limits import InvalidText, checked
+    """Learn a site profile from the batch's own dermoscopy images, keep it, then import the batch and analyse
+    its new cases with it (cases already analysed keep their results). A refused name (`InvalidText`), too few
+    images or a profile already kept (`SiteProfileError`) stop everything before anything is stored."""
+    name, actor = checked_request(profile_name, actor)
+    csv = _readable_twice(metadata_csv)
 
-    name = (checked("site profile name", profile_name) or "").strip()
-    if not name:
-        raise InvalidText("a site profile needs a name (the clinic, device or batch it stands for)")
-    actor = Store._actor(actor)
-    csv_bytes = _csv_bytes(metadata_csv)
-    csv_name = str(getattr(metadata_csv, "name", metadata_csv or "metadata.csv"))
-
-    def csv_copy() -> BinaryIO | None:
-        return None if csv_bytes is None else _NamedBytes(csv_bytes, csv_name)
-
-    def learning(done: int, total: int, _name: str) -> None:
+    def learning(done: int, total: int, _file: str) -> None:
         if progress is not None:
-            progress(min(done / max(total, 1), 1.0) * 0.3, f"Learning the site profile: file {min(done + 1, total)} "
-                                                             f"of {total}")
+            progress(min(done / max(total, 1), 1.0) * LEARNING_SHARE,
+                     f"Learning the site profile: file {min(done + 1, total)} of {total}")
 
-    cases = iter_cases(inputs, ImportReport(), csv_copy(), progress=learning)
-    profile = base.estimate_site_profile_from(site_batches(cases), name=name)
-    files = len(inputs)
-    stored = SiteProfiles(store).add(profile.identity, name, profile.model_identity, profile.n_images,
-                                     f"estimated on an import batch of {files} file(s) by {actor}",
-                                     profile.to_bytes(), actor)
+    profile = base.estimate_site_profile_from(site_batches(iter_cases(inputs, ImportReport(), csv(),
+                                                                      progress=learning)), name=name)
+    profiles = SiteProfiles(store)
+    known = profiles.get(profile.identity)
+    if known is not None:
+        raise SiteProfileError(f"these images give the site profile already kept as “{known.name}”; choose it among "
+                               "the profiles kept earlier")
+    model = adapted_model(base, profile, card)  # refused here, before the profile is kept, if it does not fit
+    stored = profiles.add(profile.identity, name, profile.model_identity, profile.n_images,
+                          f"learnt from an import batch of {len(inputs)} file(s)", profile.to_bytes(), actor)
 
     def analysing(fraction: float, text: str) -> None:
         if progress is not None:
-            progress(0.3 + 0.7 * fraction, text)
+            progress(LEARNING_SHARE + (1 - LEARNING_SHARE) * fraction, text)
 
-    model = adapted_model(base, profile, card)
-    result = import_and_analyse(inputs, store, model, actor, metadata_csv=csv_copy(), progress=analysing,
-                                assessor=assessor)
+    result = import_and_analyse(inputs, store, model, actor, metadata_csv=csv(), progress=analysing,
+                                assessor=assessor, reanalyse_known=False)
     result.report.notes.insert(0, f"Analysed with the site profile “{name}”, learnt from {profile.n_images} of this "
-                                  f"batch's dermoscopy images and kept for later batches: {model.model_version}.")
+                                  f"batch's dermoscopy images and kept for later batches ({model.model_version}).")
     return result, stored
 
 
 def import_with_kept_profile(
-    inputs: Iterable[str | Path | InputFile], store: Store, base: Predictor, actor: str, identity: str,
-    card: ModelCard | None = None, metadata_csv: str | Path | BinaryIO | None = None,
-    progress: StepProgress | None = None, assessor: Assessor | None = None,
+    inputs: Iterable[str | Path | InputFile], store: Store, model: Predictor, actor: str,
+    metadata_csv: str | Path | BinaryIO | None = None, progress: StepProgress | None = None,
+    assessor: Assessor | None = None,
 ) -> ImportResult:
-    """Import and analyse with a profile kept earlier (`SiteProfileError` before anything is stored where it is
-    missing or made for another model)."""
-    model = adapted_model(base, kept_profile(store, identity), card)
+    """Import and analyse the new cases with `model`, adapted with a kept profile (`adapted_model`);
+    `SiteProfileError` before anything is stored where the profile has been retired since."""
+    profile = model.site_profile
+    if profile is None:
+        raise SiteProfileError("this model carries no site profile")
+    if SiteProfiles(store).is_retired(profile.identity):
+        raise SiteProfileError(f"the site profile “{profile.name}” has been retired by an administrator; choose "
+                               "another or the model as shipped")
     result = import_and_analyse(inputs, store, model, actor, metadata_csv=metadata_csv, progress=progress,
-                                assessor=assessor)
+                                assessor=assessor, reanalyse_known=False)
     result.report.notes.insert(0, f"Analysed with {model.model_version}.")
     return result

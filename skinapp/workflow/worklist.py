@@ -136,17 +136,19 @@ def apply_filters(rows: list[WorklistRow], filters: Filters) -> list[WorklistRow
     return kept
 
 
-def model_label(prediction: StoredPrediction | None, installed_weights_sha256: str | None) -> str:
+def model_label(prediction: StoredPrediction | None, installed_weights_sha256: str | None,
+                installed_version: str | None = None) -> str:
     if prediction is None:
         return ""
     if installed_weights_sha256 is None or prediction.weights_sha256 == installed_weights_sha256:
         return "current"
-    if SITE_PROFILE_MARK in prediction.model_version:
-        return "site profile " + prediction.model_version.split(SITE_PROFILE_MARK, 1)[1]
+    if installed_version is not None and prediction.model_version.startswith(installed_version + SITE_PROFILE_MARK):
+        return "site profile " + prediction.model_version.removeprefix(installed_version + SITE_PROFILE_MARK)
     return f"older model ({prediction.model_version})"
 
 
-def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | None = None) -> list[dict]:
+def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | None = None,
+                     installed_version: str | None = None) -> list[dict]:
     """One flat record per case: what the worklist shows and the CSV export writes. `model` says whether the
     prediction was made by the installed model or an older one; `decision_made_on` names the result a decision
     was made on, which after a re-analysis is not the one in the columns before it; the `outcome_` columns say what
@@ -183,7 +185,7 @@ def worklist_records(rows: list[WorklistRow], installed_weights_sha256: str | No
             "outcome_malignancy": o.malignancy if o else "",
             "outcome_date": o.result_date.isoformat() if o else "",
             "outcome_lab_reference": (o.lab_reference or "") if o else "",
-            "model": model_label(p, installed_weights_sha256),
+            "model": model_label(p, installed_weights_sha256, installed_version),
             "model_version": p.model_version if p else "",
             "weights_sha256": p.weights_sha256 if p else "",
             "source": row.case.source,
