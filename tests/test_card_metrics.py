@@ -224,3 +224,21 @@ def test_the_site_profile_section_recommends_a_profile_only_where_it_gains_and_k
     path.write_text(json.dumps({"protocol": {}, "seeds": {"0": seed(0.74, 0.95), "1": seed(0.75, 0.93)}}))
     assert "- With 50 site images a profile gains ≥ 0.03" in "\n".join(site_adaptation_section(tmp_path))
     assert site_adaptation_section(tmp_path / "nothing") == []
+
+
+def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melanomas_and_discrimination(tmp_path):
+    from skinapp.reporting.card_sections import FULL_LENGTH_FILE, SHIPPED_MEMBER, full_length_section
+
+    run = _ablation_run
+    path = tmp_path / FULL_LENGTH_FILE
+    results = {SHIPPED_MEMBER: run(0.916, 0.85, 0.5, 7), "robust + SIIM [full length]": run(0.914, 0.86, 0.3, 7),
+               "another [full length]": run(0.93, 0.90, 0.2, 6), "a third [full length]": run(0.90, 0.86, 0.2, 8)}
+    path.write_text(json.dumps({"protocol": {}, "results": results}))
+    text = "\n".join(full_length_section(tmp_path))
+    assert "| shipped member (fold 0) | 0.700 | 0.916 | 0.850 | 0.002 | 50% | 7 of 10 | 0.800 |" in text
+    assert ("- robust + SIIM: HAM malignant AUC -0.002, ISIC 2017 val melanoma AUC +0.010 against the shipped member; "
+            "a candidate: train the five members with it.") in text
+    assert "- another: HAM malignant AUC +0.014" in text and "loses melanomas on the screening population" in text
+    assert "- a third: HAM malignant AUC -0.016" in text and "it costs discrimination" in text
+    path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))
+    assert full_length_section(tmp_path) == []

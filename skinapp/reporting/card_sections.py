@@ -863,3 +863,57 @@ def site_adaptation_section(folder: Path) -> list[str]:
                      f"{max(kept.values()):.0%}). The app offers the model as shipped first; a profile is for "
                      "comparing with it on cases the clinic can verify.")
     return [*lines, ""]
+
+
+FULL_LENGTH_FILE = "full_length.json"
+SHIPPED_MEMBER = "shipped member (fold 0) [full length]"  # bench/ablation.py --score-member
+FULL_LENGTH_TOLERANCE = 0.005  # AUC a full-length candidate may lose against the shipped member and still be trained
+
+
+def full_length_section(folder: Path) -> list[str]:
+    """`bench/ablation.py --full-length`: a recipe trained like the shipped members (10 full epochs, fold 0 held
+    out) against the shipped fold-0 member, scored the same way. The check a recipe passes before five members are
+    trained with it: the short protocol may misjudge recipes whose augmentation pays only over a long schedule."""
+    path = folder / FULL_LENGTH_FILE
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text())["results"]
+    shipped = results.get(SHIPPED_MEMBER)
+    candidates = {name: r for name, r in results.items() if name != SHIPPED_MEMBER}
+    if shipped is None or not candidates:
+        return []
+
+    def siim(r: dict) -> str:
+        s = r.get("siim2020")
+        if not s or s.get("benign_above_net") is None:
+            return "— | — | —"
+        auc = "—" if s.get("melanoma_auc") is None else f"{s['melanoma_auc']:.3f}"
+        return f"{s['benign_above_net']:.0%} | {s['melanomas_at_or_above_net']} of {s['melanomas']} | {auc}"
+
+    lines = ["## Full-length check of a recipe (fold 0)", "",
+             "`python bench/ablation.py --full-length`: the recipe trained like the shipped members (10 full epochs, "
+             "the last kept), one member with HAM10000 fold 0 held out, against the shipped fold-0 member scored the "
+             "same way (identity view, uncalibrated, highest probability; the safety net fitted on the member's "
+             "held-out fold; SIIM-ISIC 2020: the patients of fold 0, never trained on). A recipe is trained for the "
+             f"five members only if it loses no melanoma there and at most {FULL_LENGTH_TOLERANCE} of either AUC.", "",
+             "| member | HAM balanced accuracy | HAM malignant AUC | ISIC 2017 val melanoma AUC | resolution spread: "
+             "malignant AUC | SIIM benign at or above the net | SIIM melanomas at or above it | SIIM melanoma AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in {SHIPPED_MEMBER: shipped, **candidates}.items():
+        lines.append(f"| {name.removesuffix(' [full length]')} | {r['balanced_accuracy']:.3f} | "
+                     f"{r['malignant_auc']:.3f} | {r['external_melanoma_auc']:.3f} | "
+                     f"{_shown((r.get('resolution') or {}).get('malignant_auc_range'))} | {siim(r)} |")
+    lines.append("")
+    for name, r in candidates.items():
+        held_out = r["malignant_auc"] - shipped["malignant_auc"]
+        external = r["external_melanoma_auc"] - shipped["external_melanoma_auc"]
+        kept, base_kept = ((r.get("siim2020") or {}).get("melanomas_at_or_above_net"),
+                           (shipped.get("siim2020") or {}).get("melanomas_at_or_above_net"))
+        lost = kept is not None and base_kept is not None and kept < base_kept
+        verdict = ("not trained for the ensemble: it loses melanomas on the screening population" if lost else
+                   "not trained for the ensemble: it costs discrimination"
+                   if min(held_out, external) < -FULL_LENGTH_TOLERANCE else
+                   "a candidate: train the five members with it")
+        lines.append(f"- {name.removesuffix(' [full length]')}: HAM malignant AUC {held_out:+.3f}, ISIC 2017 val "
+                     f"melanoma AUC {external:+.3f} against the shipped member; {verdict}.")
+    return [*lines, ""]

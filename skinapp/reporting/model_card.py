@@ -9,6 +9,7 @@ from skinapp.model.card import ModelCard
 from skinapp.reporting.card_sections import (
     ablation_section,
     contrast_lines,
+    full_length_section,
     metrics_section,
     resolution_ablation_section,
     screening_ablation_section,
@@ -130,6 +131,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *resolution_ablation_section(folder),
         *screening_ablation_section(folder),
         *stronger_recipe_section(folder),
+        *full_length_section(folder),
         *site_adaptation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
