@@ -269,8 +269,8 @@ def get_predictor() -> LesionModel | None:
 
 
 def site_profiles_possible() -> bool:
-    """A site profile changes the members' own statistics: the app offers profiles where the model runs in this
-    process (with a model service, `predict --site-profile` on the service's machine does it)."""
+    """A site profile changes the members' own statistics: the app offers profiles only where the model runs in
+    this process, not through a model service."""
     return not model_service_configured()
 
 
@@ -296,8 +296,22 @@ def _adapted_predictor(profile_identity: str, card_identity: str) -> Predictor:
     shipped one a result was made under before the clinic's levels changed)."""
     from skinapp.workflow.site_adaptation import adapted_model, kept_profile
 
-    card = next(c for c in (installed_card(), shipped_card()) if c is not None and c.identity == card_identity)
+    card = _cards_of_results().get(card_identity)
+    if card is None:
+        raise SiteProfileError("the model card this result was made under is no longer known here")
     return adapted_model(_load_predictor(), kept_profile(get_store(), profile_identity), card)
+
+
+def _cards_of_results() -> dict[str, ModelCard]:
+    """Every card the installed weights can have made a result under here: as shipped, as in force, and with each
+    set of risk levels the clinic ever adopted."""
+    shipped, installed = shipped_card(), installed_card()
+    cards = {c.identity: c for c in (installed, shipped) if c is not None}
+    if shipped is not None:
+        for levels in get_store().clinic_levels_adopted(shipped.identity):
+            card = levels.applied_to(shipped)
+            cards.setdefault(card.identity, card)
+    return cards
 
 
 def site_model(profile_identity: str) -> Predictor:
@@ -317,8 +331,8 @@ def model_for_result(weights_sha256: str | None, for_new_result: bool = False) -
     if predictor is None or predictor.identity == weights_sha256:
         return predictor
     shipped, installed = shipped_card(), installed_card()
-    cards = {c.identity for c in (installed, shipped) if c is not None}
     if weights_sha256 and shipped is not None and installed is not None and site_profiles_possible():
+        cards = _cards_of_results()
         profiles = SiteProfiles(get_store())
         for profile in profiles.made_for(shipped.identity):
             made_under = [c for c in cards if site_profiled_identity(c, profile.identity) == weights_sha256]

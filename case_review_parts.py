@@ -123,9 +123,9 @@ def structures(stored: StoredPrediction) -> None:
     lines, caption = structure_lines(stored, made_by[0].structures if made_by else None)
     st.markdown("**Structures the model sees**")
     if not lines:
+        profiled = card is not None and stored.model_version.startswith(card.version + SITE_PROFILE_MARK)
         st.caption("Not shown: the structures' figures were measured for the installed model as shipped, and this "
-                   "result was made by " + ("it with a site profile." if SITE_PROFILE_MARK in stored.model_version
-                                            else "another model."))
+                   "result was made by " + ("it with a site profile." if profiled else "another model."))
         return
     st.markdown("\n".join(f"- {'**' if line.likely else ''}{line.name}: {line.probability}{'**' if line.likely else ''} "
                           f"({line.auc})" for line in lines))

@@ -62,6 +62,8 @@ def test_adopted_levels_are_another_model_recorded_and_undoable(tmp_path, tiny_w
     # adopted again later: the newest entry rules
     again = store.adopt_clinic_levels(levels_to_adopt(refit, card.identity, "Dr Other"))
     assert store.clinic_levels(card.identity) == again and again.adopted_by == "Dr Other"
+    # every adoption stays known, withdrawn or not: the cards earlier results (a site profile's too) were made under
+    assert store.clinic_levels_adopted(card.identity) == [adopted, again] and store.clinic_levels_adopted("f" * 64) == []
 
 
 def test_a_refused_refit_is_never_adopted_and_levels_never_reach_another_model(tiny_weights):

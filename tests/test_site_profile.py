@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import cv2
 import numpy as np
@@ -134,10 +135,15 @@ def test_an_import_batch_learns_a_profile_that_later_batches_reuse_and_results_n
     shared = {k: v.clone() for k, v in base.models[0].state_dict().items()}
     files = _uploads(MIN_SITE_IMAGES)
     known = import_and_analyse(files[:2], store, base, "Dr A")  # already in the worklist, analysed as shipped
-    result, kept = import_adapting_to_batch([*files, files[0]], store, base, "Dr A", "Clinic B, DL4")
+    metadata = io.BytesIO(b"image_name,age_approx\nlesion100,55\n")  # fills in the first known case's age
+    result, kept = import_adapting_to_batch([*files, files[0]], store, base, "Dr A", "Clinic B, DL4",
+                                            metadata_csv=metadata)
     assert kept.n_images == MIN_SITE_IMAGES  # the file given twice is learnt from once
     assert result.analysed == MIN_SITE_IMAGES - 2 and "Clinic B, DL4" in result.report.notes[0]
-    assert any("2 case(s) already analysed by another model kept their results" in n for n in result.report.notes)
+    assert any("2 case(s) already analysed by another model kept their results" in n
+               and "1 of them gained metadata from it that their results were made without" in n
+               for n in result.report.notes)
+    assert store.case(known.case_ids[0]).metadata.age == 55  # the CSV was read for the import, after the learning
     assert {store.latest_weights(c) for c in known.case_ids} == {base.identity}  # not replaced by the profile's model
     # the shared model is left as it was: no profile, its statistics, and not in training mode
     assert base.site_profile is None and not any(m.training for m in base.models[0].modules())
@@ -147,7 +153,7 @@ def test_an_import_batch_learns_a_profile_that_later_batches_reuse_and_results_n
     assert kept.identity[:12] in adapted.model_version
     assert [p.identity for p in SiteProfiles(store).in_use(base.card.identity)] == [kept.identity]
     with pytest.raises(SiteProfileError, match="already kept as “Clinic B, DL4”"):  # one profile, one name
-        import_adapting_to_batch(files, store, base, "Dr A", "Clinic C")
+        import_adapting_to_batch(files, store, base, "Dr A", "Clinic C", metadata_csv=io.BytesIO(metadata.getvalue()))
 
     model = adapted_model(base, kept_profile(store, kept.identity))
     later = import_with_kept_profile(_uploads(3, seed=300), store, model, "Dr B")

@@ -493,6 +493,15 @@ class Store:
         with self.write_transaction() as connection:
             self.append_audit(connection, actor, CLINIC_LEVELS_WITHDRAWN, None, base_identity=base_identity)
 
+    def clinic_levels_adopted(self, base_identity: str) -> list[ClinicLevels]:
+        """Every set of levels ever adopted for the model of this identity, in force or not: the cards its results
+        may have been made under."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(audit_log).where(audit_log.c.action == CLINIC_LEVELS_ADOPTED)
+                                      .order_by(audit_log.c.id)).mappings().all()
+        return [ClinicLevels.from_details(r["details"], r["actor"], as_utc(r["at"])) for r in rows
+                if r["details"].get("base_identity") == base_identity]
+
     def clinic_levels(self, base_identity: str) -> ClinicLevels | None:
         """The levels in force for the model of this identity: the latest adoption, unless withdrawn since."""
         with self.engine.connect() as connection:

@@ -76,7 +76,7 @@ def import_and_analyse(
 
     # One chunk of cases in memory at a time: each is stored, analysed and dropped before the next files are read.
     waiting: list[tuple[int, Case]] = []
-    filled = left_as_they_were = 0
+    filled = left_as_they_were = left_without_new_metadata = 0
     for case in iter_cases(inputs, report, metadata_csv, progress=read_progress):
         try:
             added = store.add_case(case, actor)
@@ -93,6 +93,7 @@ def import_and_analyse(
         latest = None if added.new else store.latest_weights(added.id)
         if not reanalyse_known and latest is not None and latest != predictor.identity:
             left_as_they_were += 1
+            left_without_new_metadata += added.model_input_changed
         elif added.new or added.model_input_changed or latest != predictor.identity:
             if not added.new:  # a case already known is analysed as it now reads, a reviewer's corrections included
                 known = store.case(added.id)
@@ -106,7 +107,10 @@ def import_and_analyse(
         _analyse_chunk(waiting, store, predictor, assessor, actor, result)
     if left_as_they_were:
         report.notes.append(f"{left_as_they_were} case(s) already analysed by another model kept their results: "
-                            "this import analyses only cases without one")
+                            "this import analyses only cases without one" + (
+                                f"; {left_without_new_metadata} of them gained metadata from it that their results "
+                                "were made without (import them again with the model as shipped to analyse them "
+                                "with it)" if left_without_new_metadata else ""))
     if len(result.case_ids) > result.new_cases:
         report.notes.append(f"{len(result.case_ids) - result.new_cases} case(s) were already in the worklist; what they "
                             f"were stored with was kept, and {filled} gained metadata they lacked")

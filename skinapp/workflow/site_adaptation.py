@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from skinapp.inference.site_identity import SiteProfileError
 from skinapp.io import Case, ImportReport, InputFile, iter_cases
 from skinapp.model.card import ModelCard
@@ -108,8 +110,14 @@ def import_adapting_to_batch(
         raise SiteProfileError(f"these images give the site profile already kept as “{known.name}”; choose it among "
                                "the profiles kept earlier")
     model = adapted_model(base, profile, card)  # refused here, before the profile is kept, if it does not fit
-    stored = profiles.add(profile.identity, name, profile.model_identity, profile.n_images,
-                          f"learnt from an import batch of {len(inputs)} file(s)", profile.to_bytes(), actor)
+    try:
+        stored = profiles.add(profile.identity, name, profile.model_identity, profile.n_images,
+                              f"learnt from an import batch of {len(inputs)} file(s)", profile.to_bytes(), actor)
+    except ValueError as exc:  # the same profile kept by someone else a moment ago
+        raise SiteProfileError(str(exc)) from exc
+    except SQLAlchemyError as exc:  # the database's own message may quote values: not shown
+        raise SiteProfileError("the database refused to keep the profile (perhaps kept by someone else a moment "
+                               "ago: look for it among the profiles kept earlier)") from exc
 
     def analysing(fraction: float, text: str) -> None:
         if progress is not None:
