@@ -236,8 +236,9 @@ def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melan
     path.write_text(json.dumps({"protocol": {}, "results": results}))
     text = "\n".join(full_length_section(tmp_path))
     assert "| shipped member (fold 0) | 0.700 | 0.916 | 0.850 | 0.002 | 50% | 7 of 10 | 0.800 |" in text
-    assert ("- robust + SIIM: HAM malignant AUC -0.002, ISIC 2017 val melanoma AUC +0.010 against the shipped member; "
-            "a candidate: train the five members with it.") in text
+    assert ("- robust + SIIM: HAM malignant AUC -0.002, ISIC 2017 val melanoma AUC +0.010, SIIM benign lesions at or "
+            "above the net 50% → 30% and melanomas 7 → 7 of 10 against the shipped member; a candidate: train the five "
+            "members with it.") in text
     assert "- another: HAM malignant AUC +0.014" in text and "loses melanomas on the screening population" in text
     assert "- a third: HAM malignant AUC -0.016" in text and "it costs discrimination" in text
     path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))

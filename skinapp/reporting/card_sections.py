@@ -914,6 +914,11 @@ def full_length_section(folder: Path) -> list[str]:
                    "not trained for the ensemble: it costs discrimination"
                    if min(held_out, external) < -FULL_LENGTH_TOLERANCE else
                    "a candidate: train the five members with it")
+        screening = ""
+        if kept is not None and base_kept is not None:
+            s, b = r["siim2020"], shipped["siim2020"]
+            screening = (f", SIIM benign lesions at or above the net {b['benign_above_net']:.0%} → "
+                         f"{s['benign_above_net']:.0%} and melanomas {base_kept} → {kept} of {s['melanomas']}")
         lines.append(f"- {name.removesuffix(' [full length]')}: HAM malignant AUC {held_out:+.3f}, ISIC 2017 val "
-                     f"melanoma AUC {external:+.3f} against the shipped member; {verdict}.")
+                     f"melanoma AUC {external:+.3f}{screening} against the shipped member; {verdict}.")
     return [*lines, ""]
