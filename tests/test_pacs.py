@@ -23,6 +23,7 @@ from skinapp.pacs.listener import StorageListener
 from skinapp.pacs.pull import StudyQuery, find_studies
 from skinapp.pacs.send import PACS_NOT_SENT, PACS_SENT, send_result, unsent_cases
 from skinapp.pacs.structured_report import PRIVATE_CODES, read_back
+from skinapp.reporting.text import plain_markdown
 from skinapp.store import Store
 from skinapp.store.accounts import Accounts
 from skinapp.workflow.analysis import importer
@@ -244,7 +245,7 @@ def test_the_import_page_pulls_from_the_pacs_and_the_case_page_sends_the_result_
         app.button(key="pacs_import_button").click().run()
         assert not app.exception
         assert "1 case(s) in the worklist from this import (1 new, 1 analysed)" in app.success[0].value
-        assert any("1 image(s) fetched from the PACS" in i.value for i in app.info)
+        assert any(plain_markdown("1 image(s) fetched from the PACS") in i.value for i in app.info)  # shown as written
 
         store = Store.open(f"sqlite:///{tmp_path / 'skinapp.db'}")
         [record] = store.case_records()
