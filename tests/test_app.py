@@ -560,6 +560,7 @@ def _png_uploads(count: int, first: int = 0) -> list[tuple[str, bytes, str]]:
     return uploads
 
 
+@pytest.mark.slow  # the shipped ensemble reads the three images (the refusal itself: test_site_profile.py, quick)
 def test_a_site_profile_is_offered_after_the_model_as_shipped_and_too_few_images_store_nothing(data_dir, shipped_weights):
     reviewer = _page(_app(), "import_cases")
     assert not [r for r in reviewer.radio if r.key == "site_choice"]  # only administrators make profiles; none kept yet
