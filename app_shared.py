@@ -334,9 +334,10 @@ def model_for_result(weights_sha256: str | None, for_new_result: bool = False) -
     if weights_sha256 and shipped is not None and installed is not None and site_profiles_possible():
         cards = _cards_of_results()
         profiles = SiteProfiles(get_store())
-        for profile in profiles.made_for(shipped.identity):
+        candidates = profiles.in_use(shipped.identity) if for_new_result else profiles.made_for(shipped.identity)
+        for profile in candidates:
             made_under = [c for c in cards if site_profiled_identity(c, profile.identity) == weights_sha256]
-            if not made_under or (for_new_result and profiles.is_retired(profile.identity)):
+            if not made_under:
                 continue
             try:
                 return _adapted_predictor(profile.identity, installed.identity if for_new_result else made_under[0])

@@ -71,6 +71,9 @@ VARIANTS: dict[str, dict] = {
     # issue 26's ensemble: the resolution-robust recipe with the screening population, at the shipped input size
     "recipe at 160 px + SIIM-ISIC 2020 patients, the partial label drawn within the nevi's share":
         dict(image_size=160, siim2020="SIIM", partial_sampling="with_nevi"),
+    # the population's melanomas given weight against its benign lesions, so that its look is no sign of "benign"
+    "0.2 recipe at 160 px + SIIM-ISIC 2020 patients, their melanomas at 30 % of the population's draws":
+        dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=160, siim2020="SIIM", partial_source_malignant_share=0.3),
 }
 
 

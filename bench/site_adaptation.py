@@ -16,6 +16,7 @@ own images is `bench/bench_site.py`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def scored(predictor: Predictor, images: list[np.ndarray], metadata: list) -> np
 
 def adapted(weights: Path, site: list[np.ndarray], site_metadata: list, **options) -> Predictor:
     predictor = Predictor.from_weights(weights, **options)
-    profile = estimate_profile(predictor.models, predictor.card, in_batches(site, site_metadata), "new clinic",
+    copies = [copy.deepcopy(m) for m in predictor.models]
+    profile = estimate_profile(copies, predictor.card, in_batches(site, site_metadata), "new clinic",
                                len(predictor.views), minimum=1)
     apply_profile(predictor.models, predictor.card, profile)
     return predictor

@@ -596,3 +596,29 @@ def test_a_zip_member_whose_header_understates_its_size_is_refused_without_infla
     assert [c.name for c in cases] == ["lesion"]
     assert "does not match its contents" in reasons(report)["lie.dcm"]
     assert peak < 24 << 20, f"{peak / 2**20:.0f} MB held while refusing a 64 MB member"
+
+
+def test_a_batch_read_in_passes_gives_each_dermoscopy_image_once_and_its_csv_each_time(tmp_path):
+    from dataclasses import replace
+
+    from skinapp.io import ImportReport, iter_cases
+    from skinapp.io.passes import chunked, dermoscopy_batches, rereadable
+
+    for i in range(5):
+        (tmp_path / f"lesion{i}.png").write_bytes(_png_bytes(lesion_image(seed=i)))
+    shutil.copy(tmp_path / "lesion0.png", tmp_path / "copy of lesion0.png")
+    cases = list(iter_cases([tmp_path], ImportReport(), keep_duplicates=True))
+    assert len(cases) == 6
+    cases.append(replace(cases[1], content_key="another key", is_dermoscopic=False))  # e.g. a monochrome DICOM
+    batches = list(dermoscopy_batches(iter(cases), size=2))
+    assert [len(images) for images, _ in batches] == [2, 2, 1]
+    assert all(len(images) == len(metadata) for images, metadata in batches)
+    assert list(chunked(range(5), 2)) == [[0, 1], [2, 3], [4]] and list(chunked([], 2)) == []
+
+    upload = io.BytesIO(b"image_id,age\nlesion0,61\n")
+    upload.name = "clinic.csv"
+    upload.read()  # a stream already read to the end is read from its start
+    again = rereadable(upload)
+    first, second = again(), again()
+    assert first.read() == second.read() == b"image_id,age\nlesion0,61\n" and second.name == "clinic.csv"
+    assert rereadable(tmp_path / "missing.csv")() == tmp_path / "missing.csv" and rereadable(None)() is None

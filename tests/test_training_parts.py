@@ -184,3 +184,29 @@ def test_the_partial_benign_label_is_sampled_as_its_own_class_within_the_nevi_or
     assert cfg.recipe()["partial_share"] == 0.1 and "partial_share" not in TrainConfig(data=tmp_path, out=tmp_path).recipe()
     with pytest.raises(ValueError, match="share"):
         sample_epoch(data, np.arange(len(labels)), rng, TrainConfig(data=tmp_path, out=tmp_path, partial_share=1.5), 10)
+
+
+def test_a_screening_population_can_give_its_melanomas_a_set_share_of_its_own_draws(tmp_path):
+    from skinapp.train.config import TrainConfig
+    from skinapp.train.data import LabelledImages
+    from skinapp.train.sampling import sample_epoch
+
+    nevus, melanoma = CLASSES.index("NV"), CLASSES.index("MEL")
+    labels = np.array([nevus] * 600 + [melanoma] * 200 + [BENIGN_UNSPECIFIED] * 300 + [melanoma] * 4)
+    sources = np.array(["ham10000"] * 800 + ["siim2020"] * 304)
+    data = LabelledImages([str(i) for i in range(len(labels))], np.arange(len(labels)).astype(str), labels,
+                          [], None, [], np.zeros((len(labels), 1), np.float32), sources)
+    draws = {}
+    for share in (None, 0.3):
+        cfg = TrainConfig(data=tmp_path, out=tmp_path, partial_source_malignant_share=share)
+        drawn = sample_epoch(data, np.arange(len(labels)), np.random.default_rng(0), cfg, 60000)
+        draws[share] = (sources[drawn] == "siim2020", labels[drawn] == melanoma)
+    plain_siim, plain_mel = draws[None]
+    siim, mel = draws[0.3]
+    assert (mel & siim).sum() / siim.sum() == pytest.approx(0.3, abs=0.01)
+    assert (plain_mel & plain_siim).sum() / plain_siim.sum() < 0.15         # as balanced sampling gives it
+    assert siim.mean() == pytest.approx(plain_siim.mean(), abs=0.01)       # the data set is drawn as often as before
+    assert (mel & ~siim).sum() / (~siim).sum() == pytest.approx((plain_mel & ~plain_siim).sum() / (~plain_siim).sum(),
+                                                                 abs=0.015)  # the other data sets keep their balance
+    assert TrainConfig(data=tmp_path, out=tmp_path, partial_source_malignant_share=0.3).recipe()[
+        "partial_source_malignant_share"] == 0.3

@@ -27,6 +27,7 @@ def _train(args: argparse.Namespace) -> int:
         limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
         resize={"antialiased": ANTIALIASED_RESIZE, "bicubic": BICUBIC_RESIZE}[args.resize],
         degrade_p=args.degrade_p, partial_sampling=args.partial_sampling, partial_share=args.partial_share,
+        partial_source_malignant_share=args.partial_source_malignant_share,
     )
     try:
         card = train(cfg)
@@ -277,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--partial-share", type=float, metavar="SHARE",
                        help="with --siim2020: the partial label's share of the draws, e.g. 0.07 (default: what "
                             "--partial-sampling gives it)")
+    train.add_argument("--partial-source-malignant-share", type=float, metavar="SHARE",
+                       help="with --siim2020: the share of the SIIM-ISIC 2020 draws given to its melanomas, e.g. 0.3 "
+                            "(default: what balanced sampling gives them)")
     train.add_argument("--degrade-p", type=float, default=0.5,
                        help="share of training views resampled / blurred / sharpened / recompressed first")
     train.add_argument("--select", choices=["last", "best"], default="last",

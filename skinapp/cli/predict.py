@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,22 +18,11 @@ from skinapp.inference.prediction import Prediction
 from skinapp.inference.predictor import Predictor
 from skinapp.inference.site import SiteProfile, SiteProfileError
 from skinapp.io import Case, ImportReport, iter_cases
+from skinapp.io.passes import chunked, dermoscopy_batches
 from skinapp.reporting.prediction_rows import columns_of, csv_row, mask_file_name, written_row
-from skinapp.workflow.site_adaptation import site_batches
 
 if TYPE_CHECKING:
     from skinapp.distributed.ray_predict import RayOptions
-
-
-def _chunks(cases: Iterable[Case], size: int) -> Iterator[list[Case]]:
-    chunk: list[Case] = []
-    for case in cases:
-        chunk.append(case)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Inputs:
@@ -114,7 +103,7 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         if site_profile is not None:
             predictor.adapt_to_site(SiteProfile.load(site_profile))
         elif site_adapt:
-            batches = site_batches(inputs.cases(False, "Adapting to the site"))
+            batches = dermoscopy_batches(inputs.cases(False, "Adapting to the site"))
             profile = predictor.estimate_site_profile_from(batches, name=(save_profile.stem if save_profile else "these inputs"))
             if save_profile is not None:
                 profile.save(save_profile)
@@ -132,7 +121,7 @@ def run_predict(paths: Sequence[Path], out: Path, weights: Path, output_format: 
         if not done:
             writer.writeheader()
         waiting = (c for c in inputs.cases(True, "Analysing") if c.name not in done)
-        for batch in _chunks(waiting, chunk):
+        for batch in chunked(waiting, chunk):
             predictions = predictor.predict([c.image for c in batch], [c.metadata for c in batch])
             for case, prediction in zip(batch, predictions, strict=True):
                 flags = assessor.assess(prediction, case.image, case.is_dermoscopic) if output_format == "full" else []

@@ -105,37 +105,29 @@ def estimate_profile(models: Sequence[LesionNet], card: ModelCard, batches: Iter
                      views: int = 4, device: torch.device | str = "cpu", minimum: int = MIN_SITE_IMAGES) -> SiteProfile:
     """Each member's batch-norm statistics re-estimated on the site's images (every test-time view of each, so
     that the statistics match what the app feeds the members), read one batch at a time: memory holds a batch,
-    whatever the number of images. The members themselves are left unchanged. `minimum`: fewer images are
-    refused (lowered only by the site-adaptation benchmark, to show what too few do)."""
-    saved = [{k: v.clone() for k, v in member.state_dict().items()} for member in models]
+    whatever the number of images. The members given are changed (their statistics, and the batch-norm layers left
+    in training mode): pass copies that nobody else uses. `minimum`: fewer images are refused (lowered only by the
+    site-adaptation benchmark, to show what too few do)."""
     layers = [_norm_layers(member) for member in models]
-    momenta = [{n: m.momentum for n, m in found.items()} for found in layers]
+    for found in layers:
+        for layer in found.values():
+            layer.reset_running_stats()
+            layer.momentum = None  # a cumulative average over every batch
+            layer.train()
     count = 0
-    try:
-        for found in layers:
-            for layer in found.values():
-                layer.reset_running_stats()
-                layer.momentum = None  # a cumulative average over every batch
-                layer.train()
-        for images, metadata in batches:
-            if not len(images):
-                continue
-            count += len(images)
-            x = model_input(card.preprocessing, list(images)).to(device)
-            codes = torch.tensor(np.asarray([encode_metadata(m or Metadata()) for m in metadata], np.float32)).to(device)
-            for member in models:
-                for view in views_for(views):
-                    member(view.forward(x).contiguous(memory_format=torch.channels_last), codes)
-        if count < minimum:
-            raise SiteProfileError(f"a site profile needs at least {minimum} of the site's images; {count} given")
-        statistics = {f"member{j}.{n}.{stat}": getattr(layer, stat).detach().cpu().clone()
-                      for j, found in enumerate(layers) for n, layer in found.items() for stat in _STATS}
-    finally:
-        for member, state, found, kept in zip(models, saved, layers, momenta, strict=True):
-            member.load_state_dict(state)
-            for n, layer in found.items():
-                layer.momentum = kept[n]
-            member.eval()
+    for images, metadata in batches:
+        if not len(images):
+            continue
+        count += len(images)
+        x = model_input(card.preprocessing, list(images)).to(device)
+        codes = torch.tensor(np.asarray([encode_metadata(m or Metadata()) for m in metadata], np.float32)).to(device)
+        for member in models:
+            for view in views_for(views):
+                member(view.forward(x).contiguous(memory_format=torch.channels_last), codes)
+    if count < minimum:
+        raise SiteProfileError(f"a site profile needs at least {minimum} of the site's images; {count} given")
+    statistics = {f"member{j}.{n}.{stat}": getattr(layer, stat).detach().cpu().clone()
+                  for j, found in enumerate(layers) for n, layer in found.items() for stat in _STATS}
     return SiteProfile(name, card.identity, count, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), statistics)
 
 

@@ -26,6 +26,8 @@ class TrainConfig:
     partial_sampling: str = "own_class"  # the partial label 'benign' in class-balanced sampling: "own_class", or
     #                                      "with_nevi" (drawn within the nevus class's share, as one more data set)
     partial_share: float | None = None  # the partial label's share of the draws (None: what the sampling mode gives)
+    partial_source_malignant_share: float | None = None  # in a data set carrying the partial label, its malignant
+    #                                                       images' share of that data set's draws (None: as sampled)
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -80,6 +82,8 @@ class TrainConfig:
             recipe["partial_sampling"] = self.partial_sampling
         if self.partial_share is not None:
             recipe["partial_share"] = self.partial_share
+        if self.partial_source_malignant_share is not None:
+            recipe["partial_source_malignant_share"] = self.partial_source_malignant_share
         if self.structure_weight:
             recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
                           structure_holdout_fold=self.structure_holdout_fold)

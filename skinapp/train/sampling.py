@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from skinapp.metrics import is_malignant
 from skinapp.model.batch import to_tensor
 from skinapp.train.augment import AugmentConfig, augment
 from skinapp.train.config import TrainConfig
@@ -84,6 +85,18 @@ def with_share(p: np.ndarray, rows: np.ndarray, share: float) -> np.ndarray:
     return np.where(rows, p * share / p[rows].sum(), p * (1 - share) / p[~rows].sum())
 
 
+def with_malignant_share_in_partial_sources(p: np.ndarray, labels: np.ndarray, sources: np.ndarray,
+                                            share: float) -> np.ndarray:
+    """`p` with each data set that carries the partial label drawn as often as before, but with `share` of its draws
+    on its malignant images. Without it a screening population's few melanomas are drowned by its benign lesions,
+    and the model may learn the population's look as a sign of "benign"."""
+    p = p.copy()
+    for source in np.unique(sources[labels == BENIGN_UNSPECIFIED]):
+        rows = sources == source
+        p[rows] = with_share(p[rows], is_malignant(labels[rows]), share) * p[rows].sum()
+    return p
+
+
 def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, n: int) -> np.ndarray:
     labels = data.labels[index]
     if cfg.partial_sampling == "with_nevi":  # drawn within the nevi's share, as a data set of its own
@@ -96,5 +109,8 @@ def sample_epoch(data: LabelledImages, index: np.ndarray, rng: np.random.Generat
     p = sampling_weights(labels, sources, cfg.sampler_power, cfg.source_power)
     if cfg.partial_share is not None:
         p = with_share(p, data.labels[index] == BENIGN_UNSPECIFIED, cfg.partial_share)
+    if cfg.partial_source_malignant_share is not None:
+        p = with_malignant_share_in_partial_sources(p, data.labels[index], data.sources[index],
+                                                    cfg.partial_source_malignant_share)
     natural = cfg.sampler_power == 0 and cfg.source_power == 0
     return index[rng.choice(len(index), size=n, replace=not natural or n > len(index), p=p)]

@@ -11,15 +11,15 @@ melanoma AUC. The app therefore offers the model as shipped first, and a profile
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from skinapp.inference.site_identity import SiteProfileError
-from skinapp.io import Case, ImportReport, InputFile, iter_cases
+from skinapp.io import ImportReport, InputFile, iter_cases
+from skinapp.io.passes import dermoscopy_batches, rereadable
 from skinapp.model.card import ModelCard
 from skinapp.store import Store
 from skinapp.store.site_profiles import SiteProfiles, StoredSiteProfile, checked_request
@@ -28,28 +28,10 @@ from skinapp.workflow.analysis import ImportResult, StepProgress, import_and_ana
 if TYPE_CHECKING:  # torch: only where the model runs in this process
     from skinapp.inference.assessment import Assessor
     from skinapp.inference.predictor import Predictor
-    from skinapp.inference.site import SiteBatch, SiteProfile
+    from skinapp.inference.site import SiteProfile
 
 BATCH = 32
 LEARNING_SHARE = 0.3  # of the progress bar: reading the batch to learn the profile, before the import proper
-
-
-def site_batches(cases: Iterable[Case], size: int = BATCH) -> Iterator[SiteBatch]:
-    """What a site profile learns from: the dermoscopy images among `cases`, each image once (a file given twice,
-    or two copies of one image, would weigh double), `size` at a time."""
-    seen: set[str] = set()
-    chunk: list[Case] = []
-    for case in cases:
-        key = case.content_key or str(id(case))
-        if not case.is_dermoscopic or key in seen:
-            continue
-        seen.add(key)
-        chunk.append(case)
-        if len(chunk) == size:
-            yield [c.image for c in chunk], [c.metadata for c in chunk]
-            chunk = []
-    if chunk:
-        yield [c.image for c in chunk], [c.metadata for c in chunk]
 
 
 def adapted_model(base: Predictor, profile: SiteProfile, card: ModelCard | None = None) -> Predictor:
@@ -69,23 +51,6 @@ def kept_profile(store: Store, identity: str) -> SiteProfile:
     return SiteProfile.from_bytes(data, f"the stored site profile {identity[:12]}")
 
 
-def _readable_twice(metadata_csv: str | Path | BinaryIO | None) -> Callable[[], str | Path | BinaryIO | None]:
-    """The batch is read twice (to learn the profile, then to import it): an uploaded CSV is read once into memory,
-    a path is read again each time (and a missing one reported by the import as any unreadable CSV is)."""
-    if metadata_csv is None or isinstance(metadata_csv, (str, Path)):
-        return lambda: metadata_csv
-    if hasattr(metadata_csv, "seek"):
-        metadata_csv.seek(0)
-    data, name = metadata_csv.read(), str(getattr(metadata_csv, "name", "metadata.csv"))
-
-    def copy() -> BinaryIO:
-        buffer = io.BytesIO(data)
-        buffer.name = name  # the name the import report gives the CSV
-        return buffer
-
-    return copy
-
-
 def import_adapting_to_batch(
     inputs: Sequence[InputFile], store: Store, base: Predictor, actor: str, profile_name: str,
     card: ModelCard | None = None, metadata_csv: str | Path | BinaryIO | None = None,
@@ -95,15 +60,15 @@ def import_adapting_to_batch(
     its new cases with it (cases already analysed keep their results). A refused name (`InvalidText`), too few
     images or a profile already kept (`SiteProfileError`) stop everything before anything is stored."""
     name, actor = checked_request(profile_name, actor)
-    csv = _readable_twice(metadata_csv)
+    csv = rereadable(metadata_csv)
 
     def learning(done: int, total: int, _file: str) -> None:
         if progress is not None:
             progress(min(done / max(total, 1), 1.0) * LEARNING_SHARE,
                      f"Learning the site profile: file {min(done + 1, total)} of {total}")
 
-    profile = base.estimate_site_profile_from(site_batches(iter_cases(inputs, ImportReport(), csv(),
-                                                                      progress=learning)), name=name)
+    profile = base.estimate_site_profile_from(dermoscopy_batches(iter_cases(inputs, ImportReport(), csv(),
+                                                                            progress=learning), BATCH), name=name)
     profiles = SiteProfiles(store)
     known = profiles.get(profile.identity)
     if known is not None:
