@@ -74,11 +74,17 @@ VARIANTS: dict[str, dict] = {
     # the population's melanomas given weight against its benign lesions, so that its look is no sign of "benign"
     "0.2 recipe at 160 px + SIIM-ISIC 2020 patients, their melanomas at 30 % of the population's draws":
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=160, siim2020="SIIM", partial_source_malignant_share=0.3),
+    "resolution-robust recipe at 160 px + SIIM-ISIC 2020 patients, their melanomas at 30 % of the population's draws":
+        dict(image_size=160, siim2020="SIIM", partial_source_malignant_share=0.3),
+    "recipe at 160 px, resolution-robust, without SIIM-ISIC 2020": dict(image_size=160),
 }
 
 
 FULL_LENGTH = dict(epochs=10, steps_per_epoch=None, warmup_steps=200)  # the shipped members' schedule
 FULL_LENGTH_MARK = " [full length]"
+# --fine-tune: the shipped members trained further with a recipe (two passes at a tenth of the learning rate)
+FINE_TUNE = dict(epochs=2, steps_per_epoch=None, warmup_steps=50, lr=8e-5)
+FINE_TUNE_MARK = " [fine-tuned from the shipped member]"
 
 
 def main() -> None:
@@ -100,6 +106,10 @@ def main() -> None:
     parser.add_argument("--score-member", type=Path, metavar="WEIGHTS",
                         help="no training: score the first member (fold 0) of this ensemble as a variant is scored, "
                              "under the name 'shipped member (fold 0)' — the baseline of --full-length runs")
+    parser.add_argument("--fine-tune", type=Path, metavar="WEIGHTS",
+                        help="start from this ensemble's fold-0 member instead of ImageNet and train it further with "
+                             "the variant's recipe (two full passes, learning rate 8e-5); names get "
+                             f"'{FINE_TUNE_MARK.strip()}'")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--limit", type=int, help="first N images of each data set only (smoke runs)")
     parser.add_argument("--only", nargs="*", help="run only variants whose name contains one of these words")
@@ -114,9 +124,10 @@ def main() -> None:
     for index, (name, overrides) in enumerate(VARIANTS.items()):
         if args.score_member is not None or (args.only and not any(word in name for word in args.only)):
             continue
-        out = args.out / (f"variant{index}" + ("_full" if args.full_length else "")
+        out = args.out / (f"variant{index}" + ("_full" if args.full_length else "") + ("_ft" if args.fine_tune else "")
                           + (f"_seed{args.seed}" if args.seed else ""))
-        name = name + (FULL_LENGTH_MARK if args.full_length else "") + (f" [seed {args.seed}]" if args.seed else "")
+        name = (name + (FULL_LENGTH_MARK if args.full_length else "") + (FINE_TUNE_MARK if args.fine_tune else "")
+                + (f" [seed {args.seed}]" if args.seed else ""))
         if "siim2020" in overrides:
             if args.siim2020 is None:
                 print(f"skipped (needs --siim2020): {name}", flush=True)
@@ -128,7 +139,7 @@ def main() -> None:
                 results[name] = {**earlier[name], "siim2020": held_out_siim(out, args.siim2020, level, args.seed, args.limit)}
                 print(f"{name:80s} SIIM-ISIC 2020 {results[name]['siim2020']}", flush=True)
             continue
-        schedule = (FULL_LENGTH if args.full_length else
+        schedule = (dict(FINE_TUNE, init_from=args.fine_tune) if args.fine_tune else FULL_LENGTH if args.full_length else
                     dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, warmup_steps=60))
         settings = dict(isic2017=args.isic2017, image_size=args.image_size, threads=args.threads, folds=(0,),
                         limit=args.limit, seed=args.seed, **schedule)
@@ -144,6 +155,9 @@ def main() -> None:
                 "external": "ISIC 2017 val (150 images: melanoma, nevus, seborrheic keratosis)"}
     if args.full_length or args.score_member is not None:
         protocol.update(epochs=FULL_LENGTH["epochs"], steps_per_epoch="a full pass over the training folds")
+    if args.fine_tune:
+        protocol.update(epochs=FINE_TUNE["epochs"], steps_per_epoch="a full pass over the training folds",
+                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"])
     if args.json:  # read again: another run may have written its variants since this one started
         latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")

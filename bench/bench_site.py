@@ -1,17 +1,19 @@
 """Site adaptation on a clinic the model never trained on: the shipped ensemble on ISIC 2017 `val` as it is, and
 adapted (a site profile estimated on `val`'s own images, no labels), through the app's chain.
 
-    python bench/bench_site.py --isic2017 ../shared/data/isic2017 [--weights weights] [--sizes 50 100 150] [--seeds 3]
+    python bench/bench_site.py --isic2017 ../shared/data/isic2017 [--weights weights] [--sizes 50 100 150] [--seeds 3] \
+        [--json weights/site_adaptation_shipped.json]
 
 Prints, for the plain model and for profiles estimated on random subsets of each size: melanoma AUC, malignant
 AUC, balanced accuracy of the call (over the classes present), the share of melanomas at or above the safety net
 and of benign lesions above it, and the tiers' shares. Calibration, rule, net and tiers stay the card's (fitted
-without adaptation): this is what a clinic would see.
+without adaptation): this is what a clinic would see. `--json` also writes them where the model card reads them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -52,25 +54,32 @@ def main() -> None:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 150])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the table here (the model card reads "
+                                                  "weights/site_adaptation_shipped.json)")
     args = parser.parse_args()
     data = load_isic2017(args.isic2017, "val")
     predictor = Predictor.from_weights(args.weights or weights_dir(), gradcam=False)
     plain = figures(data.labels, predictor.predict(data.images, data.metadata))
-    rows = {"plain model": plain}
+    adapted_on: dict[str, dict] = {}
     for size in args.sizes:
         runs = []
         for seed in range(args.seeds if size < len(data) else 1):
             chosen = np.random.default_rng(seed).choice(len(data), size=min(size, len(data)), replace=False)
-            adapted = Predictor.from_weights(args.weights or weights_dir(), gradcam=False)
-            profile = adapted.estimate_site_profile([data.images[i] for i in chosen], [data.metadata[i] for i in chosen])
-            adapted.adapt_to_site(profile)
+            profile = predictor.estimate_site_profile([data.images[i] for i in chosen], [data.metadata[i] for i in chosen])
+            adapted = predictor.with_site_profile(profile)
             runs.append(figures(data.labels, adapted.predict(data.images, data.metadata)))
-        rows[f"adapted on {size} images ({len(runs)} seed(s))"] = {k: float(np.mean([r[k] for r in runs])) for k in plain}
+        adapted_on[str(min(size, len(data)))] = {"seeds": len(runs), **{k: float(np.mean([r[k] for r in runs])) for k in plain}}
     names = list(plain)
     print(f"ISIC 2017 val ({len(data)} images; {int((data.labels == MEL).sum())} melanomas), model {predictor.card.version}")
     print(f"{'':36s}" + "".join(f"{n:>24s}" for n in names))
+    rows = {"plain model": plain} | {f"adapted on {n} images ({row['seeds']} seed(s))": row for n, row in adapted_on.items()}
     for name, row in rows.items():
         print(f"{name:36s}" + "".join(f"{row[n]:>24.3f}" for n in names))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "data": f"ISIC 2017 val ({len(data)} images, {int((data.labels == MEL).sum())} melanomas)",
+            "model": predictor.card.version, "model_identity": predictor.card.identity, "views": len(predictor.views),
+            "as_shipped": plain, "adapted_on": adapted_on}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

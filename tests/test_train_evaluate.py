@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import skinapp.train.loop as loop
@@ -168,6 +169,28 @@ def test_a_screening_population_joins_training_with_its_patients_kept_together(f
     assert screening is not None and screening.scored_by == SCORED_BY_ENSEMBLE
     assert (screening.images, screening.melanomas) == (30, 3)
     assert "## A screening population (SIIM-ISIC 2020, never trained on)" in (weights / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its_folds(fake_ham, fake_siim2020,
+                                                                                        tmp_path, capsys):
+    start = tmp_path / "start"
+    assert main(["train", "--data", str(fake_ham), "--out", str(start), *TRAIN, "--epochs", "1", "--folds", "0", "1"]) == 0
+    tuned = tmp_path / "tuned"
+    args = ["train", "--data", str(fake_ham), "--siim2020", str(fake_siim2020), "--out", str(tuned), *TRAIN,
+            "--epochs", "1", "--init-from", str(start), "--folds", "1"]
+    assert main([*args, "--lr", "0"]) == 0  # nothing learnt: the start is what is saved
+    before, after, other = (load_file(str(w / f"fold{f}.safetensors")) for w, f in ((start, 1), (tuned, 1), (start, 0)))
+    convolutions = [k for k, v in before.items() if v.ndim == 4]
+    assert all(torch.equal(before[k], after[k]) for k in convolutions)
+    assert not all(torch.equal(other[k], after[k]) for k in convolutions)  # the member of its own fold, not another
+    folds = pd.read_csv(tuned / "folds.csv").set_index("image_id")["fold"]
+    started_with = pd.read_csv(start / "folds.csv").set_index("image_id")["fold"]
+    assert folds[started_with.index].equals(started_with) and len(folds) == 72  # kept, and the patients added
+    card = ModelCard.load(tuned)
+    assert card.training["recipe"]["init_from"] == str(start) and card.version.endswith("-finetuned-1fold")
+    assert main([*args[:6], str(tmp_path / "wider"), *args[7:], "--image-size", "96"]) == 2
+    assert "holds lite0 members at 64 px" in capsys.readouterr().err
 
 
 @pytest.mark.slow

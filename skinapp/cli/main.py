@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
         limit=args.limit, steps_per_epoch=args.steps_per_epoch, threads=args.threads,
         resize={"antialiased": ANTIALIASED_RESIZE, "bicubic": BICUBIC_RESIZE}[args.resize],
         degrade_p=args.degrade_p, partial_sampling=args.partial_sampling, partial_share=args.partial_share,
-        partial_source_malignant_share=args.partial_source_malignant_share,
+        partial_source_malignant_share=args.partial_source_malignant_share, init_from=args.init_from,
     )
     try:
         card = train(cfg)
@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--siim2020", type=Path, help="SIIM-ISIC 2020 JPEG folder: its patients join the folds (by patient); "
                                                       "unbiopsied benign lesions train as the partial label 'benign'")
     train.add_argument("--out", type=Path, required=True, help="folder for weights, model card and logs")
+    train.add_argument("--init-from", type=Path, metavar="WEIGHTS",
+                       help="fine-tune: each member starts from this ensemble's member of the same fold (its folds "
+                            "are kept) instead of ImageNet; use a lower --lr and fewer --epochs")
     train.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
     train.add_argument("--image-size", type=int, default=160)
     train.add_argument("--epochs", type=int, default=10)

@@ -551,6 +551,14 @@ def _stronger_baseline(name: str) -> str:
     return SHIPPED_SIZE_VARIANT if name.startswith(STRONGER_SHIPPED_PREFIX) else BASELINE_VARIANT
 
 
+def _screening_baseline(name: str) -> str | None:
+    """A screening variant (one that names SIIM-ISIC 2020) at the shipped input size is judged against the shipped
+    recipe at that size, the others against it at the protocol's 128 px; the references themselves against none."""
+    if name in BASELINE_SHORT_NAMES or "SIIM" not in name:
+        return None
+    return SHIPPED_SIZE_VARIANT if " at 160 px" in name else BASELINE_VARIANT
+
+
 def _seed_runs(folder: Path) -> dict[str, list[dict]]:
     """`bench/ablation.py`'s results in the weights folder, each variant's seeds together (each result keeps its
     seed under "seed")."""
@@ -663,7 +671,7 @@ def screening_ablation_section(folder: Path) -> list[str]:
     training on that population's benign lesions lowers the share above the safety net, and at what cost in
     melanomas. Both figures, always: a net that misses melanomas is the costlier error."""
     runs = {name: [r for r in items if r.get("siim2020")] for name, items in _seed_runs(folder).items()
-            if "SIIM" in name or name == BASELINE_VARIANT}
+            if "SIIM" in name or name in BASELINE_SHORT_NAMES}
     runs = {name: items for name, items in runs.items() if items}
     if not runs:
         return []
@@ -687,9 +695,13 @@ def screening_ablation_section(folder: Path) -> list[str]:
         lines.append(f"| {name} | {len(items)} | {_shown(_mean(items, benign))} | {kept} of {melanomas} | "
                      f"{_shown(_mean(items, lambda r: r['siim2020'].get('melanoma_auc')))} | "
                      f"{_shown(_mean(items, _held_out_auc))} | {_shown(_mean(items, _external_auc))} |")
-    if BASELINE_VARIANT in runs:
-        lines += ["", "Each comparison uses the seeds both runs have."]
-    for name, items, baseline in _against_baseline(runs):
+    if any(name in runs for name in BASELINE_SHORT_NAMES):
+        lines += ["", "Each variant is judged against the shipped recipe at its own input size, on the seeds both have."]
+    judged = ((name, items, baseline, baseline_name) for baseline_name in BASELINE_SHORT_NAMES
+              for name, items, baseline in _against_baseline(
+                  {n: i for n, i in runs.items() if n == baseline_name or _screening_baseline(n) == baseline_name},
+                  baseline_name))
+    for name, items, baseline, baseline_name in judged:
         base_kept, base_melanomas = caught(baseline)
         kept, melanomas = caught(items)
         before, after = _mean(baseline, benign) or 0.0, _mean(items, benign) or 0.0
@@ -699,7 +711,8 @@ def screening_ablation_section(folder: Path) -> list[str]:
                    "not adopted: it costs discrimination on the external check" if external < -0.01 else
                    "not adopted: the warning is not more selective" if after > before - 0.05 else
                    "a candidate for the members")
-        lines.append(f"- {name}: benign lesions at or above the net {before:.0%} → {after:.0%}, melanomas at or above it "
+        lines.append(f"- {name} (against the {BASELINE_SHORT_NAMES[baseline_name]}): benign lesions at or above the "
+                     f"net {before:.0%} → {after:.0%}, melanomas at or above it "
                      f"{base_kept} of {base_melanomas} → {kept} of {melanomas}, ISIC 2017 val melanoma AUC "
                      f"{external:+.3f}; {verdict}.")
     return [*lines, ""]
@@ -862,7 +875,32 @@ def site_adaptation_section(folder: Path) -> list[str]:
                      f"{worst:+.3f} to {max(gains.values()):+.3f}; melanomas kept {min(kept.values()):.0%}–"
                      f"{max(kept.values()):.0%}). The app offers the model as shipped first; a profile is for "
                      "comparing with it on cases the clinic can verify.")
-    return [*lines, ""]
+    return [*lines, *_shipped_site_lines(folder), ""]
+
+
+SITE_ADAPTATION_SHIPPED_FILE = "site_adaptation_shipped.json"  # bench/bench_site.py --json
+
+
+def _shipped_site_lines(folder: Path) -> list[str]:
+    """The shipped ensemble, with its calibration, net and tiers, on the external check adapted on that set's own
+    images (`bench/bench_site.py`): what a clinic choosing a profile would see."""
+    path = folder / SITE_ADAPTATION_SHIPPED_FILE
+    if not path.is_file():
+        return []
+    found = json.loads(path.read_text())
+
+    def row(what: str, r: dict) -> str:
+        return (f"| {what} | {r['melanoma AUC']:.3f} | {r['melanomas at/above net']:.0%} | {r['benign above net']:.0%} | "
+                f"{r['benign in High']:.0%} |")
+
+    return ["", f"The shipped ensemble ({found['model']}, {found['views']} views, calibrated, the app's safety net and "
+                f"tiers) on {found['data']}, as shipped and with profiles learnt from that set's own images "
+                "(`python bench/bench_site.py --json`; every image scored, those the profile learnt from included):", "",
+            "| profile | melanoma AUC | melanomas at or above the net | benign lesions at or above it | benign lesions "
+            "in the High tier |", "|---|---|---|---|---|",
+            row("none (as shipped)", found["as_shipped"]),
+            *(row(f"learnt from {n} images ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})", r)
+              for n, r in found["adapted_on"].items())]
 
 
 FULL_LENGTH_FILE = "full_length.json"

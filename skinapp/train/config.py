@@ -28,6 +28,8 @@ class TrainConfig:
     partial_share: float | None = None  # the partial label's share of the draws (None: what the sampling mode gives)
     partial_source_malignant_share: float | None = None  # in a data set carrying the partial label, its malignant
     #                                                       images' share of that data set's draws (None: as sampled)
+    init_from: Path | None = None  # an ensemble folder: each member starts from its member of the same fold
+    #                                (fine-tuning; its folds are kept), not from ImageNet
     encoder: str = "lite0"
     image_size: int = 160
     epochs: int = 10
@@ -84,6 +86,8 @@ class TrainConfig:
             recipe["partial_share"] = self.partial_share
         if self.partial_source_malignant_share is not None:
             recipe["partial_source_malignant_share"] = self.partial_source_malignant_share
+        if self.init_from is not None:
+            recipe["init_from"] = str(self.init_from)
         if self.structure_weight:
             recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
                           structure_holdout_fold=self.structure_holdout_fold)

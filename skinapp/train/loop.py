@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from skinapp.metrics import balanced_accuracy, is_malignant, jaccard, malignant_
 from skinapp.model.architecture import ModelConfig
 from skinapp.model.batch import model_input
 from skinapp.model.card import CARD_FILE, Member, ModelCard
-from skinapp.model.checkpoint import save_weights
+from skinapp.model.checkpoint import load_member, save_weights
 from skinapp.model.network import LesionNet
 from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE, Preprocessing
 from skinapp.train.augment import AugmentConfig
@@ -95,7 +96,8 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     torch.manual_seed(cfg.seed + fold)
     train_index = np.flatnonzero(folds != fold)
     val_index = np.flatnonzero((folds == fold) & (data.sources == HAM_SOURCE))  # the training log: HAM only
-    model = LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size))
+    model = (LesionNet(ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size)) if cfg.init_from is None
+             else starting_member(cfg.init_from, fold, cfg))
     model = model.to(device).to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
     aux = _structure_aux(cfg, model, data, train_index)
@@ -197,6 +199,18 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
     return Member(file=weights_path.name, sha256=sha, validation_fold=fold, best_epoch=best_epoch, history=log_path.name)
 
 
+def starting_member(folder: Path, fold: int, cfg: TrainConfig) -> LesionNet:
+    """The member of `folder`'s ensemble that held out `fold`: the start of a fine-tuned member (same architecture)."""
+    card = ModelCard.load(folder)
+    found = [m for m in card.members if m.validation_fold == fold]
+    if not found:
+        raise ValueError(f"{folder} has no member that held out fold {fold}")
+    if (card.config.encoder, card.config.image_size) != (cfg.encoder, cfg.image_size):
+        raise ValueError(f"{folder} holds {card.config.encoder} members at {card.config.image_size} px; fine-tune them "
+                         f"with --encoder {card.config.encoder} --image-size {card.config.image_size}")
+    return load_member(folder, found[0], card.config).train().requires_grad_(True)
+
+
 def _structure_aux(cfg: TrainConfig, model: LesionNet, data: LabelledImages,
                    train_index: np.ndarray) -> StructureAux | None:
     if not cfg.structure_weight or data.structures is None:
@@ -261,7 +275,7 @@ def _existing_card(cfg: TrainConfig) -> ModelCard | None:
 
 def _version(cfg: TrainConfig, n_members: int) -> str:
     extras = (("+isic2017" if cfg.with_isic2017 else "") + ("+siim2020" if cfg.with_siim2020 else "")
-              + ("-sog" if cfg.colour_constancy == "shades_of_gray" else ""))
+              + ("-sog" if cfg.colour_constancy == "shades_of_gray" else "") + ("-finetuned" if cfg.init_from else ""))
     return f"{__version__}+{cfg.encoder}-{cfg.image_size}px{extras}-{n_members}fold"
 
 
@@ -270,6 +284,8 @@ def train(cfg: TrainConfig) -> ModelCard:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.init_from is not None and not (cfg.out / FOLDS_FILE).is_file():
+        shutil.copyfile(cfg.init_from / FOLDS_FILE, cfg.out / FOLDS_FILE)  # each member holds out what its start did
     card = _existing_card(cfg)
     done = {m.validation_fold: m for m in card.members} if card else {}
     todo = [f for f in cfg.folds if f not in done or not (cfg.out / done[f].file).is_file()]
