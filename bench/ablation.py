@@ -36,7 +36,7 @@ from skinapp.inference.predictor import Predictor
 from skinapp.metrics import is_malignant, malignancy
 from skinapp.model.card import ModelCard
 from skinapp.model.preprocess import BICUBIC_RESIZE
-from skinapp.reporting.card_sections import BASELINE_VARIANT, ROBUST_VARIANT, SHIPPED_SIZE_VARIANT
+from skinapp.reporting.card_sections import BASELINE_VARIANT, FINE_TUNE_MARK, ROBUST_VARIANT, SHIPPED_SIZE_VARIANT
 from skinapp.train.data import SIIM2020_METADATA, load_ham10000, load_siim2020, make_folds, read_folds
 from skinapp.train.loop import FOLDS_FILE, TrainConfig, train
 from skinapp.trust.decision import DecisionRule
@@ -84,7 +84,6 @@ FULL_LENGTH = dict(epochs=10, steps_per_epoch=None, warmup_steps=200)  # the shi
 FULL_LENGTH_MARK = " [full length]"
 # --fine-tune: the shipped members trained further with a recipe (two passes at a tenth of the learning rate)
 FINE_TUNE = dict(epochs=2, steps_per_epoch=None, warmup_steps=50, lr=8e-5)
-FINE_TUNE_MARK = " [fine-tuned from the shipped member]"
 
 
 def main() -> None:
@@ -157,7 +156,8 @@ def main() -> None:
         protocol.update(epochs=FULL_LENGTH["epochs"], steps_per_epoch="a full pass over the training folds")
     if args.fine_tune:
         protocol.update(epochs=FINE_TUNE["epochs"], steps_per_epoch="a full pass over the training folds",
-                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"])
+                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"],
+                        image_size=ModelCard.load(args.fine_tune).config.image_size)
     if args.json:  # read again: another run may have written its variants since this one started
         latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")

@@ -247,7 +247,13 @@ def test_the_site_profile_section_recommends_a_profile_only_where_it_gains_and_k
 
 
 def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melanomas_and_discrimination(tmp_path):
-    from skinapp.reporting.card_sections import FULL_LENGTH_FILE, SHIPPED_MEMBER, full_length_section
+    from skinapp.reporting.card_sections import (
+        FINE_TUNE_FILE,
+        FINE_TUNE_MARK,
+        FULL_LENGTH_FILE,
+        SHIPPED_MEMBER,
+        full_length_section,
+    )
 
     run = _ablation_run
     path = tmp_path / FULL_LENGTH_FILE
@@ -261,5 +267,11 @@ def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melan
             "members with it.") in text
     assert "- another: HAM malignant AUC +0.014" in text and "loses melanomas on the screening population" in text
     assert "- a third: HAM malignant AUC -0.016" in text and "it costs discrimination" in text
+    (tmp_path / FINE_TUNE_FILE).write_text(json.dumps({"protocol": {}, "results": {
+        f"louder{FINE_TUNE_MARK}": run(0.916, 0.85, 0.53, 7), f"as loud{FINE_TUNE_MARK}": run(0.914, 0.85, 0.51, 8)}}))
+    text = "\n".join(full_length_section(tmp_path))
+    assert f"- louder{FINE_TUNE_MARK}: " in text and "the warning marks more benign lesions." in text
+    assert f"- as loud{FINE_TUNE_MARK}: " in text and "a candidate: fine-tune the five members with it." in text
     path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))
+    (tmp_path / FINE_TUNE_FILE).unlink()
     assert full_length_section(tmp_path) == []

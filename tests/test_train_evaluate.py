@@ -191,6 +191,12 @@ def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its
     assert card.training["recipe"]["init_from"] == str(start) and card.version.endswith("-finetuned-1fold")
     assert main([*args[:6], str(tmp_path / "wider"), *args[7:], "--image-size", "96"]) == 2
     assert "holds lite0 members at 64 px" in capsys.readouterr().err
+    other_folds = tmp_path / "other_folds"
+    other_folds.mkdir()
+    started_with.rename("fold").reset_index().assign(fold=lambda f: (f["fold"] + 1) % 3).to_csv(
+        other_folds / "folds.csv", index=False)
+    assert main([*args[:6], str(other_folds), *args[7:]]) == 2
+    assert "holds other folds than" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ def _train(args: argparse.Namespace) -> int:
         resize={"antialiased": ANTIALIASED_RESIZE, "bicubic": BICUBIC_RESIZE}[args.resize],
         degrade_p=args.degrade_p, partial_sampling=args.partial_sampling, partial_share=args.partial_share,
         partial_source_malignant_share=args.partial_source_malignant_share, init_from=args.init_from,
+        warmup_steps=args.warmup_steps,
     )
     try:
         card = train(cfg)
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", type=Path, metavar="WEIGHTS",
                        help="fine-tune: each member starts from this ensemble's member of the same fold (its folds "
                             "are kept) instead of ImageNet; use a lower --lr and fewer --epochs")
+    train.add_argument("--warmup-steps", type=int, default=200, help="steps of linear learning-rate warm-up")
     train.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
     train.add_argument("--image-size", type=int, default=160)
     train.add_argument("--epochs", type=int, default=10)

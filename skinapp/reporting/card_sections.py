@@ -904,8 +904,11 @@ def _shipped_site_lines(folder: Path) -> list[str]:
 
 
 FULL_LENGTH_FILE = "full_length.json"
+FINE_TUNE_FILE = "fine_tune.json"  # bench/ablation.py --fine-tune weights
+FINE_TUNE_MARK = " [fine-tuned from the shipped member]"
 SHIPPED_MEMBER = "shipped member (fold 0) [full length]"  # bench/ablation.py --score-member
 FULL_LENGTH_TOLERANCE = 0.005  # AUC a full-length candidate may lose against the shipped member and still be trained
+LOUDER_TOLERANCE = 0.02  # … and the share of SIIM benign lesions it may add at or above the net
 
 
 def full_length_section(folder: Path) -> list[str]:
@@ -916,6 +919,8 @@ def full_length_section(folder: Path) -> list[str]:
     if not path.is_file():
         return []
     results = json.loads(path.read_text())["results"]
+    if (folder / FINE_TUNE_FILE).is_file():
+        results |= json.loads((folder / FINE_TUNE_FILE).read_text())["results"]
     shipped = results.get(SHIPPED_MEMBER)
     candidates = {name: r for name, r in results.items() if name != SHIPPED_MEMBER}
     if shipped is None or not candidates:
@@ -933,7 +938,11 @@ def full_length_section(folder: Path) -> list[str]:
              "the last kept), one member with HAM10000 fold 0 held out, against the shipped fold-0 member scored the "
              "same way (identity view, uncalibrated, highest probability; the safety net fitted on the member's "
              "held-out fold; SIIM-ISIC 2020: the patients of fold 0, never trained on). A recipe is trained for the "
-             f"five members only if it loses no melanoma there and at most {FULL_LENGTH_TOLERANCE} of either AUC.", "",
+             f"five members only if it loses no melanoma there, at most {FULL_LENGTH_TOLERANCE} of either AUC, and "
+             f"puts at most {LOUDER_TOLERANCE:.0%} more of the benign lesions at or above the net. `--fine-tune "
+             "weights` instead trains the shipped fold-0 "
+             "member further with the recipe (two full passes at a tenth of the learning rate): a cheaper way to give "
+             "the shipped members new data.", "",
              "| member | HAM balanced accuracy | HAM malignant AUC | ISIC 2017 val melanoma AUC | resolution spread: "
              "malignant AUC | SIIM benign at or above the net | SIIM melanomas at or above it | SIIM melanoma AUC |",
              "|---|---|---|---|---|---|---|---|"]
@@ -948,10 +957,15 @@ def full_length_section(folder: Path) -> list[str]:
         kept, base_kept = ((r.get("siim2020") or {}).get("melanomas_at_or_above_net"),
                            (shipped.get("siim2020") or {}).get("melanomas_at_or_above_net"))
         lost = kept is not None and base_kept is not None and kept < base_kept
+        benign, base_benign = ((r.get("siim2020") or {}).get("benign_above_net"),
+                               (shipped.get("siim2020") or {}).get("benign_above_net"))
+        louder = benign is not None and base_benign is not None and benign > base_benign + LOUDER_TOLERANCE
+        how = "fine-tune" if name.endswith(FINE_TUNE_MARK) else "train"
         verdict = ("not trained for the ensemble: it loses melanomas on the screening population" if lost else
                    "not trained for the ensemble: it costs discrimination"
                    if min(held_out, external) < -FULL_LENGTH_TOLERANCE else
-                   "a candidate: train the five members with it")
+                   "not trained for the ensemble: the warning marks more benign lesions" if louder else
+                   f"a candidate: {how} the five members with it")
         screening = ""
         if kept is not None and base_kept is not None:
             s, b = r["siim2020"], shipped["siim2020"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -208,6 +207,9 @@ def starting_member(folder: Path, fold: int, cfg: TrainConfig) -> LesionNet:
     if (card.config.encoder, card.config.image_size) != (cfg.encoder, cfg.image_size):
         raise ValueError(f"{folder} holds {card.config.encoder} members at {card.config.image_size} px; fine-tune them "
                          f"with --encoder {card.config.encoder} --image-size {card.config.image_size}")
+    if card.preprocessing.colour_constancy != cfg.colour_constancy:
+        raise ValueError(f"{folder}'s members learnt with colour constancy {card.preprocessing.colour_constancy!r}; "
+                         f"fine-tune them with --colour-constancy {card.preprocessing.colour_constancy}")
     return load_member(folder, found[0], card.config).train().requires_grad_(True)
 
 
@@ -263,6 +265,19 @@ def fold_assignment(cfg: TrainConfig, data: LabelledImages, stratify_by: np.ndar
     return folds
 
 
+def _keep_folds_of(start: Path, out: Path) -> None:
+    """`out` gets the folds of the ensemble it fine-tunes; folds already there must agree with them."""
+    theirs = pd.read_csv(start / FOLDS_FILE)
+    if not (out / FOLDS_FILE).is_file():
+        theirs.to_csv(out / FOLDS_FILE, index=False)
+        return
+    ours = pd.read_csv(out / FOLDS_FILE).set_index("image_id")["fold"]
+    shared = theirs[theirs["image_id"].isin(ours.index)]
+    if len(shared) < len(theirs) or (ours[shared["image_id"]].to_numpy() != shared["fold"].to_numpy()).any():
+        raise ValueError(f"{out} holds other folds than {start}, whose members it would fine-tune; use a fresh --out "
+                         "folder")
+
+
 def _existing_card(cfg: TrainConfig) -> ModelCard | None:
     if not (cfg.out / CARD_FILE).is_file():
         return None
@@ -284,8 +299,8 @@ def train(cfg: TrainConfig) -> ModelCard:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    if cfg.init_from is not None and not (cfg.out / FOLDS_FILE).is_file():
-        shutil.copyfile(cfg.init_from / FOLDS_FILE, cfg.out / FOLDS_FILE)  # each member holds out what its start did
+    if cfg.init_from is not None:  # each member holds out what its start held out
+        _keep_folds_of(cfg.init_from, cfg.out)
     card = _existing_card(cfg)
     done = {m.validation_fold: m for m in card.members} if card else {}
     todo = [f for f in cfg.folds if f not in done or not (cfg.out / done[f].file).is_file()]
