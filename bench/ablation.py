@@ -76,7 +76,7 @@ VARIANTS: dict[str, dict] = {
         dict(resize=BICUBIC_RESIZE, degrade_p=0.0, image_size=160, siim2020="SIIM", partial_source_malignant_share=0.3),
     "resolution-robust recipe at 160 px + SIIM-ISIC 2020 patients, their melanomas at 30 % of the population's draws":
         dict(image_size=160, siim2020="SIIM", partial_source_malignant_share=0.3),
-    "recipe at 160 px, resolution-robust, without SIIM-ISIC 2020": dict(image_size=160),
+    "recipe at 160 px, resolution-robust (HAM10000 and ISIC 2017 train only)": dict(image_size=160),
 }
 
 
@@ -115,6 +115,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed; results of a seed other than 0 are kept "
                                                               "under the variant's name with the seed")
     args = parser.parse_args()
+    if args.fine_tune and args.seed:
+        parser.error("--fine-tune is compared with the shipped member on its seed's patients: seed 0 only")
+    if args.fine_tune:  # the start's input size
+        args.image_size = ModelCard.load(args.fine_tune).config.image_size
     earlier = json.loads(args.json.read_text())["results"] if args.json and args.json.is_file() else {}
     results = {}
     if args.score_member is not None:
@@ -127,6 +131,9 @@ def main() -> None:
                           + (f"_seed{args.seed}" if args.seed else ""))
         name = (name + (FULL_LENGTH_MARK if args.full_length else "") + (FINE_TUNE_MARK if args.fine_tune else "")
                 + (f" [seed {args.seed}]" if args.seed else ""))
+        if args.fine_tune and overrides.get("image_size", args.image_size) != args.image_size:
+            print(f"skipped (not at the fine-tuned members' {args.image_size} px): {name}", flush=True)
+            continue
         if "siim2020" in overrides:
             if args.siim2020 is None:
                 print(f"skipped (needs --siim2020): {name}", flush=True)
@@ -156,8 +163,7 @@ def main() -> None:
         protocol.update(epochs=FULL_LENGTH["epochs"], steps_per_epoch="a full pass over the training folds")
     if args.fine_tune:
         protocol.update(epochs=FINE_TUNE["epochs"], steps_per_epoch="a full pass over the training folds",
-                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"],
-                        image_size=ModelCard.load(args.fine_tune).config.image_size)
+                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"])
     if args.json:  # read again: another run may have written its variants since this one started
         latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")

@@ -61,14 +61,14 @@ def main() -> None:
     predictor = Predictor.from_weights(args.weights or weights_dir(), gradcam=False)
     plain = figures(data.labels, predictor.predict(data.images, data.metadata))
     adapted_on: dict[str, dict] = {}
-    for size in args.sizes:
+    for size in sorted({min(n, len(data)) for n in args.sizes}):
         runs = []
         for seed in range(args.seeds if size < len(data) else 1):
-            chosen = np.random.default_rng(seed).choice(len(data), size=min(size, len(data)), replace=False)
+            chosen = np.random.default_rng(seed).choice(len(data), size=size, replace=False)
             profile = predictor.estimate_site_profile([data.images[i] for i in chosen], [data.metadata[i] for i in chosen])
             adapted = predictor.with_site_profile(profile)
             runs.append(figures(data.labels, adapted.predict(data.images, data.metadata)))
-        adapted_on[str(min(size, len(data)))] = {"seeds": len(runs), **{k: float(np.mean([r[k] for r in runs])) for k in plain}}
+        adapted_on[str(size)] = {"seeds": len(runs), **{k: float(np.mean([r[k] for r in runs])) for k in plain}}
     names = list(plain)
     print(f"ISIC 2017 val ({len(data)} images; {int((data.labels == MEL).sum())} melanomas), model {predictor.card.version}")
     print(f"{'':36s}" + "".join(f"{n:>24s}" for n in names))

@@ -270,8 +270,10 @@ def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melan
     (tmp_path / FINE_TUNE_FILE).write_text(json.dumps({"protocol": {}, "results": {
         f"louder{FINE_TUNE_MARK}": run(0.916, 0.85, 0.53, 7), f"as loud{FINE_TUNE_MARK}": run(0.914, 0.85, 0.51, 8)}}))
     text = "\n".join(full_length_section(tmp_path))
-    assert f"- louder{FINE_TUNE_MARK}: " in text and "the warning marks more benign lesions." in text
-    assert f"- as loud{FINE_TUNE_MARK}: " in text and "a candidate: fine-tune the five members with it." in text
+    lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("- ")}
+    assert lines[f"- louder{FINE_TUNE_MARK}"].endswith("; not trained for the ensemble: the warning marks more benign "
+                                                        "lesions.")
+    assert lines[f"- as loud{FINE_TUNE_MARK}"].endswith("; a candidate: fine-tune the five members with it.")
     path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))
     (tmp_path / FINE_TUNE_FILE).unlink()
     assert full_length_section(tmp_path) == []

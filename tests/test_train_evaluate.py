@@ -15,6 +15,7 @@ from skinapp.cli import main
 from skinapp.model.card import ModelCard
 from skinapp.model.checkpoint import load_ensemble
 from skinapp.model.measured import SCORED_BY_ENSEMBLE, SCORED_HELD_OUT
+from skinapp.train.config import members_digest
 from skinapp.vocab import CLASSES
 
 
@@ -178,7 +179,7 @@ def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its
     assert main(["train", "--data", str(fake_ham), "--out", str(start), *TRAIN, "--epochs", "1", "--folds", "0", "1"]) == 0
     tuned = tmp_path / "tuned"
     args = ["train", "--data", str(fake_ham), "--siim2020", str(fake_siim2020), "--out", str(tuned), *TRAIN,
-            "--epochs", "1", "--init-from", str(start), "--folds", "1"]
+            "--epochs", "1", "--init-from", str(start), "--folds", "1", "--warmup-steps", "0"]
     assert main([*args, "--lr", "0"]) == 0  # nothing learnt: the start is what is saved
     before, after, other = (load_file(str(w / f"fold{f}.safetensors")) for w, f in ((start, 1), (tuned, 1), (start, 0)))
     convolutions = [k for k, v in before.items() if v.ndim == 4]
@@ -188,7 +189,8 @@ def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its
     started_with = pd.read_csv(start / "folds.csv").set_index("image_id")["fold"]
     assert folds[started_with.index].equals(started_with) and len(folds) == 72  # kept, and the patients added
     card = ModelCard.load(tuned)
-    assert card.training["recipe"]["init_from"] == str(start) and card.version.endswith("-finetuned-1fold")
+    assert card.training["recipe"]["init_from"] == members_digest(start) and card.version.endswith("-finetuned-1fold")
+    assert card.training["recipe"]["warmup_steps"] == 0 < len(members_digest(start))
     assert main([*args[:6], str(tmp_path / "wider"), *args[7:], "--image-size", "96"]) == 2
     assert "holds lite0 members at 64 px" in capsys.readouterr().err
     other_folds = tmp_path / "other_folds"
@@ -197,6 +199,8 @@ def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its
         other_folds / "folds.csv", index=False)
     assert main([*args[:6], str(other_folds), *args[7:]]) == 2
     assert "holds other folds than" in capsys.readouterr().err
+    assert main([*args[:6], str(tmp_path / "fold2"), *args[7:-4], "--folds", "2"]) == 2  # no member held it out
+    assert "has no member that held out fold 2" in capsys.readouterr().err
 
 
 @pytest.mark.slow

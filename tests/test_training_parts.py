@@ -210,3 +210,8 @@ def test_a_screening_population_can_give_its_melanomas_a_set_share_of_its_own_dr
                                                                  abs=0.015)  # the other data sets keep their balance
     assert TrainConfig(data=tmp_path, out=tmp_path, partial_source_malignant_share=0.3).recipe()[
         "partial_source_malignant_share"] == 0.3
+    without_melanomas = LabelledImages([str(i) for i in range(1100)], np.arange(1100).astype(str), labels[:1100], [],
+                                       None, [], np.zeros((1100, 1), np.float32), sources[:1100])
+    cfg = TrainConfig(data=tmp_path, out=tmp_path, partial_source_malignant_share=0.3)
+    drawn = sample_epoch(without_melanomas, np.arange(1100), np.random.default_rng(0), cfg, 30000)
+    assert (sources[drawn] == "siim2020").mean() == pytest.approx(1 / 3, abs=0.015)  # a fold without its melanomas

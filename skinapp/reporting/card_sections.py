@@ -960,7 +960,7 @@ def full_length_section(folder: Path) -> list[str]:
         benign, base_benign = ((r.get("siim2020") or {}).get("benign_above_net"),
                                (shipped.get("siim2020") or {}).get("benign_above_net"))
         louder = benign is not None and base_benign is not None and benign > base_benign + LOUDER_TOLERANCE
-        how = "fine-tune" if name.endswith(FINE_TUNE_MARK) else "train"
+        how = "fine-tune" if FINE_TUNE_MARK in name else "train"
         verdict = ("not trained for the ensemble: it loses melanomas on the screening population" if lost else
                    "not trained for the ensemble: it costs discrimination"
                    if min(held_out, external) < -FULL_LENGTH_TOLERANCE else

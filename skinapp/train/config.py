@@ -3,9 +3,11 @@ ensemble)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from skinapp.model.card import ModelCard
 from skinapp.model.preprocess import ANTIALIASED_RESIZE, Preprocessing
 
 # What must match for members trained in different runs to form one ensemble.
@@ -15,6 +17,14 @@ RECIPE_FIELDS = (
     "colour_constancy", "scale", "aspect", "illuminant", "clahe", "select", "with_isic2017", "limit",
     "steps_per_epoch", "resize", "degrade_p",
 )
+
+
+DEFAULT_WARMUP_STEPS = 200
+
+
+def members_digest(folder: Path) -> str:
+    """sha256 over the weight files an ensemble's card lists: which members a fine-tuning run started from."""
+    return hashlib.sha256(" ".join(m.sha256 for m in ModelCard.load(Path(folder)).members).encode()).hexdigest()
 
 
 @dataclass
@@ -27,7 +37,8 @@ class TrainConfig:
     #                                      "with_nevi" (drawn within the nevus class's share, as one more data set)
     partial_share: float | None = None  # the partial label's share of the draws (None: what the sampling mode gives)
     partial_source_malignant_share: float | None = None  # in a data set carrying the partial label, its malignant
-    #                                                       images' share of that data set's draws (None: as sampled)
+    #                                                       images' share of that data set's draws (None: as sampled;
+    #                                                       applied after partial_share, which it then shifts a little)
     init_from: Path | None = None  # an ensemble folder: each member starts from its member of the same fold
     #                                (fine-tuning; its folds are kept), not from ImageNet
     encoder: str = "lite0"
@@ -36,7 +47,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 8e-4
     weight_decay: float = 1e-2
-    warmup_steps: int = 200
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
     n_folds: int = 5
     folds: tuple[int, ...] = (0,)
     seed: int = 0
@@ -86,8 +97,10 @@ class TrainConfig:
             recipe["partial_share"] = self.partial_share
         if self.partial_source_malignant_share is not None:
             recipe["partial_source_malignant_share"] = self.partial_source_malignant_share
-        if self.init_from is not None:
-            recipe["init_from"] = str(self.init_from)
+        if self.init_from is not None:  # the start's weights, not its path: a start replaced in place is another
+            recipe["init_from"] = members_digest(self.init_from)
+        if self.warmup_steps != DEFAULT_WARMUP_STEPS:  # only when changed, so that recipes recorded before still match
+            recipe["warmup_steps"] = self.warmup_steps
         if self.structure_weight:
             recipe.update(structure_weight=self.structure_weight, structure_pattern=self.structure_pattern,
                           structure_holdout_fold=self.structure_holdout_fold)

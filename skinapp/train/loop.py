@@ -200,17 +200,27 @@ def train_fold(cfg: TrainConfig, data: LabelledImages, folds: np.ndarray, fold: 
 
 def starting_member(folder: Path, fold: int, cfg: TrainConfig) -> LesionNet:
     """The member of `folder`'s ensemble that held out `fold`: the start of a fine-tuned member (same architecture)."""
+    card = check_start(folder, cfg, (fold,))
+    (member,) = [m for m in card.members if m.validation_fold == fold]
+    return load_member(folder, member, card.config).train().requires_grad_(True)
+
+
+def check_start(folder: Path, cfg: TrainConfig, folds: tuple[int, ...]) -> ModelCard:
+    """The card of the ensemble to fine-tune, after checking that its members fit `cfg` and hold out `folds`
+    (`ValueError` naming what differs)."""
     card = ModelCard.load(folder)
-    found = [m for m in card.members if m.validation_fold == fold]
-    if not found:
-        raise ValueError(f"{folder} has no member that held out fold {fold}")
-    if (card.config.encoder, card.config.image_size) != (cfg.encoder, cfg.image_size):
+    if not (folder / FOLDS_FILE).is_file():
+        raise ValueError(f"{folder} has no {FOLDS_FILE}: its members' held-out folds are unknown")
+    missing = sorted(set(folds) - {m.validation_fold for m in card.members})
+    if missing:
+        raise ValueError(f"{folder} has no member that held out fold {', '.join(map(str, missing))}")
+    if card.config != ModelConfig(encoder=cfg.encoder, image_size=cfg.image_size):
         raise ValueError(f"{folder} holds {card.config.encoder} members at {card.config.image_size} px; fine-tune them "
                          f"with --encoder {card.config.encoder} --image-size {card.config.image_size}")
     if card.preprocessing.colour_constancy != cfg.colour_constancy:
         raise ValueError(f"{folder}'s members learnt with colour constancy {card.preprocessing.colour_constancy!r}; "
                          f"fine-tune them with --colour-constancy {card.preprocessing.colour_constancy}")
-    return load_member(folder, found[0], card.config).train().requires_grad_(True)
+    return card
 
 
 def _structure_aux(cfg: TrainConfig, model: LesionNet, data: LabelledImages,
@@ -240,7 +250,8 @@ def load_training_data(cfg: TrainConfig) -> tuple[LabelledImages, np.ndarray]:
     (ALWAYS_TRAIN for ISIC 2017). Class-balanced sampling treats the partial label 'benign' as a class of its own."""
     correct = cfg.preprocessing.correct_colour
     parts = [load_ham10000(cfg.data, limit=cfg.limit, transform=correct)]
-    folds = [fold_assignment(cfg, parts[0], stratify_by=parts[0].labels)]
+    folds = [read_folds(cfg.out / FOLDS_FILE, parts[0].image_ids) if cfg.init_from is not None  # the start's, strictly
+             else fold_assignment(cfg, parts[0], stratify_by=parts[0].labels)]
     if cfg.isic2017 is not None:
         parts.append(load_isic2017(cfg.isic2017, "train", limit=cfg.limit, transform=correct))
         folds.append(np.full(len(parts[-1]), ALWAYS_TRAIN))
@@ -300,6 +311,7 @@ def train(cfg: TrainConfig) -> ModelCard:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.out.mkdir(parents=True, exist_ok=True)
     if cfg.init_from is not None:  # each member holds out what its start held out
+        check_start(cfg.init_from, cfg, cfg.folds)
         _keep_folds_of(cfg.init_from, cfg.out)
     card = _existing_card(cfg)
     done = {m.validation_fold: m for m in card.members} if card else {}

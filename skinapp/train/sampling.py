@@ -93,7 +93,9 @@ def with_malignant_share_in_partial_sources(p: np.ndarray, labels: np.ndarray, s
     p = p.copy()
     for source in np.unique(sources[labels == BENIGN_UNSPECIFIED]):
         rows = sources == source
-        p[rows] = with_share(p[rows], is_malignant(labels[rows]), share) * p[rows].sum()
+        malignant = is_malignant(labels[rows])
+        if malignant.any():  # (never all: the data set carries the partial label)
+            p[rows] = with_share(p[rows], malignant, share) * p[rows].sum()
     return p
 
 

@@ -1,0 +1,111 @@
+"""Two ensembles with the same folds side by side — the shipped one and a candidate (for instance its members
+fine-tuned with another recipe) — scored alike before the candidate's longer `evaluate`:
+
+    python bench/compare_ensembles.py --candidate runs/ft_robust --data ../shared/data/ham10000 \
+        --isic2017 ../shared/data/isic2017 [--siim2020 ../shared/data/siim_isic_2020_jpeg] [--weights weights] \
+        [--json weights/candidates.json]
+
+Identity view, uncalibrated, highest probability, metadata given: each member on its own held-out HAM10000 fold
+(malignant AUC and balanced accuracy per fold, then pooled out of fold), the whole ensemble on ISIC 2017 `val`
+(melanoma AUC), and with --siim2020 on every SIIM-ISIC 2020 image (neither ensemble may have trained on them):
+the benign share at or above a safety net fitted out of fold (95 % of malignant lesions) and the melanomas kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from skinapp.config import weights_dir
+from skinapp.evaluation.evaluate import external_predictions, out_of_fold_predictions
+from skinapp.inference.predictor import Predictor
+from skinapp.metrics import balanced_accuracy, is_malignant, malignancy
+from skinapp.model.card import ModelCard
+from skinapp.train.data import load_ham10000, load_siim2020, read_folds
+from skinapp.train.loop import FOLDS_FILE
+from skinapp.trust.safety_net import fit_safety_net
+from skinapp.vocab import CLASSES
+
+MEL = CLASSES.index("MEL")
+
+
+def scored(weights: Path, ham, isic_val, siim) -> dict:
+    card = ModelCard.load(weights)
+    if card.training.get("recipe", {}).get("with_siim2020") and siim is not None:
+        raise SystemExit(f"{weights} trained on SIIM-ISIC 2020 patients: score it on its held-out patients instead "
+                         "(`evaluate --siim2020`)")
+    oof = out_of_fold_predictions(weights, ham, views=1)
+    labels = oof["label"].map(CLASSES.index).to_numpy()
+    probabilities = oof[list(CLASSES)].to_numpy()
+    risk, malignant = malignancy(probabilities), is_malignant(labels)
+    per_fold = {}
+    for fold in sorted(oof["fold"].unique()):
+        rows = (oof["fold"] == fold).to_numpy()
+        per_fold[str(fold)] = {"malignant_auc": float(roc_auc_score(malignant[rows], risk[rows])),
+                               "balanced_accuracy": balanced_accuracy(labels[rows], probabilities[rows])}
+    net = fit_safety_net(risk, malignant).threshold
+    isic, external = external_predictions(weights, isic_val, views=1)
+    external_p = np.stack([o.probabilities for o in external])
+    figures = {
+        "model": card.version, "identity": card.identity, "per_fold": per_fold,
+        "out_of_fold": {"malignant_auc": float(roc_auc_score(malignant, risk)),
+                        "balanced_accuracy": balanced_accuracy(labels, probabilities),
+                        "benign_at_or_above_net": float((risk[~malignant] >= net).mean())},
+        "isic2017_val_melanoma_auc": float(roc_auc_score(isic.labels == MEL, external_p[:, MEL])),
+    }
+    if siim is not None:
+        predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
+        siim_risk = malignancy(np.stack([p.probabilities for p in predictor.predict(siim.images, siim.metadata)]))
+        melanoma = siim.labels == MEL
+        figures["siim2020_all_images"] = {
+            "benign_at_or_above_net": float((siim_risk[~melanoma] >= net).mean()),
+            "melanomas_at_or_above_net": int((siim_risk[melanoma] >= net).sum()), "melanomas": int(melanoma.sum()),
+            "melanoma_auc": float(roc_auc_score(melanoma, siim_risk))}
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidate", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, help="the ensemble it is compared with (default: the shipped one)")
+    parser.add_argument("--data", type=Path, required=True, help="HAM10000 folder")
+    parser.add_argument("--isic2017", type=Path, required=True)
+    parser.add_argument("--siim2020", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    shipped = args.weights or weights_dir()
+    held_out = [sorted(m.validation_fold for m in ModelCard.load(w).members) for w in (shipped, args.candidate)]
+    if held_out[0] != held_out[1]:
+        raise SystemExit(f"the two ensembles' members hold out folds {held_out[0]} and {held_out[1]}: not comparable")
+    ham = load_ham10000(args.data, with_masks=False)
+    if not np.array_equal(read_folds(shipped / FOLDS_FILE, ham.image_ids, missing=-1),
+                          read_folds(args.candidate / FOLDS_FILE, ham.image_ids, missing=-1)):
+        raise SystemExit(f"{args.candidate} and {shipped} hold out other HAM10000 folds: their members are not comparable")
+    siim = load_siim2020(args.siim2020) if args.siim2020 else None
+    results = {str(w): scored(w, ham, args.isic2017, siim) for w in (shipped, args.candidate)}
+    for name, r in results.items():
+        print(f"{name}: {r['model']}")
+        print("  per fold malignant AUC " + "  ".join(f"{k}: {v['malignant_auc']:.3f}" for k, v in r["per_fold"].items()))
+        print(f"  out of fold: malignant AUC {r['out_of_fold']['malignant_auc']:.3f}, balanced accuracy "
+              f"{r['out_of_fold']['balanced_accuracy']:.3f}, benign at or above the net "
+              f"{r['out_of_fold']['benign_at_or_above_net']:.1%}; ISIC 2017 val melanoma AUC "
+              f"{r['isic2017_val_melanoma_auc']:.3f}")
+        if "siim2020_all_images" in r:
+            s = r["siim2020_all_images"]
+            print(f"  SIIM-ISIC 2020: benign at or above the net {s['benign_at_or_above_net']:.1%}, melanomas "
+                  f"{s['melanomas_at_or_above_net']} of {s['melanomas']}, melanoma AUC {s['melanoma_auc']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"scored": "identity view, uncalibrated, metadata given; the net fitted out "
+                                                   "of fold at 95 % of malignant lesions", "results": results},
+                                        indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
