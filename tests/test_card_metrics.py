@@ -277,3 +277,20 @@ def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melan
     path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))
     (tmp_path / FINE_TUNE_FILE).unlink()
     assert full_length_section(tmp_path) == []
+
+
+def test_candidate_ensembles_are_shown_beside_the_shipped_one_with_both_warning_figures(tmp_path):
+    from skinapp.reporting.card_sections import CANDIDATES_FILE, candidates_section
+
+    def ensemble(model: str, auc: float, kept: int) -> dict:
+        return {"model": model, "per_fold": {"0": {"malignant_auc": auc}, "1": {"malignant_auc": auc + 0.01}},
+                "out_of_fold": {"malignant_auc": auc, "balanced_accuracy": 0.71, "benign_at_or_above_net": 0.39},
+                "isic2017_val_melanoma_auc": 0.87, "siim2020_all_images": {"benign_at_or_above_net": 0.62,
+                                                                         "melanomas_at_or_above_net": kept, "melanomas": 36}}
+
+    assert candidates_section(tmp_path) == []
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": ensemble("0.2.1", 0.905, 29),
+                                                                    "weights/candidates/x": ensemble("x", 0.908, 31)}}))
+    text = "\n".join(candidates_section(tmp_path))
+    assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62% | 29 of 36 |" in text
+    assert "| `weights/candidates/x` (x) | 0.908 / 0.918 | 0.908 |" in text and "31 of 36 |" in text

@@ -974,3 +974,32 @@ def full_length_section(folder: Path) -> list[str]:
         lines.append(f"- {name.removesuffix(' [full length]')}: HAM malignant AUC {held_out:+.3f}, ISIC 2017 val "
                      f"melanoma AUC {external:+.3f}{screening} against the shipped member; {verdict}.")
     return [*lines, ""]
+
+
+CANDIDATES_FILE = "compare_candidates.json"  # bench/compare_ensembles.py --json
+
+
+def candidates_section(folder: Path) -> list[str]:
+    """Whole candidate ensembles beside the shipped one, scored alike by `bench/compare_ensembles.py` (identity
+    view, uncalibrated): the evidence for or against shipping one, before its full `evaluate`."""
+    path = folder / CANDIDATES_FILE
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text())["results"]
+    lines = ["## Candidate ensembles (not shipped)", "",
+             "`python bench/compare_ensembles.py`: each ensemble's members on their own held-out HAM10000 folds, the "
+             "whole ensemble on ISIC 2017 `val` and on every SIIM-ISIC 2020 image (never trained on), identity view, "
+             "uncalibrated; the safety net fitted out of fold (95 % of malignant lesions). Figures compare the rows "
+             "with each other, not with the shipped model's calibrated, eight-view figures above.", "",
+             "| ensemble | malignant AUC per fold | out of fold: malignant AUC | balanced accuracy | benign at or above "
+             "the net | ISIC 2017 val melanoma AUC | SIIM benign at or above the net | SIIM melanomas at or above "
+             "it |", "|---|---|---|---|---|---|---|---|"]
+    for where, r in results.items():
+        oof, siim = r["out_of_fold"], r.get("siim2020_all_images")
+        folds = " / ".join(f"{f['malignant_auc']:.3f}" for f in r["per_fold"].values())
+        screening = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
+                     if siim else "— | —")
+        lines.append(f"| `{where}` ({r['model']}) | {folds} | {oof['malignant_auc']:.3f} | "
+                     f"{oof['balanced_accuracy']:.3f} | {oof['benign_at_or_above_net']:.0%} | "
+                     f"{r['isic2017_val_melanoma_auc']:.3f} | {screening} |")
+    return [*lines, ""]

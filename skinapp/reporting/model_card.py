@@ -8,6 +8,7 @@ from pathlib import Path
 from skinapp.model.card import ModelCard
 from skinapp.reporting.card_sections import (
     ablation_section,
+    candidates_section,
     contrast_lines,
     full_length_section,
     metrics_section,
@@ -132,6 +133,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *screening_ablation_section(folder),
         *stronger_recipe_section(folder),
         *full_length_section(folder),
+        *candidates_section(folder),
         *site_adaptation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "
