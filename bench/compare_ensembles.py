@@ -1,14 +1,16 @@
 """Two ensembles with the same folds side by side — the shipped one and a candidate (for instance its members
 fine-tuned with another recipe) — scored alike before the candidate's longer `evaluate`:
 
-    python bench/compare_ensembles.py --candidate runs/ft_robust --data ../shared/data/ham10000 \
+    python bench/compare_ensembles.py --candidate weights/candidates/robust_finetune --data ../shared/data/ham10000 \
         --isic2017 ../shared/data/isic2017 [--siim2020 ../shared/data/siim_isic_2020_jpeg] [--weights weights] \
-        [--json weights/candidates.json]
+        [--json weights/compare_candidates.json]
 
 Identity view, uncalibrated, highest probability, metadata given: each member on its own held-out HAM10000 fold
 (malignant AUC and balanced accuracy per fold, then pooled out of fold), the whole ensemble on ISIC 2017 `val`
 (melanoma AUC), and with --siim2020 on every SIIM-ISIC 2020 image (neither ensemble may have trained on them):
 the benign share at or above a safety net fitted out of fold (95 % of malignant lesions) and the melanomas kept.
+Results are keyed by each folder as given (relative to the checkout where it lies inside it); the model card's
+"Candidate ensembles" reads the --json file.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from skinapp.config import weights_dir
-from skinapp.evaluation.evaluate import external_predictions, out_of_fold_predictions
+from skinapp.evaluation.evaluate import out_of_fold_predictions
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import balanced_accuracy, is_malignant, malignancy
 from skinapp.model.card import ModelCard
-from skinapp.train.data import load_ham10000, load_siim2020, read_folds
+from skinapp.train.data import load_ham10000, load_isic2017, load_siim2020, read_folds
 from skinapp.train.loop import FOLDS_FILE
 from skinapp.trust.safety_net import fit_safety_net
 from skinapp.vocab import CLASSES
@@ -51,8 +53,9 @@ def scored(weights: Path, ham, isic_val, siim) -> dict:
         per_fold[str(fold)] = {"malignant_auc": float(roc_auc_score(malignant[rows], risk[rows])),
                                "balanced_accuracy": balanced_accuracy(labels[rows], probabilities[rows])}
     net = fit_safety_net(risk, malignant).threshold
-    isic, external = external_predictions(weights, isic_val, views=1)
-    external_p = np.stack([o.probabilities for o in external])
+    predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
+    isic = load_isic2017(isic_val, "val")
+    external_p = np.stack([p.probabilities for p in predictor.predict(isic.images, isic.metadata)])
     figures = {
         "model": card.version, "identity": card.identity, "per_fold": per_fold,
         "out_of_fold": {"malignant_auc": float(roc_auc_score(malignant, risk)),
@@ -61,7 +64,6 @@ def scored(weights: Path, ham, isic_val, siim) -> dict:
         "isic2017_val_melanoma_auc": float(roc_auc_score(isic.labels == MEL, external_p[:, MEL])),
     }
     if siim is not None:
-        predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
         siim_risk = malignancy(np.stack([p.probabilities for p in predictor.predict(siim.images, siim.metadata)]))
         melanoma = siim.labels == MEL
         figures["siim2020_all_images"] = {
@@ -69,6 +71,13 @@ def scored(weights: Path, ham, isic_val, siim) -> dict:
             "melanomas_at_or_above_net": int((siim_risk[melanoma] >= net).sum()), "melanomas": int(melanoma.sum()),
             "melanoma_auc": float(roc_auc_score(melanoma, siim_risk))}
     return figures
+
+
+def named(folder: Path) -> str:
+    """The folder as the card names it: relative to the checkout where it lies inside it."""
+    checkout = Path(__file__).resolve().parents[1]
+    path = folder.resolve()
+    return str(path.relative_to(checkout)) if path.is_relative_to(checkout) else str(folder)
 
 
 def main() -> None:
@@ -89,7 +98,7 @@ def main() -> None:
                           read_folds(args.candidate / FOLDS_FILE, ham.image_ids, missing=-1)):
         raise SystemExit(f"{args.candidate} and {shipped} hold out other HAM10000 folds: their members are not comparable")
     siim = load_siim2020(args.siim2020) if args.siim2020 else None
-    results = {str(w): scored(w, ham, args.isic2017, siim) for w in (shipped, args.candidate)}
+    results = {named(w): scored(w, ham, args.isic2017, siim) for w in (shipped, args.candidate)}
     for name, r in results.items():
         print(f"{name}: {r['model']}")
         print("  per fold malignant AUC " + "  ".join(f"{k}: {v['malignant_auc']:.3f}" for k, v in r["per_fold"].items()))

@@ -294,3 +294,12 @@ def test_candidate_ensembles_are_shown_beside_the_shipped_one_with_both_warning_
     text = "\n".join(candidates_section(tmp_path))
     assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62% | 29 of 36 |" in text
     assert "| `weights/candidates/x` (x) | 0.908 / 0.918 | 0.908 |" in text and "31 of 36 |" in text
+    assert ("- `weights/candidates/x` against `weights`: out-of-fold malignant AUC +0.003, ISIC 2017 val melanoma AUC "
+            "+0.000; shipped only for ≥ 0.01 out-of-fold malignant AUC and ≥ 0.02 ISIC 2017 val melanoma AUC: not "
+            "shipped.") in text
+    stronger = ensemble("y", 0.93, 29) | {"isic2017_val_melanoma_auc": 0.90}
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": ensemble("0.2.1", 0.905, 29),
+                                                                    "y": stronger, "z": ensemble("z", 0.95, 28)}}))
+    text = "\n".join(candidates_section(tmp_path))
+    assert "- `y` against `weights`: out-of-fold malignant AUC +0.025, ISIC 2017 val melanoma AUC +0.030; meets" in text
+    assert "- `z` against `weights`: " in text and "not shipped: it loses melanomas on the screening population." in text

@@ -1002,4 +1002,18 @@ def candidates_section(folder: Path) -> list[str]:
         lines.append(f"| `{where}` ({r['model']}) | {folds} | {oof['malignant_auc']:.3f} | "
                      f"{oof['balanced_accuracy']:.3f} | {oof['benign_at_or_above_net']:.0%} | "
                      f"{r['isic2017_val_melanoma_auc']:.3f} | {screening} |")
+    (shipped_at, shipped), *candidates = results.items()  # the first: the ensemble compared with
+    lines.append("")
+    for where, r in candidates:
+        held_out = r["out_of_fold"]["malignant_auc"] - shipped["out_of_fold"]["malignant_auc"]
+        external = r["isic2017_val_melanoma_auc"] - shipped["isic2017_val_melanoma_auc"]
+        siim, base = r.get("siim2020_all_images"), shipped.get("siim2020_all_images")
+        lost = bool(siim and base and siim["melanomas_at_or_above_net"] < base["melanomas_at_or_above_net"])
+        verdict = ("not shipped: it loses melanomas on the screening population" if lost else
+                   f"shipped only for ≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} "
+                   "ISIC 2017 val melanoma AUC: not shipped"
+                   if held_out < ADOPT_HELD_OUT_GAIN or external < ADOPT_EXTERNAL_GAIN else
+                   "meets the rule: run its full `evaluate` and ship it")
+        lines.append(f"- `{where}` against `{shipped_at}`: out-of-fold malignant AUC {held_out:+.3f}, ISIC 2017 val "
+                     f"melanoma AUC {external:+.3f}; {verdict}.")
     return [*lines, ""]
