@@ -123,7 +123,8 @@ def main() -> None:
     results = {}
     if args.score_member is not None:
         out = member_folder(args.score_member, args.out / "shipped_fold0")
-        results["shipped member (fold 0)" + FULL_LENGTH_MARK] = scored(out, {}, args)
+        results["shipped member (fold 0)" + FULL_LENGTH_MARK] = {**scored(out, {}, args),
+                                                                  "model": ModelCard.load(args.score_member).version}
     for index, (name, overrides) in enumerate(VARIANTS.items()):
         if args.score_member is not None or (args.only and not any(word in name for word in args.only)):
             continue
@@ -163,7 +164,8 @@ def main() -> None:
         protocol.update(epochs=FULL_LENGTH["epochs"], steps_per_epoch="a full pass over the training folds")
     if args.fine_tune:
         protocol.update(epochs=FINE_TUNE["epochs"], steps_per_epoch="a full pass over the training folds",
-                        fine_tuned_from=str(args.fine_tune), lr=FINE_TUNE["lr"])
+                        fine_tuned_from=str(args.fine_tune), fine_tuned_from_model=ModelCard.load(args.fine_tune).version,
+                        lr=FINE_TUNE["lr"])
     if args.json:  # read again: another run may have written its variants since this one started
         latest = json.loads(args.json.read_text())["results"] if args.json.is_file() else {}
         args.json.write_text(json.dumps({"protocol": protocol, "results": {**latest, **results}}, indent=2) + "\n")

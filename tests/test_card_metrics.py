@@ -3,6 +3,7 @@ exactly, key order and unknown keys included, and the card renders from the type
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -241,7 +242,7 @@ def test_the_site_profile_section_recommends_a_profile_only_where_it_gains_and_k
         "data": "ISIC 2017 val (150 images, 30 melanomas)", "model": "0.2.1", "views": 8, "as_shipped": shipped(0.891),
         "adapted_on": {"50": {"seeds": 3, **shipped(0.85)}, "150": {"seeds": 1, **shipped(0.83)}}}))
     text = "\n".join(site_adaptation_section(tmp_path))
-    assert "The shipped ensemble (0.2.1, 8 views" in text and "on ISIC 2017 val (150 images, 30 melanomas)" in text
+    assert "The ensemble of model 0.2.1 (8 views" in text and "on ISIC 2017 val (150 images, 30 melanomas)" in text
     assert "| none (as shipped) | 0.891 | 93% | 33% | 10% |" in text
     assert "| learnt from 50 images (3 seeds) | 0.850 |" in text and "| learnt from 150 images (1 seed) | 0.830 |" in text
 
@@ -261,45 +262,91 @@ def test_a_full_length_recipe_is_trained_for_the_ensemble_only_if_it_keeps_melan
                "another [full length]": run(0.93, 0.90, 0.2, 6), "a third [full length]": run(0.90, 0.86, 0.2, 8)}
     path.write_text(json.dumps({"protocol": {}, "results": results}))
     text = "\n".join(full_length_section(tmp_path))
-    assert "| shipped member (fold 0) | 0.700 | 0.916 | 0.850 | 0.002 | 50% | 7 of 10 | 0.800 |" in text
+    assert "| member of the shipped model (fold 0) | 0.700 | 0.916 | 0.850 | 0.002 | 50% | 7 of 10 | 0.800 |" in text
     assert ("- robust + SIIM: HAM malignant AUC -0.002, ISIC 2017 val melanoma AUC +0.010, SIIM benign lesions at or "
-            "above the net 50% → 30% and melanomas 7 → 7 of 10 against the shipped member; a candidate: train the five "
-            "members with it.") in text
+            "above the net 50% → 30% and melanomas 7 → 7 of 10 against the member of the shipped model (fold 0); a "
+            "candidate: train the five members with it.") in text
     assert "- another: HAM malignant AUC +0.014" in text and "loses melanomas on the screening population" in text
     assert "- a third: HAM malignant AUC -0.016" in text and "it costs discrimination" in text
     (tmp_path / FINE_TUNE_FILE).write_text(json.dumps({"protocol": {}, "results": {
         f"louder{FINE_TUNE_MARK}": run(0.916, 0.85, 0.53, 7), f"as loud{FINE_TUNE_MARK}": run(0.914, 0.85, 0.51, 8)}}))
     text = "\n".join(full_length_section(tmp_path))
     lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith("- ")}
-    assert lines[f"- louder{FINE_TUNE_MARK}"].endswith("; not trained for the ensemble: the warning marks more benign "
-                                                        "lesions.")
-    assert lines[f"- as loud{FINE_TUNE_MARK}"].endswith("; a candidate: fine-tune the five members with it.")
+    assert lines["- louder [fine-tuned from that member]"].endswith("; not trained for the ensemble: the warning marks more "
+                                                           "benign lesions.")
+    assert lines["- as loud [fine-tuned from that member]"].endswith("; a candidate: fine-tune the five members with it.")
+    # once another model ships, the rows name the model the member came from, not "the shipped model"
+    path.write_text(json.dumps({"protocol": {}, "results": {
+        **results, SHIPPED_MEMBER: results[SHIPPED_MEMBER] | {"model": "0.2.1+lite0-160px-5fold"}}}))
+    text = "\n".join(full_length_section(tmp_path))
+    assert "| member of model 0.2.1 (fold 0) | 0.700 | 0.916 |" in text and "the shipped model" not in text
+    assert "against the member of model 0.2.1 (fold 0); a candidate" in text
     path.write_text(json.dumps({"protocol": {}, "results": {SHIPPED_MEMBER: results[SHIPPED_MEMBER]}}))
     (tmp_path / FINE_TUNE_FILE).unlink()
     assert full_length_section(tmp_path) == []
 
 
 def test_candidate_ensembles_are_shown_beside_the_shipped_one_with_both_warning_figures(tmp_path):
-    from skinapp.reporting.card_sections import CANDIDATES_FILE, candidates_section
-
-    def ensemble(model: str, auc: float, kept: int) -> dict:
-        return {"model": model, "per_fold": {"0": {"malignant_auc": auc}, "1": {"malignant_auc": auc + 0.01}},
-                "out_of_fold": {"malignant_auc": auc, "balanced_accuracy": 0.71, "benign_at_or_above_net": 0.39},
-                "isic2017_val_melanoma_auc": 0.87, "siim2020_all_images": {"benign_at_or_above_net": 0.62,
-                                                                         "melanomas_at_or_above_net": kept, "melanomas": 36}}
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, candidates_section
 
     assert candidates_section(tmp_path) == []
-    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": ensemble("0.2.1", 0.905, 29),
-                                                                    "weights/candidates/x": ensemble("x", 0.908, 31)}}))
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": _ensemble("0.2.1", 0.905, 29),
+                                                                    "weights/candidates/x": _ensemble("x", 0.908, 31)}}))
     text = "\n".join(candidates_section(tmp_path))
     assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62% | 29 of 36 |" in text
     assert "| `weights/candidates/x` (x) | 0.908 / 0.918 | 0.908 |" in text and "31 of 36 |" in text
     assert ("- `weights/candidates/x` against `weights`: out-of-fold malignant AUC +0.003, ISIC 2017 val melanoma AUC "
-            "+0.000; shipped only for ≥ 0.01 out-of-fold malignant AUC and ≥ 0.02 ISIC 2017 val melanoma AUC: not "
-            "shipped.") in text
-    stronger = ensemble("y", 0.93, 29) | {"isic2017_val_melanoma_auc": 0.90}
-    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": ensemble("0.2.1", 0.905, 29),
-                                                                    "y": stronger, "z": ensemble("z", 0.95, 28)}}))
+            "+0.000; misses the rule, neither ≥ 0.01 / ≥ 0.02 AUC gained nor resolution-robust without a loss (no "
+            "sharp-file figures for both): not shipped.") in text
+    stronger = _ensemble("y", 0.93, 29) | {"isic2017_val_melanoma_auc": 0.90}
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": _ensemble("0.2.1", 0.905, 29),
+                                                                    "y": stronger, "z": _ensemble("z", 0.95, 28)}}))
     text = "\n".join(candidates_section(tmp_path))
-    assert "- `y` against `weights`: out-of-fold malignant AUC +0.025, ISIC 2017 val melanoma AUC +0.030; meets" in text
-    assert "- `z` against `weights`: " in text and "not shipped: it loses melanomas on the screening population." in text
+    assert ("- `y` against `weights`: out-of-fold malignant AUC +0.025, ISIC 2017 val melanoma AUC +0.030; meets the "
+            "rule, stronger") in text and "run its full `evaluate` and ship it." in text
+    assert "- `z` against `weights`: " in text and "misses the rule, it loses melanomas on the screening population" in text
+
+
+def _ensemble(model: str, auc: float, kept: int) -> dict:
+    return {"model": model, "per_fold": {"0": {"malignant_auc": auc}, "1": {"malignant_auc": auc + 0.01}},
+            "out_of_fold": {"malignant_auc": auc, "balanced_accuracy": 0.71, "benign_at_or_above_net": 0.39},
+            "isic2017_val_melanoma_auc": 0.87, "siim2020_all_images": {"benign_at_or_above_net": 0.62,
+                                                                     "melanomas_at_or_above_net": kept, "melanomas": 36}}
+
+
+def _sharp_run(model: str, resize: str, as_its_card_says: bool, isic_changed: float, siim_changed: float) -> dict:
+    def at(auc: float, ba: float | None) -> dict:
+        return {"melanoma_auc": auc, "balanced_accuracy": ba}
+    return {"folder": "weights", "model": model, "resize": resize, "as_its_card_says": as_its_card_says,
+            "isic2017_val": {"n": 150, "as_delivered": at(0.872, 0.751), "shrunk_first": at(0.882, 0.754),
+                             "calls_changed": isic_changed, "median_malignancy_change": 0.02},
+            "siim2020": {"n": 2471, "as_delivered": at(0.701, None), "shrunk_first": at(0.697, None),
+                         "calls_changed": siim_changed, "median_malignancy_change": 0.04}}
+
+
+def test_a_candidate_as_discriminating_that_a_sharp_file_moves_far_less_is_shipped_as_resolution_robust(tmp_path):
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, SHARP_FILES_FILE, candidates_section
+
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights/retired/0.2.1": _ensemble("0.2.1", 0.905, 29),
+        "weights": _ensemble("0.3.0", 0.903, 31) | {"isic2017_val_melanoma_auc": 0.874}}}))
+    sharp = [_sharp_run("0.2.1", "bicubic", True, 0.073, 0.084), _sharp_run("0.2.1", "antialiased", False, 0.007, 0.008),
+             _sharp_run("0.3.0", "antialiased", True, 0.013, 0.006)]
+    (tmp_path / SHARP_FILES_FILE).write_text(json.dumps({"results": sharp}))
+    text = "\n".join(candidates_section(tmp_path, SimpleNamespace(version="0.3.0")))
+    assert ("- `weights` against `weights/retired/0.2.1`: out-of-fold malignant AUC -0.002, ISIC 2017 val melanoma AUC "
+            "+0.004; meets the rule, resolution-robust: neither AUC lower by more than 0.005, and a sharp file changes "
+            "at most 50% as many calls (ISIC 2017 val 7.3% → 1.3%, SIIM-ISIC 2020 8.4% → 0.6%): shipped as this model "
+            "(0.3.0).") in text
+    assert "| 0.2.1 | bicubic | 0.872 → 0.882 | 0.751 → 0.754 | 7.3% | 0.701 → 0.697 | 8.4% |" in text
+    assert "| 0.2.1 | antialiased (instead of its card's) | 0.872 → 0.882 |" in text
+    # as steady, but discrimination lost beyond the tolerance: not shipped
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights/retired/0.2.1": _ensemble("0.2.1", 0.905, 29), "weights": _ensemble("0.3.0", 0.895, 31)}}))
+    assert "(it costs discrimination): not shipped." in "\n".join(candidates_section(tmp_path))
+    # as discriminating, but a sharp file moves its calls as often: not shipped
+    sharp[2] = _sharp_run("0.3.0", "antialiased", True, 0.05, 0.006)
+    (tmp_path / SHARP_FILES_FILE).write_text(json.dumps({"results": sharp}))
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights/retired/0.2.1": _ensemble("0.2.1", 0.905, 29), "weights": _ensemble("0.3.0", 0.905, 31)}}))
+    assert "(a sharp file changes its calls about as often): not shipped." in "\n".join(candidates_section(tmp_path))

@@ -15,6 +15,7 @@ from skinapp.cli import main
 from skinapp.model.card import ModelCard
 from skinapp.model.checkpoint import load_ensemble
 from skinapp.model.measured import SCORED_BY_ENSEMBLE, SCORED_HELD_OUT
+from skinapp.reporting.model_card import render
 from skinapp.train.config import members_digest
 from skinapp.vocab import CLASSES
 
@@ -191,6 +192,9 @@ def test_members_fine_tuned_from_an_ensemble_start_from_its_members_and_keep_its
     card = ModelCard.load(tuned)
     assert card.training["recipe"]["init_from"] == members_digest(start) and card.version.endswith("-finetuned-1fold")
     assert card.training["recipe"]["warmup_steps"] == 0 < len(members_digest(start))
+    assert card.training["started_from"] == {"version": ModelCard.load(start).version,
+                                             "members_digest": members_digest(start)}
+    assert f"started from the member of model {ModelCard.load(start).version}" in render(card, tuned)
     assert main([*args[:6], str(tmp_path / "wider"), *args[7:], "--image-size", "96"]) == 2
     assert "holds lite0 members at 64 px" in capsys.readouterr().err
     other_folds = tmp_path / "other_folds"

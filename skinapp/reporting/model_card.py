@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
+from skinapp.reporting.card_candidates import candidates_section
 from skinapp.reporting.card_sections import (
     ablation_section,
-    candidates_section,
     contrast_lines,
     full_length_section,
     metrics_section,
@@ -73,10 +73,18 @@ def _training_lines(card: ModelCard) -> list[str]:
         extras.append(f"random crops with zoom {training.get('scale')} and aspect {training.get('aspect')}")
     if training.get("illuminant"):
         extras.append(f"illuminant jitter (per-channel gain, σ = {training['illuminant']})")
+    if training.get("degrade_p"):
+        extras.append(f"with p = {training['degrade_p']} the source first resampled down and up with varied kernels, "
+                      "blurred, sharpened or JPEG-recompressed (one or two of these), as clinics' files arrive")
     selection = (f"{training.get('epochs')} epochs, the last kept (nothing chosen on the held-out fold)"
                  if training.get("select") == "last" else
                  f"{training.get('epochs')} epochs at most with early stopping (patience {training.get('patience')}) on "
                  "the validation fold's balanced accuracy")
+    start = training.get("started_from")
+    if start:
+        lines.append(f"- Fine-tuned: each member started from the member of model {start['version']} that held out the "
+                     f"same fold (weights digest `{start['members_digest'][:12]}`), whose folds it keeps; that start "
+                     "was trained from ImageNet as its own card says. The schedule below is the fine-tuning's.")
     lines.append("- Augmentation: flips, transpose, shift-scale-rotate, brightness/contrast/gamma/hue/saturation, "
                  "dermatoscope black circle, cutout patches" + "".join(f", {e}" for e in extras) +
                  f". AdamW lr {training.get('lr')}, cosine schedule with warm-up, EMA of weights, {selection}, "
@@ -133,7 +141,7 @@ def render(card: ModelCard, folder: Path) -> str:
         *screening_ablation_section(folder),
         *stronger_recipe_section(folder),
         *full_length_section(folder),
-        *candidates_section(folder),
+        *candidates_section(folder, card),
         *site_adaptation_section(folder),
         "## Limits",
         *(["- Trained and evaluated on HAM10000 only (two centres, mostly fair skin, images downsampled to 200×150). "

@@ -32,7 +32,7 @@ from skinapp.model.checkpoint import load_member, save_weights
 from skinapp.model.network import LesionNet
 from skinapp.model.preprocess import ANTIALIASED_RESIZE, BICUBIC_RESIZE, Preprocessing
 from skinapp.train.augment import AugmentConfig
-from skinapp.train.config import TrainConfig, jsonable
+from skinapp.train.config import TrainConfig, jsonable, members_digest
 from skinapp.train.data import (
     BENIGN_INDICES,
     BENIGN_UNSPECIFIED,
@@ -341,6 +341,9 @@ def _card(cfg: TrainConfig, data: LabelledImages, device: torch.device, members:
                         "as the partial label 'benign' (CC BY-NC 4.0)")
     training.update(device=str(device), n_images=len(data), images_per_source=counts, datasets=datasets,
                     dataset="; ".join(datasets), recipe=cfg.recipe(),
+                    **({"started_from": {"version": ModelCard.load(cfg.init_from).version,
+                                         "members_digest": members_digest(cfg.init_from)}}
+                       if cfg.init_from is not None else {}),
                     held_out=f"each member: its own {HAM_SOURCE} fold"
                              + (" and SIIM-ISIC 2020 patients" if cfg.with_siim2020 else "") + "; ISIC 2017 `val` never used")
     return ModelCard(

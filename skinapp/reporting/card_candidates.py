@@ -1,0 +1,135 @@
+"""Which ensemble ships: whole candidate ensembles beside the model they would replace, scored alike by
+`bench/compare_ensembles.py`, how each answers a file sharper than its training images (`bench/bench_sharp_files.py`),
+and the rule a candidate meets or misses. Renders what those benches wrote and nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from skinapp.model.card import ModelCard
+from skinapp.reporting.card_sections import (
+    ADOPT_EXTERNAL_GAIN,
+    ADOPT_HELD_OUT_GAIN,
+    FULL_LENGTH_TOLERANCE,
+    short_version,
+)
+
+CANDIDATES_FILE = "compare_candidates.json"  # bench/compare_ensembles.py --json
+SHARP_FILES_FILE = "sharp_files.json"  # bench/bench_sharp_files.py --json
+STEADIER_FACTOR = 0.5  # a resolution-robust candidate changes at most this share of the calls its baseline changes
+SET_NAMES = {"isic2017_val": "ISIC 2017 val", "siim2020": "SIIM-ISIC 2020"}
+
+
+def _sharp_runs(folder: Path) -> list[dict]:
+    path = folder / SHARP_FILES_FILE
+    return json.loads(path.read_text())["results"] if path.is_file() else []
+
+
+def _calls_changed(sharp: list[dict], model: str) -> dict[str, float] | None:
+    """Per set, the share of calls a sharp file changes for `model` run as its card says; None if not measured."""
+    for run in sharp:
+        if run["model"] == model and run["as_its_card_says"]:
+            return {name: run[name]["calls_changed"] for name in SET_NAMES if name in run}
+    return None
+
+
+def verdict(base: dict, candidate: dict, sharp: list[dict]) -> tuple[bool, str]:
+    """Whether `candidate` may replace `base` (compare_ensembles results of each), and why in words. Stronger: it
+    gains on both AUCs by the rule's margins. Resolution-robust: it loses neither AUC beyond the full-length
+    tolerance and changes at most STEADIER_FACTOR of the calls `base` changes on every sharp set. Either way no
+    screening melanoma may be lost."""
+    held_out = candidate["out_of_fold"]["malignant_auc"] - base["out_of_fold"]["malignant_auc"]
+    external = candidate["isic2017_val_melanoma_auc"] - base["isic2017_val_melanoma_auc"]
+    siim, base_siim = candidate.get("siim2020_all_images"), base.get("siim2020_all_images")
+    if siim and base_siim and siim["melanomas_at_or_above_net"] < base_siim["melanomas_at_or_above_net"]:
+        return False, "it loses melanomas on the screening population"
+    if held_out >= ADOPT_HELD_OUT_GAIN and external >= ADOPT_EXTERNAL_GAIN:
+        return True, (f"stronger: ≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} "
+                      "ISIC 2017 val melanoma AUC")
+    changed, base_changed = _calls_changed(sharp, candidate["model"]), _calls_changed(sharp, base["model"])
+    steadier = bool(changed and base_changed and changed.keys() == base_changed.keys()
+                    and all(changed[s] <= STEADIER_FACTOR * base_changed[s] for s in changed))
+    if min(held_out, external) >= -FULL_LENGTH_TOLERANCE and steadier:
+        assert changed is not None and base_changed is not None
+        shares = ", ".join(f"{SET_NAMES[s]} {base_changed[s]:.1%} → {changed[s]:.1%}" for s in changed)
+        return True, (f"resolution-robust: neither AUC lower by more than {FULL_LENGTH_TOLERANCE}, and a sharp file "
+                      f"changes at most {STEADIER_FACTOR:.0%} as many calls ({shares})")
+    why = ("no sharp-file figures for both" if not (changed and base_changed) else
+           "a sharp file changes its calls about as often" if not steadier else "it costs discrimination")
+    return False, (f"neither ≥ {ADOPT_HELD_OUT_GAIN} / ≥ {ADOPT_EXTERNAL_GAIN} AUC gained nor resolution-robust "
+                   f"without a loss ({why})")
+
+
+def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]:
+    """Whole candidate ensembles beside the model they would replace (the first row), scored alike (identity view,
+    uncalibrated): the evidence for or against shipping one, before its full `evaluate`."""
+    path = folder / CANDIDATES_FILE
+    if not path.is_file():
+        return []
+    results = json.loads(path.read_text())["results"]
+    lines = ["## Candidate ensembles", "",
+             "`python bench/compare_ensembles.py`: each ensemble's members on their own held-out HAM10000 folds, the "
+             "whole ensemble on ISIC 2017 `val` and on every SIIM-ISIC 2020 image (never trained on), identity view, "
+             "uncalibrated; the safety net fitted out of fold (95 % of malignant lesions). Figures compare the rows "
+             "with each other, not with the calibrated, eight-view figures above. A candidate replaces the first row "
+             f"if it is stronger (≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} ISIC "
+             "2017 val melanoma AUC) or resolution-robust without a loss (neither AUC lower by more than "
+             f"{FULL_LENGTH_TOLERANCE}, a sharp file changing at most {STEADIER_FACTOR:.0%} as many calls, below), "
+             "and loses no screening melanoma.", "",
+             "| ensemble | malignant AUC per fold | out of fold: malignant AUC | balanced accuracy | benign at or above "
+             "the net | ISIC 2017 val melanoma AUC | SIIM benign at or above the net | SIIM melanomas at or above "
+             "it |", "|---|---|---|---|---|---|---|---|"]
+    for where, r in results.items():
+        oof, siim = r["out_of_fold"], r.get("siim2020_all_images")
+        folds = " / ".join(f"{f['malignant_auc']:.3f}" for f in r["per_fold"].values())
+        screening = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
+                     if siim else "— | —")
+        lines.append(f"| `{where}` ({r['model']}) | {folds} | {oof['malignant_auc']:.3f} | "
+                     f"{oof['balanced_accuracy']:.3f} | {oof['benign_at_or_above_net']:.0%} | "
+                     f"{r['isic2017_val_melanoma_auc']:.3f} | {screening} |")
+    (base_at, base), *candidates = results.items()
+    sharp = _sharp_runs(folder)
+    lines.append("")
+    for where, r in candidates:
+        held_out = r["out_of_fold"]["malignant_auc"] - base["out_of_fold"]["malignant_auc"]
+        external = r["isic2017_val_melanoma_auc"] - base["isic2017_val_melanoma_auc"]
+        meets, why = verdict(base, r, sharp)
+        outcome = (f"shipped as this model ({short_version(r['model'])})" if card is not None and r["model"] == card.version
+                   else "meets the rule: run its full `evaluate` and ship it" if meets else "not shipped")
+        lines.append(f"- `{where}` against `{base_at}`: out-of-fold malignant AUC {held_out:+.3f}, ISIC 2017 val "
+                     f"melanoma AUC {external:+.3f}; {'meets the rule' if meets else 'misses the rule'}, {why}: "
+                     f"{outcome}.")
+    return [*lines, "", *sharp_files_section(folder)]
+
+
+def sharp_files_section(folder: Path) -> list[str]:
+    """Each ensemble on sharp 256-px files, as delivered and shrunk cleanly to its input first."""
+    runs = _sharp_runs(folder)
+    if not runs:
+        return []
+    lines = ["### Files sharper than the training images", "",
+             "`python bench/bench_sharp_files.py`: the 256-px files of ISIC 2017 `val` and SIIM-ISIC 2020 analysed as "
+             "delivered and after an area-averaged shrink to the model's input size first (identity view, "
+             "uncalibrated, highest probability). The HAM10000 images the members learnt from are 200×150 px: a "
+             "clinic's 300-px copy is sharper, and a resize that aliases between 1× and 2× shows the model detail it "
+             "never saw. The resolution check above only enlarges images, which adds no detail. A model that does "
+             "not care changes few calls.", "",
+             "| model | resize | ISIC 2017 val melanoma AUC: as delivered → shrunk first | balanced accuracy: as "
+             "delivered → shrunk first | calls changed | SIIM-ISIC 2020 melanoma AUC: as delivered → shrunk first | "
+             "calls changed |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        resize = run["resize"] + ("" if run["as_its_card_says"] else " (instead of its card's)")
+        cells = []
+        for name in SET_NAMES:
+            r = run.get(name)
+            if r is None:
+                cells.append("— | —" if name == "siim2020" else "— | — | —")
+                continue
+            d, c = r["as_delivered"], r["shrunk_first"]
+            cells.append(f"{d['melanoma_auc']:.3f} → {c['melanoma_auc']:.3f}"
+                         + (f" | {d['balanced_accuracy']:.3f} → {c['balanced_accuracy']:.3f}"
+                            if d.get("balanced_accuracy") is not None else "")
+                         + f" | {r['calls_changed']:.1%}")
+        lines.append(f"| {run['model']} | {resize} | {' | '.join(cells)} |")
+    return [*lines, ""]
