@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2
 import numpy as np
+from compare_ensembles import named  # bench/ is the script's own folder on sys.path
 from sklearn.metrics import roc_auc_score
 
 from skinapp.config import weights_dir
@@ -66,13 +67,6 @@ def scored(predictor: Predictor, sets: dict[str, LabelledImages]) -> dict[str, d
                                                                       data.metadata)])
         results[name] = agreement(data.labels, delivered, clean)
     return results
-
-
-def named(folder: Path) -> str:
-    """The folder as the card names it: relative to the checkout where it lies inside it."""
-    checkout = Path(__file__).resolve().parents[1]
-    path = folder.resolve()
-    return str(path.relative_to(checkout)) if path.is_relative_to(checkout) else str(folder)
 
 
 def runs_of(folders: list[Path]) -> list[tuple[dict, Predictor]]:
