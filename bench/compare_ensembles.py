@@ -7,8 +7,11 @@ fine-tuned with another recipe) — scored alike before the candidate's longer `
 
 Identity view, uncalibrated, highest probability, metadata given: each member on its own held-out HAM10000 fold
 (malignant AUC and balanced accuracy per fold, then pooled out of fold), the whole ensemble on ISIC 2017 `val`
-(melanoma AUC), and with --siim2020 on every SIIM-ISIC 2020 image (neither ensemble may have trained on them):
-the benign share at or above a safety net fitted out of fold (95 % of malignant lesions) and the melanomas kept.
+(melanoma AUC), and with --siim2020 on the SIIM-ISIC 2020 images: the benign share at or above a safety net fitted
+out of fold (95 % of malignant lesions), the melanomas kept and the melanoma AUC. Where neither ensemble trained on
+these patients, each scores every image as one ensemble; where one did, both score each patient with their member
+that holds out the patient's fold (the trained one's folds), so that no figure comes from a member that saw the
+patient and both rows are scored alike.
 Results are keyed by each folder as given (relative to the checkout where it lies inside it); the model card's
 "Candidate ensembles" reads the --json file.
 """
@@ -27,6 +30,8 @@ from sklearn.metrics import roc_auc_score
 
 from skinapp.config import weights_dir
 from skinapp.evaluation.evaluate import out_of_fold_predictions
+from skinapp.evaluation.held_out import by_own_member, member_predictors
+from skinapp.evaluation.screening import trained_on_siim2020
 from skinapp.inference.predictor import Predictor
 from skinapp.metrics import balanced_accuracy, is_malignant, malignancy
 from skinapp.model.card import ModelCard
@@ -38,11 +43,10 @@ from skinapp.vocab import CLASSES
 MEL = CLASSES.index("MEL")
 
 
-def scored(weights: Path, ham, isic_val, siim) -> dict:
+def scored(weights: Path, ham, isic_val, siim, siim_folds: np.ndarray | None) -> dict:
+    """One ensemble's figures; `siim_folds` (one per SIIM-ISIC 2020 image) where either ensemble trained on those
+    patients: each is then scored by the member holding out its fold."""
     card = ModelCard.load(weights)
-    if card.training.get("recipe", {}).get("with_siim2020") and siim is not None:
-        raise SystemExit(f"{weights} trained on SIIM-ISIC 2020 patients: score it on its held-out patients instead "
-                         "(`evaluate --siim2020`)")
     oof = out_of_fold_predictions(weights, ham, views=1)
     labels = oof["label"].map(CLASSES.index).to_numpy()
     probabilities = oof[list(CLASSES)].to_numpy()
@@ -53,6 +57,7 @@ def scored(weights: Path, ham, isic_val, siim) -> dict:
         per_fold[str(fold)] = {"malignant_auc": float(roc_auc_score(malignant[rows], risk[rows])),
                                "balanced_accuracy": balanced_accuracy(labels[rows], probabilities[rows])}
     net = fit_safety_net(risk, malignant).threshold
+    assert net is not None, "HAM10000 out of fold holds malignant lesions, so the net has a level"
     predictor = Predictor.from_weights(weights, tta=False, gradcam=False, calibrate=False)
     isic = load_isic2017(isic_val, "val")
     external_p = np.stack([p.probabilities for p in predictor.predict(isic.images, isic.metadata)])
@@ -63,14 +68,36 @@ def scored(weights: Path, ham, isic_val, siim) -> dict:
                         "benign_at_or_above_net": float((risk[~malignant] >= net).mean())},
         "isic2017_val_melanoma_auc": float(roc_auc_score(isic.labels == MEL, external_p[:, MEL])),
     }
-    if siim is not None:
+    if siim is None:
+        return figures
+    if siim_folds is None:
         siim_risk = malignancy(np.stack([p.probabilities for p in predictor.predict(siim.images, siim.metadata)]))
-        melanoma = siim.labels == MEL
-        figures["siim2020_all_images"] = {
-            "benign_at_or_above_net": float((siim_risk[~melanoma] >= net).mean()),
-            "melanomas_at_or_above_net": int((siim_risk[melanoma] >= net).sum()), "melanomas": int(melanoma.sum()),
-            "melanoma_auc": float(roc_auc_score(melanoma, siim_risk))}
+        figures["siim2020_all_images"] = screening(siim.labels, siim_risk, net)
+    else:
+        raws = by_own_member(member_predictors(weights, card, views=1), siim_folds, siim.images, siim.metadata)
+        rows = np.asarray([i for i, raw in enumerate(raws) if raw is not None], np.int64)
+        siim_risk = malignancy(np.stack([raw.probabilities for raw in raws if raw is not None]))
+        figures["siim2020_held_out_patients"] = {**screening(siim.labels[rows], siim_risk, net),
+                                                 "patients": len(set(siim.lesion_ids[rows].tolist()))}
     return figures
+
+
+def screening(labels: np.ndarray, risk: np.ndarray, net: float) -> dict:
+    melanoma = labels == MEL
+    return {"benign_at_or_above_net": float((risk[~melanoma] >= net).mean()),
+            "melanomas_at_or_above_net": int((risk[melanoma] >= net).sum()), "melanomas": int(melanoma.sum()),
+            "melanoma_auc": float(roc_auc_score(melanoma, risk))}
+
+
+def siim_folds_of(ensembles: list[Path], siim) -> np.ndarray | None:
+    """The fold of each SIIM-ISIC 2020 image in the ensemble(s) trained on those patients; None if neither was."""
+    trained = [w for w in ensembles if trained_on_siim2020(ModelCard.load(w))]
+    if not trained:
+        return None
+    folds = [read_folds(w / FOLDS_FILE, siim.image_ids) for w in trained]
+    if any(not np.array_equal(folds[0], f) for f in folds[1:]):
+        raise SystemExit("both ensembles trained on SIIM-ISIC 2020 patients, with other folds: not comparable")
+    return folds[0]
 
 
 def named(folder: Path) -> str:
@@ -98,7 +125,8 @@ def main() -> None:
                           read_folds(args.candidate / FOLDS_FILE, ham.image_ids, missing=-1)):
         raise SystemExit(f"{args.candidate} and {shipped} hold out other HAM10000 folds: their members are not comparable")
     siim = load_siim2020(args.siim2020) if args.siim2020 else None
-    results = {named(w): scored(w, ham, args.isic2017, siim) for w in (shipped, args.candidate)}
+    siim_folds = siim_folds_of([shipped, args.candidate], siim) if siim is not None else None
+    results = {named(w): scored(w, ham, args.isic2017, siim, siim_folds) for w in (shipped, args.candidate)}
     for name, r in results.items():
         print(f"{name}: {r['model']}")
         print("  per fold malignant AUC " + "  ".join(f"{k}: {v['malignant_auc']:.3f}" for k, v in r["per_fold"].items()))
@@ -106,13 +134,18 @@ def main() -> None:
               f"{r['out_of_fold']['balanced_accuracy']:.3f}, benign at or above the net "
               f"{r['out_of_fold']['benign_at_or_above_net']:.1%}; ISIC 2017 val melanoma AUC "
               f"{r['isic2017_val_melanoma_auc']:.3f}")
-        if "siim2020_all_images" in r:
-            s = r["siim2020_all_images"]
-            print(f"  SIIM-ISIC 2020: benign at or above the net {s['benign_at_or_above_net']:.1%}, melanomas "
+        for key in ("siim2020_all_images", "siim2020_held_out_patients"):
+            if key not in r:
+                continue
+            s = r[key]
+            print(f"  SIIM-ISIC 2020 ({key}): benign at or above the net {s['benign_at_or_above_net']:.1%}, melanomas "
                   f"{s['melanomas_at_or_above_net']} of {s['melanomas']}, melanoma AUC {s['melanoma_auc']:.3f}")
     if args.json:
         args.json.write_text(json.dumps({"scored": "identity view, uncalibrated, metadata given; the net fitted out "
-                                                   "of fold at 95 % of malignant lesions", "results": results},
+                                                   "of fold at 95 % of malignant lesions",
+                                         "siim2020": "held-out patients, each by its fold's member" if siim_folds is not
+                                                     None else "every image, each ensemble whole",
+                                         "results": results},
                                         indent=2) + "\n")
 
 

@@ -296,8 +296,8 @@ def test_candidate_ensembles_are_shown_beside_the_shipped_one_with_both_warning_
     assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62% | 29 of 36 |" in text
     assert "| `weights/candidates/x` (x) | 0.908 / 0.918 | 0.908 |" in text and "31 of 36 |" in text
     assert ("- `weights/candidates/x` against `weights`: out-of-fold malignant AUC +0.003, ISIC 2017 val melanoma AUC "
-            "+0.000; misses the rule, neither ≥ 0.01 / ≥ 0.02 AUC gained nor resolution-robust without a loss (no "
-            "sharp-file figures for both): not shipped.") in text
+            "+0.000; misses the rule, neither ≥ 0.01 / ≥ 0.02 AUC gained nor resolution-robust or more selective "
+            "without a loss (no sharp-file figures for both): not shipped.") in text
     stronger = _ensemble("y", 0.93, 29) | {"isic2017_val_melanoma_auc": 0.90}
     (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": _ensemble("0.2.1", 0.905, 29),
                                                                     "y": stronger, "z": _ensemble("z", 0.95, 28)}}))
@@ -350,3 +350,39 @@ def test_a_candidate_as_discriminating_that_a_sharp_file_moves_far_less_is_shipp
     (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
         "weights/retired/0.2.1": _ensemble("0.2.1", 0.905, 29), "weights": _ensemble("0.3.0", 0.905, 31)}}))
     assert "(a sharp file changes its calls about as often): not shipped." in "\n".join(candidates_section(tmp_path))
+
+
+def test_a_candidate_trained_on_the_screening_patients_is_judged_on_its_held_out_patients(tmp_path):
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, candidates_section
+
+    def held_out(result: dict) -> dict:
+        screening = result.pop("siim2020_all_images")
+        return result | {"siim2020_held_out_patients": screening | {"patients": 123}}
+
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights": held_out(_ensemble("0.3.0", 0.917, 28)), "runs/siim": held_out(_ensemble("s", 0.93, 27))}}))
+    text = "\n".join(candidates_section(tmp_path))
+    assert "on SIIM-ISIC 2020 each patient by the member that holds out its fold" in text
+    assert "| `runs/siim` (s) | 0.930 / 0.940 | 0.930 | 0.710 | 39% | 0.870 | 62% | 27 of 36 |" in text
+    assert "misses the rule, it loses melanomas on the screening population" in text
+
+
+def test_a_candidate_trained_on_the_screening_patients_ships_only_if_more_selective_without_a_loss(tmp_path):
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, candidates_section
+
+    def held_out(result: dict, benign: float) -> dict:
+        screening = result.pop("siim2020_all_images") | {"benign_at_or_above_net": benign, "patients": 123}
+        return result | {"siim2020_held_out_patients": screening}
+
+    def judged(candidate: dict) -> str:
+        (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+            "weights": held_out(_ensemble("0.3.0", 0.917, 28), 0.56), "runs/siim": candidate}}))
+        return "\n".join(candidates_section(tmp_path))
+
+    selective = held_out(_ensemble("s", 0.914, 28), 0.45)
+    assert ("meets the rule, more selective on the screening population: neither AUC lower by more than 0.005, and "
+            "its held-out patients' benign lesions at or above the net 56% → 45%") in judged(selective)
+    assert "misses the rule" in judged(held_out(_ensemble("s", 0.917, 28), 0.53))
+    assert "are not 5% fewer at or above the net" in judged(held_out(_ensemble("s", 0.917, 28), 0.53))
+    costly = held_out(_ensemble("s", 0.917, 28), 0.40) | {"isic2017_val_melanoma_auc": 0.86}
+    assert "misses the rule, neither" in judged(costly) and "(it costs discrimination)" in judged(costly)

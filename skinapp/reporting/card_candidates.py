@@ -5,6 +5,7 @@ and the rule a candidate meets or misses. Renders what those benches wrote and n
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
@@ -18,7 +19,17 @@ from skinapp.reporting.card_sections import (
 CANDIDATES_FILE = "compare_candidates.json"  # bench/compare_ensembles.py --json
 SHARP_FILES_FILE = "sharp_files.json"  # bench/bench_sharp_files.py --json
 STEADIER_FACTOR = 0.5  # a resolution-robust candidate changes at most this share of the calls its baseline changes
+SELECTIVE_GAIN = 0.05  # a candidate trained on the screening patients marks this much less of their benign lesions
 SET_NAMES = {"isic2017_val": "ISIC 2017 val", "siim2020": "SIIM-ISIC 2020"}
+
+
+# compare_ensembles' screening figures: every image by the whole ensemble, or (where a candidate trained on these
+# patients) each held-out patient by its fold's member, for both rows alike
+SIIM_KEYS = ("siim2020_all_images", "siim2020_held_out_patients")
+
+
+def _screening(result: dict) -> dict | None:
+    return next((result[key] for key in SIIM_KEYS if key in result), None)
 
 
 def _sharp_runs(folder: Path) -> list[dict]:
@@ -34,31 +45,57 @@ def _calls_changed(sharp: list[dict], model: str) -> dict[str, float] | None:
     return None
 
 
-def verdict(base: dict, candidate: dict, sharp: list[dict]) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a candidate may replace its baseline, why in words, and the two AUC differences the rule reads."""
+
+    meets: bool
+    why: str
+    held_out_gain: float  # out-of-fold malignant AUC, candidate − baseline
+    external_gain: float  # ISIC 2017 val melanoma AUC, candidate − baseline
+
+
+def verdict(base: dict, candidate: dict, sharp: list[dict]) -> Verdict:
     """Whether `candidate` may replace `base` (compare_ensembles results of each), and why in words. Stronger: it
     gains on both AUCs by the rule's margins. Resolution-robust: it loses neither AUC beyond the full-length
-    tolerance and changes at most STEADIER_FACTOR of the calls `base` changes on every sharp set. Either way no
-    screening melanoma may be lost."""
+    tolerance and changes at most STEADIER_FACTOR of the calls `base` changes on every sharp set. More selective on
+    the screening population (a candidate trained on its patients, both scored on the held-out ones): it loses
+    neither AUC beyond that tolerance and puts at least SELECTIVE_GAIN fewer of their benign lesions at or above
+    the net. Every way, no screening melanoma may be lost."""
     held_out = candidate["out_of_fold"]["malignant_auc"] - base["out_of_fold"]["malignant_auc"]
     external = candidate["isic2017_val_melanoma_auc"] - base["isic2017_val_melanoma_auc"]
-    siim, base_siim = candidate.get("siim2020_all_images"), base.get("siim2020_all_images")
+
+    def decided(meets: bool, why: str) -> Verdict:
+        return Verdict(meets, why, held_out, external)
+
+    siim, base_siim = _screening(candidate), _screening(base)
     if siim and base_siim and siim["melanomas_at_or_above_net"] < base_siim["melanomas_at_or_above_net"]:
-        return False, "it loses melanomas on the screening population"
+        return decided(False, "it loses melanomas on the screening population")
     if held_out >= ADOPT_HELD_OUT_GAIN and external >= ADOPT_EXTERNAL_GAIN:
-        return True, (f"stronger: ≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} "
-                      "ISIC 2017 val melanoma AUC")
+        return decided(True, f"stronger: ≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ "
+                             f"{ADOPT_EXTERNAL_GAIN} ISIC 2017 val melanoma AUC")
     changed, base_changed = _calls_changed(sharp, candidate["model"]), _calls_changed(sharp, base["model"])
     steadier = bool(changed and base_changed and changed.keys() == base_changed.keys()
                     and all(changed[s] <= STEADIER_FACTOR * base_changed[s] for s in changed))
     if min(held_out, external) >= -FULL_LENGTH_TOLERANCE and steadier:
         assert changed is not None and base_changed is not None
         shares = ", ".join(f"{SET_NAMES[s]} {base_changed[s]:.1%} → {changed[s]:.1%}" for s in changed)
-        return True, (f"resolution-robust: neither AUC lower by more than {FULL_LENGTH_TOLERANCE}, and a sharp file "
-                      f"changes at most {STEADIER_FACTOR:.0%} as many calls ({shares})")
-    why = ("no sharp-file figures for both" if not (changed and base_changed) else
-           "a sharp file changes its calls about as often" if not steadier else "it costs discrimination")
-    return False, (f"neither ≥ {ADOPT_HELD_OUT_GAIN} / ≥ {ADOPT_EXTERNAL_GAIN} AUC gained nor resolution-robust "
-                   f"without a loss ({why})")
+        return decided(True, f"resolution-robust: neither AUC lower by more than {FULL_LENGTH_TOLERANCE}, and a "
+                             f"sharp file changes at most {STEADIER_FACTOR:.0%} as many calls ({shares})")
+    selective = bool(SIIM_KEYS[1] in candidate and SIIM_KEYS[1] in base and siim and base_siim
+                     and siim["benign_at_or_above_net"] <= base_siim["benign_at_or_above_net"] - SELECTIVE_GAIN)
+    if min(held_out, external) >= -FULL_LENGTH_TOLERANCE and selective:
+        assert siim is not None and base_siim is not None
+        return decided(True, f"more selective on the screening population: neither AUC lower by more than "
+                             f"{FULL_LENGTH_TOLERANCE}, and its held-out patients' benign lesions at or above the net "
+                             f"{base_siim['benign_at_or_above_net']:.0%} → {siim['benign_at_or_above_net']:.0%}")
+    why = ("it costs discrimination" if selective or steadier else
+           f"the screening patients' benign lesions are not {SELECTIVE_GAIN:.0%} fewer at or above the net"
+           if SIIM_KEYS[1] in candidate else
+           "no sharp-file figures for both" if not (changed and base_changed) else
+           "a sharp file changes its calls about as often")
+    return decided(False, f"neither ≥ {ADOPT_HELD_OUT_GAIN} / ≥ {ADOPT_EXTERNAL_GAIN} AUC gained nor "
+                          f"resolution-robust or more selective without a loss ({why})")
 
 
 def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]:
@@ -68,20 +105,26 @@ def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]
     if not path.is_file():
         return []
     results = json.loads(path.read_text())["results"]
+    held_out_patients = any(SIIM_KEYS[1] in r for r in results.values())
+    screening = ("on SIIM-ISIC 2020 each patient by the member that holds out its fold (a candidate trained on "
+                 "these patients; both rows scored so)" if held_out_patients else
+                 "on every SIIM-ISIC 2020 image (never trained on)")
     lines = ["## Candidate ensembles", "",
              "`python bench/compare_ensembles.py`: each ensemble's members on their own held-out HAM10000 folds, the "
-             "whole ensemble on ISIC 2017 `val` and on every SIIM-ISIC 2020 image (never trained on), identity view, "
+             f"whole ensemble on ISIC 2017 `val`, {screening}, identity view, "
              "uncalibrated; the safety net fitted out of fold (95 % of malignant lesions). Figures compare the rows "
              "with each other, not with the calibrated, eight-view figures above. A candidate replaces the first row "
              f"if it is stronger (≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} ISIC "
              "2017 val melanoma AUC) or resolution-robust without a loss (neither AUC lower by more than "
-             f"{FULL_LENGTH_TOLERANCE}, a sharp file changing at most {STEADIER_FACTOR:.0%} as many calls, below), "
-             "and loses no screening melanoma.", "",
+             f"{FULL_LENGTH_TOLERANCE}, a sharp file changing at most {STEADIER_FACTOR:.0%} as many calls, below) or, "
+             "trained on the screening patients, more selective without a loss (neither AUC lower by more than "
+             f"{FULL_LENGTH_TOLERANCE}, at least {SELECTIVE_GAIN * 100:.0f} percentage points fewer of their held-out "
+             "benign lesions at or above the net), and loses no screening melanoma.", "",
              "| ensemble | malignant AUC per fold | out of fold: malignant AUC | balanced accuracy | benign at or above "
              "the net | ISIC 2017 val melanoma AUC | SIIM benign at or above the net | SIIM melanomas at or above "
              "it |", "|---|---|---|---|---|---|---|---|"]
     for where, r in results.items():
-        oof, siim = r["out_of_fold"], r.get("siim2020_all_images")
+        oof, siim = r["out_of_fold"], _screening(r)
         folds = " / ".join(f"{f['malignant_auc']:.3f}" for f in r["per_fold"].values())
         screening = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
                      if siim else "— | —")
@@ -92,14 +135,12 @@ def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]
     sharp = _sharp_runs(folder)
     lines.append("")
     for where, r in candidates:
-        held_out = r["out_of_fold"]["malignant_auc"] - base["out_of_fold"]["malignant_auc"]
-        external = r["isic2017_val_melanoma_auc"] - base["isic2017_val_melanoma_auc"]
-        meets, why = verdict(base, r, sharp)
+        v = verdict(base, r, sharp)
         outcome = (f"shipped as this model ({short_version(r['model'])})" if card is not None and r["model"] == card.version
-                   else "meets the rule: run its full `evaluate` and ship it" if meets else "not shipped")
-        lines.append(f"- `{where}` against `{base_at}`: out-of-fold malignant AUC {held_out:+.3f}, ISIC 2017 val "
-                     f"melanoma AUC {external:+.3f}; {'meets the rule' if meets else 'misses the rule'}, {why}: "
-                     f"{outcome}.")
+                   else "meets the rule: run its full `evaluate` and ship it" if v.meets else "not shipped")
+        lines.append(f"- `{where}` against `{base_at}`: out-of-fold malignant AUC {v.held_out_gain:+.3f}, ISIC 2017 "
+                     f"val melanoma AUC {v.external_gain:+.3f}; {'meets the rule' if v.meets else 'misses the rule'}, "
+                     f"{v.why}: {outcome}.")
     return [*lines, "", *sharp_files_section(folder)]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
@@ -126,20 +127,31 @@ def _external_lines(metrics: CardMetrics) -> list[str]:
     ]
 
 
-# The model's targets: (what, the figure (None: not measured), target, sense).
-TARGETS: tuple[tuple[str, Callable[[CardMetrics], float | None], float, str], ...] = (
-    ("balanced accuracy (highest probability)",
-     lambda m: m.with_metadata.balanced_accuracy if m.with_metadata else None, 0.80, "≥"),
-    ("balanced accuracy (balanced rule)",
-     lambda m: m.decision_rule.balanced_accuracy_balanced_rule if m.decision_rule else None, 0.80, "≥"),
-    ("malignant AUC", lambda m: m.with_metadata.malignant_auc if m.with_metadata else None, 0.94, "≥"),
-    ("melanoma AUC on the external check", lambda m: m.external.melanoma_auc if m.external else None, 0.92, "≥"),
-    ("share of benign lesions at or above the safety net, out of fold",
-     lambda m: m.safety_net.benign_marked if m.safety_net else None, 0.30, "≤"),
-    ("mask Jaccard", lambda m: m.mask.jaccard if m.mask else None, 0.85, "≥"),
-    ("ECE after calibration", lambda m: m.calibration.ece_after if m.calibration else None, 0.03, "≤"),
-    ("share of errors caught by the manual-check flag (≤ 20 % flagged)",
-     lambda m: m.flags.errors_caught if m.flags else None, 0.60, "≥"))
+@dataclass(frozen=True)
+class Target:
+    """One of the model's targets: what, its figure in the card's metrics (None: not measured), the bound, and
+    whether the figure is a share (shown and compared in percentage points)."""
+
+    name: str
+    figure: Callable[[CardMetrics], float | None]
+    bound: float
+    sense: str  # "≥" or "≤"
+    share: bool = False
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("balanced accuracy (highest probability)",
+           lambda m: m.with_metadata.balanced_accuracy if m.with_metadata else None, 0.80, "≥"),
+    Target("balanced accuracy (balanced rule)",
+           lambda m: m.decision_rule.balanced_accuracy_balanced_rule if m.decision_rule else None, 0.80, "≥"),
+    Target("malignant AUC", lambda m: m.with_metadata.malignant_auc if m.with_metadata else None, 0.94, "≥"),
+    Target("melanoma AUC on the external check", lambda m: m.external.melanoma_auc if m.external else None, 0.92, "≥"),
+    Target("share of benign lesions at or above the safety net, out of fold",
+           lambda m: m.safety_net.benign_marked if m.safety_net else None, 0.30, "≤", share=True),
+    Target("mask Jaccard", lambda m: m.mask.jaccard if m.mask else None, 0.85, "≥"),
+    Target("ECE after calibration", lambda m: m.calibration.ece_after if m.calibration else None, 0.03, "≤"),
+    Target("share of errors caught by the manual-check flag (≤ 20 % flagged)",
+           lambda m: m.flags.errors_caught if m.flags else None, 0.60, "≥", share=True))
 
 
 def _flagged(check: CheckFigures) -> float | None:
@@ -189,12 +201,15 @@ def _verdict(value: float, lowest: float | None, highest: float | None, points: 
 
 def _targets(metrics: CardMetrics) -> list[str]:
     lines = ["Against the project's targets for this model:", ""]
-    for name, figure, target, sense in TARGETS:
-        value = figure(metrics)
+    for target in TARGETS:
+        value = target.figure(metrics)
         if value is None:
             continue
-        bounds = (target, None) if sense == "≥" else (None, target)
-        lines.append(f"- {name} {value:.3f} (target {sense} {target:.2f}): {_verdict(value, *bounds)}")
+        lowest, highest = (target.bound, None) if target.sense == "≥" else (None, target.bound)
+        shown, bound = ((f"{value:.1%}", f"{target.bound:.0%}") if target.share
+                        else (f"{value:.3f}", f"{target.bound:.2f}"))
+        lines.append(f"- {target.name} {shown} (target {target.sense} {bound}): "
+                     f"{_verdict(value, lowest, highest, points=target.share)}")
     return [*lines, ""]
 
 
