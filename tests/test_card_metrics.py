@@ -362,7 +362,7 @@ def test_a_candidate_trained_on_the_screening_patients_is_judged_on_its_held_out
     (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
         "weights": held_out(_ensemble("0.3.0", 0.917, 28)), "runs/siim": held_out(_ensemble("s", 0.93, 27))}}))
     text = "\n".join(candidates_section(tmp_path))
-    assert "on SIIM-ISIC 2020 each patient by the member that holds out its fold" in text
+    assert "SIIM-ISIC 2020: each held-out patient by the member that holds out its fold" in text
     assert "| `runs/siim` (s) | 0.930 / 0.940 | 0.930 | 0.710 | 39% | 0.870 | 62% | 27 of 36 |" in text
     assert "misses the rule, it loses melanomas on the screening population" in text
 
@@ -386,3 +386,15 @@ def test_a_candidate_trained_on_the_screening_patients_ships_only_if_more_select
     assert "are not 5% fewer at or above the net" in judged(held_out(_ensemble("s", 0.917, 28), 0.53))
     costly = held_out(_ensemble("s", 0.917, 28), 0.40) | {"isic2017_val_melanoma_auc": 0.86}
     assert "misses the rule, neither" in judged(costly) and "(it costs discrimination)" in judged(costly)
+
+
+def test_each_comparison_file_gets_its_own_table_with_its_own_baseline(tmp_path):
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, candidates_section
+
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights/retired/0.2.1": _ensemble("0.2.1", 0.905, 29), "weights": _ensemble("0.3.0", 0.908, 29)}}))
+    (tmp_path / "compare_candidates_siim2020.json").write_text(json.dumps({"results": {
+        "weights": _ensemble("0.3.0", 0.908, 29), "runs/siim": _ensemble("s", 0.91, 27)}}))
+    text = "\n".join(candidates_section(tmp_path))
+    assert text.count("| ensemble | malignant AUC per fold |") == 2 and text.count("## Candidate ensembles") == 1
+    assert "- `weights` against `weights/retired/0.2.1`: " in text and "- `runs/siim` against `weights`: " in text

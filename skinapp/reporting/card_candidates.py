@@ -17,6 +17,7 @@ from skinapp.reporting.card_sections import (
 )
 
 CANDIDATES_FILE = "compare_candidates.json"  # bench/compare_ensembles.py --json
+CANDIDATES_MORE = "compare_candidates_*.json"  # further comparisons (another baseline or scoring), one table each
 SHARP_FILES_FILE = "sharp_files.json"  # bench/bench_sharp_files.py --json
 STEADIER_FACTOR = 0.5  # a resolution-robust candidate changes at most this share of the calls its baseline changes
 SELECTIVE_GAIN = 0.05  # a candidate trained on the screening patients marks this much less of their benign lesions
@@ -99,19 +100,15 @@ def verdict(base: dict, candidate: dict, sharp: list[dict]) -> Verdict:
 
 
 def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]:
-    """Whole candidate ensembles beside the model they would replace (the first row), scored alike (identity view,
-    uncalibrated): the evidence for or against shipping one, before its full `evaluate`."""
-    path = folder / CANDIDATES_FILE
-    if not path.is_file():
+    """Whole candidate ensembles beside the model they would replace (the first row of each comparison), scored alike
+    (identity view, uncalibrated): the evidence for or against shipping one, before its full `evaluate`."""
+    comparisons = [folder / CANDIDATES_FILE, *sorted(folder.glob(CANDIDATES_MORE))]
+    comparisons = [path for path in comparisons if path.is_file()]
+    if not comparisons:
         return []
-    results = json.loads(path.read_text())["results"]
-    held_out_patients = any(SIIM_KEYS[1] in r for r in results.values())
-    screening = ("on SIIM-ISIC 2020 each patient by the member that holds out its fold (a candidate trained on "
-                 "these patients; both rows scored so)" if held_out_patients else
-                 "on every SIIM-ISIC 2020 image (never trained on)")
     lines = ["## Candidate ensembles", "",
              "`python bench/compare_ensembles.py`: each ensemble's members on their own held-out HAM10000 folds, the "
-             f"whole ensemble on ISIC 2017 `val`, {screening}, identity view, "
+             "whole ensemble on ISIC 2017 `val`, and SIIM-ISIC 2020 as each table says; identity view, "
              "uncalibrated; the safety net fitted out of fold (95 % of malignant lesions). Figures compare the rows "
              "with each other, not with the calibrated, eight-view figures above. A candidate replaces the first row "
              f"if it is stronger (≥ {ADOPT_HELD_OUT_GAIN} out-of-fold malignant AUC and ≥ {ADOPT_EXTERNAL_GAIN} ISIC "
@@ -119,20 +116,31 @@ def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]
              f"{FULL_LENGTH_TOLERANCE}, a sharp file changing at most {STEADIER_FACTOR:.0%} as many calls, below) or, "
              "trained on the screening patients, more selective without a loss (neither AUC lower by more than "
              f"{FULL_LENGTH_TOLERANCE}, at least {SELECTIVE_GAIN * 100:.0f} percentage points fewer of their held-out "
-             "benign lesions at or above the net), and loses no screening melanoma.", "",
+             "benign lesions at or above the net), and loses no screening melanoma.", ""]
+    sharp = _sharp_runs(folder)
+    for path in comparisons:
+        lines += _comparison(json.loads(path.read_text())["results"], sharp, card)
+    return [*lines, *sharp_files_section(folder)]
+
+
+def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> list[str]:
+    """One comparison's table (its baseline first) and each candidate's verdict."""
+    held_out_patients = any(SIIM_KEYS[1] in r for r in results.values())
+    screening = ("each held-out patient by the member that holds out its fold (a candidate trained on these "
+                 "patients; both rows scored so)" if held_out_patients else "every image (never trained on)")
+    lines = [f"SIIM-ISIC 2020: {screening}.", "",
              "| ensemble | malignant AUC per fold | out of fold: malignant AUC | balanced accuracy | benign at or above "
              "the net | ISIC 2017 val melanoma AUC | SIIM benign at or above the net | SIIM melanomas at or above "
              "it |", "|---|---|---|---|---|---|---|---|"]
     for where, r in results.items():
         oof, siim = r["out_of_fold"], _screening(r)
         folds = " / ".join(f"{f['malignant_auc']:.3f}" for f in r["per_fold"].values())
-        screening = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
-                     if siim else "— | —")
+        kept = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
+                if siim else "— | —")
         lines.append(f"| `{where}` ({r['model']}) | {folds} | {oof['malignant_auc']:.3f} | "
                      f"{oof['balanced_accuracy']:.3f} | {oof['benign_at_or_above_net']:.0%} | "
-                     f"{r['isic2017_val_melanoma_auc']:.3f} | {screening} |")
+                     f"{r['isic2017_val_melanoma_auc']:.3f} | {kept} |")
     (base_at, base), *candidates = results.items()
-    sharp = _sharp_runs(folder)
     lines.append("")
     for where, r in candidates:
         v = verdict(base, r, sharp)
@@ -141,7 +149,7 @@ def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]
         lines.append(f"- `{where}` against `{base_at}`: out-of-fold malignant AUC {v.held_out_gain:+.3f}, ISIC 2017 "
                      f"val melanoma AUC {v.external_gain:+.3f}; {'meets the rule' if v.meets else 'misses the rule'}, "
                      f"{v.why}: {outcome}.")
-    return [*lines, "", *sharp_files_section(folder)]
+    return [*lines, ""]
 
 
 def sharp_files_section(folder: Path) -> list[str]:
