@@ -91,7 +91,8 @@ def verdict(base: dict, candidate: dict, sharp: list[dict]) -> Verdict:
                              f"{FULL_LENGTH_TOLERANCE}, and its held-out patients' benign lesions at or above the net "
                              f"{base_siim['benign_at_or_above_net']:.0%} → {siim['benign_at_or_above_net']:.0%}")
     why = ("it costs discrimination" if selective or steadier else
-           f"the screening patients' benign lesions are not {SELECTIVE_GAIN:.0%} fewer at or above the net"
+           f"not {SELECTIVE_GAIN * 100:.0f} percentage points fewer of the screening patients' benign lesions at or "
+           "above the net"
            if SIIM_KEYS[1] in candidate else
            "no sharp-file figures for both" if not (changed and base_changed) else
            "a sharp file changes its calls about as often")
