@@ -382,8 +382,8 @@ def test_a_candidate_trained_on_the_screening_patients_ships_only_if_more_select
     selective = held_out(_ensemble("s", 0.914, 28), 0.45)
     assert ("meets the rule, more selective on the screening population: neither AUC lower by more than 0.005, and "
             "its held-out patients' benign lesions at or above the net 56% → 45%") in judged(selective)
-    assert "misses the rule" in judged(held_out(_ensemble("s", 0.917, 28), 0.53))
-    assert "not 5 percentage points fewer of the screening patients' benign lesions" in judged(held_out(_ensemble("s", 0.917, 28), 0.53))
+    barely = judged(held_out(_ensemble("s", 0.917, 28), 0.53))
+    assert "misses the rule" in barely and "not 5 percentage points fewer of the screening patients' benign" in barely
     costly = held_out(_ensemble("s", 0.917, 28), 0.40) | {"isic2017_val_melanoma_auc": 0.86}
     assert "misses the rule, neither" in judged(costly) and "(it costs discrimination)" in judged(costly)
 
