@@ -293,7 +293,7 @@ def test_candidate_ensembles_are_shown_beside_the_shipped_one_with_both_warning_
     (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {"weights": _ensemble("0.2.1", 0.905, 29),
                                                                     "weights/candidates/x": _ensemble("x", 0.908, 31)}}))
     text = "\n".join(candidates_section(tmp_path))
-    assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62% | 29 of 36 |" in text
+    assert "| `weights` (0.2.1) | 0.905 / 0.915 | 0.905 | 0.710 | 39% | 0.870 | 62.0% | 29 of 36 | 0.700 |" in text
     assert "| `weights/candidates/x` (x) | 0.908 / 0.918 | 0.908 |" in text and "31 of 36 |" in text
     assert ("- `weights/candidates/x` against `weights`: out-of-fold malignant AUC +0.003, ISIC 2017 val melanoma AUC "
             "+0.000; misses the rule, neither ≥ 0.01 / ≥ 0.02 AUC gained nor resolution-robust or more selective "
@@ -311,7 +311,8 @@ def _ensemble(model: str, auc: float, kept: int) -> dict:
     return {"model": model, "per_fold": {"0": {"malignant_auc": auc}, "1": {"malignant_auc": auc + 0.01}},
             "out_of_fold": {"malignant_auc": auc, "balanced_accuracy": 0.71, "benign_at_or_above_net": 0.39},
             "isic2017_val_melanoma_auc": 0.87, "siim2020_all_images": {"benign_at_or_above_net": 0.62,
-                                                                     "melanomas_at_or_above_net": kept, "melanomas": 36}}
+                                                                     "melanomas_at_or_above_net": kept, "melanomas": 36,
+                                                                     "melanoma_auc": 0.70}}
 
 
 def _sharp_run(model: str, resize: str, as_its_card_says: bool, isic_changed: float, siim_changed: float) -> dict:
@@ -363,7 +364,7 @@ def test_a_candidate_trained_on_the_screening_patients_is_judged_on_its_held_out
         "weights": held_out(_ensemble("0.3.0", 0.917, 28)), "runs/siim": held_out(_ensemble("s", 0.93, 27))}}))
     text = "\n".join(candidates_section(tmp_path))
     assert "SIIM-ISIC 2020: each held-out patient by the member that holds out its fold" in text
-    assert "| `runs/siim` (s) | 0.930 / 0.940 | 0.930 | 0.710 | 39% | 0.870 | 62% | 27 of 36 |" in text
+    assert "| `runs/siim` (s) | 0.930 / 0.940 | 0.930 | 0.710 | 39% | 0.870 | 62.0% | 27 of 36 | 0.700 |" in text
     assert "misses the rule, it loses melanomas on the screening population" in text
 
 

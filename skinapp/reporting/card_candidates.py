@@ -132,12 +132,13 @@ def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> lis
     lines = [f"SIIM-ISIC 2020: {screening}.", "",
              "| ensemble | malignant AUC per fold | out of fold: malignant AUC | balanced accuracy | benign at or above "
              "the net | ISIC 2017 val melanoma AUC | SIIM benign at or above the net | SIIM melanomas at or above "
-             "it |", "|---|---|---|---|---|---|---|---|"]
+             "it | SIIM melanoma AUC |", "|---|---|---|---|---|---|---|---|---|"]
     for where, r in results.items():
         oof, siim = r["out_of_fold"], _screening(r)
         folds = " / ".join(f"{f['malignant_auc']:.3f}" for f in r["per_fold"].values())
-        kept = (f"{siim['benign_at_or_above_net']:.0%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']}"
-                if siim else "— | —")
+        auc = siim.get("melanoma_auc") if siim else None
+        kept = (f"{siim['benign_at_or_above_net']:.1%} | {siim['melanomas_at_or_above_net']} of {siim['melanomas']} | "
+                + (f"{auc:.3f}" if auc is not None else "—") if siim else "— | — | —")
         lines.append(f"| `{where}` ({r['model']}) | {folds} | {oof['malignant_auc']:.3f} | "
                      f"{oof['balanced_accuracy']:.3f} | {oof['benign_at_or_above_net']:.0%} | "
                      f"{r['isic2017_val_melanoma_auc']:.3f} | {kept} |")
