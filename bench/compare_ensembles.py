@@ -62,7 +62,8 @@ def scored(weights: Path, ham, isic_val, siim, siim_folds: np.ndarray | None) ->
     isic = load_isic2017(isic_val, "val")
     external_p = np.stack([p.probabilities for p in predictor.predict(isic.images, isic.metadata)])
     figures = {
-        "model": card.version, "identity": card.identity, "per_fold": per_fold,
+        "model": card.version, "identity": card.identity, "recipe": card.training.get("recipe", {}),
+        "per_fold": per_fold,
         "out_of_fold": {"malignant_auc": float(roc_auc_score(malignant, risk)),
                         "balanced_accuracy": balanced_accuracy(labels, probabilities),
                         "benign_at_or_above_net": float((risk[~malignant] >= net).mean())},

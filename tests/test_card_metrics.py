@@ -399,3 +399,15 @@ def test_each_comparison_file_gets_its_own_table_with_its_own_baseline(tmp_path)
     text = "\n".join(candidates_section(tmp_path))
     assert text.count("| ensemble | malignant AUC per fold |") == 2 and text.count("## Candidate ensembles") == 1
     assert "- `weights` against `weights/retired/0.2.1`: " in text and "- `runs/siim` against `weights`: " in text
+
+
+def test_a_candidate_is_named_by_what_its_recipe_changes(tmp_path):
+    from skinapp.reporting.card_candidates import CANDIDATES_FILE, candidates_section
+
+    recipe = {"image_size": 160, "degrade_p": 0.5}
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights": _ensemble("0.3.0", 0.908, 29) | {"recipe": recipe},
+        "runs/siim": _ensemble("s", 0.907, 27) | {"recipe": recipe | {"with_siim2020": True,
+                                                                      "partial_source_malignant_share": 0.15}}}}))
+    assert ("- `runs/siim` (its recipe: partial_source_malignant_share 0.15, with_siim2020 true) against `weights`: "
+            in "\n".join(candidates_section(tmp_path)))

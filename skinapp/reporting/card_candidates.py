@@ -148,10 +148,21 @@ def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> lis
         v = verdict(base, r, sharp)
         outcome = (f"shipped as this model ({short_version(r['model'])})" if card is not None and r["model"] == card.version
                    else "meets the rule: run its full `evaluate` and ship it" if v.meets else "not shipped")
-        lines.append(f"- `{where}` against `{base_at}`: out-of-fold malignant AUC {v.held_out_gain:+.3f}, ISIC 2017 "
-                     f"val melanoma AUC {v.external_gain:+.3f}; {'meets the rule' if v.meets else 'misses the rule'}, "
-                     f"{v.why}: {outcome}.")
+        lines.append(f"- `{where}`{_recipe_difference(base, r)} against `{base_at}`: out-of-fold malignant AUC "
+                     f"{v.held_out_gain:+.3f}, ISIC 2017 val melanoma AUC {v.external_gain:+.3f}; "
+                     f"{'meets the rule' if v.meets else 'misses the rule'}, {v.why}: {outcome}.")
     return [*lines, ""]
+
+
+def _recipe_difference(base: dict, candidate: dict) -> str:
+    """What the candidate's training recipe sets otherwise than the baseline's, in words; "" where either is not
+    recorded or they agree."""
+    theirs, ours = base.get("recipe"), candidate.get("recipe")
+    if not theirs or not ours:
+        return ""
+    changed = [f"{key} {json.dumps(ours.get(key))}" for key in sorted(set(theirs) | set(ours))
+               if theirs.get(key) != ours.get(key)]
+    return f" (its recipe: {', '.join(changed)})" if changed else ""
 
 
 def sharp_files_section(folder: Path) -> list[str]:
