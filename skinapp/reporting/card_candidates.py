@@ -157,11 +157,11 @@ def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> lis
 def _recipe_difference(base: dict, candidate: dict) -> str:
     """What the candidate's training recipe sets otherwise than the baseline's, in words; "" where either is not
     recorded or they agree."""
-    theirs, ours = base.get("recipe"), candidate.get("recipe")
-    if not theirs or not ours:
+    base_recipe, recipe = base.get("recipe"), candidate.get("recipe")
+    if not base_recipe or not recipe:
         return ""
-    changed = [f"{key} {json.dumps(ours.get(key))}" for key in sorted(set(theirs) | set(ours))
-               if theirs.get(key) != ours.get(key)]
+    changed = [f"{key} {json.dumps(recipe.get(key))}" for key in sorted(set(base_recipe) | set(recipe))
+               if base_recipe.get(key) != recipe.get(key)]
     return f" (its recipe: {', '.join(changed)})" if changed else ""
 
 
