@@ -408,6 +408,8 @@ def test_a_candidate_is_named_by_what_its_recipe_changes(tmp_path):
     (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
         "weights": _ensemble("0.3.0", 0.908, 29) | {"recipe": recipe},
         "runs/siim": _ensemble("s", 0.907, 27) | {"recipe": recipe | {"with_siim2020": True,
-                                                                      "partial_source_malignant_share": 0.15}}}}))
-    assert ("- `runs/siim` (its recipe: partial_source_malignant_share 0.15, with_siim2020 true) against `weights`: "
-            in "\n".join(candidates_section(tmp_path)))
+                                                                      "partial_source_malignant_share": 0.15}},
+        "runs/ft": _ensemble("f", 0.909, 29) | {"recipe": recipe | {"init_from": "77cfceba568a390c10faf411"}}}}))
+    text = "\n".join(candidates_section(tmp_path))
+    assert "- `runs/siim` (its recipe: partial_source_malignant_share 0.15, with_siim2020 true) against `weights`: " in text
+    assert "- `runs/ft` (its recipe: init_from members 77cfceba568a…) against `weights`: " in text

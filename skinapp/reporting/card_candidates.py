@@ -160,9 +160,15 @@ def _recipe_difference(base: dict, candidate: dict) -> str:
     base_recipe, recipe = base.get("recipe"), candidate.get("recipe")
     if not base_recipe or not recipe:
         return ""
-    changed = [f"{key} {json.dumps(recipe.get(key))}" for key in sorted(set(base_recipe) | set(recipe))
+    changed = [f"{key} {_recipe_value(key, recipe.get(key))}" for key in sorted(set(base_recipe) | set(recipe))
                if base_recipe.get(key) != recipe.get(key)]
     return f" (its recipe: {', '.join(changed)})" if changed else ""
+
+
+def _recipe_value(key: str, value: object) -> str:
+    if key == "init_from" and isinstance(value, str):  # the start's members digest: its first digits name it
+        return f"members {value[:12]}…"
+    return json.dumps(value)
 
 
 def sharp_files_section(folder: Path) -> list[str]:
