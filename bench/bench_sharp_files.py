@@ -53,7 +53,7 @@ def agreement(labels: np.ndarray, delivered: np.ndarray, clean: np.ndarray) -> d
 
     def at(p):
         return {"melanoma_auc": float(roc_auc_score(labels == MEL, p[:, MEL])),
-                "balanced_accuracy": balanced_accuracy(labels[diagnosed], p[diagnosed]) if diagnosed.all() else None}
+                "balanced_accuracy": balanced_accuracy(labels, p) if diagnosed.all() else None}
     return {"n": len(labels), "as_delivered": at(delivered), "shrunk_first": at(clean),
             "calls_changed": float((delivered.argmax(1) != clean.argmax(1)).mean()),
             "median_malignancy_change": float(np.median(np.abs(malignancy(delivered) - malignancy(clean))))}

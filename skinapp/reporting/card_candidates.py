@@ -182,7 +182,9 @@ def sharp_files_section(folder: Path) -> list[str]:
              "uncalibrated, highest probability). The HAM10000 images the members learnt from are 200×150 px: a "
              "clinic's 300-px copy is sharper, and a resize that aliases between 1× and 2× shows the model detail it "
              "never saw. The resolution check above only enlarges images, which adds no detail. A model that does "
-             "not care changes few calls.", "",
+             "not care changes few calls. For an ensemble with the antialiased resize the two paths differ only in "
+             "where colour constancy is estimated and in rounding: there this checks the preprocessing, not how the "
+             "members answer sharpness, which the resolution check and the training degradations address.", "",
              "| model | resize | ISIC 2017 val melanoma AUC: as delivered → shrunk first | balanced accuracy: as "
              "delivered → shrunk first | calls changed | SIIM-ISIC 2020 melanoma AUC: as delivered → shrunk first | "
              "calls changed |", "|---|---|---|---|---|---|---|"]
