@@ -202,6 +202,7 @@ def test_the_screening_population_check_says_how_many_benign_lesions_the_warning
     text = "\n".join(screening_lines(card, tmp_path))  # the bench's figures, from before `scored_by` was written
     assert "(SIIM-ISIC 2020, never trained on)" in text and "`python bench/bench_screening.py`" in text
     assert "| 57% of 2435 | 33 of 36 | 0.810 |" in text and "57% of these benign lesions would be marked" in text
+    assert "(see the short-protocol experiments below for training on it)" in text
 
     held_out = ScreeningFigures.from_dict({**figures, "scored_by": SCORED_HELD_OUT, "images": 500, "benign": 491,
                                            "melanomas": 9, "benign_above_net": 0.21, "melanomas_at_or_above_net": 8,
@@ -210,6 +211,11 @@ def test_the_screening_population_check_says_how_many_benign_lesions_the_warning
     text = "\n".join(screening_lines(card, tmp_path))  # what evaluate measured comes first
     assert "(SIIM-ISIC 2020, held-out patients)" in text and "`evaluate --siim2020`" in text
     assert "| 21% of 491 | 8 of 9 | 0.810 |" in text and "The warning stays selective" in text
+    unselective = dataclasses.replace(held_out, benign_above_net=0.40)
+    card = dataclasses.replace(card, metrics=dataclasses.replace(card.metrics, screening=unselective))
+    text = "\n".join(screening_lines(card, tmp_path))
+    assert ("40% of these benign lesions would be marked for excision or as cannot-exclude: on a screening population "
+            "the warning does not yet discriminate, although the model trained on the other patients") in text
 
 
 def test_the_site_profile_section_recommends_a_profile_only_where_it_gains_and_keeps_melanomas(tmp_path):
@@ -339,6 +345,11 @@ def test_a_candidate_as_discriminating_that_a_sharp_file_moves_far_less_is_shipp
             "+0.004; meets the rule, resolution-robust: neither AUC lower by more than 0.005, and a sharp file changes "
             "at most 50% as many calls (ISIC 2017 val 7.3% → 1.3%, SIIM-ISIC 2020 8.4% → 0.6%): shipped as this model "
             "(0.3.0).") in text
+    results = json.loads((tmp_path / CANDIDATES_FILE).read_text())["results"]  # once a later model replaced it
+    (tmp_path / CANDIDATES_FILE).write_text(json.dumps({"results": {
+        "weights/retired/0.2.1": results["weights/retired/0.2.1"], "weights/retired/0.3.0": results["weights"]}}))
+    text = "\n".join(candidates_section(tmp_path, SimpleNamespace(version="0.4.0")))
+    assert "(ISIC 2017 val 7.3% → 1.3%, SIIM-ISIC 2020 8.4% → 0.6%): shipped as model 0.3.0, since retired." in text
     assert "| 0.2.1 | bicubic | 0.872 → 0.882 | 0.751 → 0.754 | 7.3% | 0.701 → 0.697 | 8.4% |" in text
     assert "| 0.2.1 | antialiased (instead of its card's) | 0.872 → 0.882 |" in text
     # as steady, but discrimination lost beyond the tolerance: not shipped
@@ -409,7 +420,14 @@ def test_a_candidate_is_named_by_what_its_recipe_changes(tmp_path):
         "weights": _ensemble("0.3.0", 0.908, 29) | {"recipe": recipe},
         "runs/siim": _ensemble("s", 0.907, 27) | {"recipe": recipe | {"with_siim2020": True,
                                                                       "partial_source_malignant_share": 0.15}},
-        "runs/ft": _ensemble("f", 0.909, 29) | {"recipe": recipe | {"init_from": "77cfceba568a390c10faf411"}}}}))
+        "runs/ft": _ensemble("f", 0.909, 29) | {"recipe": recipe | {"init_from": "77cfceba568a390c10faf411"}},
+        "runs/soup": _ensemble("u", 0.909, 29) | {"recipe": recipe | {"partial_source_malignant_share": [0.3, 0.15],
+                                                                      "soup": "uniform"}}}}))
     text = "\n".join(candidates_section(tmp_path))
+    assert ("- `runs/soup` (its recipe: partial_source_malignant_share [0.3, 0.15], soup \"uniform\") against "
+            "`weights`: ") in text
+    soup_line = next(line for line in text.splitlines() if line.startswith("- `runs/soup`"))
+    assert soup_line.endswith("so its figures here carry that selection.")
+    assert "carry that selection" not in next(line for line in text.splitlines() if line.startswith("- `runs/ft`"))
     assert "- `runs/siim` (its recipe: partial_source_malignant_share 0.15, with_siim2020 true) against `weights`: " in text
     assert "- `runs/ft` (its recipe: init_from members 77cfceba568a…) against `weights`: " in text

@@ -36,6 +36,22 @@ def test_card_is_evaluated_and_consistent(shipped_weights):
     assert f"{card.metrics.with_metadata.balanced_accuracy:.3f}" in markdown
 
 
+def test_the_temperature_lowers_the_log_loss_of_held_out_lesions(shared_data, shipped_weights):
+    """What temperature scaling minimises, cross-fitted by lesion on the out-of-fold predictions `evaluate` wrote:
+    it must not raise the log-loss (the binned calibration error may rise where the ensemble was already close)."""
+    from skinapp.trust.calibration import cross_fitted
+
+    oof = pd.read_csv(shipped_weights / "evaluation" / "oof_predictions.csv")
+    lesions = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").set_index("image_id")["lesion_id"]
+    labels, raw = oof["label"].map(CLASSES.index).to_numpy(), oof[list(CLASSES)].to_numpy()
+    honest = cross_fitted(raw, labels, lesions[oof["image_id"]].to_numpy())
+
+    def log_loss(p: np.ndarray) -> float:
+        return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+    assert log_loss(honest) < log_loss(raw)
+
+
 @pytest.mark.slow
 def test_held_out_images(shared_data, shipped_weights, held_out):
     predictor, _, _ = held_out_member(shipped_weights)
@@ -88,10 +104,12 @@ def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
     calibration, flags = card.metrics.calibration, card.metrics.flags
     assert calibration is not None and flags is not None and flags.accuracy_flagged is not None
     assert card.temperature == calibration.temperature != 1.0
-    assert calibration.ece_after < calibration.ece_before
+    assert calibration.ece_after <= 0.03  # the card's target
     assert flags.flagged_share <= 0.2 + 1e-3 and flags.accuracy_unflagged > flags.accuracy_flagged
     markdown = (shipped_weights / "MODEL_CARD.md").read_text()
     assert f"{calibration.ece_after:.3f} after" in markdown and f"{flags.errors_caught:.1%}" in markdown
+    if calibration.ece_after > calibration.ece_before:  # the card says why, not only the figures
+        assert "which minimises the log-loss, leaves them slightly" in markdown
     external = card.metrics.check_sets["isic2017_val"].ece  # the temperature's reach beyond HAM10000 is stated too
     assert f"ISIC 2017 val {external:.3f}" in markdown
     for picture in ("reliability.png", "coverage.png"):

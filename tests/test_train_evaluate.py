@@ -274,3 +274,43 @@ def test_structure_labels_join_training_without_the_held_out_fold(fake_ham, fake
     assert labelled == set(labels.image_ids) - withheld and len(withheld) == 3
     assert data.structures.shape == (len(data), len(STRUCTURES))
     assert cfg.recipe()["structure_holdout_fold"] == 0 and "structure_weight" not in loop.TrainConfig(fake_ham, tmp_path).recipe()
+
+
+@pytest.mark.slow
+def test_a_soup_averages_fine_tunes_of_one_start_fold_by_fold_and_refuses_what_does_not_average(fake_ham, tmp_path,
+                                                                                                capsys):
+    start = tmp_path / "start"
+    assert main(["train", "--data", str(fake_ham), "--out", str(start), *TRAIN, "--epochs", "1", "--folds", "0", "1"]) == 0
+    tuned = {}
+    for lr in ("1e-3", "3e-4"):
+        tuned[lr] = tmp_path / f"tuned_{lr}"
+        assert main(["train", "--data", str(fake_ham), "--out", str(tuned[lr]), *TRAIN, "--epochs", "1", "--folds",
+                     "0", "1", "--init-from", str(start), "--warmup-steps", "0", "--lr", lr]) == 0
+    soup = tmp_path / "soup"
+    assert main(["soup", str(tuned["1e-3"]), str(tuned["3e-4"]), "--out", str(soup)]) == 0
+    card = ModelCard.load(soup)
+    assert [m.validation_fold for m in card.members] == [0, 1] and card.version.endswith("-soup-2fold")
+    for fold in (0, 1):
+        a, b, mixed = (load_file(str(w / f"fold{fold}.safetensors")) for w in (*tuned.values(), soup))
+        for key in a:
+            if a[key].is_floating_point():
+                expected = ((a[key].float() + b[key].float()) / 2).to(a[key].dtype)
+                assert torch.equal(mixed[key], expected), key
+            else:
+                assert torch.equal(mixed[key], a[key])
+        assert any(not torch.equal(a[k], mixed[k]) for k in a if a[k].ndim == 4)  # neither ingredient as it was
+    assert card.training["recipe"]["lr"] == [1e-3, 3e-4] and card.training["recipe"]["soup"] == "uniform"
+    assert card.training["soup_varies"] == {"lr": [1e-3, 3e-4]}
+    assert "each member is the weight-by-weight mean of the members of the same fold of 2 ensembles" in render(card, soup)
+    assert "but for lr (0.001 / 0.0003)" in render(card, soup)
+    assert [s["members_digest"] for s in card.training["soup_of"]] == [members_digest(t) for t in tuned.values()]
+    assert (soup / "folds.csv").read_bytes() == (start / "folds.csv").read_bytes()
+    assert len(load_ensemble(soup)[0]) == 2  # each file matches the card
+    capsys.readouterr()
+    assert main(["soup", str(tuned["1e-3"]), str(start), "--out", str(tmp_path / "no_start")]) == 2
+    assert "not fine-tuned from the same start" in capsys.readouterr().err
+    assert main(["soup", str(tuned["1e-3"]), "--out", str(tmp_path / "alone")]) == 2
+    assert "at least two ensembles" in capsys.readouterr().err
+    assert main(["soup", str(tuned["1e-3"]), str(tuned["3e-4"]), "--out", str(soup)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert not (tmp_path / "no_start").exists() and not (tmp_path / "alone").exists()

@@ -1,4 +1,4 @@
-"""Command line: `python -m skinapp {train,evaluate,ingest,import,deidentify,predict,db,audit,users,outcomes} …`.
+"""Command line: `python -m skinapp {train,soup,evaluate,ingest,import,deidentify,predict,db,audit,users,outcomes} …`.
 Heavy imports happen inside each command."""
 
 from __future__ import annotations
@@ -237,6 +237,20 @@ def _structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soup(args: argparse.Namespace) -> int:
+    from skinapp.model.card import WeightsError
+    from skinapp.train.soup import make_soup
+
+    try:
+        card = make_soup(args.ensembles, args.out)
+    except (ValueError, WeightsError) as exc:
+        print(f"no soup made: {exc}", file=sys.stderr)
+        return 2
+    print(f"{card.version}: {len(card.members)} members averaged from {len(args.ensembles)} ensembles into {args.out}; "
+          "compare it with bench/compare_ensembles.py before it ships")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skinapp", description="skinapp dermoscopy model tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -328,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     structures.add_argument("--seeds", type=int, default=3, help="seeds of the cross-validation split")
     structures.add_argument("--cache", type=Path, help="an .npz to keep the members' features in between runs")
     structures.set_defaults(run=_structures)
+
+    soup = commands.add_parser(
+        "soup", help="average ensembles fine-tuned from one start, member by member (a uniform model soup)",
+        description="Each member of the new ensemble is the weight-by-weight mean of the ingredients' members of its "
+                    "fold. The ingredients must share their folds, their start and their architecture.")
+    soup.add_argument("ensembles", nargs="+", type=Path, help="two or more trained ensemble folders")
+    soup.add_argument("--out", type=Path, required=True, help="a new, empty folder for the soup")
+    soup.set_defaults(run=_soup)
 
     ingest = commands.add_parser("ingest", help="import images, DICOM files, folders or zip archives and report on them")
     ingest.add_argument("paths", nargs="+", type=Path, help="image or DICOM files, folders (searched recursively), zip archives")

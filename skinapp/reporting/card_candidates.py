@@ -21,6 +21,7 @@ CANDIDATES_MORE = "compare_candidates_*.json"  # further comparisons (another ba
 SHARP_FILES_FILE = "sharp_files.json"  # bench/bench_sharp_files.py --json
 STEADIER_FACTOR = 0.5  # a resolution-robust candidate changes at most this share of the calls its baseline changes
 SELECTIVE_GAIN = 0.05  # a candidate trained on the screening patients marks this much less of their benign lesions
+RETIRED_FOLDER = "weights/retired/"  # where a replaced ensemble is kept, by version
 SET_NAMES = {"isic2017_val": "ISIC 2017 val", "siim2020": "SIIM-ISIC 2020"}
 
 
@@ -147,10 +148,14 @@ def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> lis
     for where, r in candidates:
         v = verdict(base, r, sharp)
         outcome = (f"shipped as this model ({short_version(r['model'])})" if card is not None and r["model"] == card.version
+                   else f"shipped as model {short_version(r['model'])}, since retired" if v.meets and
+                   where.startswith(RETIRED_FOLDER)
                    else "meets the rule: run its full `evaluate` and ship it" if v.meets else "not shipped")
+        selected = (" An average of ensembles already scored on these images: it was chosen after they were seen, "
+                    "so its figures here carry that selection." if r.get("recipe", {}).get("soup") else "")
         lines.append(f"- `{where}`{_recipe_difference(base, r)} against `{base_at}`: out-of-fold malignant AUC "
                      f"{v.held_out_gain:+.3f}, ISIC 2017 val melanoma AUC {v.external_gain:+.3f}; "
-                     f"{'meets the rule' if v.meets else 'misses the rule'}, {v.why}: {outcome}.")
+                     f"{'meets the rule' if v.meets else 'misses the rule'}, {v.why}: {outcome}.{selected}")
     return [*lines, ""]
 
 

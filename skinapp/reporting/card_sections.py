@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skinapp.model.card import ModelCard
-from skinapp.model.measured import SCORED_BY_ENSEMBLE, CardMetrics, CheckFigures, FlagFigures
+from skinapp.model.measured import SCORED_BY_ENSEMBLE, CalibrationFigures, CardMetrics, CheckFigures, FlagFigures
 from skinapp.trust.flags import FIXED_CHECKS
 from skinapp.trust.risk import TIER_NAMES
 from skinapp.vocab import CLASSES, STRUCTURE_NAMES
@@ -248,6 +248,17 @@ def _calibration_on_checks(metrics: CardMetrics) -> str:
             "exact than the held-out figures suggest.")
 
 
+def _calibration_rose(c: CalibrationFigures) -> str:
+    """Why the error can rise: the temperature minimises the log-loss, not the binned error, and a model whose
+    probabilities already match their frequencies is pushed past them."""
+    if c.ece_after <= c.ece_before or c.temperature == 1.0:
+        return ""
+    leaning = "under" if c.temperature > 1.0 else "over"
+    return (f", higher: the ensemble's probabilities already matched how often it was right, and the temperature, "
+            f"which minimises the log-loss, leaves them slightly {leaning}-confident (a diagnosis is right a little "
+            f"{'more' if leaning == 'under' else 'less'} often than its probability says)")
+
+
 def _flag_parts(flags: FlagFigures) -> str:
     if flags.always_checked_share is None:  # fitted before the budget counted the always-checked cases
         return ""
@@ -268,7 +279,7 @@ def trust_section(card: ModelCard) -> list[str]:
         f"Temperature scaling (T = {c.temperature:.3f}, fitted on the {c.n_images} out-of-fold predictions; "
         "it changes no prediction's ranking of the classes, so the figures above stay as they are). Expected "
         f"calibration error of the top diagnosis: **{c.ece_before:.3f} before, {c.ece_after:.3f} after** "
-        f"({c.ece_after_note}); without metadata {c.ece_before_without_metadata:.3f} → "
+        f"({c.ece_after_note}){_calibration_rose(c)}; without metadata {c.ece_before_without_metadata:.3f} → "
         f"{c.ece_after_without_metadata:.3f}. Malignancy probability against the malignant/benign truth: "
         f"calibration error {c.malignancy_calibration_error_before:.3f} → {c.malignancy_calibration_error_after:.3f}."
         + _calibration_on_checks(metrics),
@@ -518,8 +529,10 @@ def screening_lines(card: ModelCard, folder: Path) -> list[str]:
         f"| {c['benign_above_net']:.0%} of {c['benign']} | {c['melanomas_at_or_above_net']} of {c['melanomas']} | {auc} |",
         "",
         f"{c['benign_above_net']:.0%} of these benign lesions would be marked for excision or as cannot-exclude: on a "
-        "screening population the warning does not yet discriminate (see the short-protocol experiments below for "
-        "training on it)." if c["benign_above_net"] >= 0.3 else "The warning stays selective on this population.", "",
+        "screening population the warning does not yet discriminate"
+        + (", although the model trained on the other patients of this population." if held_out else
+           " (see the short-protocol experiments below for training on it).")
+        if c["benign_above_net"] >= 0.3 else "The warning stays selective on this population.", "",
     ]
 
 

@@ -39,6 +39,13 @@ def _colour_text(card: ModelCard) -> str:
     return ""
 
 
+def _malignant_share(share: float | list[float] | None) -> str:
+    if share is None:
+        return ""
+    shares = " / ".join(f"{s:.0%}" for s in (share if isinstance(share, list) else [share]))
+    return f"; its melanomas are given {shares} of its draws"
+
+
 def _training_lines(card: ModelCard) -> list[str]:
     training = card.training
     datasets = training.get("datasets") or [training.get("dataset", "HAM10000")]
@@ -54,6 +61,11 @@ def _training_lines(card: ModelCard) -> list[str]:
         lines.append("- ISIC 2017 (Codella N. et al., arXiv:1710.05006): the `train` split's melanomas, nevi and "
                      "seborrheic keratoses, in every member's training set, without masks (the mask loss skips them). "
                      "The `val` split is never trained on: it is the external check.")
+    if training.get("siim2020"):
+        lines.append("- SIIM-ISIC 2020 (Rotemberg V. et al., Sci Data 8, 34 (2021)): a screening population's images, "
+                     "split over the folds by patient. Its unbiopsied lesions say only *benign*: they train with the "
+                     "partial label, the loss on the summed probability of the benign classes, not as nevi"
+                     + _malignant_share(training.get("partial_source_malignant_share")) + ".")
     lines += [
         f"- Folds: {training.get('n_folds', '?')} HAM10000 folds grouped by `lesion_id` (no lesion in two folds), "
         f"stratified by diagnosis, seed {training.get('seed', '?')}; `folds.csv` lists every image's fold.",
@@ -85,6 +97,13 @@ def _training_lines(card: ModelCard) -> list[str]:
         lines.append(f"- Fine-tuned: each member started from the member of model {start['version']} that held out the "
                      f"same fold (weights digest `{start['members_digest'][:12]}`), whose folds it keeps; that start "
                      "was trained from ImageNet as its own card says. The schedule below is the fine-tuning's.")
+    soup = training.get("soup_of")
+    if soup:
+        lines.append(f"- Model soup (Wortsman M. et al., ICML 2022): each member is the weight-by-weight mean of the "
+                     f"members of the same fold of {len(soup)} ensembles fine-tuned from that start alike but for "
+                     + ", ".join(f"{key} ({' / '.join(json.dumps(v) for v in values)})"
+                                 for key, values in training.get("soup_varies", {}).items())
+                     + " (members digests " + ", ".join(f"`{s['members_digest'][:12]}`" for s in soup) + ").")
     lines.append("- Augmentation: flips, transpose, shift-scale-rotate, brightness/contrast/gamma/hue/saturation, "
                  "dermatoscope black circle, cutout patches" + "".join(f", {e}" for e in extras) +
                  f". AdamW lr {training.get('lr')}, cosine schedule with warm-up, EMA of weights, {selection}, "

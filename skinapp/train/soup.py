@@ -80,8 +80,8 @@ def averaged_state(paths: list[Path]) -> dict[str, torch.Tensor]:
 
 
 def soup_training(ingredients: list[Ingredient], out: Path) -> dict:
-    """Provenance: what the ingredients share as it is, what differs as the list of their values, and each
-    ingredient by version and members digest."""
+    """Provenance: what the ingredients share as it is, what differs as the list of their values (the recipe's such
+    settings also in `soup_varies`), and each ingredient by version and members digest."""
     trainings = [i.card.training for i in ingredients]
 
     def merged(dicts: list[dict]) -> dict:
@@ -90,9 +90,11 @@ def soup_training(ingredients: list[Ingredient], out: Path) -> dict:
                 for k in keys}
 
     training = merged(trainings)
-    recipe = merged([t.get("recipe", {}) for t in trainings])
+    recipes = [t.get("recipe", {}) for t in trainings]
+    recipe = merged(recipes)
     recipe["soup"] = "uniform"
-    training.update(out=str(out), recipe=recipe,
+    varies = {k: [r.get(k) for r in recipes] for k in recipe if any(r.get(k) != recipes[0].get(k) for r in recipes)}
+    training.update(out=str(out), recipe=recipe, soup_varies=varies,
                     soup_of=[{"folder": str(i.folder), "version": i.card.version,
                               "members_digest": members_digest(i.folder)} for i in ingredients])
     return training
