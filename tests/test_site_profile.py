@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import cv2
@@ -46,6 +47,11 @@ def test_a_profile_is_estimated_without_touching_the_model_and_changes_what_it_s
     assert predictor.identity != plain_identity  # results with and without the profile are told apart
     assert "Clinic B" in adapted[0].model_version and loaded.identity[:12] in adapted[0].model_version
     assert not np.allclose(plain[0].probabilities, adapted[0].probabilities)
+    # the stored version holds 128 characters: a long name is cut to what fits, the identity never
+    predictor.adapt_to_site(dataclasses.replace(loaded, name="Clinic B, dermatoscope 4, " + "x" * 200))
+    version = predictor.model_version
+    assert len(version) == 128 and "Clinic B, dermatoscope 4, x" in version and version.endswith(
+        f" ({predictor.site_profile.identity[:12]}, {MIN_SITE_IMAGES} images)")
 
 
 def test_too_few_images_are_refused_in_plain_words(weights):

@@ -124,8 +124,9 @@ class Predictor:
             return self.card.version
         profile = self.site_profile
         # the stored version holds at most 128 characters: a long profile name is cut, never its identity
-        name = profile.name[:max(8, 128 - len(self.card.version) - 60)]
-        return f"{self.card.version}{SITE_PROFILE_MARK}{name} ({profile.identity[:12]}, {profile.n_images} images)"
+        named = f" ({profile.identity[:12]}, {profile.n_images} images)"
+        name = profile.name[:max(8, 128 - len(self.card.version) - len(SITE_PROFILE_MARK) - len(named))]
+        return f"{self.card.version}{SITE_PROFILE_MARK}{name}{named}"
 
     @property
     def identity(self) -> str:

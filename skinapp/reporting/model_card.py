@@ -99,10 +99,11 @@ def _training_lines(card: ModelCard) -> list[str]:
                      "was trained from ImageNet as its own card says. The schedule below is the fine-tuning's.")
     soup = training.get("soup_of")
     if soup:
+        varies = ", ".join(f"{key} ({' / '.join(json.dumps(v) for v in values)})"
+                           for key, values in training.get("soup_varies", {}).items())
         lines.append(f"- Model soup (Wortsman M. et al., ICML 2022): each member is the weight-by-weight mean of the "
-                     f"members of the same fold of {len(soup)} ensembles fine-tuned from that start alike but for "
-                     + ", ".join(f"{key} ({' / '.join(json.dumps(v) for v in values)})"
-                                 for key, values in training.get("soup_varies", {}).items())
+                     f"members of the same fold of {len(soup)} ensembles fine-tuned from that start alike"
+                     + (f" but for {varies}" if varies else "")
                      + " (members digests " + ", ".join(f"`{s['members_digest'][:12]}`" for s in soup) + ").")
     lines.append("- Augmentation: flips, transpose, shift-scale-rotate, brightness/contrast/gamma/hue/saturation, "
                  "dermatoscope black circle, cutout patches" + "".join(f", {e}" for e in extras) +

@@ -100,6 +100,19 @@ def soup_training(ingredients: list[Ingredient], out: Path) -> dict:
     return training
 
 
+def _averaged_member(ingredients: list[Ingredient], fold: int, out: Path) -> Member:
+    sources = [i.folder / i.member_of(fold).file for i in ingredients]
+    for ingredient, source in zip(ingredients, sources, strict=True):
+        if not source.is_file() or sha256_of(source) != ingredient.member_of(fold).sha256:
+            raise WeightsError(f"{source} is missing or does not match the model card of {ingredient.folder}")
+    with safe_open(str(sources[0]), "pt") as handle:
+        metadata = handle.metadata()
+    target = out / f"fold{fold}.safetensors"
+    save_file(averaged_state(sources), str(target), metadata=metadata)
+    return Member(file=target.name, sha256=sha256_of(target), validation_fold=fold,
+                  best_epoch=ingredients[0].member_of(fold).best_epoch)
+
+
 def make_soup(folders: list[Path], out: Path) -> ModelCard:
     """Average the ensembles in `folders` member by member into `out` (which must be new or empty)."""
     ingredients = [Ingredient.load(f) for f in folders]
@@ -107,16 +120,12 @@ def make_soup(folders: list[Path], out: Path) -> ModelCard:
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; a soup is written into a fresh folder")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ingredients[0].folder / FOLDS_FILE, out / FOLDS_FILE)
-    members = []
-    for fold in folds:
-        sources = [i.folder / i.member_of(fold).file for i in ingredients]
-        with safe_open(str(sources[0]), "pt") as handle:
-            metadata = handle.metadata()
-        target = out / f"fold{fold}.safetensors"
-        save_file(averaged_state(sources), str(target), metadata=metadata)
-        members.append(Member(file=target.name, sha256=sha256_of(target), validation_fold=fold,
-                              best_epoch=ingredients[0].member_of(fold).best_epoch))
+    try:
+        members = [_averaged_member(ingredients, fold, out) for fold in folds]
+        shutil.copyfile(ingredients[0].folder / FOLDS_FILE, out / FOLDS_FILE)
+    except BaseException:  # nothing half-made is left to be taken for a soup
+        shutil.rmtree(out)
+        raise
     first = ingredients[0].card
     recipe = first.version.split("+", 1)[-1].removesuffix(f"-{len(first.members)}fold")
     version = f"{__version__}+{recipe}-soup-{len(members)}fold"
