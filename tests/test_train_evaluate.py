@@ -313,10 +313,10 @@ def test_a_soup_averages_fine_tunes_of_one_start_fold_by_fold_and_refuses_what_d
     assert main(["soup", str(tuned["1e-3"]), "--out", str(tmp_path / "alone")]) == 2
     assert "at least two ensembles" in capsys.readouterr().err
     assert main(["soup", str(tuned["1e-3"]), str(tuned["3e-4"]), "--out", str(soup)]) == 2
-    assert "is not empty" in capsys.readouterr().err
+    assert "is not an empty folder" in capsys.readouterr().err
     assert not (tmp_path / "no_start").exists() and not (tmp_path / "alone").exists()
     torn = tmp_path / "torn"  # a member file that is not what its card says: nothing half-made is left
     shutil.copytree(tuned["3e-4"], torn)
     (torn / "fold1.safetensors").write_bytes(b"not safetensors")
-    assert main(["soup", str(tuned["1e-3"]), str(torn), "--out", str(tmp_path / "half")]) != 0
-    assert not (tmp_path / "half").exists()
+    assert main(["soup", str(tuned["1e-3"]), str(torn), "--out", str(tmp_path / "half")]) == 2
+    assert "does not match the model card" in capsys.readouterr().err and not (tmp_path / "half").exists()

@@ -26,7 +26,8 @@ def save_weights(model: LesionNet, path: Path, half: bool = False) -> str:
     return sha256_of(path)
 
 
-def load_member(folder: Path, member: Member, config: ModelConfig, device: str | torch.device = "cpu") -> LesionNet:
+def verified_file(folder: Path, member: Member) -> Path:
+    """The member's weight file, present and as its card's sha256 says; WeightsError otherwise."""
     path = Path(folder) / member.file
     if not path.is_file():
         raise WeightsError(f"weight file {path} named in the model card is missing")
@@ -36,6 +37,11 @@ def load_member(folder: Path, member: Member, config: ModelConfig, device: str |
             f"weight file {path} does not match the model card (sha256 {actual[:12]}… instead of {member.sha256[:12]}…);"
             " it was changed or corrupted — restore it from the release"
         )
+    return path
+
+
+def load_member(folder: Path, member: Member, config: ModelConfig, device: str | torch.device = "cpu") -> LesionNet:
+    path = verified_file(folder, member)
     model = LesionNet(config, pretrained_encoder=False)
     try:
         state = load_file(str(path))

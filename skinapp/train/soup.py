@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from skinapp import __version__
 from skinapp.model.card import Member, ModelCard, WeightsError, sha256_of
+from skinapp.model.checkpoint import verified_file
 from skinapp.train.config import members_digest
 from skinapp.train.loop import CARD_FILE, FOLDS_FILE
 
@@ -53,6 +54,8 @@ def check_ingredients(ingredients: list[Ingredient]) -> list[int]:
             raise ValueError(f"{name} prepare images differently; their average would see neither's inputs")
         if sorted(m.validation_fold for m in other.card.members) != folds:
             raise ValueError(f"{name} have members for other folds")
+        if not all((i.folder / FOLDS_FILE).is_file() for i in (first, other)):
+            raise WeightsError(f"{name}: each ensemble needs its {FOLDS_FILE}, which says what its members held out")
         if (other.folder / FOLDS_FILE).read_bytes() != (first.folder / FOLDS_FILE).read_bytes():
             raise ValueError(f"{name} hold out other images ({FOLDS_FILE} differs): a soup member would have seen "
                              "what it is scored on")
@@ -101,10 +104,7 @@ def soup_training(ingredients: list[Ingredient], out: Path) -> dict:
 
 
 def _averaged_member(ingredients: list[Ingredient], fold: int, out: Path) -> Member:
-    sources = [i.folder / i.member_of(fold).file for i in ingredients]
-    for ingredient, source in zip(ingredients, sources, strict=True):
-        if not source.is_file() or sha256_of(source) != ingredient.member_of(fold).sha256:
-            raise WeightsError(f"{source} is missing or does not match the model card of {ingredient.folder}")
+    sources = [verified_file(i.folder, i.member_of(fold)) for i in ingredients]
     with safe_open(str(sources[0]), "pt") as handle:
         metadata = handle.metadata()
     target = out / f"fold{fold}.safetensors"
@@ -117,8 +117,8 @@ def make_soup(folders: list[Path], out: Path) -> ModelCard:
     """Average the ensembles in `folders` member by member into `out` (which must be new or empty)."""
     ingredients = [Ingredient.load(f) for f in folders]
     folds = check_ingredients(ingredients)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; a soup is written into a fresh folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} is not an empty folder; a soup is written into a fresh one")
     out.mkdir(parents=True, exist_ok=True)
     try:
         members = [_averaged_member(ingredients, fold, out) for fold in folds]
