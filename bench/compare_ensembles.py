@@ -63,6 +63,7 @@ def scored(weights: Path, ham, isic_val, siim, siim_folds: np.ndarray | None) ->
     external_p = np.stack([p.probabilities for p in predictor.predict(isic.images, isic.metadata)])
     figures = {
         "model": card.version, "identity": card.identity, "recipe": card.training.get("recipe", {}),
+        **({"soup_of": [i["folder"] for i in card.training["soup_of"]]} if card.training.get("soup_of") else {}),
         "per_fold": per_fold,
         "out_of_fold": {"malignant_auc": float(roc_auc_score(malignant, risk)),
                         "balanced_accuracy": balanced_accuracy(labels, probabilities),

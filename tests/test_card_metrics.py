@@ -422,12 +422,14 @@ def test_a_candidate_is_named_by_what_its_recipe_changes(tmp_path):
                                                                       "partial_source_malignant_share": 0.15}},
         "runs/ft": _ensemble("f", 0.909, 29) | {"recipe": recipe | {"init_from": "77cfceba568a390c10faf411"}},
         "runs/soup": _ensemble("u", 0.909, 29) | {"recipe": recipe | {"partial_source_malignant_share": [0.3, 0.15],
-                                                                      "soup": "uniform"}}}}))
+                                                                      "soup": "uniform"},
+                                                   "soup_of": ["runs/siim", "runs/unseen"]}}}))
     text = "\n".join(candidates_section(tmp_path))
     assert ("- `runs/soup` (its recipe: partial_source_malignant_share [0.3, 0.15], soup \"uniform\") against "
             "`weights`: ") in text
     soup_line = next(line for line in text.splitlines() if line.startswith("- `runs/soup`"))
-    assert soup_line.endswith("so its figures here carry that selection.")
+    assert soup_line.endswith("A soup of `runs/siim`, compared above or below first: it was chosen after they were "
+                              "seen, so its figures carry that selection.")
     assert "carry that selection" not in next(line for line in text.splitlines() if line.startswith("- `runs/ft`"))
     assert "- `runs/siim` (its recipe: partial_source_malignant_share 0.15, with_siim2020 true) against `weights`: " in text
     assert "- `runs/ft` (its recipe: init_from members 77cfceba568a…) against `weights`: " in text

@@ -120,13 +120,16 @@ def candidates_section(folder: Path, card: ModelCard | None = None) -> list[str]
              f"{FULL_LENGTH_TOLERANCE}, at least {SELECTIVE_GAIN * 100:.0f} percentage points fewer of their held-out "
              "benign lesions at or above the net), and loses no screening melanoma.", ""]
     sharp = _sharp_runs(folder)
-    for path in comparisons:
-        lines += _comparison(json.loads(path.read_text())["results"], sharp, card)
+    tables = [json.loads(path.read_text())["results"] for path in comparisons]
+    compared = {where for results in tables for where in results}
+    for results in tables:
+        lines += _comparison(results, sharp, card, compared)
     return [*lines, *sharp_files_section(folder)]
 
 
-def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> list[str]:
-    """One comparison's table (its baseline first) and each candidate's verdict."""
+def _comparison(results: dict, sharp: list[dict], card: ModelCard | None, compared: set[str]) -> list[str]:
+    """One comparison's table (its baseline first) and each candidate's verdict; `compared`: every ensemble in any
+    comparison, so that a soup of ensembles already compared says it was chosen after they were seen."""
     held_out_patients = any(SIIM_KEYS[1] in r for r in results.values())
     screening = ("each held-out patient by the member that holds out its fold (a candidate trained on these "
                  "patients; both rows scored so)" if held_out_patients else "every image (never trained on)")
@@ -151,8 +154,9 @@ def _comparison(results: dict, sharp: list[dict], card: ModelCard | None) -> lis
                    else f"shipped as model {short_version(r['model'])}, since retired" if v.meets and
                    where.startswith(RETIRED_FOLDER)
                    else "meets the rule: run its full `evaluate` and ship it" if v.meets else "not shipped")
-        selected = (" An average of ensembles already scored on these images: it was chosen after they were seen, "
-                    "so its figures here carry that selection." if r.get("recipe", {}).get("soup") else "")
+        seen = [f"`{i}`" for i in r.get("soup_of", []) if i in compared]
+        selected = (f" A soup of {', '.join(seen)}, compared above or below first: it was chosen after they were "
+                    "seen, so its figures carry that selection." if seen else "")
         lines.append(f"- `{where}`{_recipe_difference(base, r)} against `{base_at}`: out-of-fold malignant AUC "
                      f"{v.held_out_gain:+.3f}, ISIC 2017 val melanoma AUC {v.external_gain:+.3f}; "
                      f"{'meets the rule' if v.meets else 'misses the rule'}, {v.why}: {outcome}.{selected}")
