@@ -15,6 +15,7 @@ from skinapp.cli import main
 from skinapp.inference import Predictor
 from skinapp.metrics import jaccard
 from skinapp.model.card import ModelCard
+from skinapp.reporting.card_sections import TARGETS
 from skinapp.vocab import CLASSES, Metadata
 
 
@@ -104,12 +105,13 @@ def test_calibration_and_flags_were_fitted_by_evaluate(shipped_weights):
     calibration, flags = card.metrics.calibration, card.metrics.flags
     assert calibration is not None and flags is not None and flags.accuracy_flagged is not None
     assert card.temperature == calibration.temperature != 1.0
-    assert calibration.ece_after <= 0.03  # the card's target
+    (target,) = [t for t in TARGETS if t.name == "ECE after calibration"]
+    assert calibration.ece_after <= target.bound
     assert flags.flagged_share <= 0.2 + 1e-3 and flags.accuracy_unflagged > flags.accuracy_flagged
     markdown = (shipped_weights / "MODEL_CARD.md").read_text()
     assert f"{calibration.ece_after:.3f} after" in markdown and f"{flags.errors_caught:.1%}" in markdown
     if calibration.ece_after > calibration.ece_before:  # the card says why, not only the figures
-        assert "which minimises the log-loss, leaves them slightly" in markdown
+        assert "higher: the temperature minimises the log-loss, not this binned error" in markdown
     external = card.metrics.check_sets["isic2017_val"].ece  # the temperature's reach beyond HAM10000 is stated too
     assert f"ISIC 2017 val {external:.3f}" in markdown
     for picture in ("reliability.png", "coverage.png"):

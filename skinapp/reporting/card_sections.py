@@ -249,14 +249,13 @@ def _calibration_on_checks(metrics: CardMetrics) -> str:
 
 
 def _calibration_rose(c: CalibrationFigures) -> str:
-    """Why the error can rise: the temperature minimises the log-loss, not the binned error, and a model whose
-    probabilities already match their frequencies is pushed past them."""
+    """Why the error can rise: the temperature minimises the log-loss, not this binned error."""
     if c.ece_after <= c.ece_before or c.temperature == 1.0:
         return ""
-    leaning = "under" if c.temperature > 1.0 else "over"
-    return (f", higher: the ensemble's probabilities already matched how often it was right, and the temperature, "
-            f"which minimises the log-loss, leaves them slightly {leaning}-confident (a diagnosis is right a little "
-            f"{'more' if leaning == 'under' else 'less'} often than its probability says)")
+    change = "softens" if c.temperature > 1.0 else "sharpens"
+    return (f", higher: the temperature minimises the log-loss, not this binned error, and it {change} the "
+            "probabilities, which here moved them away from how often the top diagnosis was right (the reliability "
+            "diagram below shows where)")
 
 
 def _flag_parts(flags: FlagFigures) -> str:
